@@ -1,0 +1,3 @@
+from rolloutctl.cli.main import run
+
+run()

@@ -1,0 +1,129 @@
+"""Shared CLI plumbing: global options, the engine context, and output.
+
+Kept free of heavy imports: `rollback`, `pause` and `status` pass through here."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rolloutctl.errors import ExitCode, UsageError
+
+
+@dataclass
+class Globals:
+    state_dir: Path
+    reports_dir: Path
+    actor: str
+    json: bool
+    verbose: bool
+    now: datetime | None
+    wait: float
+
+
+GLOBALS: list[Globals] = []
+
+
+def current() -> Globals:
+    return GLOBALS[-1]
+
+
+def default_actor() -> str:
+    env = os.environ.get("ROLLOUTCTL_ACTOR")
+    if env:
+        return env
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def parse_now(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"--now {text!r} is not an ISO 8601 time") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def context(json_flag: bool = False) -> Any:
+    from rolloutctl.engine import Context
+    from rolloutctl.state.store import StateStore
+
+    g = current()
+    if json_flag:
+        g.json = True
+    now = g.now
+    return Context(
+        store=StateStore(g.state_dir),
+        actor=g.actor,
+        reports_dir=g.reports_dir,
+        clock=(lambda: now) if now else (lambda: datetime.now(UTC)),
+        lock_wait=g.wait,
+    )
+
+
+def resolve_rollout(name_or_path: str) -> str:
+    """ROLLOUT is a rollout name or the path of its playbook."""
+    if name_or_path.endswith((".yaml", ".yml")) or os.sep in name_or_path:
+        path = Path(name_or_path)
+        if path.is_file():
+            import yaml
+
+            try:
+                data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            except (yaml.YAMLError, OSError, UnicodeDecodeError):
+                data = None
+            if isinstance(data, dict) and isinstance(data.get("rollout"), str):
+                return data["rollout"]
+            raise UsageError(f"{path}: cannot read a `rollout:` name from this playbook")
+    return name_or_path
+
+
+def emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def say(text: str) -> None:
+    sys.stdout.write(text + "\n")
+
+
+def warn(text: str) -> None:
+    sys.stderr.write(f"warning: {text}\n")
+
+
+def finish(outcome: Any, json_flag: bool) -> None:
+    """Render an engine Outcome and exit with its code."""
+    import typer
+
+    if json_flag or current().json:
+        emit_json(outcome.to_dict())
+    else:
+        for w in outcome.warnings:
+            warn(w)
+        if outcome.gate is not None:
+            from rolloutctl.cli.render import print_gate
+
+            print_gate(outcome.gate)
+        say(outcome.message)
+    raise typer.Exit(int(outcome.exit_code))
+
+
+def require_reason(reason: str | None, command: str) -> str:
+    if not reason or not reason.strip():
+        raise UsageError(
+            f"{command} needs --reason TEXT: every manual action is audited with its reason",
+            hint=f'rolloutctl {command} ROLLOUT --reason "why"',
+        )
+    return reason.strip()
+
+
+OK = ExitCode.OK

@@ -1,0 +1,251 @@
+"""The `rolloutctl` command: global options, the commands, and the one place that turns
+exceptions into messages and exit codes (DESIGN.md §4)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from rolloutctl.cli import common
+from rolloutctl.cli.common import context, finish, require_reason, resolve_rollout
+from rolloutctl.errors import ExitCode, RolloutError
+
+app = typer.Typer(
+    name="rolloutctl",
+    help="Roll out AI changes (models, prompts, tools, routes) on evidence: statistical "
+    "canary gates per metric and segment, flag flips, reports.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object on stdout")]
+ReasonOpt = Annotated[str | None, typer.Option("--reason", help="why (required, audited)")]
+
+
+@app.callback()
+def main(
+    state_dir: Annotated[Path | None, typer.Option(help="state folder [env ROLLOUTCTL_STATE_DIR; .rolloutctl]")] = None,
+    reports_dir: Annotated[Path | None, typer.Option(help="report folder [env ROLLOUTCTL_REPORTS_DIR; reports]")] = None,
+    actor: Annotated[str | None, typer.Option(help="who acts [env ROLLOUTCTL_ACTOR; login name]")] = None,
+    json_out: JsonOpt = False,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="tracebacks on errors")] = False,
+    now: Annotated[str | None, typer.Option(help="evaluate as of this ISO time [env ROLLOUTCTL_NOW]")] = None,
+    wait: Annotated[float, typer.Option(help="seconds to wait for a rollout's lock")] = 0.0,
+) -> None:  # fmt: skip
+    common.GLOBALS.append(
+        common.Globals(
+            state_dir=state_dir or Path(os.environ.get("ROLLOUTCTL_STATE_DIR", ".rolloutctl")),
+            reports_dir=reports_dir or Path(os.environ.get("ROLLOUTCTL_REPORTS_DIR", "reports")),
+            actor=actor or common.default_actor(),
+            json=json_out,
+            verbose=verbose,
+            now=common.parse_now(now or os.environ.get("ROLLOUTCTL_NOW")),
+            wait=wait,
+        )
+    )
+
+
+# ---------------------------------------------------------------- fast path: no analysis
+
+
+@app.command()
+def rollback(rollout: str, reason: ReasonOpt = None, json_out: JsonOpt = False) -> None:
+    """Send all traffic back to the control now. No analysis; works with every metrics
+    backend down; idempotent."""
+    from rolloutctl import engine
+
+    why = require_reason(reason, "rollback")
+    finish(engine.rollback(context(), resolve_rollout(rollout), why), json_out)
+
+
+@app.command()
+def pause(rollout: str, reason: ReasonOpt = None, json_out: JsonOpt = False) -> None:
+    """Hold the rollout where it is (traffic unchanged) until `resume`."""
+    from rolloutctl import engine
+
+    why = require_reason(reason, "pause")
+    finish(engine.pause(context(), resolve_rollout(rollout), why), json_out)
+
+
+@app.command()
+def resume(rollout: str, reason: ReasonOpt = None, json_out: JsonOpt = False) -> None:
+    """Let a paused rollout's gates decide again."""
+    from rolloutctl import engine
+
+    why = require_reason(reason, "resume")
+    finish(engine.resume(context(), resolve_rollout(rollout), why), json_out)
+
+
+@app.command()
+def status(
+    rollout: Annotated[str | None, typer.Argument()] = None, json_out: JsonOpt = False
+) -> None:
+    """Where each rollout stands (all of them when no name is given)."""
+    from rolloutctl import engine
+
+    rows = engine.status(context(), resolve_rollout(rollout) if rollout else None)
+    if json_out or common.current().json:
+        common.emit_json({"rollouts": rows})
+        return
+    if not rows:
+        common.say(f"no rollouts in {common.current().state_dir}")
+    for row in rows:
+        common.say(
+            f"{row['rollout']}: {row['status']} at {row['stage']} "
+            f"({row['canary_percent']:g}% to {row['flag']['canary']}), since "
+            f"{row['stage_started_at']}; last gate: {row['last_verdict'] or '—'}"
+            f"{' → ' + row['last_decision'] if row['last_decision'] else ''}"
+        )
+        if row.get("paused_reason"):
+            common.say(f"  reason: {row['paused_reason']}")
+        if row.get("flag_warning"):
+            common.warn(row["flag_warning"])
+
+
+@app.command()
+def history(rollout: str, json_out: JsonOpt = False) -> None:
+    """The audit log: every action with time, actor, reason and verdict."""
+    ctx = context()
+    events = ctx.store.history(resolve_rollout(rollout))
+    if json_out or common.current().json:
+        common.emit_json({"rollout": resolve_rollout(rollout), "events": events})
+        return
+    for e in events:
+        after = e.get("after") or {}
+        verdict = e.get("verdict") or {}
+        detail = e.get("reason") or (
+            f"{verdict.get('verdict')} → {verdict.get('decision')}" if verdict else ""
+        )
+        common.say(
+            f"{e.get('time')}  {e.get('actor', '?'):<12} {e.get('command', '?'):<9} "
+            f"{after.get('stage', '')} {after.get('status', '')} "
+            f"{after.get('canary_percent', '')}%  {detail}"
+        )
+
+
+# ---------------------------------------------------------------- gates
+
+
+@app.command()
+def start(playbook: Path, json_out: JsonOpt = False) -> None:
+    """Create the rollout and apply the first stage's flag split."""
+    from rolloutctl import engine
+    from rolloutctl.playbook.load import load_playbook
+
+    finish(engine.start(context(), load_playbook(playbook)), json_out)
+
+
+@app.command()
+def check(rollout: str, json_out: JsonOpt = False) -> None:
+    """Evaluate the current gate now and write its report; never acts.
+    Exit 0 pass, 10 would roll back, 11 inconclusive, 4 measurement error."""
+    from rolloutctl import engine
+
+    finish(engine.check(context(), resolve_rollout(rollout)), json_out)
+
+
+@app.command()
+def advance(
+    rollout: str,
+    watch: Annotated[bool, typer.Option(help="re-evaluate until the gate decides")] = False,
+    interval: Annotated[float, typer.Option(help="seconds between looks with --watch")] = 300.0,
+    timeout: Annotated[float | None, typer.Option(help="give up watching after seconds")] = None,
+    force: Annotated[bool, typer.Option(help="act even if the flag was changed by hand")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Evaluate the gate and act: advance, hold, pause or roll back."""
+    from rolloutctl import engine
+
+    name = resolve_rollout(rollout)
+    if not watch:
+        finish(engine.advance(context(), name, force=force), json_out)
+        return
+    from rolloutctl.cli.watch import watch_advance
+
+    finish(watch_advance(name, interval, timeout, force), json_out)
+
+
+@app.command()
+def promote(rollout: str, reason: ReasonOpt = None, json_out: JsonOpt = False) -> None:
+    """Move to the next stage whatever the gate says (manual override or approval)."""
+    from rolloutctl import engine
+
+    why = require_reason(reason, "promote")
+    finish(engine.promote(context(), resolve_rollout(rollout), why), json_out)
+
+
+@app.command()
+def retry(rollout: str, reason: ReasonOpt = None, json_out: JsonOpt = False) -> None:
+    """Restart the current stage (after a rollback or a stuck gate): split re-applied, window reset."""
+    from rolloutctl import engine
+
+    finish(engine.retry(context(), resolve_rollout(rollout), reason), json_out)
+
+
+@app.command()
+def report(rollout: str, json_out: JsonOpt = False) -> None:
+    """Re-render the rollout's index page from its state and audit records."""
+    from rolloutctl.report.html import write_rollout_index
+
+    ctx = context()
+    name = resolve_rollout(rollout)
+    ctx.store.load(name)
+    path = write_rollout_index(ctx.reports_dir, name, ctx.store.history(name))
+    if json_out or common.current().json:
+        common.emit_json({"rollout": name, "report": str(path)})
+    else:
+        common.say(f"wrote {path}")
+
+
+# ---------------------------------------------------------------- playbooks, data, demo
+
+from rolloutctl.cli import playbook_cmds, sim_cmds  # noqa: E402
+
+playbook_cmds.register(app)
+sim_cmds.register(app)
+
+
+def run() -> None:
+    """Console entry point: errors become a message, a hint and the right exit code."""
+    verbose = "-v" in sys.argv[1:] or "--verbose" in sys.argv[1:]
+    argv = sys.argv[1:]
+    if "--json" in argv:  # accepted before or after the command name
+        argv = [a for a in argv if a != "--json"]
+        argv.insert(0, "--json")
+    try:
+        code = app(args=argv, prog_name="rolloutctl", standalone_mode=False)
+    except RolloutError as exc:
+        if verbose:
+            traceback.print_exc()
+        sys.stderr.write(f"error: {exc.message}\n")
+        if exc.hint:
+            sys.stderr.write(f"hint: {exc.hint}\n")
+        sys.exit(int(exc.exit_code))
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        sys.exit(130)
+    except Exception as exc:  # click usage errors, then bugs
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(1)
+        if verbose:
+            traceback.print_exc()
+        sys.stderr.write(
+            f"internal error: {type(exc).__name__}: {exc}\n"
+            "hint: this is a bug in rolloutctl; run again with -v for the traceback\n"
+        )
+        sys.exit(int(ExitCode.INTERNAL))
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,124 @@
+"""init, validate, schema, plan."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from rolloutctl.cli import common
+from rolloutctl.errors import ExitCode, InvalidInput, PlaybookInvalid, UsageError
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(init)
+    app.command()(validate)
+    app.command()(schema)
+    app.command()(plan)
+
+
+def init(
+    directory: Annotated[Path, typer.Argument(help="where to write rollout.yaml")] = Path("."),
+    force: Annotated[bool, typer.Option(help="overwrite an existing file")] = False,
+) -> None:
+    """Write a starter playbook (an AI model upgrade) to DIR/rollout.yaml."""
+    from importlib.resources import files
+
+    from rolloutctl.atomic import atomic_write
+
+    target = directory / "rollout.yaml"
+    if target.exists() and not force:
+        raise UsageError(f"{target} exists", hint="pass --force to overwrite it")
+    text = files("rolloutctl.playbook").joinpath("starter.yaml").read_text(encoding="utf-8")
+    atomic_write(target, text.encode())
+    common.say(f"wrote {target}; next: rolloutctl validate {target}")
+
+
+def validate(
+    playbooks: Annotated[list[Path], typer.Argument(help="playbook files")],
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Check playbooks: every problem with file:line:column, key path and what was expected."""
+    import os
+
+    from rolloutctl.playbook.load import env_references, load_playbook
+
+    results = []
+    worst = ExitCode.OK
+    for path in playbooks:
+        entry: dict[str, object] = {"file": str(path), "ok": True, "problems": []}
+        try:
+            loaded = load_playbook(path)
+            unset = [v for v in env_references(path) if v not in os.environ]
+            entry["rollout"] = loaded.playbook.rollout
+            entry["unset_env"] = unset
+        except PlaybookInvalid as exc:
+            entry.update(ok=False, problems=exc.problems)
+            worst = ExitCode.INVALID_INPUT
+        except InvalidInput as exc:
+            entry.update(ok=False, problems=[exc.message])
+            worst = ExitCode.INVALID_INPUT
+        results.append(entry)
+    if json_out or common.current().json:
+        common.emit_json({"ok": worst == ExitCode.OK, "playbooks": results})
+    else:
+        for entry in results:
+            if entry["ok"]:
+                common.say(f"{entry['file']}: ok (rollout {entry['rollout']})")
+                for var in entry.get("unset_env") or []:  # type: ignore[attr-defined]
+                    common.warn(f"{entry['file']}: ${{{var}}} is not set in this environment")
+            else:
+                problems = entry["problems"]
+                assert isinstance(problems, list)
+                common.say(f"{entry['file']}: {len(problems)} problem(s)")
+                for p in problems:
+                    common.say(f"  {p}")
+    raise typer.Exit(int(worst))
+
+
+def schema() -> None:
+    """Print the playbook JSON Schema (for editors and CI linters)."""
+    from rolloutctl.playbook.model import Playbook
+
+    data = Playbook.model_json_schema()
+    data["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    data["title"] = "rolloutctl playbook"
+    common.say(json.dumps(data, indent=2))
+
+
+def plan(
+    playbook: Path,
+    log: Annotated[Path | None, typer.Option(help="request log for baseline rates and volume")] = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:  # fmt: skip
+    """Stages, gates and segments; samples and time each gate needs at its traffic."""
+    from rolloutctl.planning import plan_rollout
+    from rolloutctl.playbook.load import load_playbook
+
+    result = plan_rollout(load_playbook(playbook), log)
+    if json_out or common.current().json:
+        common.emit_json(result)
+        return
+    common.say(f"rollout {result['rollout']}: {len(result['stages'])} stages")
+    if result.get("volume_per_hour"):
+        common.say(
+            f"traffic: {result['volume_per_hour']:,.0f} requests/hour ({result['volume_source']})"
+        )
+    for stage in result["stages"]:
+        common.say(
+            f"- {stage['name']} ({stage['kind']}, {stage['traffic']}%"
+            f"{', scope ' + stage['scope'] if stage['scope'] else ''}"
+            f"{', approval required' if stage['approval'] == 'required' else ''}):"
+            f" min {stage['min_duration'] or '0'}, max {stage['max_duration'] or '∞'}"
+        )
+        for m in stage["metrics"]:
+            if m["samples_per_arm"] is None:
+                common.say(f"    {m['name']}: no baseline to size it (pass --log)")
+                continue
+            eta = f", about {m['hours']:.1f} h" if m.get("hours") is not None else ""
+            common.say(
+                f"    {m['name']}: ~{m['samples_per_arm']:,} canary samples to show the "
+                f"{m['margin']} margin{eta}"
+            )

@@ -1,0 +1,540 @@
+"""The rollout state machine: start, check, advance, pause, resume, rollback, promote, retry.
+
+The engine takes its store, clock, actor and report folder as arguments (no globals), so
+tests drive time. Heavy modules (DuckDB, the stats engine, reports) are imported inside the
+functions that need them: `rollback`, `pause`, `resume` and `status` stay fast and work when
+every metrics backend is down."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rolloutctl.errors import BackendError, ExitCode, InvalidInput, StateConflict
+from rolloutctl.flags.registry import build_backend
+from rolloutctl.state.store import ACTIVE, RolloutState, StateStore
+
+if TYPE_CHECKING:
+    from rolloutctl.gate import GateResult
+    from rolloutctl.playbook.load import LoadedPlaybook
+
+SUPPORTED_STAGE_KINDS = ("canary", "ab")
+
+
+@dataclass
+class Context:
+    store: StateStore
+    actor: str
+    reports_dir: Path
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    lock_wait: float = 0.0
+
+
+@dataclass
+class Outcome:
+    """What a command did, rendered by the CLI as text or JSON."""
+
+    rollout: str
+    action: str
+    status: str
+    stage: str
+    canary_percent: float
+    message: str
+    exit_code: ExitCode = ExitCode.OK
+    gate: GateResult | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "rollout": self.rollout,
+            "action": self.action,
+            "status": self.status,
+            "stage": self.stage,
+            "canary_percent": self.canary_percent,
+            "message": self.message,
+            "exit_code": int(self.exit_code),
+            "warnings": self.warnings,
+        }
+        if self.gate is not None:
+            data.update(self.gate.to_dict())
+            data["rollout"], data["stage"] = self.rollout, self.gate.stage
+        return data
+
+
+def _snapshot(state: RolloutState) -> dict[str, Any]:
+    return {
+        "status": state.status,
+        "stage": state.stage,
+        "canary_percent": state.canary_percent,
+        "version": state.version,
+    }
+
+
+# ---------------------------------------------------------------- playbook helpers
+
+
+def effective_scopes(loaded: LoadedPlaybook) -> list[Any]:
+    """Per stage, the JsonLogic scope (None = everyone); a stage inherits until changed."""
+    from rolloutctl.playbook import expr
+
+    scopes: list[Any] = []
+    current: Any = None
+    for stage in loaded.playbook.stages:
+        if stage.scope is not None:
+            text = stage.scope.strip()
+            current = None if text.lower() == "all" else expr.to_jsonlogic(expr.parse(text))
+        scopes.append(current)
+    return scopes
+
+
+def scope_text(loaded: LoadedPlaybook, index: int) -> str | None:
+    current: str | None = None
+    for stage in loaded.playbook.stages[: index + 1]:
+        if stage.scope is not None:
+            current = None if stage.scope.strip().lower() == "all" else stage.scope
+    return current
+
+
+def _flag_spec(loaded: LoadedPlaybook) -> dict[str, Any]:
+    from rolloutctl.playbook.load import resolve_env
+
+    flag = loaded.playbook.flag.model_dump()
+    flag["path"] = loaded.resolve_path(flag["path"])
+    for key in ("key", "control", "canary"):
+        flag[key] = resolve_env(flag[key], where=str(loaded.path))
+    return flag
+
+
+def _load_playbook_for(state: RolloutState) -> LoadedPlaybook:
+    from rolloutctl.playbook.load import load_playbook
+
+    return load_playbook(state.playbook)
+
+
+def _parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+# ---------------------------------------------------------------- start
+
+
+def start(ctx: Context, loaded: LoadedPlaybook) -> Outcome:
+    pb = loaded.playbook
+    unsupported = [s.name for s in pb.stages if s.kind not in SUPPORTED_STAGE_KINDS]
+    if unsupported:
+        raise InvalidInput(
+            f"{loaded.path}: stage(s) {', '.join(unsupported)} are of a kind this version "
+            f"cannot run yet (it runs: {', '.join(SUPPORTED_STAGE_KINDS)})",
+            hint="remove those stages or run them by hand, then start again",
+        )
+    _check_sources(loaded)
+    store = ctx.store
+    with store.lock(pb.rollout, "start", ctx.lock_wait):
+        if store.exists(pb.rollout):
+            existing = store.load(pb.rollout)
+            if existing.status in ACTIVE:
+                raise StateConflict(
+                    f"rollout {pb.rollout!r} is already {existing.status} at stage "
+                    f"{existing.stage}",
+                    hint="`rolloutctl status` shows it; `rolloutctl rollback` ends it",
+                )
+        flag = _flag_spec(loaded)
+        backend = build_backend(flag)
+        first = pb.stages[0]
+        scope = effective_scopes(loaded)[0]
+        now = ctx.clock()
+        state = RolloutState(
+            rollout=pb.rollout, playbook=str(loaded.path), playbook_digest=loaded.digest,
+            flag=flag, status="running", stage_index=0, stage=first.name,
+            stage_started_at=now.isoformat(), canary_percent=first.traffic or 0.0, scope=scope,
+        )  # fmt: skip
+        # Record the intent first: a crash after the flip leaves state that names the flag.
+        split = backend.set_split(state.canary_percent, scope, rollout=pb.rollout, stage=first.name)
+        state.flag_fingerprint = split.fingerprint
+        for control in pb.controls:
+            _ensure_control_default(backend, control, flag)
+        store.save(state)
+        store.audit(
+            pb.rollout, actor=ctx.actor, command="start", reason=None, before=None,
+            after=_snapshot(state), at=now.isoformat(),
+        )  # fmt: skip
+    return Outcome(
+        pb.rollout, "start", state.status, state.stage, state.canary_percent,
+        f"started {pb.rollout}: stage {first.name}, {state.canary_percent:g}% to "
+        f"{flag['canary']}",
+    )  # fmt: skip
+
+
+def _ensure_control_default(backend: Any, control: Any, flag: dict[str, Any]) -> None:
+    """Controls start released: a boolean control flag is written as the opposite of what the
+    control sets (unless it already exists); numeric controls are written only when applied."""
+    for key, value in control.set.items():
+        if key == flag["key"] or not isinstance(value, bool):
+            continue
+        if hasattr(backend, "read_control") and backend.read_control(key) is None:
+            backend.set_control(key, not value)
+
+
+def _check_sources(loaded: LoadedPlaybook) -> None:
+    from rolloutctl.metrics.registry import available_kinds
+
+    pb = loaded.playbook
+    for metric in pb.metrics:
+        kind = pb.sources[metric.source].kind
+        if kind not in available_kinds() and not metric.advisory:
+            raise InvalidInput(
+                f"{loaded.path}: metric {metric.name!r} reads source {metric.source!r} of kind "
+                f"{kind!r}, which this version cannot query (it queries: "
+                f"{', '.join(available_kinds())})",
+                hint="mark the metric `advisory: true` or move it to a requestlog source",
+            )
+
+
+# ---------------------------------------------------------------- gate evaluation
+
+
+def measure_and_judge(
+    ctx: Context, loaded: LoadedPlaybook, state: RolloutState, now: datetime
+) -> GateResult:
+    from rolloutctl import gate
+    from rolloutctl.metrics.base import Measurement, MeasureRequest
+    from rolloutctl.metrics.registry import available_kinds, build_source
+    from rolloutctl.playbook import expr
+
+    pb = loaded.playbook
+    stage = pb.stages[state.stage_index]
+    metrics = gate.stage_metrics(pb, stage)
+    scope = scope_text(loaded, state.stage_index)
+    measurements: dict[str, Measurement] = {}
+    source_errors: dict[str, str] = {}
+    for source_name in sorted({m.source for m in metrics}):
+        if pb.sources[source_name].kind not in available_kinds():
+            source_errors[source_name] = f"source kind {pb.sources[source_name].kind!r} unavailable"
+            continue
+        request = MeasureRequest(
+            metrics=tuple(m for m in metrics if m.source == source_name),
+            start=_parse_time(state.stage_started_at),
+            end=now,
+            control=state.flag["control"],
+            canary=state.flag["canary"],
+            dimensions=tuple(pb.segments.dimensions),
+            scope=expr.parse(scope) if scope else None,
+            max_segments=pb.analysis.max_segments,
+        )
+        try:
+            measurements[source_name] = build_source(source_name, loaded).measure(request)
+        except BackendError as exc:
+            source_errors[source_name] = exc.message
+    return gate.evaluate(
+        pb, state.stage_index, measurements, source_errors,
+        stage_started=_parse_time(state.stage_started_at), now=now,
+        consecutive_errors=state.consecutive_errors,
+    )  # fmt: skip
+
+
+def _resolve_stage(loaded: LoadedPlaybook, state: RolloutState) -> None:
+    names = [s.name for s in loaded.playbook.stages]
+    if state.stage not in names:
+        raise StateConflict(
+            f"stage {state.stage!r} of rollout {state.rollout!r} is no longer in "
+            f"{loaded.path} (stages: {', '.join(names)})",
+            hint="restore the stage in the playbook, or roll back and start again",
+        )
+    state.stage_index = names.index(state.stage)
+
+
+def flag_drift(state: RolloutState) -> str | None:
+    """A message when the flag no longer looks as rolloutctl last left it."""
+    backend = build_backend(state.flag)
+    current = backend.read()
+    if current is None:
+        return f"flag {state.flag['key']!r} is missing from {state.flag.get('path', 'the backend')}"
+    if state.flag_fingerprint and current.fingerprint != state.flag_fingerprint:
+        return (
+            f"flag {state.flag['key']!r} was changed outside rolloutctl: it now sends "
+            f"{current.canary_percent:g}% to {state.flag['canary']} (rolloutctl set "
+            f"{state.canary_percent:g}%)"
+        )
+    return None
+
+
+def _write_report(ctx: Context, loaded: LoadedPlaybook, state: RolloutState, result: Any) -> None:
+    from rolloutctl.report.html import write_gate_report
+
+    audit = ctx.store.history(state.rollout)
+    result.report = str(write_gate_report(ctx.reports_dir, loaded, state, result, audit))
+
+
+def check(ctx: Context, rollout: str) -> Outcome:
+    state = ctx.store.load(rollout)
+    loaded = _load_playbook_for(state)
+    _resolve_stage(loaded, state)
+    warnings = []
+    drift = flag_drift(state)
+    if drift:
+        warnings.append(drift)
+    result = measure_and_judge(ctx, loaded, state, ctx.clock())
+    result.decision = _would_do(loaded, state, result)
+    _write_report(ctx, loaded, state, result)
+    code = {
+        "pass": ExitCode.OK, "fail": ExitCode.GATE_FAILED,
+        "inconclusive": ExitCode.GATE_INCONCLUSIVE, "error": ExitCode.BACKEND,
+    }[result.verdict]  # fmt: skip
+    return Outcome(
+        rollout, "check", state.status, state.stage, state.canary_percent,
+        f"gate {result.verdict} at {state.stage}: would {result.decision}", code, result,
+        warnings,
+    )  # fmt: skip
+
+
+def _would_do(loaded: LoadedPlaybook, state: RolloutState, result: GateResult) -> str:
+    pb = loaded.playbook
+    stage = pb.stages[state.stage_index]
+    if result.verdict == "fail":
+        return "rollback"
+    if result.trigger_action == "pause":
+        return "pause"
+    if result.verdict == "pass":
+        if state.stage_index + 1 >= len(pb.stages):
+            return "complete"
+        if pb.stages[state.stage_index + 1].approval == "required":
+            return "pause"
+        return "advance"
+    if result.no_data and pb.analysis.on_no_data != "hold" and result.min_duration_met:
+        return pb.analysis.on_no_data
+    if result.max_duration_passed and result.verdict == "inconclusive":
+        return {"hold": "hold", "pause": "pause", "rollback": "rollback", "advance": "advance"}[
+            stage.on_inconclusive_at_max
+        ]
+    return "hold"
+
+
+# ---------------------------------------------------------------- advance
+
+
+def advance(ctx: Context, rollout: str, *, force: bool = False) -> Outcome:
+    store = ctx.store
+    with store.lock(rollout, "advance", ctx.lock_wait):
+        state = store.load(rollout)
+        if state.status == "completed":
+            return Outcome(rollout, "advance", state.status, state.stage, state.canary_percent,
+                           f"{rollout} is already completed")  # fmt: skip
+        if state.status == "rolled_back":
+            raise StateConflict(
+                f"rollout {rollout!r} was rolled back at stage {state.stage}",
+                hint="`rolloutctl retry` restarts that stage; `rolloutctl start` begins anew",
+            )
+        if state.status in ("paused", "awaiting_approval"):
+            why = state.paused_reason or state.status
+            return Outcome(rollout, "advance", state.status, state.stage, state.canary_percent,
+                           f"{rollout} is paused ({why}); `rolloutctl resume` or "
+                           "`rolloutctl promote` continues", ExitCode.PAUSED)  # fmt: skip
+        loaded = _load_playbook_for(state)
+        _resolve_stage(loaded, state)
+        warnings: list[str] = []
+        drift = flag_drift(state)
+        if drift:
+            if not force:
+                raise StateConflict(
+                    drift + "; refusing to act on a flag someone else changed",
+                    hint="put the flag back, or pass --force to let rolloutctl overwrite it",
+                )
+            warnings.append(drift + " (overwritten: --force)")
+        now = ctx.clock()
+        result = measure_and_judge(ctx, loaded, state, now)
+        decision = _would_do(loaded, state, result)
+        result.decision = decision
+        before = _snapshot(state)
+        version = state.version
+        state.last_verdict, state.last_decision = result.verdict, decision
+        state.last_reasons, state.last_checked_at = result.reasons, now.isoformat()
+        state.consecutive_errors = state.consecutive_errors + 1 if result.errors else 0
+        pb = loaded.playbook
+        backend = build_backend(state.flag)
+        code = ExitCode.OK
+        if decision == "rollback":
+            split = backend.rollback(rollout=rollout, reason="; ".join(result.reasons))
+            state.flag_fingerprint, state.canary_percent = split.fingerprint, 0.0
+            state.status = "rolled_back"
+            message = f"gate failed at {state.stage}: rolled back to {state.flag['control']}"
+            code = ExitCode.GATE_FAILED
+        elif decision == "complete":
+            state.status = "completed"
+            message = f"gate passed at {state.stage}: rollout completed"
+        elif decision == "advance":
+            _enter_stage(loaded, state, backend, state.stage_index + 1, now)
+            message = f"gate passed: advanced to {state.stage} ({state.canary_percent:g}%)"
+        elif decision == "pause":
+            state.status = "awaiting_approval" if result.verdict == "pass" else "paused"
+            state.paused_reason = (
+                f"stage {pb.stages[state.stage_index + 1].name} requires approval"
+                if result.verdict == "pass"
+                else "; ".join(result.reasons)
+            )
+            message = f"paused at {state.stage}: {state.paused_reason}"
+            code = ExitCode.PAUSED
+        else:
+            message = f"holding at {state.stage}: {result.reasons[0] if result.reasons else ''}"
+            code = ExitCode.BACKEND if result.verdict == "error" else ExitCode.GATE_INCONCLUSIVE
+        _write_report(ctx, loaded, state, result)
+        state.last_report = result.report
+        store.save(state, expected_version=version)
+        store.audit(
+            rollout, actor=ctx.actor, command="advance", reason=None, before=before,
+            after=_snapshot(state), at=now.isoformat(),
+            verdict={"verdict": result.verdict, "decision": decision,
+                     "reasons": result.reasons[:5], "report": result.report},
+        )  # fmt: skip
+    return Outcome(rollout, "advance", state.status, state.stage, state.canary_percent,
+                   message, code, result, warnings)  # fmt: skip
+
+
+def _enter_stage(
+    loaded: LoadedPlaybook, state: RolloutState, backend: Any, index: int, now: datetime
+) -> None:
+    stage = loaded.playbook.stages[index]
+    scope = effective_scopes(loaded)[index]
+    percent = stage.traffic if stage.traffic is not None else state.canary_percent
+    split = backend.set_split(percent, scope, rollout=state.rollout, stage=stage.name)
+    state.stage_index, state.stage = index, stage.name
+    state.stage_started_at = now.isoformat()
+    state.canary_percent, state.scope = percent, scope
+    state.flag_fingerprint = split.fingerprint
+    state.status, state.paused_reason, state.consecutive_errors = "running", None, 0
+
+
+# ---------------------------------------------------------------- manual actions
+
+
+def rollback(ctx: Context, rollout: str, reason: str) -> Outcome:
+    """No analysis, no playbook parsing: the flag spec lives in state.json."""
+    store = ctx.store
+    with store.lock(rollout, "rollback", ctx.lock_wait):
+        state = store.load(rollout)
+        if state.status == "rolled_back":
+            return Outcome(rollout, "rollback", state.status, state.stage, 0.0,
+                           f"{rollout} is already rolled back")  # fmt: skip
+        before, version = _snapshot(state), state.version
+        backend = build_backend(state.flag)
+        try:
+            split = backend.rollback(rollout=rollout, reason=reason)
+        except BackendError as exc:
+            raise BackendError(
+                exc.message + " — the rollback did NOT happen",
+                hint=f"set flag {state.flag['key']!r} to serve only {state.flag['control']!r} "
+                f"by hand ({state.flag.get('path', '')}), then run this command again",
+            ) from None
+        state.flag_fingerprint, state.canary_percent = split.fingerprint, 0.0
+        state.status, state.paused_reason = "rolled_back", reason
+        store.save(state, expected_version=version)
+        store.audit(rollout, actor=ctx.actor, command="rollback", reason=reason,
+                    before=before, after=_snapshot(state), at=ctx.clock().isoformat())  # fmt: skip
+    return Outcome(rollout, "rollback", state.status, state.stage, 0.0,
+                   f"rolled back {rollout}: all traffic on {state.flag['control']}")  # fmt: skip
+
+
+def pause(ctx: Context, rollout: str, reason: str) -> Outcome:
+    return _set_status(ctx, rollout, "pause", reason, "paused")
+
+
+def resume(ctx: Context, rollout: str, reason: str) -> Outcome:
+    return _set_status(ctx, rollout, "resume", reason, "running")
+
+
+def _set_status(ctx: Context, rollout: str, command: str, reason: str, target: str) -> Outcome:
+    store = ctx.store
+    with store.lock(rollout, command, ctx.lock_wait):
+        state = store.load(rollout)
+        if state.status == target:
+            return Outcome(rollout, command, state.status, state.stage, state.canary_percent,
+                           f"{rollout} is already {target}")  # fmt: skip
+        if state.status not in ACTIVE:
+            raise StateConflict(
+                f"cannot {command} {rollout!r}: it is {state.status}",
+                hint="`rolloutctl retry` restarts a rolled-back stage",
+            )
+        if command == "resume" and state.status == "awaiting_approval":
+            raise StateConflict(
+                f"{rollout!r} is waiting for approval: {state.paused_reason}",
+                hint="`rolloutctl promote ROLLOUT --reason ...` approves and advances",
+            )
+        before, version = _snapshot(state), state.version
+        state.status = target
+        state.paused_reason = reason if target == "paused" else None
+        store.save(state, expected_version=version)
+        store.audit(rollout, actor=ctx.actor, command=command, reason=reason, before=before,
+                    after=_snapshot(state), at=ctx.clock().isoformat())  # fmt: skip
+    verb = "paused" if target == "paused" else "resumed"
+    return Outcome(rollout, command, state.status, state.stage, state.canary_percent,
+                   f"{verb} {rollout} at {state.stage}",
+                   ExitCode.PAUSED if target == "paused" else ExitCode.OK)  # fmt: skip
+
+
+def promote(ctx: Context, rollout: str, reason: str) -> Outcome:
+    """Manual override: move to the next stage whatever the gate says (audited)."""
+    store = ctx.store
+    with store.lock(rollout, "promote", ctx.lock_wait):
+        state = store.load(rollout)
+        if state.status not in ACTIVE:
+            raise StateConflict(
+                f"cannot promote {rollout!r}: it is {state.status}",
+                hint="`rolloutctl retry` restarts a rolled-back stage",
+            )
+        loaded = _load_playbook_for(state)
+        _resolve_stage(loaded, state)
+        before, version = _snapshot(state), state.version
+        now = ctx.clock()
+        if state.stage_index + 1 >= len(loaded.playbook.stages):
+            state.status, state.paused_reason = "completed", None
+            message = f"promoted {rollout}: completed"
+        else:
+            _enter_stage(loaded, state, build_backend(state.flag), state.stage_index + 1, now)
+            message = f"promoted {rollout} to {state.stage} ({state.canary_percent:g}%)"
+        state.last_decision = "promote"
+        store.save(state, expected_version=version)
+        store.audit(rollout, actor=ctx.actor, command="promote", reason=reason, before=before,
+                    after=_snapshot(state), at=now.isoformat())  # fmt: skip
+    return Outcome(rollout, "promote", state.status, state.stage, state.canary_percent, message)
+
+
+def retry(ctx: Context, rollout: str, reason: str | None) -> Outcome:
+    """Restart the current stage after a rollback (or a hold): split re-applied, clock reset."""
+    store = ctx.store
+    with store.lock(rollout, "retry", ctx.lock_wait):
+        state = store.load(rollout)
+        if state.status == "completed":
+            raise StateConflict(f"cannot retry {rollout!r}: it is completed")
+        loaded = _load_playbook_for(state)
+        _resolve_stage(loaded, state)
+        before, version = _snapshot(state), state.version
+        now = ctx.clock()
+        _enter_stage(loaded, state, build_backend(state.flag), state.stage_index, now)
+        state.last_verdict = state.last_decision = None
+        store.save(state, expected_version=version)
+        store.audit(rollout, actor=ctx.actor, command="retry", reason=reason, before=before,
+                    after=_snapshot(state), at=now.isoformat())  # fmt: skip
+    return Outcome(
+        rollout,
+        "retry",
+        state.status,
+        state.stage,
+        state.canary_percent,
+        f"restarted stage {state.stage} of {rollout} ({state.canary_percent:g}%)",
+    )
+
+
+def status(ctx: Context, rollout: str | None) -> list[dict[str, Any]]:
+    names = [rollout] if rollout else ctx.store.names()
+    rows = []
+    for name in names:
+        state = ctx.store.load(name)
+        row = state.to_dict()
+        try:
+            row["flag_warning"] = flag_drift(state)
+        except BackendError as exc:
+            row["flag_warning"] = exc.message
+        rows.append(row)
+    return rows

@@ -1,0 +1,67 @@
+"""The exception hierarchy of rolloutctl; every class carries its exit code (DESIGN.md §4).
+
+    RolloutError                  exit 1   a bug; traceback only with -v
+     ├── UsageError               exit 2   wrong command-line usage
+     ├── InvalidInput             exit 3   playbook, request log, eval file
+     │    └── PlaybookInvalid              many located problems at once
+     ├── BackendError             exit 4   a metrics or flag backend unreachable or answering garbage
+     └── StateConflict            exit 5   locked, illegal transition, flag changed outside, corrupt state
+
+Gate verdicts (fail, inconclusive, paused) are results, never exceptions.
+Only the CLI's entry point catches these and renders message + hint.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    INTERNAL = 1
+    USAGE = 2
+    INVALID_INPUT = 3
+    BACKEND = 4
+    STATE_CONFLICT = 5
+    GATE_FAILED = 10
+    GATE_INCONCLUSIVE = 11
+    PAUSED = 12
+
+
+class RolloutError(Exception):
+    exit_code: ExitCode = ExitCode.INTERNAL
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class UsageError(RolloutError):
+    exit_code = ExitCode.USAGE
+
+
+class InvalidInput(RolloutError):
+    exit_code = ExitCode.INVALID_INPUT
+
+
+class PlaybookInvalid(InvalidInput):
+    """A playbook with one or more located problems (all of them, not just the first)."""
+
+    def __init__(self, path: str, problems: list[str]) -> None:
+        n = len(problems)
+        head = f"{path}: {n} problem{'s' if n != 1 else ''}"
+        super().__init__(
+            head + "\n" + "\n".join(f"  {p}" for p in problems),
+            hint="fix the keys above; `rolloutctl schema` prints every valid key",
+        )
+        self.path = path
+        self.problems = problems
+
+
+class BackendError(RolloutError):
+    exit_code = ExitCode.BACKEND
+
+
+class StateConflict(RolloutError):
+    exit_code = ExitCode.STATE_CONFLICT

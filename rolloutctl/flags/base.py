@@ -1,0 +1,37 @@
+"""The contract of a flag backend: read the split, set it, roll back, verify.
+
+Backends must be cheap to import: `rollback` loads them on its fast path."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+
+@dataclass(frozen=True)
+class FlagSplit:
+    canary_percent: float
+    scope: Any  # JsonLogic condition limiting who may get the canary, or None
+    fingerprint: str  # hash of the flag as the backend holds it now
+
+
+class FlagBackend(Protocol):
+    KIND: ClassVar[str]
+
+    def read(self) -> FlagSplit | None:
+        """The rollout flag as it is now, or None when it does not exist yet."""
+        ...
+
+    def set_split(
+        self, canary_percent: float, scope: Any, *, rollout: str, stage: str
+    ) -> FlagSplit:
+        """Serve the canary to canary_percent of (in-scope) traffic; read back to verify."""
+        ...
+
+    def rollback(self, *, rollout: str, reason: str) -> FlagSplit:
+        """0% to the canary, control as default; read back to verify."""
+        ...
+
+    def set_control(self, key: str, value: Any) -> None:
+        """Flip a kill switch or operator control flag."""
+        ...

@@ -1,0 +1,414 @@
+"""The gate: turn measurements into a verdict for one stage at one moment.
+
+Pure: it takes the playbook, the stage, the measurements and the clock readings, and
+returns a GateResult. It never touches flags or state; the engine acts on the verdict.
+
+Rules (DESIGN.md §5):
+- each deciding metric is compared overall; critical metrics also in every critical segment,
+  and in every segment when `per_segment: true` (safety vetoes from one segment);
+- alpha is split over all vetoing comparisons (Bonferroni), so the chance of any false
+  rollback over the stage stays under the playbook's alpha;
+- FAIL as soon as any vetoing comparison fails, an absolute limit is exceeded, or a
+  rollback trigger fires; PASS only when every deciding metric has shown non-inferiority
+  overall, no vetoing comparison fails, the sample split is as configured, and the stage's
+  minimum duration and samples are met; INCONCLUSIVE otherwise;
+- missing data never passes; a measurement error holds, and becomes ERROR after the
+  consecutive-error limit.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from rolloutctl.durations import format_duration, parse_duration
+from rolloutctl.metrics.base import Measurement, SegmentKey
+from rolloutctl.playbook import expr
+from rolloutctl.playbook.model import Metric, Playbook, Stage
+from rolloutctl.stats import compare
+from rolloutctl.stats.compare import Comparison, MarginSpec
+from rolloutctl.stats.sufficient import Histogram, Moments, Proportion, RatioMoments, Stat
+
+GateVerdict = Literal["pass", "fail", "inconclusive", "error"]
+
+
+@dataclass
+class MetricResult:
+    name: str
+    title: str
+    group: str
+    kind: str
+    segment: dict[str, str] | None
+    critical: bool
+    advisory: bool
+    vetoes: bool  # does a failure here fail the gate?
+    control: dict[str, Any]  # {n, value}
+    canary: dict[str, Any]
+    estimate: float | None
+    ci: list[float | None]
+    margin: float
+    margin_kind: str  # absolute | relative
+    worse: str
+    verdict: str  # pass | fail | inconclusive | error
+    note: str = ""
+    limit: float | None = None
+    alpha: float | None = None
+    query: str | None = None
+
+
+@dataclass
+class GateResult:
+    rollout: str
+    stage: str
+    stage_index: int
+    verdict: GateVerdict
+    reasons: list[str]
+    srm: dict[str, Any]
+    metrics: list[MetricResult]
+    triggers: list[dict[str, Any]]
+    window: dict[str, str]
+    evaluated_at: str
+    elapsed: str
+    min_duration_met: bool
+    max_duration_passed: bool
+    no_data: bool
+    errors: int  # deciding metrics without a measurement this time
+    trigger_action: str | None = None  # rollback | pause when a trigger fired
+    bad_rows: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    decision: str | None = None  # filled by the engine
+    report: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        return _clean(data)
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe: NaN and infinities become null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def stage_metrics(playbook: Playbook, stage: Stage) -> list[Metric]:
+    if stage.metrics is None:
+        return list(playbook.metrics)
+    return [playbook.metric(name) for name in stage.metrics]
+
+
+def _value_and_n(metric: Metric, stat: Stat) -> tuple[int, float]:
+    if isinstance(stat, Proportion):
+        return stat.n, stat.rate
+    if isinstance(stat, Moments):
+        return stat.n, stat.mean
+    if isinstance(stat, RatioMoments):
+        return stat.n, stat.ratio
+    assert isinstance(stat, Histogram)
+    return stat.n, stat.quantile(metric.q or 0.5) if stat.n else math.nan
+
+
+def compare_metric(
+    metric: Metric, control: Stat, canary: Stat, alpha: float, method: compare.Method, tune_n: int
+) -> Comparison:
+    margin = MarginSpec(
+        metric.margin.relative
+        if metric.margin.relative is not None
+        else metric.margin.absolute or 0.0,
+        metric.margin.relative is not None,
+    )
+    args = (margin, metric.worse, alpha, method, tune_n)
+    if isinstance(control, Proportion) and isinstance(canary, Proportion):
+        return compare.compare_proportions(control, canary, *args)
+    if isinstance(control, Moments) and isinstance(canary, Moments):
+        return compare.compare_means(control, canary, *args)
+    if isinstance(control, RatioMoments) and isinstance(canary, RatioMoments):
+        return compare.compare_ratios(control, canary, *args)
+    assert isinstance(control, Histogram) and isinstance(canary, Histogram)
+    return compare.compare_quantiles(control, canary, metric.q or 0.5, *args)
+
+
+def _fmt(metric: Metric, value: float | None) -> str:
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    if metric.kind == "proportion":
+        return f"{value:.3%}"
+    return f"{value:.4g}"
+
+
+def _fmt_theta(metric: Metric, value: float) -> str:
+    if metric.margin.relative is not None:
+        return f"{value:+.1%}"
+    if metric.kind == "proportion":
+        return f"{value * 100:+.3f} pt"
+    return f"{value:+.4g}"
+
+
+def evaluate(
+    playbook: Playbook,
+    stage_index: int,
+    measurements: dict[str, Measurement],
+    source_errors: dict[str, str],
+    *,
+    stage_started: datetime,
+    now: datetime,
+    consecutive_errors: int,
+) -> GateResult:
+    """Judge the stage's gate from measurements already taken (pure)."""
+    stage = playbook.stages[stage_index]
+    analysis = playbook.analysis
+    method = stage.method or analysis.method
+    metrics = stage_metrics(playbook, stage)
+    traffic = stage.traffic if stage.traffic is not None else 0.0
+    has_control = traffic < 100
+    min_samples = stage.min_samples_per_arm or analysis.min_samples_per_arm
+    min_segment = analysis.min_samples_per_segment
+    share = min(traffic, 100 - traffic) / 100 if 0 < traffic < 100 else 0.5
+    # The mixture is tuned to the total sample at which the smaller arm reaches its expected size.
+    tune_n = int(analysis.expected_samples_per_arm / share)
+    pass_requires = stage.pass_requires or analysis.pass_requires
+    elapsed = now - stage_started
+    min_duration = parse_duration(stage.min_duration) if stage.min_duration else timedelta(0)
+    max_duration = parse_duration(stage.max_duration) if stage.max_duration else None
+    critical_segments = {
+        (dim, value) for dim, values in playbook.segments.critical.items() for value in values
+    }
+
+    reasons: list[str] = []
+    notes: list[str] = []
+    bad_rows: dict[str, int] = {}
+    for m in measurements.values():
+        notes.extend(m.notes)
+        for k, v in m.bad_rows.items():
+            bad_rows[k] = bad_rows.get(k, 0) + v
+
+    # ---- which comparisons veto, so alpha can be split over them
+    def vetoes(metric: Metric, segment: SegmentKey) -> bool:
+        if metric.advisory:
+            return False
+        if segment is None:
+            return True
+        return metric.critical and (metric.per_segment or segment in critical_segments)
+
+    planned: list[tuple[Metric, SegmentKey, dict[str, Stat], str | None]] = []
+    errors: dict[str, str] = {}
+    for metric in metrics:
+        found = measurements.get(metric.source)
+        if found is None or metric.name in found.errors:
+            why = source_errors.get(metric.source) or (
+                found.errors[metric.name] if found else "no data"
+            )
+            errors[metric.name] = why
+            continue
+        query = found.queries.get(metric.name)
+        for (name, segment), arms in found.stats.items():
+            if name == metric.name:  # every segment is shown; vetoes() says which decide
+                planned.append((metric, segment, arms, query))
+
+    n_veto = sum(
+        1
+        for metric, segment, arms, _ in planned
+        if vetoes(metric, segment)
+        and min(arms["control"].n if has_control else min_segment, arms["canary"].n) >= min_segment
+    )
+    alpha_each = analysis.alpha / max(n_veto, 1)
+
+    results: list[MetricResult] = []
+    failing: list[MetricResult] = []
+    overall_pass: dict[str, bool] = {}
+    for metric, segment, arms, query in planned:
+        control, canary = arms["control"], arms["canary"]
+        cn, cv = _value_and_n(metric, control)
+        tn, tv = _value_and_n(metric, canary)
+        veto = vetoes(metric, segment)
+        seg_dict = None if segment is None else {segment[0]: segment[1]}
+        margin_value = (
+            metric.margin.relative
+            if metric.margin.relative is not None
+            else metric.margin.absolute or 0.0
+        )
+        base: dict[str, Any] = {
+            "name": metric.name, "title": metric.title or metric.name.replace("_", " "),
+            "group": metric.group, "kind": metric.kind, "segment": seg_dict,
+            "critical": metric.critical, "advisory": metric.advisory, "vetoes": veto,
+            "control": {"n": cn, "value": cv}, "canary": {"n": tn, "value": tv},
+            "margin_kind": "relative" if metric.margin.relative is not None else "absolute",
+            "worse": metric.worse, "limit": metric.limit, "query": query,
+        }  # fmt: skip
+        if not has_control:
+            results.append(MetricResult(
+                **base, estimate=None, ci=[None, None], margin=margin_value,
+                verdict="inconclusive", note="no control arm at 100% traffic",
+            ))  # fmt: skip
+            continue
+        if min(cn, tn) < min_segment:
+            results.append(MetricResult(
+                **base, estimate=None, ci=[None, None],
+                margin=margin_value if metric.worse == "higher" else -margin_value,
+                verdict="inconclusive",
+                note=f"too few samples to judge ({min(cn, tn)} < {min_segment} per arm)",
+            ))  # fmt: skip
+            continue
+        alpha = alpha_each if veto else analysis.alpha
+        comp = compare_metric(metric, control, canary, alpha, method, tune_n)
+        result = MetricResult(
+            **base, estimate=comp.estimate, ci=list(comp.ci), margin=comp.margin,
+            verdict=comp.verdict, note=comp.note, alpha=alpha,
+        )  # fmt: skip
+        results.append(result)
+        if veto and comp.verdict == "fail":
+            failing.append(result)
+        if segment is None and not metric.advisory:
+            overall_pass[metric.name] = comp.verdict == "pass"
+
+    # ---- absolute limits on the canary's own value
+    limit_breaches: list[str] = []
+    for r in results:
+        metric = playbook.metric(r.name)
+        if r.segment is not None or metric.limit is None or metric.advisory:
+            continue
+        value = r.canary["value"]
+        if r.canary["n"] < min_segment or value is None or not math.isfinite(value):
+            continue
+        beyond = value > metric.limit if metric.worse == "higher" else value < metric.limit
+        if beyond:
+            limit_breaches.append(
+                f"{r.title}: canary {_fmt(metric, value)} is beyond the limit "
+                f"{_fmt(metric, metric.limit)}"
+            )
+
+    # ---- triggers
+    overall = {(r.name): r for r in results if r.segment is None}
+
+    def lookup(name: str) -> Any:
+        arm, _, metric_name = name.partition(".")
+        r = overall.get(metric_name)
+        if r is None or arm not in ("canary", "control"):
+            return None
+        side = r.canary if arm == "canary" else r.control
+        if side["n"] < min_segment:
+            return None
+        value = side["value"]
+        return value if value is not None and math.isfinite(value) else None
+
+    triggers: list[dict[str, Any]] = []
+    trigger_action: str | None = None
+    for trig in playbook.triggers:
+        fired = expr.evaluate(expr.parse(trig.when), lookup)
+        triggers.append(
+            {"name": trig.name, "when": trig.when, "action": trig.action,
+             "fired": bool(fired), "evaluated": fired is not None}
+        )  # fmt: skip
+        if fired:
+            reasons.append(f"trigger {trig.name!r} fired ({trig.when}): {trig.action}")
+            if trig.action == "rollback" or trigger_action is None:
+                trigger_action = trig.action
+
+    # ---- sample ratio
+    counts = {"control": 0, "canary": 0}
+    for m in measurements.values():
+        arm_counts = m.arm_counts.get(None)
+        if arm_counts:
+            counts = arm_counts
+            break
+    srm_p = (
+        compare.srm_p_value(counts["control"], counts["canary"], traffic) if has_control else 1.0
+    )
+    srm_ok = srm_p >= analysis.srm_p
+    srm = {
+        "p_value": srm_p, "ok": srm_ok, "control_n": counts["control"],
+        "canary_n": counts["canary"], "expected_canary_percent": traffic,
+        "observed_canary_percent": 100 * counts["canary"] / max(1, sum(counts.values())),
+    }  # fmt: skip
+
+    # ---- the verdict
+    no_data = counts["canary"] == 0 or (has_control and counts["control"] == 0)
+    deciding = [m for m in metrics if not m.advisory]
+    deciding_errors = [name for name in errors if not playbook.metric(name).advisory]
+    verdict: GateVerdict
+    if failing or limit_breaches or trigger_action == "rollback":
+        verdict = "fail"
+        for r in failing:
+            metric = playbook.metric(r.name)
+            where = (
+                ""
+                if r.segment is None
+                else " in " + ", ".join(f"{k}={v}" for k, v in r.segment.items())
+            )
+            bound = r.ci[0] if metric.worse == "higher" else r.ci[1]
+            reasons.insert(0, (
+                f"{r.title}{where} is worse than allowed: control {_fmt(metric, r.control['value'])}"
+                f" → canary {_fmt(metric, r.canary['value'])} ({_fmt_theta(metric, r.estimate or 0)};"
+                f" bound {_fmt_theta(metric, bound or 0)} is beyond the"
+                f" {_fmt_theta(metric, r.margin)} margin)"
+            ))  # fmt: skip
+        reasons.extend(limit_breaches)
+    elif deciding_errors and consecutive_errors + 1 >= analysis.consecutive_error_limit:
+        verdict = "error"
+        reasons.append(
+            f"no measurement for {', '.join(deciding_errors)} "
+            f"{consecutive_errors + 1} times in a row: {errors[deciding_errors[0]]}"
+        )
+    else:
+        verdict = "inconclusive"
+        waiting: list[str] = []
+        if deciding_errors:
+            waiting.append(
+                f"no measurement for {', '.join(deciding_errors)} "
+                f"({consecutive_errors + 1} of {analysis.consecutive_error_limit} before error):"
+                f" {errors[deciding_errors[0]]}"
+            )
+        if no_data:
+            waiting.append(
+                "no requests from one of the arms in this window yet (missing data never passes)"
+            )
+        if not srm_ok:
+            waiting.append(
+                f"sample ratio mismatch: canary has {srm['observed_canary_percent']:.2f}% of "
+                f"requests, configured {traffic:g}% (p = {srm_p:.2g} < {analysis.srm_p:g}); "
+                "assignment or logging is broken, so no comparison is trusted"
+            )
+        if elapsed < min_duration:
+            waiting.append(
+                f"minimum duration not reached ({format_duration(elapsed)} of {stage.min_duration})"
+            )
+        if has_control and min(counts.values()) < min_samples:
+            waiting.append(
+                f"minimum samples not reached (control {counts['control']}, canary "
+                f"{counts['canary']}, need {min_samples} per arm)"
+            )
+        undecided = [
+            m.name
+            for m in deciding
+            if has_control and pass_requires == "non_inferiority" and not overall_pass.get(m.name)
+        ]
+        if undecided and not no_data:
+            waiting.append("non-inferiority not yet shown for " + ", ".join(undecided))
+        if trigger_action == "pause":
+            waiting.append("a pause trigger fired")
+        if waiting:
+            reasons.extend(waiting)
+        else:
+            verdict = "pass"
+            reasons.append(
+                "every deciding metric is within its margin"
+                + ("" if has_control else " (100%: judged on limits and triggers)")
+                + f" after {format_duration(elapsed)} with {counts['canary']} canary requests"
+            )
+
+    return GateResult(
+        rollout=playbook.rollout, stage=stage.name, stage_index=stage_index, verdict=verdict,
+        reasons=reasons, srm=srm, metrics=results, triggers=triggers,
+        window={"start": stage_started.isoformat(), "end": now.isoformat()},
+        evaluated_at=now.isoformat(), elapsed=format_duration(elapsed),
+        min_duration_met=elapsed >= min_duration,
+        max_duration_passed=max_duration is not None and elapsed >= max_duration,
+        no_data=no_data, errors=len(deciding_errors), trigger_action=trigger_action,
+        bad_rows=bad_rows, notes=notes,
+    )  # fmt: skip

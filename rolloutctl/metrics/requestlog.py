@@ -1,0 +1,380 @@
+"""Request logs (JSONL / CSV / Parquet, paths or globs) queried in place by DuckDB.
+
+Only aggregates leave DuckDB: per arm and per segment, counts, sums and sums of squares,
+and log-bucket histograms for quantile metrics, in one scan for the moments and one per
+quantile metric. Metric expressions are parsed and checked against the log's columns
+before they become SQL."""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import duckdb
+
+from rolloutctl.errors import InvalidInput
+from rolloutctl.metrics.base import Measurement, MeasureRequest, SegmentKey
+from rolloutctl.playbook import expr
+from rolloutctl.playbook.expr import sql_ident
+from rolloutctl.playbook.load import LoadedPlaybook
+from rolloutctl.playbook.model import Metric
+from rolloutctl.playbook.model import RequestLogSource as RequestLogSpec
+from rolloutctl.stats.sufficient import (
+    LOG_GAMMA,
+    ZERO_BUCKET,
+    Histogram,
+    Moments,
+    Proportion,
+    RatioMoments,
+    Stat,
+)
+
+_NUMERIC = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "FLOAT", "DOUBLE", "DECIMAL",
+            "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "BOOLEAN")  # fmt: skip
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _ts_sql(ts: datetime) -> str:
+    return f"TIMESTAMPTZ '{ts.astimezone(UTC).isoformat()}'"
+
+
+@dataclass
+class RequestLogSource:
+    KIND: ClassVar[str] = "requestlog"
+    name: str
+    paths: list[str]
+    format: str = "auto"
+
+    @classmethod
+    def from_spec(cls, name: str, spec: Any, loaded: LoadedPlaybook) -> RequestLogSource:
+        assert isinstance(spec, RequestLogSpec)
+        raw = spec.path if isinstance(spec.path, list) else [spec.path]
+        return cls(name, [loaded.resolve_path(p) for p in raw], spec.format)
+
+    # ------------------------------------------------------------ reading
+
+    def _files(self) -> list[str]:
+        files: list[str] = []
+        for pattern in self.paths:
+            matched = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+            files.extend(f for f in matched if os.path.isfile(f))
+        if not files:
+            raise InvalidInput(
+                f"request log {self.name!r}: no file matches {', '.join(self.paths)}",
+                hint="check sources.<name>.path (relative paths start at the playbook's folder)",
+            )
+        return files
+
+    def _format(self, files: list[str]) -> str:
+        if self.format != "auto":
+            return self.format
+        suffixes = {Path(f).suffix.lower() for f in files}
+        for fmt, known in (("parquet", {".parquet"}), ("csv", {".csv", ".tsv"}),
+                           ("jsonl", {".jsonl", ".json", ".ndjson"})):  # fmt: skip
+            if suffixes <= known:
+                return fmt
+        raise InvalidInput(
+            f"request log {self.name!r}: cannot tell the format of {sorted(suffixes)}",
+            hint="name files .jsonl, .csv or .parquet, or set sources.<name>.format",
+        )
+
+    def open(self, con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+        """Create view `log` with a normalised `__ts`; return column -> DuckDB type."""
+        files = self._files()
+        fmt = self._format(files)
+        listing = "[" + ", ".join(_literal(f) for f in files) + "]"
+        reader = {
+            "parquet": f"read_parquet({listing}, union_by_name = true)",
+            "csv": f"read_csv({listing}, union_by_name = true, types = {{'ts': 'VARCHAR'}})",
+            # Full-scan type detection: a bad value late in the file must not abort the read.
+            "jsonl": f"read_json({listing}, format = 'newline_delimited', union_by_name = true,"
+            " sample_size = -1)",
+        }[fmt]
+        try:
+            con.execute(f"CREATE OR REPLACE TEMP VIEW raw_log AS SELECT * FROM {reader}")
+            described = con.execute("DESCRIBE raw_log").fetchall()
+        except duckdb.Error as exc:
+            raise InvalidInput(
+                f"request log {self.name!r}: cannot read {files[0]}"
+                f"{f' (and {len(files) - 1} more)' if len(files) > 1 else ''}: "
+                f"{str(exc).splitlines()[0]}",
+                hint="each file must be valid JSONL, CSV or Parquet with ts and variant columns",
+            ) from None
+        types = {row[0]: str(row[1]) for row in described}
+        missing = [c for c in ("ts", "variant") if c not in types]
+        if missing:
+            raise InvalidInput(
+                f"request log {self.name!r}: no {' or '.join(missing)} column "
+                f"(columns: {', '.join(sorted(types)) or 'none'})",
+                hint="every row needs ts (when) and variant (which arm served it)",
+            )
+        selects = []
+        for col, typ in types.items():
+            if typ == "JSON":  # mixed types in JSONL: keep the text, cast where used
+                selects.append(f"json_extract_string({sql_ident(col)}, '$') AS {sql_ident(col)}")
+            else:
+                selects.append(sql_ident(col))
+        ts_type = types["ts"]
+        if ts_type.startswith("TIMESTAMP") or ts_type == "DATE":
+            ts_expr = "CAST(ts AS TIMESTAMPTZ)"
+        else:
+            text = "CAST(ts AS VARCHAR)"
+            number = f"TRY_CAST({text} AS DOUBLE)"
+            ts_expr = (
+                f"COALESCE(TRY_CAST({text} AS TIMESTAMPTZ), CASE WHEN {number} IS NULL THEN NULL"
+                f" WHEN {number} > 1e11 THEN to_timestamp({number} / 1000)"
+                f" ELSE to_timestamp({number}) END)"
+            )
+        con.execute(
+            "CREATE OR REPLACE TEMP VIEW log AS SELECT "
+            + ", ".join(selects)
+            + f", {ts_expr} AS __ts FROM raw_log"
+        )
+        return {c: ("VARCHAR" if t == "JSON" else t) for c, t in types.items()}
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        con = duckdb.connect(":memory:")
+        con.execute("SET TimeZone = 'UTC'")
+        return con
+
+    # ------------------------------------------------------------ measuring
+
+    def measure(self, request: MeasureRequest) -> Measurement:
+        con = self.connect()
+        try:
+            types = self.open(con)
+            return self._measure(con, types, request)
+        finally:
+            con.close()
+
+    def _measure(
+        self, con: duckdb.DuckDBPyConnection, types: dict[str, str], request: MeasureRequest
+    ) -> Measurement:
+        out = Measurement()
+        columns = set(types)
+        arms = f"({_literal(request.control)}, {_literal(request.canary)})"
+        window = f"__ts >= {_ts_sql(request.start)} AND __ts < {_ts_sql(request.end)}"
+        scope_sql = "TRUE"
+        if request.scope is not None:
+            try:
+                scope_sql = expr.to_sql(request.scope, columns)
+            except expr.ExprError as exc:
+                out.notes.append(f"stage scope ignored for analysis: {exc}")
+        dims = [d for d in request.dimensions if d in columns]
+        for d in request.dimensions:
+            if d not in columns:
+                out.notes.append(f"segment dimension {d!r} is not a column of the log")
+
+        # Bad rows and freshness, and segment cardinality, in one scan.
+        card = ", ".join(f"approx_count_distinct({sql_ident(d)})" for d in dims) or "0"
+        health_sql = (
+            f"SELECT count(*) FILTER (WHERE __ts IS NULL),"
+            f" count(*) FILTER (WHERE {window} AND (variant IS NULL OR (variant NOT IN {arms}"
+            f" AND variant NOT LIKE 'shadow:%'))),"
+            f" epoch_ms(max(__ts) FILTER (WHERE {window})), {card},"
+            f" count(*) FILTER (WHERE {window}) FROM log"
+        )
+        row = con.execute(health_sql).fetchone() or ()
+        bad_ts, unknown_variant, latest = row[0], row[1], row[2]
+        if bad_ts:
+            out.bad_rows["unparseable ts"] = int(bad_ts)
+        if unknown_variant:
+            out.bad_rows["unknown variant"] = int(unknown_variant)
+        out.latest = None if latest is None else datetime.fromtimestamp(latest / 1000, UTC)
+        segment_values: dict[str, list[str] | None] = {}
+        for i, d in enumerate(dims):
+            if (row[3 + i] or 0) > request.max_segments:
+                top = con.execute(
+                    f"SELECT CAST({sql_ident(d)} AS VARCHAR) v FROM log WHERE {window} "
+                    f"AND variant IN {arms} GROUP BY v ORDER BY count(*) DESC, v "
+                    f"LIMIT {request.max_segments}"
+                ).fetchall()
+                segment_values[d] = [str(t[0]) for t in top]
+                out.notes.append(
+                    f"segment {d!r} has about {row[3 + i]} values; judging the "
+                    f"{request.max_segments} largest, the rest pooled as '(other)'"
+                )
+            else:
+                segment_values[d] = None
+
+        where = f"{window} AND variant IN {arms} AND ({scope_sql})"
+        dim_exprs = {d: self._dim_expr(d, segment_values[d]) for d in dims}
+        sets = ["(variant)"] + [f"(variant, {sql_ident('seg_' + d)})" for d in dims]
+        seg_cols = [f"{e} AS {sql_ident('seg_' + d)}" for d, e in dim_exprs.items()]
+        grouping = [f"grouping({sql_ident('seg_' + d)})" for d in dims]
+
+        aggregates: list[str] = ["count(*)"]
+        readers: list[tuple[Metric, int, int]] = []
+        for metric in request.metrics:
+            try:
+                parts = self._aggregates(metric, columns, types)
+            except expr.ExprError as exc:
+                out.errors[metric.name] = str(exc)
+                continue
+            if parts is None:  # quantile: its own histogram query below
+                continue
+            readers.append((metric, len(aggregates), len(parts)))
+            aggregates.extend(parts)
+
+        query = (
+            f"SELECT variant, {', '.join([sql_ident('seg_' + d) for d in dims] + grouping)}"
+            f"{', ' if dims else ''}{', '.join(aggregates)} "
+            f"FROM (SELECT *{''.join(', ' + c for c in seg_cols)} FROM log WHERE {where}) "
+            f"GROUP BY GROUPING SETS ({', '.join(sets)})"
+        )
+        try:
+            rows = con.execute(query).fetchall()
+        except duckdb.Error as exc:
+            raise InvalidInput(
+                f"request log {self.name!r}: query failed: {str(exc).splitlines()[0]}"
+            ) from None
+        for metric, _, _ in readers:
+            out.queries[metric.name] = query
+        offset = 1 + 2 * len(dims)
+        for r in rows:
+            arm = "control" if r[0] == request.control else "canary"
+            segment = self._segment_of(r, dims)
+            if segment is False:
+                continue
+            out.arm_counts.setdefault(segment, {"control": 0, "canary": 0})[arm] = int(r[offset])
+            for metric, start, width in readers:
+                values = r[offset + start : offset + start + width]
+                stat = self._stat(metric, values)
+                out.stats.setdefault((metric.name, segment), {})[arm] = stat
+
+        for metric in request.metrics:
+            if metric.kind == "quantile" and metric.name not in out.errors:
+                self._histograms(con, metric, columns, types, dims, dim_exprs, where, out, request)
+        self._fill_empty(out, request, dims)
+        return out
+
+    @staticmethod
+    def _dim_expr(dim: str, keep: Sequence[str] | None) -> str:
+        text = f"COALESCE(CAST({sql_ident(dim)} AS VARCHAR), '(missing)')"
+        if keep is None:
+            return text
+        listing = ", ".join(_literal(v) for v in keep)
+        return f"CASE WHEN {text} IN ({listing}) THEN {text} ELSE '(other)' END"
+
+    @staticmethod
+    def _segment_of(row: Sequence[Any], dims: list[str]) -> SegmentKey | Literal[False]:
+        """None for the overall row, (dim, value) for a one-dimension row, False otherwise."""
+        flags = row[1 + len(dims) : 1 + 2 * len(dims)]
+        present = [i for i, g in enumerate(flags) if g == 0]
+        if not present:
+            return None
+        if len(present) != 1:
+            return False
+        i = present[0]
+        return (dims[i], str(row[1 + i]))
+
+    def _number(self, column_or_expr: str, columns: set[str], types: dict[str, str]) -> str:
+        node = expr.parse(column_or_expr)
+        sql = expr.to_sql(node, columns)
+        if isinstance(node, expr.Name) and types.get(node.name, "").startswith(_NUMERIC):
+            return f"CAST({sql} AS DOUBLE)"
+        return f"TRY_CAST({sql} AS DOUBLE)"
+
+    def _aggregates(
+        self, metric: Metric, columns: set[str], types: dict[str, str]
+    ) -> list[str] | None:
+        if metric.kind == "proportion":
+            assert metric.event is not None
+            ev = f"TRY_CAST({expr.to_sql(expr.parse(metric.event), columns)} AS BOOLEAN)"
+            return [f"count({ev})", f"count_if({ev})"]
+        if metric.kind == "mean":
+            assert metric.value is not None
+            x = self._number(metric.value, columns, types)
+            return [f"count({x})", f"sum({x})", f"sum({x} * {x})"]
+        if metric.kind == "ratio":
+            assert metric.numerator is not None and metric.denominator is not None
+            x = self._number(metric.numerator, columns, types)
+            y = self._number(metric.denominator, columns, types)
+            both = f"({x} IS NOT NULL AND {y} IS NOT NULL)"
+            return [
+                f"count(*) FILTER (WHERE {both})",
+                f"sum({x}) FILTER (WHERE {both})",
+                f"sum({y}) FILTER (WHERE {both})",
+                f"sum({x} * {x}) FILTER (WHERE {both})",
+                f"sum({y} * {y}) FILTER (WHERE {both})",
+                f"sum({x} * {y}) FILTER (WHERE {both})",
+            ]
+        return None
+
+    @staticmethod
+    def _stat(metric: Metric, v: Sequence[Any]) -> Stat:
+        f = [0.0 if x is None else float(x) for x in v]
+        if metric.kind == "proportion":
+            return Proportion(int(f[0]), int(f[1]))
+        if metric.kind == "mean":
+            return Moments(int(f[0]), f[1], f[2])
+        return RatioMoments(int(f[0]), f[1], f[2], f[3], f[4], f[5])
+
+    def _histograms(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        metric: Metric,
+        columns: set[str],
+        types: dict[str, str],
+        dims: list[str],
+        dim_exprs: dict[str, str],
+        where: str,
+        out: Measurement,
+        request: MeasureRequest,
+    ) -> None:
+        assert metric.value is not None
+        try:
+            x = self._number(metric.value, columns, types)
+        except expr.ExprError as exc:
+            out.errors[metric.name] = str(exc)
+            return
+        bucket = f"CASE WHEN __x <= 0 THEN {ZERO_BUCKET} ELSE CAST(floor(ln(__x) / {LOG_GAMMA!r}) AS INTEGER) END"
+        seg_cols = "".join(f", {e} AS {sql_ident('seg_' + d)}" for d, e in dim_exprs.items())
+        seg_names = [sql_ident("seg_" + d) for d in dims]
+        grouping = [f"grouping({s})" for s in seg_names]
+        sets = ["(variant, b)"] + [f"(variant, {s}, b)" for s in seg_names]
+        query = (
+            f"SELECT variant, {', '.join([*seg_names, *grouping, 'b', 'count(*)'])} FROM ("
+            f"SELECT variant{seg_cols}, {bucket} AS b FROM (SELECT *, {x} AS __x FROM log "
+            f"WHERE {where}) WHERE __x IS NOT NULL) GROUP BY GROUPING SETS ({', '.join(sets)})"
+        )
+        out.queries[metric.name] = query
+        hist: dict[tuple[SegmentKey, str], dict[int, int]] = {}
+        for r in con.execute(query).fetchall():
+            arm = "control" if r[0] == request.control else "canary"
+            segment = self._segment_of(r, dims)
+            if segment is False:
+                continue
+            counts = hist.setdefault((segment, arm), {})
+            counts[int(r[-2])] = int(r[-1])
+        for (segment, arm), counts in hist.items():
+            out.stats.setdefault((metric.name, segment), {})[arm] = Histogram(counts)
+
+    @staticmethod
+    def _fill_empty(out: Measurement, request: MeasureRequest, dims: list[str]) -> None:
+        """An arm with no rows gets zero statistics, so 'no data' is explicit, not missing."""
+        empty: dict[str, Stat] = {
+            "proportion": Proportion(0, 0),
+            "mean": Moments(0, 0.0, 0.0),
+            "ratio": RatioMoments(0, 0.0, 0.0, 0.0, 0.0, 0.0),
+            "quantile": Histogram({}),
+        }
+        out.arm_counts.setdefault(None, {"control": 0, "canary": 0})
+        for metric in request.metrics:
+            if metric.name in out.errors:
+                continue
+            arms = out.stats.setdefault((metric.name, None), {})
+            for arm in ("control", "canary"):
+                arms.setdefault(arm, empty[metric.kind])
+            for key, arms in list(out.stats.items()):
+                if key[0] == metric.name:
+                    for arm in ("control", "canary"):
+                        arms.setdefault(arm, empty[metric.kind])

@@ -1,0 +1,170 @@
+"""`plan`: how many samples, and how much time, each gate needs to show its margins.
+
+The sample size solves half_width(n) = margin for the stage's method and alpha split, at a
+true difference of zero (the healthy case a gate must be able to pass), using baseline rates
+and variances from the request log when one is readable, and the log's recent volume for
+time."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from rolloutctl.errors import InvalidInput
+from rolloutctl.gate import stage_metrics
+from rolloutctl.playbook.load import LoadedPlaybook
+from rolloutctl.playbook.model import Metric
+from rolloutctl.stats.compare import half_width
+from rolloutctl.stats.sufficient import Histogram, Moments, Proportion, RatioMoments, Stat
+
+
+def _baseline(
+    loaded: LoadedPlaybook, log: Path | None
+) -> tuple[dict[str, Stat], float | None, str]:
+    """Control-arm statistics per metric over the whole log, and requests per hour."""
+    import duckdb
+
+    from rolloutctl.metrics.base import MeasureRequest
+    from rolloutctl.metrics.requestlog import RequestLogSource
+
+    pb = loaded.playbook
+    sources = [n for n, s in pb.sources.items() if s.kind == "requestlog"]
+    if log is not None:
+        source = RequestLogSource("log", [str(log)])
+    elif sources:
+        from rolloutctl.metrics.registry import build_source
+
+        built = build_source(sources[0], loaded)
+        assert isinstance(built, RequestLogSource)
+        source = built
+    else:
+        return {}, None, "no request log"
+    try:
+        con = source.connect()
+        source.open(con)
+        row = con.execute(
+            "SELECT epoch_ms(min(__ts)), epoch_ms(max(__ts)), count(*) FROM log"
+        ).fetchone()
+    except (InvalidInput, duckdb.Error):
+        return {}, None, "no readable request log"
+    if not row or not row[2]:
+        return {}, None, "empty request log"
+    first, last, _ = row
+    from datetime import UTC, datetime
+
+    start = datetime.fromtimestamp(first / 1000, UTC)
+    end = datetime.fromtimestamp(last / 1000, UTC) + timedelta(milliseconds=1)
+    recent = max(start, end - timedelta(days=1))
+    recent_rows = con.execute(
+        f"SELECT count(*) FROM log WHERE __ts >= TIMESTAMPTZ '{recent.isoformat()}'"
+    ).fetchone()
+    hours = max((end - recent).total_seconds() / 3600, 1 / 60)
+    volume = (recent_rows[0] if recent_rows else 0) / hours
+    variants = [r[0] for r in con.execute(
+        "SELECT variant, count(*) c FROM log GROUP BY variant ORDER BY c DESC"
+    ).fetchall()]  # fmt: skip
+    control = pb.flag.control if pb.flag.control in variants else (variants[0] if variants else "")
+    metrics = tuple(m for m in pb.metrics if pb.sources[m.source].kind == "requestlog")
+    request = MeasureRequest(metrics, start, end, control, "\x00none")
+    measured = source._measure(
+        con, {r[0]: str(r[1]) for r in con.execute("DESCRIBE raw_log").fetchall()}, request
+    )
+    con.close()
+    stats = {name: arms["control"] for (name, seg), arms in measured.stats.items() if seg is None}
+    return stats, volume, f"{source.paths[0]}, last {hours:.1f} h"
+
+
+def _sigma2_and_margin(metric: Metric, stat: Stat | None) -> tuple[float, float] | None:
+    """Per-observation variance and the margin in absolute units, from the baseline."""
+    rel = metric.margin.relative
+    if isinstance(stat, Proportion) and stat.n:
+        p = min(max(stat.rate, 1 / (stat.n + 2)), 1 - 1 / (stat.n + 2))
+        return p * (1 - p), rel * p if rel is not None else metric.margin.absolute or 0.0
+    if isinstance(stat, Moments) and stat.n > 1:
+        mean = stat.mean
+        return stat.variance, rel * abs(mean) if rel is not None else metric.margin.absolute or 0.0
+    if isinstance(stat, RatioMoments) and stat.n > 1 and stat.sum_y:
+        n = stat.n
+        mx, my = stat.sum_x / n, stat.sum_y / n
+        r = mx / my
+        vx, vy = stat.sum_x2 / n - mx * mx, stat.sum_y2 / n - my * my
+        cxy = stat.sum_xy / n - mx * my
+        var = max((vx - 2 * r * cxy + r * r * vy) / (my * my), 1e-18)
+        return var, rel * r if rel is not None else metric.margin.absolute or 0.0
+    if isinstance(stat, Histogram) and stat.n > 10 and metric.q:
+        qc = stat.quantile(metric.q)
+        shifted = qc / (1 + rel) if rel is not None else qc - (metric.margin.absolute or 0.0)
+        above = stat.count_above(qc) / stat.n
+        implied = stat.count_above(shifted) / stat.n - above
+        return above * (1 - above), max(implied, 1e-9)
+    if stat is None and metric.kind == "proportion" and metric.margin.absolute:
+        return 0.25, metric.margin.absolute  # worst case p = 0.5 without a baseline
+    return None
+
+
+def samples_needed(sigma2: float, margin: float, share: float, alpha: float, method: Any,
+                   tune_n: int) -> int | None:  # fmt: skip
+    """Smallest canary sample whose bound half-width is within the margin (doubling + bisect)."""
+    if margin <= 0 or sigma2 <= 0:
+        return None
+
+    def width(n_canary: int) -> float:
+        n_control = n_canary * (1 - share) / share
+        variance = sigma2 / n_canary + sigma2 / n_control
+        return half_width(variance, int(n_canary + n_control), alpha, method, tune_n)
+
+    lo, hi = 1, 2
+    while width(hi) > margin:
+        lo, hi = hi, hi * 2
+        if hi > 10**10:
+            return None
+    while hi - lo > max(1, lo // 200):
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if width(mid) > margin else (lo, mid)
+    return hi
+
+
+def plan_rollout(loaded: LoadedPlaybook, log: Path | None) -> dict[str, Any]:
+    pb = loaded.playbook
+    baseline, volume, volume_source = _baseline(loaded, log)
+    stages = []
+    for stage in pb.stages:
+        traffic = stage.traffic or 0.0
+        share = traffic / 100
+        metrics = [m for m in stage_metrics(pb, stage) if not m.advisory]
+        n_veto = max(1, len(metrics))
+        alpha = pb.analysis.alpha / n_veto
+        method = stage.method or pb.analysis.method
+        tune_n = int(pb.analysis.expected_samples_per_arm / max(min(share, 1 - share), 1e-3))
+        rows = []
+        for m in metrics:
+            entry: dict[str, Any] = {"name": m.name, "samples_per_arm": None, "hours": None}
+            entry["margin"] = (
+                f"{m.margin.relative:.0%} relative" if m.margin.relative is not None
+                else f"{m.margin.absolute:g} absolute"
+            )  # fmt: skip
+            found = _sigma2_and_margin(m, baseline.get(m.name))
+            if found and 0 < share < 1:
+                n = samples_needed(found[0], found[1], share, alpha, method, tune_n)
+                entry["samples_per_arm"] = n
+                if n and volume:
+                    entry["hours"] = n / (volume * share)
+            rows.append(entry)
+        stages.append({
+            "name": stage.name, "kind": stage.kind, "traffic": traffic,
+            "scope": stage.scope, "approval": stage.approval,
+            "min_duration": stage.min_duration, "max_duration": stage.max_duration,
+            "min_samples_per_arm": stage.min_samples_per_arm or pb.analysis.min_samples_per_arm,
+            "alpha_per_metric": alpha, "method": method,
+            "metrics": rows,
+        })  # fmt: skip
+    return {
+        "rollout": pb.rollout,
+        "segments": pb.segments.model_dump(),
+        "volume_per_hour": volume,
+        "volume_source": volume_source,
+        "stages": stages,
+        "triggers": [t.model_dump() for t in pb.triggers],
+        "method_note": "canary samples at which the gate's bound half-width equals the margin",
+    }

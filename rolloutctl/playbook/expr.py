@@ -1,0 +1,387 @@
+"""The small expression language of playbooks.
+
+One grammar serves three places, each with its own emitter, so a playbook condition is
+parsed and checked once and never spliced into SQL as raw text:
+
+- metric `event:` / `value:` and stage `scope:`  -> DuckDB SQL over request-log columns;
+- stage `scope:`                                 -> JsonLogic targeting in the flag file;
+- trigger `when:` (`canary.p95_latency_ms > 3000`) -> evaluated on gate results.
+
+Grammar (keywords case-insensitive)::
+
+    expr   := or ;  or := and ('or' and)* ;  and := not ('and' not)*
+    not    := 'not' not | cmp
+    cmp    := sum [ op sum | ['not'] 'in' list | 'is' ['not'] 'null' ]   op: = == != <> < <= > >=
+    sum    := prod (('+'|'-') prod)* ;  prod := unary (('*'|'/') unary)*
+    unary  := '-' unary | atom
+    atom   := number | 'string' | true | false | null | name('.'name)* | '(' expr ')' | list
+    list   := '[' literal (',' literal)* ']'  |  '(' literal (',' literal)* ')'
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+KEYWORDS = {"and", "or", "not", "in", "is", "null", "true", "false"}
+_TOKEN = re.compile(
+    r"""\s*(?:
+        (?P<num>\d+(?:\.\d*)?(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)
+      | (?P<str>'(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.)*")
+      | (?P<name>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)
+      | (?P<op>==|!=|<>|<=|>=|[=<>+\-*/(),\[\]])
+    )""",
+    re.VERBOSE,
+)
+
+
+class ExprError(ValueError):
+    """A condition that does not parse or names something unknown; message says where."""
+
+
+# ------------------------------------------------------------------ AST
+
+
+@dataclass(frozen=True)
+class Lit:
+    value: Any
+
+
+@dataclass(frozen=True)
+class Name:
+    name: str
+
+
+@dataclass(frozen=True)
+class Neg:
+    operand: Node
+
+
+@dataclass(frozen=True)
+class Not:
+    operand: Node
+
+
+@dataclass(frozen=True)
+class Bin:
+    op: str  # + - * / = != < <= > >= and or
+    left: Node
+    right: Node
+
+
+@dataclass(frozen=True)
+class In:
+    operand: Node
+    values: tuple[Any, ...]
+    negated: bool
+
+
+@dataclass(frozen=True)
+class IsNull:
+    operand: Node
+    negated: bool
+
+
+Node = Lit | Name | Neg | Not | Bin | In | IsNull
+
+
+# ------------------------------------------------------------------ parsing
+
+
+def _tokenize(text: str) -> list[tuple[str, str, int]]:
+    tokens: list[tuple[str, str, int]] = []
+    pos = 0
+    while pos < len(text):
+        if text[pos:].strip() == "":
+            break
+        match = _TOKEN.match(text, pos)
+        if not match or match.end() == pos:
+            col = len(text) - len(text[pos:].lstrip()) + 1
+            raise ExprError(f"unexpected character {text[col - 1]!r} at column {col}")
+        kind = match.lastgroup or ""
+        value = match.group(kind)
+        column = match.start(kind) + 1
+        if kind == "name" and value.lower() in KEYWORDS:
+            kind, value = "kw", value.lower()
+        tokens.append((kind, value, column))
+        pos = match.end()
+    tokens.append(("end", "", len(text) + 1))
+    return tokens
+
+
+class _Parser:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.tokens = _tokenize(text)
+        self.i = 0
+
+    def peek(self) -> tuple[str, str, int]:
+        return self.tokens[self.i]
+
+    def take(self) -> tuple[str, str, int]:
+        tok = self.tokens[self.i]
+        self.i += 1
+        return tok
+
+    def accept(self, kind: str, value: str | None = None) -> bool:
+        k, v, _ = self.peek()
+        if k == kind and (value is None or v == value):
+            self.i += 1
+            return True
+        return False
+
+    def expect(self, kind: str, value: str) -> None:
+        if not self.accept(kind, value):
+            _, got, col = self.peek()
+            raise ExprError(f"expected {value!r} at column {col}, found {got or 'end of text'!r}")
+
+    def parse(self) -> Node:
+        node = self.or_()
+        kind, value, col = self.peek()
+        if kind != "end":
+            raise ExprError(f"unexpected {value!r} at column {col}")
+        return node
+
+    def or_(self) -> Node:
+        node = self.and_()
+        while self.accept("kw", "or"):
+            node = Bin("or", node, self.and_())
+        return node
+
+    def and_(self) -> Node:
+        node = self.not_()
+        while self.accept("kw", "and"):
+            node = Bin("and", node, self.not_())
+        return node
+
+    def not_(self) -> Node:
+        if self.accept("kw", "not"):
+            return Not(self.not_())
+        return self.cmp()
+
+    def cmp(self) -> Node:
+        left = self.sum()
+        kind, value, _ = self.peek()
+        if kind == "op" and value in ("=", "==", "!=", "<>", "<", "<=", ">", ">="):
+            self.take()
+            op = {"==": "=", "<>": "!="}.get(value, value)
+            return Bin(op, left, self.sum())
+        if kind == "kw" and value in ("in", "not"):
+            negated = self.accept("kw", "not")
+            self.expect("kw", "in")
+            return In(left, self.literal_list(), negated)
+        if self.accept("kw", "is"):
+            negated = self.accept("kw", "not")
+            self.expect("kw", "null")
+            return IsNull(left, negated)
+        return left
+
+    def sum(self) -> Node:
+        node = self.prod()
+        while self.peek()[0] == "op" and self.peek()[1] in "+-":
+            op = self.take()[1]
+            node = Bin(op, node, self.prod())
+        return node
+
+    def prod(self) -> Node:
+        node = self.unary()
+        while self.peek()[0] == "op" and self.peek()[1] in "*/":
+            op = self.take()[1]
+            node = Bin(op, node, self.unary())
+        return node
+
+    def unary(self) -> Node:
+        if self.accept("op", "-"):
+            return Neg(self.unary())
+        return self.atom()
+
+    def atom(self) -> Node:
+        kind, value, col = self.take()
+        if kind == "num":
+            return Lit(float(value) if any(c in value for c in ".eE") else int(value))
+        if kind == "str":
+            return Lit(_unquote(value))
+        if kind == "kw" and value in ("true", "false", "null"):
+            return Lit({"true": True, "false": False, "null": None}[value])
+        if kind == "name":
+            return Name(value)
+        if kind == "op" and value == "(":
+            node = self.or_()
+            self.expect("op", ")")
+            return node
+        raise ExprError(f"expected a value or column at column {col}, found {value or 'end'!r}")
+
+    def literal_list(self) -> tuple[Any, ...]:
+        close = "]" if self.accept("op", "[") else ")" if self.accept("op", "(") else None
+        if close is None:
+            _, got, col = self.peek()
+            raise ExprError(f"expected a list like ['a', 'b'] at column {col}, found {got!r}")
+        values: list[Any] = []
+        while not self.accept("op", close):
+            if values:
+                self.expect("op", ",")
+            node = self.unary()
+            if isinstance(node, Neg) and isinstance(node.operand, Lit):
+                node = Lit(-node.operand.value)
+            if not isinstance(node, Lit):
+                raise ExprError("a list after 'in' may hold only literal values")
+            values.append(node.value)
+        return tuple(values)
+
+
+def _unquote(token: str) -> str:
+    body = token[1:-1]
+    if token[0] == "'":
+        body = body.replace("''", "'")
+    return re.sub(r"\\(.)", r"\1", body)
+
+
+def parse(text: str) -> Node:
+    """Parse a condition or arithmetic expression; raise ExprError saying where it broke."""
+    if not text or not text.strip():
+        raise ExprError("empty expression")
+    return _Parser(text).parse()
+
+
+def names(node: Node) -> set[str]:
+    """Every column / metric reference in the expression."""
+    match node:
+        case Name(name):
+            return {name}
+        case Neg(x) | Not(x) | In(x, _, _) | IsNull(x, _):
+            return names(x)
+        case Bin(_, left, right):
+            return names(left) | names(right)
+    return set()
+
+
+def unknown_names(node: Node, known: Iterable[str]) -> list[str]:
+    """Messages for references outside `known`, with the nearest valid name as a hint."""
+    known = sorted(set(known))
+    problems = []
+    for name in sorted(names(node)):
+        if name not in known:
+            near = difflib.get_close_matches(name, known, n=1)
+            tip = f" (did you mean {near[0]!r}?)" if near else ""
+            problems.append(f"unknown name {name!r}{tip}")
+    return problems
+
+
+# ------------------------------------------------------------------ emitters
+
+
+def _sql_literal(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int | float):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def sql_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def to_sql(node: Node, columns: Iterable[str]) -> str:
+    """DuckDB SQL for the expression; every name must be one of `columns`."""
+    problems = unknown_names(node, columns)
+    if problems:
+        raise ExprError("; ".join(problems) + f" — columns: {', '.join(sorted(columns))}")
+    return _sql(node)
+
+
+def _sql(node: Node) -> str:
+    match node:
+        case Lit(value):
+            return _sql_literal(value)
+        case Name(name):
+            return sql_ident(name)
+        case Neg(x):
+            return f"(-{_sql(x)})"
+        case Not(x):
+            return f"(NOT {_sql(x)})"
+        case In(x, values, negated):
+            items = ", ".join(_sql_literal(v) for v in values) or "NULL"
+            return f"({_sql(x)} {'NOT IN' if negated else 'IN'} ({items}))"
+        case IsNull(x, negated):
+            return f"({_sql(x)} IS {'NOT ' if negated else ''}NULL)"
+        case Bin(op, left, right):
+            sql_op = {"and": "AND", "or": "OR"}.get(op, op)
+            if op == "/":
+                return f"({_sql(left)} / NULLIF({_sql(right)}, 0))"
+            return f"({_sql(left)} {sql_op} {_sql(right)})"
+    raise AssertionError(node)
+
+
+def to_jsonlogic(node: Node) -> Any:
+    """JsonLogic for flag targeting (flagd evaluates it against the evaluation context)."""
+    match node:
+        case Lit(value):
+            return value
+        case Name(name):
+            return {"var": name}
+        case Neg(x):
+            return {"-": [to_jsonlogic(x)]}
+        case Not(x):
+            return {"!": to_jsonlogic(x)}
+        case In(x, values, negated):
+            test = {"in": [to_jsonlogic(x), list(values)]}
+            return {"!": test} if negated else test
+        case IsNull(x, negated):
+            return {"!=" if negated else "==": [to_jsonlogic(x), None]}
+        case Bin(op, left, right):
+            if op in ("and", "or"):
+                return {op: [to_jsonlogic(left), to_jsonlogic(right)]}
+            jl_op = {"=": "==", "!=": "!="}.get(op, op)
+            return {jl_op: [to_jsonlogic(left), to_jsonlogic(right)]}
+    raise AssertionError(node)
+
+
+def evaluate(node: Node, lookup: Callable[[str], Any]) -> Any:
+    """Evaluate with SQL-like NULL semantics: an unknown value makes the result None."""
+    match node:
+        case Lit(value):
+            return value
+        case Name(name):
+            return lookup(name)
+        case Neg(x):
+            v = evaluate(x, lookup)
+            return None if v is None else -v
+        case Not(x):
+            v = evaluate(x, lookup)
+            return None if v is None else not v
+        case In(x, values, negated):
+            v = evaluate(x, lookup)
+            return None if v is None else (v in values) != negated
+        case IsNull(x, negated):
+            return (evaluate(x, lookup) is None) != negated
+        case Bin(op, left, right):
+            a, b = evaluate(left, lookup), evaluate(right, lookup)
+            if op == "and":
+                return False if a is False or b is False else (None if None in (a, b) else True)
+            if op == "or":
+                return True if a is True or b is True else (None if None in (a, b) else False)
+            if a is None or b is None:
+                return None
+            if op == "/":
+                return None if b == 0 else a / b
+            return _BINARY[op](a, b)
+    raise AssertionError(node)
+
+
+_BINARY: dict[str, Callable[[Any, Any], Any]] = {
+    "+": lambda a, b: a + b,
+    "-": lambda a, b: a - b,
+    "*": lambda a, b: a * b,
+    "=": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+}

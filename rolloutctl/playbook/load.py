@@ -1,0 +1,393 @@
+"""Read a playbook file into a `Playbook`, reporting every problem with file:line:column,
+the key path and what was expected, and the nearest valid key for a typo."""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import os
+import re
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from rolloutctl.errors import InvalidInput, PlaybookInvalid
+from rolloutctl.playbook import expr
+from rolloutctl.playbook.model import (
+    DURATION_RE,
+    ENV_REF,
+    METRIC_NAME_RE,
+    NAME_RE,
+    Playbook,
+    RequestLogSource,
+)
+
+Loc = tuple[str | int, ...]
+
+# Columns a request log may carry (DESIGN.md §4); segment columns come from the playbook.
+REQUEST_LOG_COLUMNS = {
+    "ts", "variant", "request_id", "unit_id", "session_id", "status", "latency_ms", "ttft_ms",
+    "input_tokens", "output_tokens", "cost_usd", "fallback_used", "json_valid",
+    "citation_grounded", "hallucination", "safety_violation", "refusal", "escalated",
+    "reformulated", "task_completed", "source_clicked", "feedback",
+}  # fmt: skip
+# Segment columns people commonly use, accepted without being declared as dimensions.
+COMMON_SEGMENT_COLUMNS = {"language", "category", "risk", "device", "region", "user_tier"}
+
+
+@dataclass(frozen=True)
+class LoadedPlaybook:
+    playbook: Playbook
+    path: Path
+    digest: str  # sha256 of the file's bytes: which playbook version a rollout runs
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    def resolve_path(self, value: str) -> str:
+        """A path from the playbook: environment references expanded, relative to its folder."""
+        expanded = resolve_env(value, where=f"{self.path}")
+        return expanded if os.path.isabs(expanded) else str(self.base_dir / expanded)
+
+
+def resolve_env(value: str, *, where: str) -> str:
+    """Expand ${VAR} and ${VAR:-default}; an unset variable without default is invalid input."""
+
+    def sub(match: Any) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if default is not None:
+            return str(default)
+        raise InvalidInput(
+            f"{where}: environment variable {name} is not set",
+            hint=f"export {name}=... (the playbook reads it as ${{{name}}})",
+        )
+
+    return ENV_REF.sub(sub, value)
+
+
+# ------------------------------------------------------------------ YAML with positions
+
+
+class _PositionLoader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 booleans: only true/false, so `on:` stays a key."""
+
+
+_PositionLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_PositionLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool",
+    re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"),
+)
+
+
+def _compose_positions(node: yaml.Node, loc: Loc, out: dict[Loc, tuple[int, int]]) -> None:
+    out[loc] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = key_node.value
+            out[(*loc, key, "__key__")] = (
+                key_node.start_mark.line + 1,
+                key_node.start_mark.column + 1,
+            )
+            _compose_positions(value_node, (*loc, key), out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _compose_positions(item, (*loc, i), out)
+
+
+def _read_yaml(path: Path) -> tuple[Any, dict[Loc, tuple[int, int]], bytes]:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise InvalidInput(
+            f"{path}: no such playbook file", hint="`rolloutctl init` writes a starter playbook"
+        ) from None
+    except OSError as exc:
+        raise InvalidInput(f"{path}: cannot read the playbook: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    try:
+        node = yaml.compose(text, Loader=_PositionLoader)
+        data = yaml.load(text, Loader=_PositionLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise InvalidInput(
+            f"{where}: not valid YAML: {exc.problem}",
+            hint="check indentation and quoting around this line",
+        ) from None
+    except yaml.YAMLError as exc:
+        raise InvalidInput(f"{path}: not valid YAML: {exc}") from None
+    positions: dict[Loc, tuple[int, int]] = {}
+    if node is not None:
+        _compose_positions(node, (), positions)
+    if data is None:
+        raise InvalidInput(f"{path}: the playbook is empty", hint="`rolloutctl init` writes one")
+    if not isinstance(data, dict):
+        raise InvalidInput(f"{path}:1:1: a playbook is a mapping of keys (rollout:, flag:, ...)")
+    return data, positions, raw
+
+
+def _position(positions: dict[Loc, tuple[int, int]], loc: Loc, *, key: bool = False) -> str:
+    probe = (*loc, "__key__") if key else loc
+    if probe in positions:
+        line, col = positions[probe]
+        return f"{line}:{col}"
+    for cut in range(len(loc), -1, -1):
+        if loc[:cut] in positions:
+            line, col = positions[loc[:cut]]
+            return f"{line}:{col}"
+    return "1:1"
+
+
+def _dotted(loc: Loc) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+# ------------------------------------------------------------------ pydantic errors
+
+
+def _data_loc(data: Any, loc: Loc) -> Loc:
+    """Drop the parts of a pydantic location that are not keys of the data (union tags)."""
+    out: list[str | int] = []
+    node = data
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            out.append(part)
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            out.append(part)
+            node = node[part]
+        elif isinstance(part, str) and not isinstance(node, dict | list):
+            break
+    return tuple(out)
+
+
+def _model_at(data: Any, loc: Loc) -> type[BaseModel] | None:
+    """The model class that validates the mapping at `loc` (to list its valid keys)."""
+    annotation: Any = Playbook
+    node = data
+    for part in loc:
+        model = _as_model(annotation, node)
+        if model is not None:
+            field = model.model_fields.get(str(part))
+            if field is None:
+                return None
+            annotation = field.annotation
+        else:
+            annotation = _container_item(annotation)
+            if annotation is None:
+                return None
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
+            node = None
+    return _as_model(annotation, node)
+
+
+def _unwrap(annotation: Any) -> list[Any]:
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _unwrap(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        return [a for arg in typing.get_args(annotation) for a in _unwrap(arg)]
+    return [annotation]
+
+
+def _as_model(annotation: Any, node: Any) -> type[BaseModel] | None:
+    models = [a for a in _unwrap(annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
+    if len(models) == 1:
+        return models[0]
+    if isinstance(node, dict):  # a discriminated union: pick the member whose kind matches
+        for model in models:
+            kind = model.model_fields.get("kind")
+            if kind is not None and node.get("kind") in typing.get_args(kind.annotation):
+                return model
+    return None
+
+
+def _container_item(annotation: Any) -> Any:
+    for option in _unwrap(annotation):
+        args = typing.get_args(option)
+        if typing.get_origin(option) is list and args:
+            return args[0]
+        if typing.get_origin(option) is dict and len(args) == 2:
+            return args[1]
+    return None
+
+
+_PATTERN_WORDS = {
+    NAME_RE: "expected a lowercase name: letters, digits, '.', '_' or '-', up to 80 characters",
+    DURATION_RE: "expected a duration such as 30s, 15m, 2h, 7d",
+    METRIC_NAME_RE: "expected an identifier: letters, digits and '_', not starting with a digit",
+}
+
+
+def _describe(error: Any, data: Any, positions: dict[Loc, tuple[int, int]], path: Path) -> str:
+    loc = _data_loc(data, tuple(error["loc"]))
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        key = str(error["loc"][-1])
+        parent = _data_loc(data, tuple(error["loc"][:-1]))
+        model = _model_at(data, parent)
+        valid = sorted(model.model_fields) if model else []
+        near = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+        tip = f"; did you mean {near[0]!r}?" if near else ""
+        where = _position(positions, (*parent, key), key=True)
+        expected = f" (valid keys: {', '.join(valid)})" if valid and not near else ""
+        return f"{path}:{where}: {_dotted((*parent, key))}: unknown key {key!r}{tip}{expected}"
+    where = _position(positions, loc)
+    message = error["msg"].removeprefix("Value error, ")
+    if kind == "missing":
+        field = str(error["loc"][-1])
+        parent_loc = _data_loc(data, tuple(error["loc"][:-1]))
+        where = _position(positions, parent_loc)
+        return f"{path}:{where}: {_dotted((*parent_loc, field))}: required key is missing"
+    if kind == "string_pattern_mismatch":
+        pattern = error.get("ctx", {}).get("pattern", "")
+        message = _PATTERN_WORDS.get(pattern, message)
+        message = f"{message} (got {error['input']!r})"
+    elif kind in ("literal_error", "union_tag_invalid"):
+        message = message.replace("Input should be", "expected")
+        message = f"{message} (got {error['input']!r})"
+    elif "input" in error and not isinstance(error["input"], dict | list):
+        message = f"{message} (got {error['input']!r})"
+    return f"{path}:{where}: {_dotted(loc)}: {message}"
+
+
+# ------------------------------------------------------------------ semantic checks
+
+
+def semantic_problems(pb: Playbook, positions: dict[Loc, tuple[int, int]], path: Path) -> list[str]:
+    """Cross-references pydantic cannot see: names, expressions, stage order."""
+    problems: list[str] = []
+
+    def at(loc: Loc, message: str) -> None:
+        problems.append(f"{path}:{_position(positions, loc)}: {_dotted(loc)}: {message}")
+
+    source_names = sorted(pb.sources)
+    metric_names = [m.name for m in pb.metrics]
+    columns = REQUEST_LOG_COLUMNS | COMMON_SEGMENT_COLUMNS | set(pb.segments.dimensions)
+
+    def check_columns(loc: Loc, text: str, allow_eval: bool = True) -> None:
+        try:
+            node = expr.parse(text)
+        except expr.ExprError as exc:
+            at(loc, f"cannot parse {text!r}: {exc}")
+            return
+        bad = [n for n in expr.names(node) if n not in columns]
+        if allow_eval:
+            bad = [n for n in bad if not n.startswith("eval.")]
+        if bad:
+            at(loc, "; ".join(expr.unknown_names(node, columns)) + " (request-log columns)")
+
+    for i, m in enumerate(pb.metrics):
+        if m.source not in pb.sources:
+            near = difflib.get_close_matches(m.source, source_names, n=1)
+            tip = f"; did you mean {near[0]!r}?" if near else f"; sources: {source_names}"
+            at(("metrics", i, "source"), f"unknown source {m.source!r}{tip}")
+            continue
+        if isinstance(pb.sources[m.source], RequestLogSource):
+            for field in ("event", "value", "numerator", "denominator"):
+                text = getattr(m, field)
+                if text is not None:
+                    check_columns(("metrics", i, field), text)
+
+    previous_traffic = -1.0
+    for i, s in enumerate(pb.stages):
+        if s.scope is not None and s.scope.strip().lower() != "all":
+            check_columns(("stages", i, "scope"), s.scope, allow_eval=False)
+        if s.kind == "canary" and s.traffic is not None:
+            if s.traffic < previous_traffic:
+                at(
+                    ("stages", i, "traffic"),
+                    f"traffic {s.traffic:g}% is lower than the stage before it "
+                    f"({previous_traffic:g}%); stages only ramp up (rollback is automatic)",
+                )
+            previous_traffic = max(previous_traffic, s.traffic)
+        for j, name in enumerate(s.metrics or []):
+            if name not in metric_names:
+                near = difflib.get_close_matches(name, metric_names, n=1)
+                tip = f"; did you mean {near[0]!r}?" if near else ""
+                at(("stages", i, "metrics", j), f"unknown metric {name!r}{tip}")
+        if s.source is not None and s.source not in pb.sources:
+            at(("stages", i, "source"), f"unknown source {s.source!r}; sources: {source_names}")
+
+    arm_names = [f"{arm}.{m}" for arm in ("canary", "control") for m in metric_names]
+    for i, t in enumerate(pb.triggers):
+        try:
+            node = expr.parse(t.when)
+        except expr.ExprError as exc:
+            at(("triggers", i, "when"), f"cannot parse {t.when!r}: {exc}")
+            continue
+        for name in sorted(expr.names(node)):
+            arm, _, metric = name.partition(".")
+            if arm not in ("canary", "control"):
+                at(("triggers", i, "when"), f"{name!r}: write canary.METRIC or control.METRIC")
+            elif metric not in metric_names:
+                near = difflib.get_close_matches(name, arm_names, n=1)
+                tip = f"; did you mean {near[0]!r}?" if near else ""
+                at(("triggers", i, "when"), f"unknown metric {metric!r}{tip}")
+
+    dims = set(pb.segments.dimensions)
+    for i, c in enumerate(pb.controls):
+        for key, value in c.set.items():
+            if key == pb.flag.key and not (
+                isinstance(value, dict) and set(value) <= {"canary_percent"}
+            ):
+                at(("controls", i, "set", key), "the rollout flag takes {canary_percent: N}")
+    del dims
+    return problems
+
+
+# ------------------------------------------------------------------ entry point
+
+
+def load_playbook(path: str | Path) -> LoadedPlaybook:
+    """Parse and validate; raise PlaybookInvalid listing every problem found."""
+    path = Path(path)
+    data, positions, raw = _read_yaml(path)
+    try:
+        playbook = Playbook.model_validate(data)
+    except ValidationError as exc:
+        problems = [_describe(e, data, positions, path) for e in exc.errors()]
+        raise PlaybookInvalid(str(path), _sorted_by_line(problems)) from None
+    problems = semantic_problems(playbook, positions, path)
+    if problems:
+        raise PlaybookInvalid(str(path), _sorted_by_line(problems))
+    return LoadedPlaybook(playbook, path.resolve(), hashlib.sha256(raw).hexdigest())
+
+
+def _sorted_by_line(problems: list[str]) -> list[str]:
+    def line_of(problem: str) -> tuple[int, int]:
+        try:
+            _, line, col = problem.split(": ", 1)[0].rsplit(":", 2)
+            return int(line), int(col)
+        except ValueError:
+            return (0, 0)
+
+    return sorted(dict.fromkeys(problems), key=line_of)
+
+
+def env_references(path: str | Path) -> list[str]:
+    """The ${VAR} names a playbook reads, for `validate` to list the unset ones."""
+    text = Path(path).read_text(encoding="utf-8", errors="replace")
+    return sorted({m.group(1) for m in ENV_REF.finditer(text) if m.group(2) is None})

@@ -1,0 +1,337 @@
+"""The rollout playbook as a validated model: what a team writes down before the first user
+sees the change. Field names follow ../shared/playbook-example.yaml; `rolloutctl schema` prints
+the JSON Schema generated from these classes."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from rolloutctl.durations import parse_duration
+
+NAME_RE = r"^[a-z0-9][a-z0-9._-]{0,79}$"
+DURATION_RE = r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d|w)\s*$"
+METRIC_NAME_RE = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Duration = Annotated[
+    str,
+    Field(
+        pattern=DURATION_RE,
+        description="a duration such as 30m, 2h, 7d",
+        examples=["30m", "2h", "7d"],
+    ),
+]
+
+
+# ---------------------------------------------------------------- scope, constraints, flag
+
+
+class Scope(Strict):
+    first: str | None = Field(None, description="who gets the change first, in words")
+    held_back_until_shown_safe: list[str] = Field(
+        default_factory=list, description="segment values kept on the control until shown safe"
+    )
+
+
+class FileFlag(Strict):
+    """The embedded default: a flagd / OpenFeature flag definition file."""
+
+    backend: Literal["file"] = "file"
+    path: str = Field(description="flag file (flagd JSON); relative to the playbook's folder")
+    key: str = Field(description="the flag key that selects control or canary")
+    control: str = Field(description="variant name of the current version")
+    canary: str = Field(description="variant name of the candidate")
+    targeting_key: str = Field(
+        "targetingKey", description="evaluation-context attribute the fractional split hashes"
+    )
+
+    @model_validator(mode="after")
+    def _distinct(self) -> FileFlag:
+        if self.control == self.canary:
+            raise ValueError("control and canary must be different variant names")
+        return self
+
+
+FlagSpec = FileFlag
+
+
+# ---------------------------------------------------------------- sources
+
+
+class RequestLogSource(Strict):
+    """Request logs (JSONL / CSV / Parquet, a path or glob) queried in place by DuckDB."""
+
+    kind: Literal["requestlog"]
+    path: str | list[str] = Field(description="file, glob, or list of them; relative to playbook")
+    format: Literal["auto", "jsonl", "csv", "parquet"] = "auto"
+
+
+class PrometheusSource(Strict):
+    kind: Literal["prometheus"]
+    url: str
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout: Duration = "10s"
+
+
+class HttpSource(Strict):
+    kind: Literal["http"]
+    url: str
+    method: Literal["GET", "POST"] = "GET"
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: str | None = None
+    json_path: str | None = None
+
+
+class EvalFileSource(Strict):
+    kind: Literal["evalfile"]
+    baseline: str
+    candidate: str
+    format: Literal["auto", "promptfoo", "inspect", "lm_eval", "jsonl"] = "auto"
+
+
+Source = Annotated[
+    RequestLogSource | PrometheusSource | HttpSource | EvalFileSource,
+    Field(discriminator="kind"),
+]
+
+
+# ---------------------------------------------------------------- segments, analysis
+
+
+class Segments(Strict):
+    dimensions: list[str] = Field(
+        default_factory=list, description="request-log columns to break every metric down by"
+    )
+    critical: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="segment values whose regression vetoes on its own, per dimension",
+    )
+
+    @model_validator(mode="after")
+    def _critical_dims_declared(self) -> Segments:
+        for dim in self.critical:
+            if dim not in self.dimensions:
+                raise ValueError(
+                    f"critical dimension {dim!r} is not in dimensions {self.dimensions}"
+                )
+        return self
+
+
+class Analysis(Strict):
+    alpha: float = Field(
+        0.05, gt=0, lt=0.5, description="chance of any false rollback over a whole stage"
+    )
+    method: Literal["sequential", "fixed"] = "sequential"
+    min_samples_per_arm: int = Field(1000, ge=1)
+    min_samples_per_segment: int = Field(
+        200, ge=1, description="segments with fewer samples per arm are shown but not judged"
+    )
+    expected_samples_per_arm: int = Field(
+        20_000,
+        ge=100,
+        description="sample size at which the sequential interval is tuned to be tightest",
+    )
+    max_segments: int = Field(
+        60, ge=1, description="cap on segment values judged per dimension (guards explosion)"
+    )
+    srm_p: float = Field(0.001, gt=0, lt=0.5, description="sample-ratio-mismatch threshold")
+    on_no_data: Literal["hold", "pause", "rollback"] = "hold"
+    pass_requires: Literal["non_inferiority", "no_failure"] = Field(
+        "non_inferiority",
+        description="non_inferiority: every deciding metric must be shown within its margin; "
+        "no_failure: the stage passes at its minimum duration and samples unless something "
+        "failed (how Argo Rollouts, Flagger and GrowthBook safe rollouts pass)",
+    )
+    consecutive_error_limit: int = Field(4, ge=1)
+
+
+# ---------------------------------------------------------------- metrics
+
+
+class Margin(Strict):
+    """How much worse the canary may be before it counts as a regression."""
+
+    absolute: float | None = Field(None, ge=0, description="in the metric's own units")
+    relative: float | None = Field(None, ge=0, description="as a fraction of the control value")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Margin:
+        if (self.absolute is None) == (self.relative is None):
+            raise ValueError("give exactly one of absolute or relative")
+        return self
+
+
+class Metric(Strict):
+    name: str = Field(pattern=METRIC_NAME_RE)
+    title: str | None = Field(None, description="plain-language label for reports")
+    group: Literal["product", "quality", "technical", "safety"]
+    source: str = Field(description="a key of `sources`")
+    kind: Literal["proportion", "mean", "quantile", "ratio"]
+    event: str | None = Field(None, description="proportion: a boolean column or condition")
+    value: str | None = Field(None, description="mean / quantile: a numeric column")
+    q: float | None = Field(None, gt=0, lt=1, description="quantile: e.g. 0.95")
+    numerator: str | None = Field(None, description="ratio: numeric column summed on top")
+    denominator: str | None = Field(None, description="ratio: column summed below")
+    query: str | None = Field(None, description="prometheus / http: the query template")
+    histogram: str | None = Field(None, description="prometheus: a histogram query template")
+    worse: Literal["higher", "lower"]
+    margin: Margin
+    limit: float | None = Field(None, description="an absolute limit on the canary's value")
+    critical: bool = Field(False, description="fails the gate on its own, in any segment")
+    advisory: bool = Field(False, description="reported, never decides (a dry run)")
+    per_segment: bool = Field(False, description="judge every segment value, not only overall")
+
+    @model_validator(mode="after")
+    def _fields_for_kind(self) -> Metric:
+        if self.critical and self.advisory:
+            raise ValueError("a metric cannot be both critical and advisory")
+        if self.query or self.histogram:
+            return self  # a query-based source supplies the numbers
+        needs = {
+            "proportion": ("event",),
+            "mean": ("value",),
+            "quantile": ("value", "q"),
+            "ratio": ("numerator", "denominator"),
+        }[self.kind]
+        missing = [f for f in needs if getattr(self, f) is None]
+        if missing:
+            raise ValueError(f"a {self.kind} metric needs {' and '.join(missing)}")
+        return self
+
+    @property
+    def deciding(self) -> bool:
+        return not self.advisory
+
+
+# ---------------------------------------------------------------- stages
+
+
+StageKind = Literal["canary", "smoke", "offline_eval", "shadow", "ab", "monitor"]
+
+
+class Stage(Strict):
+    name: str = Field(pattern=NAME_RE)
+    kind: StageKind = "canary"
+    traffic: float | None = Field(None, ge=0, le=100, description="percent served by the canary")
+    min_duration: Duration | None = None
+    max_duration: Duration | None = None
+    duration: Duration | None = Field(None, description="planned length (ab, monitor)")
+    min_samples_per_arm: int | None = Field(None, ge=1)
+    scope: str | None = Field(
+        None,
+        description="who may get the canary in this stage: a condition on segment columns, "
+        "or 'all'; inherited by later stages until changed",
+    )
+    approval: Literal["none", "required"] = "none"
+    on_inconclusive_at_max: Literal["hold", "pause", "rollback", "advance"] = "hold"
+    method: Literal["sequential", "fixed"] | None = None
+    pass_requires: Literal["non_inferiority", "no_failure"] | None = None
+    metrics: list[str] | None = Field(None, description="judge only these metrics here")
+    # stage kinds other than canary
+    source: str | None = None
+    endpoint: str | None = None
+    model: str | None = None
+    api_key: str | None = None
+    timeout: Duration | None = None
+    min_pass_rate: float | None = Field(None, ge=0, le=1)
+    no_new_failures_in: list[str] | None = None
+    baseline: str | None = None
+
+    @model_validator(mode="after")
+    def _traffic_for_kind(self) -> Stage:
+        if self.kind in ("canary", "ab") and self.traffic is None:
+            raise ValueError(f"a {self.kind} stage needs traffic (percent for the canary)")
+        if (
+            self.min_duration
+            and self.max_duration
+            and parse_duration(self.max_duration) < parse_duration(self.min_duration)
+        ):
+            raise ValueError("max_duration is shorter than min_duration")
+        return self
+
+
+# ---------------------------------------------------------------- triggers, controls, notify
+
+
+class Trigger(Strict):
+    name: str
+    when: str = Field(description="e.g. 'canary.error_rate > 2 * control.error_rate'")
+    action: Literal["rollback", "pause"]
+
+
+class Control(Strict):
+    name: str = Field(pattern=NAME_RE)
+    layer: Literal["provider", "feature", "scenario", "ux_fallback", "review"]
+    title: str = Field(description="what it does, in plain language for operators")
+    set: dict[str, Any] = Field(description="flag key -> value (or {canary_percent: N})")
+
+
+NotifyEvent = Literal["advance", "hold", "pause", "rollback", "control", "complete"]
+
+
+class Notify(Strict):
+    kind: Literal["slack", "webhook"]
+    url: str
+    on: list[NotifyEvent] = Field(default_factory=lambda: list[NotifyEvent](["rollback", "pause"]))
+
+
+# ---------------------------------------------------------------- the playbook
+
+
+class Playbook(Strict):
+    rollout: str = Field(pattern=NAME_RE, description="the rollout's name (its state folder)")
+    description: str | None = None
+    goal: str | None = Field(None, description="why: accuracy, latency, cost or safety")
+    scope: Scope = Field(default_factory=Scope)
+    constraints: dict[str, float | int | str] = Field(default_factory=dict)
+    flag: FlagSpec
+    sources: dict[str, Source]
+    segments: Segments = Field(default_factory=Segments)
+    analysis: Analysis = Field(default_factory=Analysis)
+    metrics: list[Metric] = Field(min_length=1)
+    stages: list[Stage] = Field(min_length=1)
+    triggers: list[Trigger] = Field(default_factory=list)
+    controls: list[Control] = Field(default_factory=list)
+    notify: list[Notify] = Field(default_factory=list)
+
+    @field_validator("metrics")
+    @classmethod
+    def _unique_metric_names(cls, metrics: list[Metric]) -> list[Metric]:
+        _no_duplicates([m.name for m in metrics], "metric")
+        return metrics
+
+    @field_validator("stages")
+    @classmethod
+    def _unique_stage_names(cls, stages: list[Stage]) -> list[Stage]:
+        _no_duplicates([s.name for s in stages], "stage")
+        return stages
+
+    def metric(self, name: str) -> Metric:
+        for m in self.metrics:
+            if m.name == name:
+                return m
+        raise KeyError(name)
+
+    def stage_index(self, name: str) -> int:
+        for i, s in enumerate(self.stages):
+            if s.name == name:
+                return i
+        raise KeyError(name)
+
+
+def _no_duplicates(names: list[str], what: str) -> None:
+    seen: set[str] = set()
+    for n in names:
+        if n in seen:
+            raise ValueError(f"{what} name {n!r} is used twice")
+        seen.add(n)
+
+
+ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

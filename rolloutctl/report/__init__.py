@@ -1,0 +1,1 @@
+"""Reports: HTML for people, JSON / Markdown / JUnit for CI."""

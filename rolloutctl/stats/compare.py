@@ -1,0 +1,268 @@
+"""Canary-versus-control comparisons against a non-inferiority margin.
+
+Every comparison asks one question, one-sided toward harm: is the canary worse than the
+control by more than the margin? With `worse: higher` the harm is theta > margin, where theta
+is canary - control (absolute margin) or canary / control - 1 (relative margin, delta method:
+the control's own noise enters the variance; it is never treated as a constant).
+
+- FAIL when the lower bound of theta is above the margin (worse than allowed, shown);
+- PASS when the upper bound is below the margin (non-inferiority shown);
+- INCONCLUSIVE otherwise.
+
+Bounds come from either
+- `sequential`: the asymptotic confidence sequence of Waudby-Smith et al. (2023, "Time-uniform
+  central limit theory and asymptotic confidence sequences", eq. 2.4 with the normal-mixture
+  boundary of Robbins), the family GrowthBook's sequential engine uses. It holds at every look,
+  so checking every few minutes keeps the false-rollback chance under alpha. Its mixture is
+  tuned to be tightest at `tune_n` total samples;
+- `fixed`: the Wald bound z(1 - alpha) * se, valid for one planned look only.
+
+Both bounds are one-sided at level alpha (the sequential one uses the two-sided boundary,
+which is conservative for one side). The reported interval [lo, hi] is the pair of one-sided
+bounds, i.e. a (1 - 2 alpha) two-sided interval.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from statistics import NormalDist
+from typing import Literal
+
+from rolloutctl.stats.sufficient import Histogram, Moments, Proportion, RatioMoments
+
+Verdict = Literal["pass", "fail", "inconclusive"]
+Method = Literal["sequential", "fixed"]
+Worse = Literal["higher", "lower"]
+
+
+@dataclass(frozen=True)
+class MarginSpec:
+    value: float
+    relative: bool
+
+
+@dataclass(frozen=True)
+class Comparison:
+    control_value: float
+    canary_value: float
+    estimate: float  # theta: difference, or relative lift when the margin is relative
+    ci: tuple[float, float]
+    margin: float  # in theta's units, signed toward harm (negative for worse: lower)
+    verdict: Verdict
+    method: str
+    note: str = ""
+
+
+def half_width(variance: float, n_total: int, alpha: float, method: Method, tune_n: int) -> float:
+    """Half-width of the one-sided bound for an estimator with the given variance."""
+    if variance <= 0 or n_total <= 0:
+        return 0.0
+    if method == "fixed":
+        return NormalDist().inv_cdf(1 - alpha) * math.sqrt(variance)
+    scale2 = variance * n_total  # per-observation variance of the estimator's influence
+    log_a = -2 * math.log(alpha)
+    rho2 = (log_a + math.log(log_a + 1)) / max(tune_n, 1)
+    t = n_total
+    width2 = 2 * (t * rho2 + 1) / (t * t * rho2) * math.log(math.sqrt(t * rho2 + 1) / alpha)
+    return math.sqrt(scale2 * width2)
+
+
+def _decide(
+    control_value: float,
+    canary_value: float,
+    theta: float,
+    variance: float,
+    n_total: int,
+    margin: MarginSpec,
+    worse: Worse,
+    alpha: float,
+    method: Method,
+    tune_n: int,
+    note: str = "",
+) -> Comparison:
+    hw = half_width(variance, n_total, alpha, method, tune_n)
+    lo, hi = theta - hw, theta + hw
+    signed_margin = margin.value if worse == "higher" else -margin.value
+    if not all(math.isfinite(x) for x in (theta, lo, hi)):
+        verdict: Verdict = "inconclusive"
+        note = note or "the estimate is undefined (a zero control value under a relative margin?)"
+    elif worse == "higher":
+        verdict = "fail" if lo > signed_margin else "pass" if hi < signed_margin else "inconclusive"
+    else:
+        verdict = "fail" if hi < signed_margin else "pass" if lo > signed_margin else "inconclusive"
+    return Comparison(
+        control_value, canary_value, theta, (lo, hi), signed_margin, verdict, method, note
+    )
+
+
+def _contrast(
+    mean_c: float, var_mean_c: float, mean_t: float, var_mean_t: float, relative: bool
+) -> tuple[float, float]:
+    """theta and its variance from two independent arm estimates and their variances."""
+    if not relative:
+        return mean_t - mean_c, var_mean_t + var_mean_c
+    if mean_c == 0:
+        return math.nan, math.nan
+    theta = mean_t / mean_c - 1
+    variance = var_mean_t / mean_c**2 + mean_t**2 * var_mean_c / mean_c**4
+    return theta, variance
+
+
+def compare_proportions(
+    control: Proportion,
+    canary: Proportion,
+    margin: MarginSpec,
+    worse: Worse,
+    alpha: float,
+    method: Method = "sequential",
+    tune_n: int = 40_000,
+) -> Comparison:
+    """Difference (or ratio) of two rates, with the Agresti-Caffo adjustment (one pseudo-event
+    and one pseudo-non-event per arm) so zero counts still give an honest width."""
+    pc = (control.events + 1) / (control.n + 2)
+    pt = (canary.events + 1) / (canary.n + 2)
+    var_c = pc * (1 - pc) / (control.n + 2)
+    var_t = pt * (1 - pt) / (canary.n + 2)
+    theta, variance = _contrast(pc, var_c, pt, var_t, margin.relative)
+    return _decide(
+        control.rate, canary.rate, theta, variance, control.n + canary.n,
+        margin, worse, alpha, method, tune_n,
+    )  # fmt: skip
+
+
+def compare_means(
+    control: Moments,
+    canary: Moments,
+    margin: MarginSpec,
+    worse: Worse,
+    alpha: float,
+    method: Method = "sequential",
+    tune_n: int = 40_000,
+) -> Comparison:
+    """Difference (or ratio) of means with unequal variances (Welch's standard error)."""
+    if control.n < 2 or canary.n < 2:
+        return _undefined(control.mean, canary.mean, margin, worse, method, "fewer than 2 values")
+    theta, variance = _contrast(
+        control.mean, control.variance / control.n,
+        canary.mean, canary.variance / canary.n, margin.relative,
+    )  # fmt: skip
+    return _decide(
+        control.mean, canary.mean, theta, variance, control.n + canary.n,
+        margin, worse, alpha, method, tune_n,
+    )  # fmt: skip
+
+
+def _ratio_and_variance(m: RatioMoments) -> tuple[float, float]:
+    """Ratio of sums and its delta-method variance (units are the rows)."""
+    n = m.n
+    if n < 2 or m.sum_y == 0:
+        return math.nan, math.nan
+    mx, my = m.sum_x / n, m.sum_y / n
+    vx = (m.sum_x2 - n * mx * mx) / (n - 1)
+    vy = (m.sum_y2 - n * my * my) / (n - 1)
+    cxy = (m.sum_xy - n * mx * my) / (n - 1)
+    r = mx / my
+    variance = (vx - 2 * r * cxy + r * r * vy) / (my * my * n)
+    return r, max(variance, 0.0)
+
+
+def compare_ratios(
+    control: RatioMoments,
+    canary: RatioMoments,
+    margin: MarginSpec,
+    worse: Worse,
+    alpha: float,
+    method: Method = "sequential",
+    tune_n: int = 40_000,
+) -> Comparison:
+    """Ratio-of-sums metrics (cost per completed task) by the delta method."""
+    rc, vc = _ratio_and_variance(control)
+    rt, vt = _ratio_and_variance(canary)
+    if math.isnan(rc) or math.isnan(rt):
+        return _undefined(rc, rt, margin, worse, method, "a denominator sums to zero")
+    theta, variance = _contrast(rc, vc, rt, vt, margin.relative)
+    return _decide(
+        rc, rt, theta, variance, control.n + canary.n, margin, worse, alpha, method, tune_n
+    )
+
+
+def compare_quantiles(
+    control: Histogram,
+    canary: Histogram,
+    q: float,
+    margin: MarginSpec,
+    worse: Worse,
+    alpha: float,
+    method: Method = "sequential",
+    tune_n: int = 40_000,
+) -> Comparison:
+    """A quantile (p95) judged through exceedance shares, which are proportions.
+
+    Let c be the control's q-quantile. If the canary were worse by exactly the margin (every
+    value scaled by 1 + r, or shifted by a), the share of canary requests above c would equal
+    the control's share above c / (1 + r) (or c - a). The test compares the canary's share
+    above c with the control's share above c, against that implied exceedance margin, with
+    the proportion machinery above. Estimate and interval are reported for the quantile itself
+    (relative or absolute difference), from order-statistic bounds of each arm."""
+    nc, nt = control.n, canary.n
+    if nc < 2 or nt < 2:
+        return _undefined(math.nan, math.nan, margin, worse, method, "fewer than 2 values")
+    qc, qt = control.quantile(q), canary.quantile(q)
+    if worse == "higher":
+        shifted = qc / (1 + margin.value) if margin.relative else qc - margin.value
+        above_c = Proportion(nc, control.count_above(qc))
+        above_t = Proportion(nt, canary.count_above(qc))
+        implied = Proportion(nc, control.count_above(shifted)).rate - above_c.rate
+    else:
+        shifted = qc / (1 - margin.value) if margin.relative else qc + margin.value
+        above_c = Proportion(nc, nc - control.count_above(qc))
+        above_t = Proportion(nt, nt - canary.count_above(qc))
+        implied = Proportion(nc, nc - control.count_above(shifted)).rate - above_c.rate
+    exceed = compare_proportions(
+        above_c, above_t, MarginSpec(max(implied, 0.0), False), "higher", alpha, method, tune_n
+    )
+    # Report the quantile difference with conservative order-statistic bounds.
+    z = NormalDist().inv_cdf(1 - alpha)
+
+    def bounds(h: Histogram) -> tuple[float, float]:
+        n = h.n
+        spread = z * math.sqrt(n * q * (1 - q))
+        return h.value_at_rank(math.floor(n * q - spread)), h.value_at_rank(
+            math.ceil(n * q + spread) + 1
+        )
+
+    (c_lo, c_hi), (t_lo, t_hi) = bounds(control), bounds(canary)
+    if margin.relative:
+        theta = qt / qc - 1 if qc else math.nan
+        ci = (t_lo / c_hi - 1, t_hi / c_lo - 1) if c_lo > 0 and c_hi > 0 else (math.nan, math.nan)
+    else:
+        theta, ci = qt - qc, (t_lo - c_hi, t_hi - c_lo)
+    signed_margin = margin.value if worse == "higher" else -margin.value
+    note = (
+        f"share of canary above the control's p{q * 100:g} ({qc:.4g}): "
+        f"{above_t.rate:.2%} vs control {above_c.rate:.2%}, allowed +{max(implied, 0):.2%}"
+    )
+    return Comparison(qc, qt, theta, ci, signed_margin, exceed.verdict, method, note)
+
+
+def _undefined(
+    control_value: float, canary_value: float, margin: MarginSpec, worse: Worse, method: str,
+    note: str,
+) -> Comparison:  # fmt: skip
+    signed_margin = margin.value if worse == "higher" else -margin.value
+    return Comparison(
+        control_value, canary_value, math.nan, (math.nan, math.nan), signed_margin,
+        "inconclusive", method, note,
+    )  # fmt: skip
+
+
+def srm_p_value(control_n: int, canary_n: int, canary_percent: float) -> float:
+    """Chi-square goodness of fit (1 df) of the observed split against the configured one."""
+    total = control_n + canary_n
+    share = canary_percent / 100
+    if total == 0 or share <= 0 or share >= 1:
+        return 1.0
+    expected_t, expected_c = total * share, total * (1 - share)
+    stat = (canary_n - expected_t) ** 2 / expected_t + (control_n - expected_c) ** 2 / expected_c
+    return math.erfc(math.sqrt(stat / 2))
