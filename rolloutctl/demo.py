@@ -71,7 +71,7 @@ def run_one(
     canary: str,
     scenario: str,
     seed: int,
-    requests_per_hour: float = 60_000,
+    requests_per_hour: float = 200_000,
     max_hours: int = 48,
     progress: Callable[[str], None] = lambda _: None,
 ) -> DemoRun:

@@ -312,19 +312,24 @@ def evaluate(
 
     # ---- sample ratio
     counts = {"control": 0, "canary": 0}
+    ratio_counts, ratio_unit = counts, "requests"
     for m in measurements.values():
-        arm_counts = m.arm_counts.get(None)
-        if arm_counts:
-            counts = arm_counts
+        if m.arm_counts.get(None):
+            counts = ratio_counts = m.arm_counts[None]
+            if m.unit_counts.get(None):
+                ratio_counts, ratio_unit = m.unit_counts[None], "units"
             break
     srm_p = (
-        compare.srm_p_value(counts["control"], counts["canary"], traffic) if has_control else 1.0
+        compare.srm_p_value(ratio_counts["control"], ratio_counts["canary"], traffic)
+        if has_control
+        else 1.0
     )
     srm_ok = srm_p >= analysis.srm_p
     srm = {
-        "p_value": srm_p, "ok": srm_ok, "control_n": counts["control"],
-        "canary_n": counts["canary"], "expected_canary_percent": traffic,
-        "observed_canary_percent": 100 * counts["canary"] / max(1, sum(counts.values())),
+        "p_value": srm_p, "ok": srm_ok, "counted": ratio_unit,
+        "control_n": ratio_counts["control"], "canary_n": ratio_counts["canary"],
+        "expected_canary_percent": traffic,
+        "observed_canary_percent": 100 * ratio_counts["canary"] / max(1, sum(ratio_counts.values())),
     }  # fmt: skip
 
     # ---- the verdict
@@ -371,7 +376,7 @@ def evaluate(
         if not srm_ok:
             waiting.append(
                 f"sample ratio mismatch: canary has {srm['observed_canary_percent']:.2f}% of "
-                f"requests, configured {traffic:g}% (p = {srm_p:.2g} < {analysis.srm_p:g}); "
+                f"{ratio_unit}, configured {traffic:g}% (p = {srm_p:.2g} < {analysis.srm_p:g}); "
                 "assignment or logging is broken, so no comparison is trusted"
             )
         if elapsed < min_duration:

@@ -47,9 +47,8 @@ SCENARIOS: dict[str, str] = {
     "the observed split no longer matches the configured one",
 }
 
-Array = npt.NDArray[Any]
-F64 = npt.NDArray[np.float64]
-Bool = npt.NDArray[np.bool_]
+_Array = npt.NDArray[Any]
+_F64 = npt.NDArray[np.float64]
 
 _LANGUAGES = ("en", "hinglish", "es", "de", "fr", "ja", "pt")
 _LANGUAGE_P = (0.52, 0.12, 0.10, 0.07, 0.07, 0.05, 0.07)
@@ -169,7 +168,7 @@ assert set(_REGRESSED) == set(SCENARIOS)
 _U64 = np.uint64
 
 
-def _splitmix64(x: Array) -> Array:
+def _splitmix64(x: _Array) -> _Array:
     """A bijective 64-bit mixer: distinct inputs give distinct, well-spread outputs."""
     with np.errstate(over="ignore"):
         z = x.astype(np.uint64) + _U64(0x9E3779B97F4A7C15)
@@ -178,7 +177,7 @@ def _splitmix64(x: Array) -> Array:
         return z ^ (z >> _U64(31))
 
 
-def _lowbias32(x: Array) -> Array:
+def _lowbias32(x: _Array) -> _Array:
     """A bijective 32-bit mixer, so unit ids drawn from distinct indices never collide."""
     with np.errstate(over="ignore"):
         z = x.astype(np.uint32)
@@ -187,14 +186,14 @@ def _lowbias32(x: Array) -> Array:
         return z ^ (z >> np.uint32(16))
 
 
-def _unit_bucket(unit_values: Array) -> F64:
+def _unit_bucket(unit_values: _Array) -> _F64:
     """Map a unit's 32-bit id to [0, 100); depends on the id alone, so it is sticky."""
     mixed = _splitmix64(unit_values.astype(np.uint64) ^ _U64(0x5EED0F0CA2A4F00D))
     return (mixed >> _U64(11)).astype(np.float64) * (100.0 / 2.0**53)
 
 
 @functools.cache
-def _hex_table() -> Array:
+def _hex_table() -> _Array:
     """Each 16-bit value -> its four hex digits as UTF-32 code units, packed in two uint64."""
     digits = "0123456789abcdef"
     pairs = np.array([digits[i >> 4] + digits[i & 15] for i in range(256)], dtype="<U2")
@@ -209,7 +208,7 @@ def _string_dtype() -> Any:
     return pd.Series([""]).dtype
 
 
-def _hex_ids(values: Array, prefix: str, digits: int) -> pd.Series:
+def _hex_ids(values: _Array, prefix: str, digits: int) -> pd.Series:
     """Format uint64 values as prefix + lowest `digits` hex digits, without a Python loop."""
     assert len(prefix) == 2 and digits % 4 == 0 and 0 < digits <= 16
     n = len(values)
@@ -225,12 +224,12 @@ def _hex_ids(values: Array, prefix: str, digits: int) -> pd.Series:
     return pd.Series(text, dtype=_string_dtype())
 
 
-def _labels(codes: Array, names: Sequence[str]) -> pd.Series:
+def _labels(codes: _Array, names: Sequence[str]) -> pd.Series:
     """Integer codes -> a string column, by a vectorised take from the few distinct labels."""
     return pd.Series(pd.Series(list(names), dtype=_string_dtype()).array.take(codes))
 
 
-def _categorical(rng: np.random.Generator, n: int, probs: Sequence[float]) -> Array:
+def _categorical(rng: np.random.Generator, n: int, probs: Sequence[float]) -> _Array:
     cum = np.cumsum(np.asarray(probs, dtype=np.float64))
     return np.minimum(np.searchsorted(cum / cum[-1], rng.random(n), side="right"), len(cum) - 1)
 
@@ -244,7 +243,7 @@ def _utc_ns(value: datetime, name: str) -> int:
     return int(pd.Timestamp(value).tz_convert("UTC").value)
 
 
-def _arrival_ms(rng: np.random.Generator, n: int, lo_ms: int, hi_ms: int) -> Array:
+def _arrival_ms(rng: np.random.Generator, n: int, lo_ms: int, hi_ms: int) -> _Array:
     """Sorted arrival times in [lo_ms, hi_ms) with a mild daily cycle (peak mid-afternoon UTC)."""
     span = hi_ms - lo_ms
     cells = int(min(max(span // 60_000, 1), 20_000))
@@ -257,12 +256,12 @@ def _arrival_ms(rng: np.random.Generator, n: int, lo_ms: int, hi_ms: int) -> Arr
     return np.minimum(lo_ms + np.floor(offsets).astype(np.int64), hi_ms - 1)
 
 
-def _by_arm(arm: Array, effects: Sequence[_Effects], field: str) -> F64:
+def _by_arm(arm: _Array, effects: Sequence[_Effects], field: str) -> _F64:
     """Per-row value of one effect field, arm 0 = control, 1 = healthy canary, 2 = regressed."""
     return np.array([getattr(e, field) for e in effects], dtype=np.float64)[arm]
 
 
-def _normalised(weights: F64) -> F64:
+def _normalised(weights: _F64) -> _F64:
     mean = float(weights.mean()) if len(weights) else 1.0
     return weights / mean
 
@@ -429,11 +428,13 @@ def generate(
 
     drop_u = rng.random(n)
     keep = ~(drop_u < _by_arm(arm, fx, "drop"))
-    if not keep.all():
+    all_kept = bool(keep.all())
+    if not all_kept:
         segments = segments[keep].reset_index(drop=True)
 
-    def k(values: Array) -> Array:
-        return values if keep.all() else values[keep]
+    def k(values: _Array) -> _Array:
+        """Rows that made it into the log (sample_ratio_mismatch loses some canary lines)."""
+        return values if all_kept else values[keep]
 
     frame = pd.DataFrame(
         {

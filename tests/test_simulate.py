@@ -458,3 +458,22 @@ def test_write_unknown_suffix(tmp_path: Path, small: pd.DataFrame) -> None:
     with pytest.raises(UsageError, match="suffix"):
         write(small, tmp_path / "log.xlsx")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_write_keeps_old_file_and_leaves_no_temp(
+    tmp_path: Path, small: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import rolloutctl.simulate as simulate
+
+    target = tmp_path / "log.csv"
+    target.write_text("old\n")
+
+    def broken(frame: pd.DataFrame, path: Path, fmt: str) -> None:
+        path.write_text("half a fi")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(simulate, "_copy_with_duckdb", broken)
+    with pytest.raises(OSError, match="disk full"):
+        write(small, target)
+    assert target.read_text() == "old\n"
+    assert list(tmp_path.iterdir()) == [target]

@@ -36,6 +36,9 @@ class Measurement:
     stats: dict[tuple[str, SegmentKey], dict[str, Stat]] = field(default_factory=dict)
     # segment -> {"control": rows, "canary": rows} for the sample-ratio check
     arm_counts: dict[SegmentKey, dict[str, int]] = field(default_factory=dict)
+    # segment -> distinct randomization units per arm: the sample-ratio check counts what was
+    # randomized (users), not requests, which cluster within users
+    unit_counts: dict[SegmentKey, dict[str, int]] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)  # metric -> why it has no value
     queries: dict[str, str] = field(default_factory=dict)  # metric (or "*") -> exact query
     bad_rows: dict[str, int] = field(default_factory=dict)  # reason -> rows

@@ -211,7 +211,8 @@ class RequestLogSource:
         seg_cols = [f"{e} AS {sql_ident('seg_' + d)}" for d, e in dim_exprs.items()]
         grouping = [f"grouping({sql_ident('seg_' + d)})" for d in dims]
 
-        aggregates: list[str] = ["count(*)"]
+        has_units = "unit_id" in columns
+        aggregates: list[str] = ["count(*)", "count(DISTINCT unit_id)" if has_units else "0"]
         readers: list[tuple[Metric, int, int]] = []
         for metric in request.metrics:
             try:
@@ -245,6 +246,9 @@ class RequestLogSource:
             if segment is False:
                 continue
             out.arm_counts.setdefault(segment, {"control": 0, "canary": 0})[arm] = int(r[offset])
+            if has_units:
+                units = out.unit_counts.setdefault(segment, {"control": 0, "canary": 0})
+                units[arm] = int(r[offset + 1])
             for metric, start, width in readers:
                 values = r[offset + start : offset + start + width]
                 stat = self._stat(metric, values)
