@@ -43,8 +43,8 @@ SCENARIOS: dict[str, str] = {
     "category only; every other segment looks healthy",
     "hallucination_regression": "the canary hallucinates more (2.5% to 4.5%), cites sources "
     "less well (-4 pt) and completes fewer tasks (-2 pt)",
-    "sample_ratio_mismatch": "the canary is healthy but about 12% of its log lines are lost, so "
-    "the observed split no longer matches the configured one",
+    "sample_ratio_mismatch": "the canary is healthy but loses every log line of about 12% of its "
+    "users, so the observed split no longer matches the configured one",
 }
 
 _Array = npt.NDArray[Any]
@@ -426,8 +426,10 @@ def generate(
     session_keys = _splitmix64(unit_mix ^ ((ts_ms + phase) // _SESSION_MS).astype(np.uint64))
     unit_ids = _hex_ids(unit_vals.astype(np.uint64), "u-", 8).array
 
-    drop_u = rng.random(n)
-    keep = ~(drop_u < _by_arm(arm, fx, "drop"))
+    # A crashing canary loses every log line of the users it crashes for, so the loss shows in
+    # unit counts as well as in request counts.
+    crash_u = (_splitmix64(unit_vals.astype(np.uint64) ^ _U64(0xC4A5)) >> _U64(11)) * 2.0**-53
+    keep = ~(crash_u[user] < _by_arm(arm, fx, "drop"))
     all_kept = bool(keep.all())
     if not all_kept:
         segments = segments[keep].reset_index(drop=True)

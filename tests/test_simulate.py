@@ -321,12 +321,19 @@ def test_hallucination_regression(big: dict[str, pd.DataFrame]) -> None:
     assert -0.03 < done < -0.01
 
 
+def _canary_units(frame: pd.DataFrame) -> int:
+    return int(frame.loc[frame["variant"] == "v2", "unit_id"].nunique())
+
+
 def test_sample_ratio_mismatch(big: dict[str, pd.DataFrame]) -> None:
     srm, healthy = big["sample_ratio_mismatch"], big["healthy"]
     lost = 1 - (srm["variant"] == "v2").sum() / (healthy["variant"] == "v2").sum()
     assert 0.10 < lost < 0.14
     assert (srm["variant"] == "v1").sum() == (healthy["variant"] == "v1").sum()
     assert srm["request_id"].is_unique
+    # Whole users vanish, so a unit-level sample ratio check sees the loss too.
+    units_lost = 1 - _canary_units(srm) / _canary_units(healthy)
+    assert 0.08 < units_lost < 0.16
     # Nominal 50/50: the observed canary:control ratio falls well below 1.
     counts = srm["variant"].value_counts()
     assert counts["v2"] / counts["v1"] < 0.92

@@ -61,6 +61,9 @@ class RequestLogSource:
 
     # ------------------------------------------------------------ reading
 
+    def _matches(self) -> list[str]:
+        return [f for pattern in self.paths for f in glob.glob(pattern) if os.path.isfile(f)]
+
     def _files(self) -> list[str]:
         files: list[str] = []
         for pattern in self.paths:
@@ -148,6 +151,11 @@ class RequestLogSource:
     # ------------------------------------------------------------ measuring
 
     def measure(self, request: MeasureRequest) -> Measurement:
+        if all(glob.has_magic(p) for p in self.paths) and not self._matches():
+            out = Measurement()  # a glob that matches nothing yet: no data, so the gate holds
+            out.notes.append(f"no request-log file matches {', '.join(self.paths)} yet")
+            self._fill_empty(out, request, [])
+            return out
         con = self.connect()
         try:
             types = self.open(con)

@@ -315,12 +315,15 @@ def semantic_problems(pb: Playbook, positions: dict[Loc, tuple[int, int]], path:
     for i, s in enumerate(pb.stages):
         if s.scope is not None and s.scope.strip().lower() != "all":
             check_columns(("stages", i, "scope"), s.scope, allow_eval=False)
+        if s.scope is not None:
+            previous_traffic = -1.0  # a new audience: the ramp starts again
         if s.kind == "canary" and s.traffic is not None:
             if s.traffic < previous_traffic:
                 at(
                     ("stages", i, "traffic"),
                     f"traffic {s.traffic:g}% is lower than the stage before it "
-                    f"({previous_traffic:g}%); stages only ramp up (rollback is automatic)",
+                    f"({previous_traffic:g}%) with the same scope; stages only ramp up "
+                    "(rollback is automatic)",
                 )
             previous_traffic = max(previous_traffic, s.traffic)
         for j, name in enumerate(s.metrics or []):

@@ -1,0 +1,219 @@
+"""The rollout lifecycle through the real CLI: exit codes, JSON, flag file, state, audit."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+
+from tests.conftest import START, Workspace, cli_env
+
+GATE_KEYS = {"rollout", "stage", "verdict", "decision", "reasons", "srm", "report", "metrics"}
+METRIC_KEYS = {"name", "group", "segment", "kind", "critical", "control", "canary", "estimate",
+               "ci", "margin", "verdict"}  # fmt: skip
+
+
+def test_healthy_candidate_advances_and_completes(ws: Workspace) -> None:
+    r = ws.run("start", str(ws.playbook), now=START)
+    assert r.code == 0, r.err
+    targeting = ws.flag["targeting"]["fractional"]
+    assert targeting == [["v1", 80000], ["v2", 20000]]
+    assert ws.flag["defaultVariant"] == "v1"
+
+    early = ws.run("--json", "advance", "shop-answers", now=START + timedelta(minutes=20))
+    assert early.code == 11  # inconclusive: minimum duration not reached
+    assert any("minimum duration" in reason for reason in early.json()["reasons"])
+
+    ws.log("healthy", START, 2, 20, "p1", seed=1)
+    r = ws.run("advance", "shop-answers", "--json", now=START + timedelta(hours=2))
+    assert r.code == 0, r.out + r.err
+    data = r.json()
+    assert GATE_KEYS <= set(data)
+    assert data["verdict"] == "pass" and data["decision"] == "advance"
+    assert METRIC_KEYS <= set(data["metrics"][0])
+    assert data["srm"]["ok"] is True and set(data["srm"]) >= {"p_value", "ok"}
+    assert os.path.exists(data["report"])
+    assert ws.state()["stage"] == "c2" and ws.flag["targeting"]["fractional"][1] == ["v2", 50000]
+
+    t = START + timedelta(hours=2)
+    ws.log("healthy", t, 1.5, 50, "p2", seed=2)
+    assert ws.run("advance", "shop-answers", now=t + timedelta(hours=1.5)).code == 0
+    assert ws.state()["stage"] == "full"
+    t += timedelta(hours=1.5)
+    ws.log("healthy", t, 1, 100, "p3", seed=3)
+    r = ws.run("--json", "advance", "shop-answers", now=t + timedelta(hours=1))
+    assert r.code == 0, r.out
+    assert r.json()["decision"] == "complete" and ws.state()["status"] == "completed"
+    again = ws.run("advance", "shop-answers", now=t + timedelta(hours=2))
+    assert again.code == 0 and "already completed" in again.out
+
+    history = ws.run("--json", "history", "shop-answers").json()["events"]
+    assert [e["command"] for e in history] == ["start", "advance", "advance", "advance", "advance"]
+    assert all(e["actor"] == "tester" for e in history)
+
+
+def test_regression_is_rolled_back_with_exit_10(ws: Workspace) -> None:
+    assert ws.run("start", str(ws.playbook), now=START).code == 0
+    ws.log("hallucination_regression", START, 2, 20, "p1", seed=4)
+    check = ws.run("--json", "check", "shop-answers", now=START + timedelta(hours=2))
+    assert check.code == 10 and check.json()["decision"] == "rollback"
+    assert ws.state()["status"] == "running"  # check never acts
+    r = ws.run("--json", "advance", "shop-answers", now=START + timedelta(hours=2))
+    assert r.code == 10
+    data = r.json()
+    failing = [m for m in data["metrics"] if m["verdict"] == "fail"]
+    assert any(m["name"] == "hallucination_rate" for m in failing)
+    assert "hallucination" in data["reasons"][0]
+    assert "targeting" not in ws.flag and ws.flag["defaultVariant"] == "v1"
+    assert ws.state()["status"] == "rolled_back"
+    assert ws.run("advance", "shop-answers", now=START + timedelta(hours=3)).code == 5
+    retry = ws.run("retry", "shop-answers", now=START + timedelta(hours=3))
+    assert retry.code == 0 and ws.state()["status"] == "running"
+    assert ws.flag["targeting"]["fractional"][1] == ["v2", 20000]
+
+
+def test_rollback_needs_a_reason_and_works_without_any_metrics(ws: Workspace) -> None:
+    assert ws.run("start", str(ws.playbook), now=START).code == 0
+    no_reason = ws.run("rollback", "shop-answers")
+    assert no_reason.code == 2 and "--reason" in no_reason.err
+    assert ws.state()["status"] == "running"
+    # No request log exists at all: rollback must not care.
+    r = ws.run("--json", "rollback", str(ws.playbook), "--reason", "pager: answers look off")
+    assert r.code == 0, r.err
+    assert r.json()["status"] == "rolled_back" and "targeting" not in ws.flag
+    again = ws.run("rollback", "shop-answers", "--reason", "twice")
+    assert again.code == 0 and "already" in again.out
+    last = ws.audit()[-1]
+    assert last["command"] == "rollback" and last["reason"] == "pager: answers look off"
+
+
+def test_rollback_does_not_import_heavy_modules(ws: Workspace) -> None:
+    assert ws.run("start", str(ws.playbook), now=START).code == 0
+    env = cli_env(ws.root)
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "rolloutctl", "rollback", "shop-answers",
+         "--reason", "fast path"],
+        capture_output=True, text=True, env=env, cwd=ws.root,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    imported = {line.split("|")[-1].strip().split(".")[0] for line in proc.stderr.splitlines()
+                if line.startswith("import time:")}  # fmt: skip
+    assert "rolloutctl" in imported
+    assert not imported & {"pandas", "scipy", "duckdb", "matplotlib", "numpy"}
+
+
+def test_pause_resume_and_promote(ws: Workspace) -> None:
+    assert ws.run("start", str(ws.playbook), now=START).code == 0
+    assert ws.run("pause", "shop-answers", "--reason", "holiday freeze").code == 12
+    assert ws.state()["status"] == "paused"
+    assert ws.run("advance", "shop-answers", now=START + timedelta(hours=3)).code == 12
+    assert ws.run("resume", "shop-answers", "--reason", "freeze over").code == 0
+    promoted = ws.run("--json", "promote", "shop-answers", "--reason", "exec decision")
+    assert promoted.code == 0 and promoted.json()["stage"] == "c2"
+    assert ws.audit()[-1]["reason"] == "exec decision"
+
+
+def test_two_concurrent_advances_make_one_transition(ws: Workspace) -> None:
+    assert ws.run("start", str(ws.playbook), now=START).code == 0
+    ws.log("healthy", START, 2, 20, "p1", seed=5)
+    env = cli_env(ws.root)
+    env["ROLLOUTCTL_NOW"] = (START + timedelta(hours=2)).isoformat()
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "rolloutctl", "advance", "shop-answers"],
+                         cwd=ws.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+        for _ in range(2)
+    ]  # fmt: skip
+    results = [(p.wait(timeout=120), p.stderr.read() if p.stderr else "") for p in procs]
+    codes = sorted(code for code, _ in results)
+    assert 0 in codes and codes != [0, 0]
+    if 5 in codes:
+        assert any("locked by another rolloutctl run" in err for _, err in results)
+    advances = [e for e in ws.audit() if (e.get("verdict") or {}).get("decision") == "advance"]
+    assert len(advances) == 1
+    assert ws.state()["stage"] == "c2"
+
+
+def test_a_killed_lock_holder_does_not_block(ws: Workspace) -> None:
+    assert ws.run("start", str(ws.playbook), now=START).code == 0
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from pathlib import Path; from rolloutctl.state.store import StateStore\n"
+         f"with StateStore(Path({str(ws.root / 'state')!r})).lock('shop-answers', 'test'):\n"
+         "    print('locked', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    blocked = ws.run("rollback", "shop-answers", "--reason", "x")
+    assert blocked.code == 5 and f"pid {holder.pid}" in blocked.err
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.wait()
+    time.sleep(0.1)
+    assert ws.run("rollback", "shop-answers", "--reason", "after kill").code == 0
+
+
+def test_flag_changed_by_hand_is_detected(ws: Workspace) -> None:
+    assert ws.run("start", str(ws.playbook), now=START).code == 0
+    path = ws.root / "flags" / "flags.json"
+    data = json.loads(path.read_text())
+    data["flags"]["answer-model"]["targeting"]["fractional"] = [["v1", 0], ["v2", 100000]]
+    path.write_text(json.dumps(data))
+    status = ws.run("status")
+    assert status.code == 0 and "changed outside rolloutctl" in status.err
+    ws.log("healthy", START, 2, 20, "p1", seed=6)
+    refused = ws.run("advance", "shop-answers", now=START + timedelta(hours=2))
+    assert refused.code == 5 and "--force" in refused.err
+    assert json.loads(path.read_text()) == data  # nothing touched
+    forced = ws.run("advance", "shop-answers", "--force", now=START + timedelta(hours=2))
+    assert forced.code in (0, 11), forced.err
+
+
+def test_corrupt_state_and_flag_files(ws: Workspace) -> None:
+    assert ws.run("start", str(ws.playbook), now=START).code == 0
+    flag_path = ws.root / "flags" / "flags.json"
+    flag_path.write_text("{not json")
+    r = ws.run("rollback", "shop-answers", "--reason", "x")
+    assert r.code == 4 and "did NOT happen" in r.err and "Traceback" not in r.err
+    assert ws.state()["status"] == "running"  # no record of a flip that did not happen
+    assert flag_path.read_text() == "{not json"
+    state_path = ws.root / "state" / "shop-answers" / "state.json"
+    state_path.write_text('{"rollout": ')
+    r = ws.run("status", "shop-answers")
+    assert r.code == 5 and "corrupt" in r.err and "Traceback" not in r.err
+
+
+def test_unknown_rollout_and_usage_errors(ws: Workspace) -> None:
+    r = ws.run("status", "nope")
+    assert r.code == 5 and "no rollout named 'nope'" in r.err
+    assert ws.run("advance").code == 2
+    assert ws.run("start", "missing.yaml").code == 3
+
+
+def test_bad_log_rows_are_counted_not_fatal(ws: Workspace) -> None:
+    assert ws.run("start", str(ws.playbook), now=START).code == 0
+    ws.log("healthy", START, 1, 20, "p1", seed=7)
+    extra = ws.root / "data" / "extra.jsonl"
+    extra.write_text("")
+    # a JSONL source with bad rows, alongside: point the playbook at both formats
+    text = ws.playbook.read_text().replace('path: "data/*.parquet"', 'path: ["data/*.parquet"]')
+    ws.playbook.write_text(text)
+    r = ws.run("--json", "check", "shop-answers", now=START + timedelta(hours=1))
+    assert r.code in (0, 11), r.err
+    assert r.json()["bad_rows"] == {}
+
+
+def test_validate_schema_plan_init(ws: Workspace) -> None:
+    ok = ws.run("validate", str(ws.playbook))
+    assert ok.code == 0 and "ok" in ok.out
+    schema = ws.run("schema").json()
+    assert "stages" in schema["properties"] and "$defs" in schema
+    plan = ws.run("--json", "plan", str(ws.playbook))
+    assert plan.code == 0
+    assert [s["name"] for s in plan.json()["stages"]] == ["c1", "c2", "full"]
+    init = ws.run("init", "starter")
+    assert init.code == 0 and ws.run("validate", "starter/rollout.yaml").code == 0
+    assert ws.run("init", "starter").code == 2

@@ -1,0 +1,114 @@
+"""Fixtures that run the real CLI against real files in a temporary folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rolloutctl import simulate
+
+START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+PLAYBOOK = """\
+rollout: shop-answers
+goal: cheaper answers at equal quality
+flag: {backend: file, path: flags/flags.json, key: answer-model, control: v1, canary: v2}
+sources:
+  requests: {kind: requestlog, path: "data/*.parquet"}
+segments:
+  dimensions: [category, device]
+  critical: {category: [health]}
+analysis:
+  min_samples_per_arm: 1000
+  min_samples_per_segment: 200
+  expected_samples_per_arm: 10000
+  pass_requires: no_failure
+metrics:
+  - {name: error_rate, group: technical, source: requests, kind: proportion, event: "status = 'error'", worse: higher, margin: {absolute: 0.01}, critical: true}
+  - {name: hallucination_rate, group: quality, source: requests, kind: proportion, event: hallucination, worse: higher, margin: {absolute: 0.005}, critical: true}
+  - {name: p95_latency_ms, group: technical, source: requests, kind: quantile, q: 0.95, value: latency_ms, worse: higher, margin: {relative: 0.15}}
+  - {name: cost_per_request, group: technical, source: requests, kind: mean, value: cost_usd, worse: higher, margin: {relative: 0.5}}
+  - {name: unsafe_answer_rate, group: safety, source: requests, kind: proportion, event: safety_violation, worse: higher, margin: {absolute: 0.002}, critical: true, per_segment: true}
+stages:
+  - {name: c1, traffic: 20, min_duration: 1h}
+  - {name: c2, traffic: 50, min_duration: 1h}
+  - {name: full, traffic: 100, min_duration: 30m}
+triggers:
+  - {name: cost-spike, when: "canary.cost_per_request > 3 * control.cost_per_request", action: pause}
+"""
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+@dataclass
+class Workspace:
+    root: Path
+    playbook: Path
+    run: Callable[..., Result]
+
+    def log(self, scenario: str, start: datetime, hours: float, percent: float, part: str,
+            seed: int = 0, rate: float = 30_000) -> Path:  # fmt: skip
+        frame = simulate.generate(
+            scenario, start, start + timedelta(hours=hours), requests_per_hour=rate,
+            canary_percent=percent, seed=seed,
+        )  # fmt: skip
+        return simulate.write(frame, self.root / "data" / f"{part}.parquet")
+
+    @property
+    def flag(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads((self.root / "flags" / "flags.json").read_text())
+        return data["flags"]["answer-model"]
+
+    def state(self, name: str = "shop-answers") -> dict[str, Any]:
+        data: dict[str, Any] = json.loads((self.root / "state" / name / "state.json").read_text())
+        return data
+
+    def audit(self, name: str = "shop-answers") -> list[dict[str, Any]]:
+        path = self.root / "state" / name / "audit.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def cli_env(root: Path) -> dict[str, str]:
+    env = os.environ.copy()
+    env.update(
+        ROLLOUTCTL_STATE_DIR=str(root / "state"),
+        ROLLOUTCTL_REPORTS_DIR=str(root / "reports"),
+        ROLLOUTCTL_ACTOR="tester",
+    )
+    env.pop("ROLLOUTCTL_NOW", None)
+    return env
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Workspace:
+    playbook = tmp_path / "rollout.yaml"
+    playbook.write_text(PLAYBOOK)
+
+    def run(*args: str, now: datetime | None = None, timeout: float = 120) -> Result:
+        env = cli_env(tmp_path)
+        if now is not None:
+            env["ROLLOUTCTL_NOW"] = now.isoformat()
+        proc = subprocess.run(
+            [sys.executable, "-m", "rolloutctl", *args],
+            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=timeout,
+        )  # fmt: skip
+        return Result(proc.returncode, proc.stdout, proc.stderr)
+
+    return Workspace(tmp_path, playbook, run)
