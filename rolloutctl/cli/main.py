@@ -234,9 +234,10 @@ def run() -> None:
         sys.stderr.write("interrupted\n")
         sys.exit(130)
     except Exception as exc:  # usage errors of the argument parser, then bugs
-        if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
+        parser_code = getattr(exc, "exit_code", None)
+        if hasattr(exc, "show") and isinstance(parser_code, int):
             exc.show()  # a parser usage error (missing argument, bad option): exit 2
-            sys.exit(exc.exit_code)
+            sys.exit(parser_code)
         if type(exc).__name__ == "Abort":
             sys.exit(1)
         if verbose:
