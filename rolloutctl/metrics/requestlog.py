@@ -137,9 +137,8 @@ class RequestLogSource:
                 f" ELSE to_timestamp({number}) END)"
             )
         con.execute(
-            "CREATE OR REPLACE TEMP VIEW log AS SELECT "
-            + ", ".join(selects)
-            + f", {ts_expr} AS __ts FROM raw_log"
+            f"CREATE OR REPLACE TEMP VIEW log AS SELECT *, {ts_expr} AS __ts FROM "
+            f"(SELECT {', '.join(selects)} FROM raw_log)"
         )
         return {c: ("VARCHAR" if t == "JSON" else t) for c, t in types.items()}
 

@@ -1,0 +1,86 @@
+"""Playbook validation: every problem, located, with what was expected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rolloutctl.errors import InvalidInput, PlaybookInvalid
+from rolloutctl.playbook.load import load_playbook
+
+ROOT = Path(__file__).resolve().parents[2]
+
+BAD = """\
+rollout: shop
+flag: {backend: file, path: f.json, key: k, control: v1, canary: v2}
+sources:
+  req: {kind: requestlog, path: x.jsonl}
+analysis:
+  alpah: 0.05
+metrics:
+  - {name: err, group: technical, source: reqs, kind: proportion, event: "status = 'error'", worse: higher, margin: {absolute: 0.01}}
+  - {name: lat, group: tech, source: req, kind: mean, value: latency_ms, worse: higher, margin: {absolute: 1}}
+stages:
+  - {name: c1, traffic: 5, min_duration: 2 hours}
+"""
+
+SEMANTIC = """\
+rollout: shop
+flag: {backend: file, path: f.json, key: k, control: v1, canary: v2}
+sources:
+  req: {kind: requestlog, path: x.jsonl}
+metrics:
+  - {name: err, group: technical, source: reqs, kind: proportion, event: "statuss = 'error'", worse: higher, margin: {absolute: 0.01}}
+stages:
+  - {name: c1, traffic: 5}
+  - {name: c2, traffic: 1}
+triggers:
+  - {name: t, when: "canary.eror_rate > 1", action: rollback}
+"""
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "playbooks").glob("*.yaml")))
+def test_example_playbooks_are_valid(path: Path) -> None:
+    assert load_playbook(path).playbook.stages
+
+
+def test_every_problem_is_located_with_a_suggestion(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(BAD)
+    with pytest.raises(PlaybookInvalid) as info:
+        load_playbook(path)
+    problems = info.value.problems
+    assert f"{path}:6:3: analysis.alpah: unknown key 'alpah'; did you mean 'alpha'?" in problems
+    assert any(p.startswith(f"{path}:9:") and "metrics[1].group: expected" in p
+               and "(got 'tech')" in p for p in problems)  # fmt: skip
+    assert any(":11:" in p and "min_duration" in p and "30s, 15m, 2h" in p for p in problems)
+    assert len(problems) == 3
+
+
+def test_semantic_problems(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(SEMANTIC)
+    with pytest.raises(PlaybookInvalid) as info:
+        load_playbook(path)
+    text = "\n".join(info.value.problems)
+    assert "unknown source 'reqs'; did you mean 'req'?" in text
+    assert "traffic 1% is lower than the stage before it" in text
+    assert "unknown metric 'eror_rate'" in text
+
+
+def test_malformed_yaml_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text("rollout: x\nflag: [unclosed\nstages: []\n")
+    with pytest.raises(InvalidInput) as info:
+        load_playbook(path)
+    assert f"{path}:3:" in info.value.message and "not valid YAML" in info.value.message
+
+
+def test_missing_and_empty_files(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput, match="no such playbook"):
+        load_playbook(tmp_path / "nope.yaml")
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    with pytest.raises(InvalidInput, match="empty"):
+        load_playbook(empty)

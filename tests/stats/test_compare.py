@@ -1,0 +1,114 @@
+"""The stats engine against reference values (scipy) and its repeated-looks guarantee."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from rolloutctl.stats.compare import (
+    MarginSpec,
+    compare_means,
+    compare_proportions,
+    compare_quantiles,
+    compare_ratios,
+    half_width,
+    srm_p_value,
+)
+from rolloutctl.stats.sufficient import Histogram, Moments, Proportion, RatioMoments
+
+
+def test_fixed_bound_is_the_wald_bound() -> None:
+    # One-sided 95% Wald bound: z = scipy.stats.norm.ppf(0.95) = 1.6449 times the standard error.
+    hw = half_width(0.0001, 2000, 0.05, "fixed", 0)
+    assert hw == pytest.approx(sps.norm.ppf(0.95) * 0.01, rel=1e-9)
+
+
+def test_sequential_bound_is_wider_than_fixed_and_narrows() -> None:
+    fixed = half_width(1 / 1000, 1000, 0.05, "sequential", 10_000)
+    assert fixed > half_width(1 / 1000, 1000, 0.05, "fixed", 0)
+    widths = [half_width(1 / n, n, 0.05, "sequential", 10_000) for n in (1000, 4000, 16000)]
+    assert widths[0] > widths[1] > widths[2]
+
+
+def test_srm_matches_scipy_chisquare() -> None:
+    observed = [9_400, 600]
+    expected = [9_500, 500]
+    reference = sps.chisquare(observed, expected).pvalue
+    assert srm_p_value(9_400, 600, 5.0) == pytest.approx(reference, rel=1e-9)
+
+
+def test_proportions_pass_fail_and_direction() -> None:
+    control = Proportion(200_000, 2_000)  # 1.0%
+    same = Proportion(20_000, 200)
+    worse = Proportion(20_000, 600)  # 3.0%
+    margin = MarginSpec(0.005, relative=False)
+    assert compare_proportions(control, same, margin, "higher", 0.05).verdict == "pass"
+    failed = compare_proportions(control, worse, margin, "higher", 0.05)
+    assert failed.verdict == "fail" and failed.ci[0] > 0.005
+    # "worse: lower": a drop in completion fails, a rise passes.
+    completion = Proportion(200_000, 120_000)
+    assert compare_proportions(completion, Proportion(20_000, 10_000),
+                               MarginSpec(0.02, False), "lower", 0.05).verdict == "fail"  # fmt: skip
+    assert compare_proportions(completion, Proportion(20_000, 12_400),
+                               MarginSpec(0.02, False), "lower", 0.05).verdict == "pass"  # fmt: skip
+
+
+def test_relative_margin_uses_delta_method() -> None:
+    control = Moments(50_000, 50_000 * 2.0, 50_000 * (4.0 + 1.0))  # mean 2, var ~1
+    canary = Moments(5_000, 5_000 * 2.6, 5_000 * (2.6**2 + 1.0))
+    result = compare_means(control, canary, MarginSpec(0.2, True), "higher", 0.05, "fixed")
+    assert result.estimate == pytest.approx(0.3, rel=1e-6)
+    # delta-method variance of mean_t / mean_c - 1
+    var = (1 / 5_000) / 4 + 2.6**2 * (1 / 50_000) / 16
+    assert result.ci[0] == pytest.approx(0.3 - sps.norm.ppf(0.95) * math.sqrt(var), rel=1e-3)
+    assert result.verdict == "fail"
+
+
+def test_ratio_metric_delta_method_against_simulation() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.gamma(2.0, 0.001, 20_000)
+    y = (rng.random(20_000) < 0.6).astype(float)
+    m = RatioMoments(len(x), x.sum(), y.sum(), (x * x).sum(), (y * y).sum(), (x * y).sum())
+    result = compare_ratios(m, m, MarginSpec(0.2, True), "higher", 0.05)
+    assert result.estimate == pytest.approx(0.0, abs=1e-12)
+    assert result.verdict == "pass"
+
+
+def test_histogram_quantile_within_bucket_resolution() -> None:
+    rng = np.random.default_rng(1)
+    values = rng.lognormal(7, 0.6, 50_000)
+    buckets, counts = np.unique(np.floor(np.log(values) / math.log(1.01)), return_counts=True)
+    hist = Histogram({int(b): int(c) for b, c in zip(buckets, counts, strict=True)})
+    assert hist.quantile(0.95) == pytest.approx(np.quantile(values, 0.95), rel=0.01)
+    slower = Histogram({b + 30: c for b, c in hist.counts.items()})  # every value x1.35
+    verdict = compare_quantiles(hist, slower, 0.95, MarginSpec(0.1, True), "higher", 0.05)
+    assert verdict.verdict == "fail" and verdict.estimate == pytest.approx(0.35, abs=0.02)
+    same = compare_quantiles(hist, hist, 0.95, MarginSpec(0.1, True), "higher", 0.05)
+    assert same.verdict == "pass"
+
+
+def test_sequential_keeps_false_fails_under_alpha_over_many_looks() -> None:
+    """A/A with 30 looks each: the fixed test fails far more often than alpha; the sequential
+    bound stays under it (Armitage, McPherson & Rowe 1969 for the fixed-test inflation)."""
+    rng = np.random.default_rng(7)
+    runs, looks, per_look, p, alpha = 400, 30, 400, 0.1, 0.05
+    margin = MarginSpec(0.0, False)
+    false_fail = {"sequential": 0, "fixed": 0}
+    for _ in range(runs):
+        a = rng.binomial(per_look, p, looks).cumsum()
+        b = rng.binomial(per_look, p, looks).cumsum()
+        for method in false_fail:
+            for k in range(looks):
+                n = per_look * (k + 1)
+                result = compare_proportions(
+                    Proportion(n, int(a[k])), Proportion(n, int(b[k])), margin, "higher",
+                    alpha, method, tune_n=2 * n if method == "fixed" else 12_000,  # type: ignore[arg-type]
+                )  # fmt: skip
+                if result.verdict == "fail":
+                    false_fail[method] += 1
+                    break
+    assert false_fail["sequential"] / runs <= alpha
+    assert false_fail["fixed"] / runs > 2 * alpha
