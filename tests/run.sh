@@ -9,7 +9,7 @@ PY="${PYTHON:-python3}"
 "$PY" -m ruff format --check rolloutctl tests benchmarks
 "$PY" -m mypy
 set +e
-"$PY" -m pytest -q -p no:cacheprovider "$@"
+"$PY" -m pytest -p no:cacheprovider "$@"
 status=$?
 set -e
 if [ "$status" -eq 5 ]; then
