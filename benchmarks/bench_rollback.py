@@ -33,8 +33,10 @@ def main(runs: int = 30) -> None:
     root = Path(tempfile.mkdtemp())
     (root / "p.yaml").write_text(PLAYBOOK)
     env = {**os.environ, "ROLLOUTCTL_STATE_DIR": str(root / "state")}
-    exe = shutil.which("rolloutctl") or ""
-    cli = [exe] if exe else [sys.executable, "-m", "rolloutctl"]
+    # The console script beside this interpreter (a version-manager shim on PATH would add
+    # its own start-up time to every run).
+    script = Path(sys.executable).parent / "rolloutctl"
+    cli = [str(script)] if script.exists() else [sys.executable, "-m", "rolloutctl"]
     base, roll = [], []
     for _ in range(runs):
         subprocess.run([*cli, "start", "p.yaml"], env=env, cwd=root, check=True,

@@ -1,3 +1,3 @@
-from rolloutctl.cli.main import run
+from rolloutctl.cli.entry import run
 
 run()

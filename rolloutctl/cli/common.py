@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from rolloutctl.errors import ExitCode, UsageError
+from rolloutctl.errors import ExitCode, RolloutError, UsageError
 
 
 @dataclass
@@ -100,10 +100,8 @@ def warn(text: str) -> None:
     sys.stderr.write(f"warning: {text}\n")
 
 
-def finish(outcome: Any, json_flag: bool) -> None:
-    """Render an engine Outcome and exit with its code."""
-    import typer
-
+def render_outcome(outcome: Any, json_flag: bool) -> int:
+    """Print an engine Outcome as text or JSON; return its exit code."""
     if json_flag or current().json:
         emit_json(outcome.to_dict())
     else:
@@ -114,7 +112,58 @@ def finish(outcome: Any, json_flag: bool) -> None:
 
             print_gate(outcome.gate)
         say(outcome.message)
-    raise typer.Exit(int(outcome.exit_code))
+    return int(outcome.exit_code)
+
+
+def finish(outcome: Any, json_flag: bool) -> None:
+    """Render an engine Outcome and exit (through typer) with its code."""
+    import typer
+
+    raise typer.Exit(render_outcome(outcome, json_flag))
+
+
+def render_status(rows: list[dict[str, Any]], json_flag: bool) -> None:
+    if json_flag or current().json:
+        emit_json({"rollouts": rows})
+        return
+    if not rows:
+        say(f"no rollouts in {current().state_dir}")
+    for row in rows:
+        say(
+            f"{row['rollout']}: {row['status']} at {row['stage']} "
+            f"({row['canary_percent']:g}% to {row['flag']['canary']}), since "
+            f"{row['stage_started_at']}; last gate: {row['last_verdict'] or '—'}"
+            f"{' → ' + row['last_decision'] if row['last_decision'] else ''}"
+        )
+        if row.get("paused_reason"):
+            say(f"  reason: {row['paused_reason']}")
+        if row.get("flag_warning"):
+            warn(row["flag_warning"])
+
+
+def report_error(exc: RolloutError, verbose: bool) -> int:
+    """Message, hint and exit code for an expected error; the traceback only with -v."""
+    if verbose:
+        import traceback
+
+        traceback.print_exc()
+    sys.stderr.write(f"error: {exc.message}\n")
+    if exc.hint:
+        sys.stderr.write(f"hint: {exc.hint}\n")
+    return int(exc.exit_code)
+
+
+def report_bug(exc: BaseException, verbose: bool) -> int:
+    """An unexpected exception: one line and a hint; the traceback only with -v."""
+    if verbose:
+        import traceback
+
+        traceback.print_exc()
+    sys.stderr.write(
+        f"internal error: {type(exc).__name__}: {exc}\n"
+        "hint: this is a bug in rolloutctl; run again with -v for the traceback\n"
+    )
+    return int(ExitCode.INTERNAL)
 
 
 def require_reason(reason: str | None, command: str) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import sys
-import traceback
 from pathlib import Path
 from typing import Annotated
 
@@ -13,7 +12,7 @@ import typer
 
 from rolloutctl.cli import common
 from rolloutctl.cli.common import context, finish, require_reason, resolve_rollout
-from rolloutctl.errors import ExitCode, RolloutError
+from rolloutctl.errors import RolloutError
 
 app = typer.Typer(
     name="rolloutctl",
@@ -91,22 +90,7 @@ def status(
     from rolloutctl import engine
 
     rows = engine.status(context(), resolve_rollout(rollout) if rollout else None)
-    if json_out or common.current().json:
-        common.emit_json({"rollouts": rows})
-        return
-    if not rows:
-        common.say(f"no rollouts in {common.current().state_dir}")
-    for row in rows:
-        common.say(
-            f"{row['rollout']}: {row['status']} at {row['stage']} "
-            f"({row['canary_percent']:g}% to {row['flag']['canary']}), since "
-            f"{row['stage_started_at']}; last gate: {row['last_verdict'] or '—'}"
-            f"{' → ' + row['last_decision'] if row['last_decision'] else ''}"
-        )
-        if row.get("paused_reason"):
-            common.say(f"  reason: {row['paused_reason']}")
-        if row.get("flag_warning"):
-            common.warn(row["flag_warning"])
+    common.render_status(rows, json_out)
 
 
 @app.command()
@@ -222,12 +206,7 @@ def run() -> None:
     try:
         code = app(args=argv, prog_name="rolloutctl", standalone_mode=False)
     except RolloutError as exc:
-        if verbose:
-            traceback.print_exc()
-        sys.stderr.write(f"error: {exc.message}\n")
-        if exc.hint:
-            sys.stderr.write(f"hint: {exc.hint}\n")
-        sys.exit(int(exc.exit_code))
+        sys.exit(common.report_error(exc, verbose))
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
@@ -240,11 +219,5 @@ def run() -> None:
             sys.exit(parser_code)
         if type(exc).__name__ == "Abort":
             sys.exit(1)
-        if verbose:
-            traceback.print_exc()
-        sys.stderr.write(
-            f"internal error: {type(exc).__name__}: {exc}\n"
-            "hint: this is a bug in rolloutctl; run again with -v for the traceback\n"
-        )
-        sys.exit(int(ExitCode.INTERNAL))
+        sys.exit(common.report_bug(exc, verbose))
     sys.exit(code if isinstance(code, int) else 0)
