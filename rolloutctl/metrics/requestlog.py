@@ -218,8 +218,7 @@ class RequestLogSource:
         seg_cols = [f"{e} AS {sql_ident('seg_' + d)}" for d, e in dim_exprs.items()]
         grouping = [f"grouping({sql_ident('seg_' + d)})" for d in dims]
 
-        has_units = "unit_id" in columns
-        aggregates: list[str] = ["count(*)", "count(DISTINCT unit_id)" if has_units else "0"]
+        aggregates: list[str] = ["count(*)"]
         readers: list[tuple[Metric, int, int]] = []
         for metric in request.metrics:
             try:
@@ -253,14 +252,19 @@ class RequestLogSource:
             if segment is False:
                 continue
             out.arm_counts.setdefault(segment, {"control": 0, "canary": 0})[arm] = int(r[offset])
-            if has_units:
-                units = out.unit_counts.setdefault(segment, {"control": 0, "canary": 0})
-                units[arm] = int(r[offset + 1])
             for metric, start, width in readers:
                 values = r[offset + start : offset + start + width]
                 stat = self._stat(metric, values)
                 out.stats.setdefault((metric.name, segment), {})[arm] = stat
 
+        if "unit_id" in columns:
+            # Distinct units for the sample-ratio check, overall only: a DISTINCT inside the
+            # grouping sets above would cost several times the whole scan.
+            units = out.unit_counts.setdefault(None, {"control": 0, "canary": 0})
+            for variant, n in con.execute(
+                f"SELECT variant, count(DISTINCT unit_id) FROM log WHERE {where} GROUP BY variant"
+            ).fetchall():
+                units["control" if variant == request.control else "canary"] = int(n)
         for metric in request.metrics:
             if metric.kind == "quantile" and metric.name not in out.errors:
                 self._histograms(con, metric, columns, types, dims, dim_exprs, where, out, request)
