@@ -24,7 +24,6 @@ from rolloutctl.playbook.model import (
     METRIC_NAME_RE,
     NAME_RE,
     Playbook,
-    RequestLogSource,
 )
 
 Loc = tuple[str | int, ...]
@@ -276,16 +275,40 @@ def _describe(error: Any, data: Any, positions: dict[Loc, tuple[int, int]], path
 # ------------------------------------------------------------------ semantic checks
 
 
-def semantic_problems(pb: Playbook, positions: dict[Loc, tuple[int, int]], path: Path) -> list[str]:
-    """Cross-references pydantic cannot see: names, expressions, stage order."""
+def _items(data: Any, key: str) -> list[tuple[int, dict[str, Any]]]:
+    """The mapping items of a top-level list, with their indexes; anything else is skipped
+    (the schema reports it)."""
+    value = data.get(key) if isinstance(data, dict) else None
+    if not isinstance(value, list):
+        return []
+    return [(i, item) for i, item in enumerate(value) if isinstance(item, dict)]
+
+
+def _mapping(data: dict[str, Any], key: str) -> dict[str, Any]:
+    value = data.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def semantic_problems(data: Any, positions: dict[Loc, tuple[int, int]], path: Path) -> list[str]:
+    """Cross-references the schema cannot see: names, expressions, stage order.
+
+    Reads the raw YAML data, skipping whatever has the wrong shape, so these problems are
+    reported together with the schema's own in one pass."""
     problems: list[str] = []
+    if not isinstance(data, dict):
+        return problems
 
     def at(loc: Loc, message: str) -> None:
         problems.append(f"{path}:{_position(positions, loc)}: {_dotted(loc)}: {message}")
 
-    source_names = sorted(pb.sources)
-    metric_names = [m.name for m in pb.metrics]
-    columns = REQUEST_LOG_COLUMNS | COMMON_SEGMENT_COLUMNS | set(pb.segments.dimensions)
+    sources: dict[str, Any] = _mapping(data, "sources")
+    source_names = sorted(str(k) for k in sources)
+    metrics = _items(data, "metrics")
+    metric_names = [m["name"] for _, m in metrics if isinstance(m.get("name"), str)]
+    dimensions = _mapping(data, "segments").get("dimensions")
+    if not isinstance(dimensions, list):
+        dimensions = []
+    columns = REQUEST_LOG_COLUMNS | COMMON_SEGMENT_COLUMNS | {str(d) for d in dimensions}
 
     def check_columns(loc: Loc, text: str, allow_eval: bool = True) -> None:
         try:
@@ -299,47 +322,61 @@ def semantic_problems(pb: Playbook, positions: dict[Loc, tuple[int, int]], path:
         if bad:
             at(loc, "; ".join(expr.unknown_names(node, columns)) + " (request-log columns)")
 
-    for i, m in enumerate(pb.metrics):
-        if m.source not in pb.sources:
-            near = difflib.get_close_matches(m.source, source_names, n=1)
-            tip = f"; did you mean {near[0]!r}?" if near else f"; sources: {source_names}"
-            at(("metrics", i, "source"), f"unknown source {m.source!r}{tip}")
+    def source_kind(name: str) -> Any:
+        spec = sources.get(name)
+        return spec.get("kind") if isinstance(spec, dict) else None
+
+    for i, m in metrics:
+        name = m.get("source")
+        if not isinstance(name, str):
             continue
-        if isinstance(pb.sources[m.source], RequestLogSource):
+        if name not in sources:
+            near = difflib.get_close_matches(name, source_names, n=1)
+            tip = f"; did you mean {near[0]!r}?" if near else f"; sources: {source_names}"
+            at(("metrics", i, "source"), f"unknown source {name!r}{tip}")
+            continue
+        if source_kind(name) == "requestlog":
             for field in ("event", "value", "numerator", "denominator"):
-                text = getattr(m, field)
-                if text is not None:
+                text = m.get(field)
+                if isinstance(text, str):
                     check_columns(("metrics", i, field), text)
 
     previous_traffic = -1.0
-    for i, s in enumerate(pb.stages):
-        if s.scope is not None and s.scope.strip().lower() != "all":
-            check_columns(("stages", i, "scope"), s.scope, allow_eval=False)
-        if s.scope is not None:
+    for i, stage in _items(data, "stages"):
+        scope = stage.get("scope")
+        if isinstance(scope, str) and scope.strip().lower() != "all":
+            check_columns(("stages", i, "scope"), scope, allow_eval=False)
+        if scope is not None:
             previous_traffic = -1.0  # a new audience: the ramp starts again
-        if s.kind == "canary" and s.traffic is not None:
-            if s.traffic < previous_traffic:
+        traffic = stage.get("traffic")
+        if stage.get("kind", "canary") == "canary" and isinstance(traffic, int | float):
+            if traffic < previous_traffic:
                 at(
                     ("stages", i, "traffic"),
-                    f"traffic {s.traffic:g}% is lower than the stage before it "
+                    f"traffic {traffic:g}% is lower than the stage before it "
                     f"({previous_traffic:g}%) with the same scope; stages only ramp up "
                     "(rollback is automatic)",
                 )
-            previous_traffic = max(previous_traffic, s.traffic)
-        for j, name in enumerate(s.metrics or []):
-            if name not in metric_names:
+            previous_traffic = max(previous_traffic, float(traffic))
+        listed = stage.get("metrics")
+        for j, name in enumerate(listed if isinstance(listed, list) else []):
+            if isinstance(name, str) and name not in metric_names:
                 near = difflib.get_close_matches(name, metric_names, n=1)
                 tip = f"; did you mean {near[0]!r}?" if near else ""
                 at(("stages", i, "metrics", j), f"unknown metric {name!r}{tip}")
-        if s.source is not None and s.source not in pb.sources:
-            at(("stages", i, "source"), f"unknown source {s.source!r}; sources: {source_names}")
+        source = stage.get("source")
+        if isinstance(source, str) and source not in sources:
+            at(("stages", i, "source"), f"unknown source {source!r}; sources: {source_names}")
 
     arm_names = [f"{arm}.{m}" for arm in ("canary", "control") for m in metric_names]
-    for i, t in enumerate(pb.triggers):
+    for i, trigger in _items(data, "triggers"):
+        when = trigger.get("when")
+        if not isinstance(when, str):
+            continue
         try:
-            node = expr.parse(t.when)
+            node = expr.parse(when)
         except expr.ExprError as exc:
-            at(("triggers", i, "when"), f"cannot parse {t.when!r}: {exc}")
+            at(("triggers", i, "when"), f"cannot parse {when!r}: {exc}")
             continue
         for name in sorted(expr.names(node)):
             arm, _, metric = name.partition(".")
@@ -350,14 +387,14 @@ def semantic_problems(pb: Playbook, positions: dict[Loc, tuple[int, int]], path:
                 tip = f"; did you mean {near[0]!r}?" if near else ""
                 at(("triggers", i, "when"), f"unknown metric {metric!r}{tip}")
 
-    dims = set(pb.segments.dimensions)
-    for i, c in enumerate(pb.controls):
-        for key, value in c.set.items():
-            if key == pb.flag.key and not (
+    flag = _mapping(data, "flag")
+    for i, control in _items(data, "controls"):
+        settings = control.get("set")
+        for key, value in settings.items() if isinstance(settings, dict) else []:
+            if key == flag.get("key") and not (
                 isinstance(value, dict) and set(value) <= {"canary_percent"}
             ):
                 at(("controls", i, "set", key), "the rollout flag takes {canary_percent: N}")
-    del dims
     return problems
 
 
@@ -368,13 +405,13 @@ def load_playbook(path: str | Path) -> LoadedPlaybook:
     """Parse and validate; raise PlaybookInvalid listing every problem found."""
     path = Path(path)
     data, positions, raw = _read_yaml(path)
+    problems = semantic_problems(data, positions, path)
+    playbook: Playbook | None = None
     try:
         playbook = Playbook.model_validate(data)
     except ValidationError as exc:
-        problems = [_describe(e, data, positions, path) for e in exc.errors()]
-        raise PlaybookInvalid(str(path), _sorted_by_line(problems)) from None
-    problems = semantic_problems(playbook, positions, path)
-    if problems:
+        problems += [_describe(e, data, positions, path) for e in exc.errors()]
+    if problems or playbook is None:
         raise PlaybookInvalid(str(path), _sorted_by_line(problems))
     return LoadedPlaybook(playbook, path.resolve(), hashlib.sha256(raw).hexdigest())
 
