@@ -27,7 +27,7 @@ from rolloutctl.durations import format_duration, parse_duration
 from rolloutctl.metrics.base import Measurement, SegmentKey
 from rolloutctl.playbook import expr
 from rolloutctl.playbook.model import Metric, Playbook, Stage
-from rolloutctl.stats import compare
+from rolloutctl.stats import compare, multiple, sequential
 from rolloutctl.stats.compare import Comparison, MarginSpec
 from rolloutctl.stats.sufficient import Histogram, Moments, Proportion, RatioMoments, Stat
 
@@ -56,6 +56,9 @@ class MetricResult:
     limit: float | None = None
     alpha: float | None = None
     query: str | None = None
+    p_value: float | None = None  # always-valid one-sided p of "not worse than the margin"
+    p_adjusted: float | None = None  # Holm for vetoing comparisons, BH for diagnostic ones
+    test: str = ""
 
 
 @dataclass
@@ -115,7 +118,7 @@ def _value_and_n(metric: Metric, stat: Stat) -> tuple[int, float]:
 
 
 def compare_metric(
-    metric: Metric, control: Stat, canary: Stat, alpha: float, method: compare.Method, tune_n: int
+    metric: Metric, control: Stat, canary: Stat, alpha: float, method: compare.Method, rho2: float
 ) -> Comparison:
     margin = MarginSpec(
         metric.margin.relative
@@ -123,8 +126,10 @@ def compare_metric(
         else metric.margin.absolute or 0.0,
         metric.margin.relative is not None,
     )
-    args = (margin, metric.worse, alpha, method, tune_n)
+    args = (margin, metric.worse, alpha, method, rho2)
     if isinstance(control, Proportion) and isinstance(canary, Proportion):
+        if metric.exact:
+            return compare.compare_rare_events(control, canary, *args)
         return compare.compare_proportions(control, canary, *args)
     if isinstance(control, Moments) and isinstance(canary, Moments):
         return compare.compare_means(control, canary, *args)
@@ -132,6 +137,26 @@ def compare_metric(
         return compare.compare_ratios(control, canary, *args)
     assert isinstance(control, Histogram) and isinstance(canary, Histogram)
     return compare.compare_quantiles(control, canary, metric.q or 0.5, *args)
+
+
+def planned_vetoes(playbook: Playbook, metrics: list[Metric]) -> int:
+    """How many vetoing comparisons the playbook plans (overall deciding metrics, plus
+    critical metrics in declared critical segments); tunes the sequential mixture."""
+    critical_values = sum(len(v) for v in playbook.segments.critical.values())
+    deciding = [m for m in metrics if not m.advisory]
+    return max(1, len(deciding) + critical_values * sum(1 for m in deciding if m.critical))
+
+
+def _test_name(metric: Metric, method: str) -> str:
+    if metric.exact:
+        return "exact conditional (rare events)"
+    names = {
+        "proportion": "difference of proportions",
+        "mean": "difference of means",
+        "ratio": "ratio of sums (delta method)",
+        "quantile": "exceedance of the control's quantile",
+    }
+    return f"{names[metric.kind]}, {method}"
 
 
 def _fmt(metric: Metric, value: float | None) -> str:
@@ -170,8 +195,13 @@ def evaluate(
     min_samples = stage.min_samples_per_arm or analysis.min_samples_per_arm
     min_segment = analysis.min_samples_per_segment
     share = min(traffic, 100 - traffic) / 100 if 0 < traffic < 100 else 0.5
-    # The mixture is tuned to the total sample at which the smaller arm reaches its expected size.
-    tune_n = int(analysis.expected_samples_per_arm / share)
+    # The mixture is tuned, from the playbook alone (never from the data), to be tightest at
+    # the total sample where the smaller arm reaches its expected size, for the alpha a
+    # comparison gets when split over the planned vetoing comparisons.
+    expected = stage.expected_samples_per_arm or analysis.expected_samples_per_arm
+    rho2 = sequential.tune_rho2(
+        analysis.alpha / planned_vetoes(playbook, metrics), int(expected / share)
+    )
     pass_requires = stage.pass_requires or analysis.pass_requires
     elapsed = now - stage_started
     min_duration = parse_duration(stage.min_duration) if stage.min_duration else timedelta(0)
@@ -217,11 +247,10 @@ def evaluate(
         if vetoes(metric, segment)
         and min(arms["control"].n if has_control else min_segment, arms["canary"].n) >= min_segment
     )
-    alpha_each = analysis.alpha / max(n_veto, 1)
+    alpha_each = analysis.alpha / max(n_veto, 1)  # for bounds shown; Holm decides below
 
     results: list[MetricResult] = []
-    failing: list[MetricResult] = []
-    overall_pass: dict[str, bool] = {}
+    judged: list[tuple[MetricResult, Comparison]] = []
     for metric, segment, arms, query in planned:
         control, canary = arms["control"], arms["canary"]
         cn, cv = _value_and_n(metric, control)
@@ -256,16 +285,37 @@ def evaluate(
             ))  # fmt: skip
             continue
         alpha = alpha_each if veto else analysis.alpha
-        comp = compare_metric(metric, control, canary, alpha, method, tune_n)
+        comp = compare_metric(metric, control, canary, alpha, method, rho2)
         result = MetricResult(
             **base, estimate=comp.estimate, ci=list(comp.ci), margin=comp.margin,
-            verdict=comp.verdict, note=comp.note, alpha=alpha,
+            verdict=comp.verdict, note=comp.note, alpha=alpha, p_value=comp.p_fail,
+            test=_test_name(metric, method),
         )  # fmt: skip
         results.append(result)
-        if veto and comp.verdict == "fail":
-            failing.append(result)
-        if segment is None and not metric.advisory:
-            overall_pass[metric.name] = comp.verdict == "pass"
+        judged.append((result, comp))
+
+    # ---- across comparisons: Holm over the vetoing ones, BH over the diagnostic segments
+    vetoing = [(r, c) for r, c in judged if r.vetoes]
+    rejected, adjusted = multiple.holm([c.p_fail for _, c in vetoing], analysis.alpha)
+    failing: list[MetricResult] = []
+    for (r, _), reject, adj in zip(vetoing, rejected, adjusted, strict=True):
+        r.p_adjusted = adj
+        if reject:
+            r.verdict = "fail"
+            failing.append(r)
+        elif r.verdict == "fail":
+            r.verdict = "inconclusive"
+    diagnostic = [(r, c) for r, c in judged if not r.vetoes and r.segment is not None]
+    q_values = multiple.benjamini_hochberg([c.p_fail for _, c in diagnostic])
+    for (r, _), q in zip(diagnostic, q_values, strict=True):
+        r.p_adjusted = q
+        if q <= analysis.diagnostic_fdr:
+            r.verdict = "fail"  # flagged for the report; vetoes is False, so it never decides
+        elif r.verdict == "fail":
+            r.verdict = "inconclusive"
+    overall_pass = {
+        r.name: r.verdict == "pass" for r, _ in judged if r.segment is None and not r.advisory
+    }
 
     # ---- absolute limits on the canary's own value
     limit_breaches: list[str] = []
@@ -346,12 +396,12 @@ def evaluate(
                 if r.segment is None
                 else " in " + ", ".join(f"{k}={v}" for k, v in r.segment.items())
             )
-            bound = r.ci[0] if metric.worse == "higher" else r.ci[1]
             reasons.insert(0, (
                 f"{r.title}{where} is worse than allowed: control {_fmt(metric, r.control['value'])}"
-                f" → canary {_fmt(metric, r.canary['value'])} ({_fmt_theta(metric, r.estimate or 0)};"
-                f" bound {_fmt_theta(metric, bound or 0)} is beyond the"
-                f" {_fmt_theta(metric, r.margin)} margin)"
+                f" → canary {_fmt(metric, r.canary['value'])} ({_fmt_theta(metric, r.estimate or 0)}"
+                f" against a {_fmt_theta(metric, r.margin)} margin; always-valid p = "
+                f"{r.p_value:.2g}, {r.p_adjusted:.2g} after Holm over {len(vetoing)} vetoing "
+                f"comparisons ≤ α = {analysis.alpha:g})"
             ))  # fmt: skip
         reasons.extend(limit_breaches)
     elif deciding_errors and consecutive_errors + 1 >= analysis.consecutive_error_limit:

@@ -1,9 +1,10 @@
 """`plan`: how many samples, and how much time, each gate needs to show its margins.
 
-The sample size solves half_width(n) = margin for the stage's method and alpha split, at a
-true difference of zero (the healthy case a gate must be able to pass), using baseline rates
-and variances from the request log when one is readable, and the log's recent volume for
-time."""
+The sample size solves "one-sided bound width = margin" for the stage's method, alpha split
+and mixture tuning — exactly what the gate uses — at a true difference of zero: the samples a
+healthy canary needs to pass, which are also the samples at which a canary worse by twice the
+margin fails. Baseline rates and variances come from the request log when one is readable,
+and the log's recent volume turns samples into hours."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from rolloutctl.errors import InvalidInput
-from rolloutctl.gate import stage_metrics
+from rolloutctl.gate import planned_vetoes, stage_metrics
 from rolloutctl.playbook.load import LoadedPlaybook
 from rolloutctl.playbook.model import Metric
-from rolloutctl.stats.compare import half_width
+from rolloutctl.stats import sequential
+from rolloutctl.stats.compare import one_sided_width
 from rolloutctl.stats.sufficient import Histogram, Moments, Proportion, RatioMoments, Stat
 
 
@@ -104,7 +106,7 @@ def _sigma2_and_margin(metric: Metric, stat: Stat | None) -> tuple[float, float]
 
 
 def samples_needed(sigma2: float, margin: float, share: float, alpha: float, method: Any,
-                   tune_n: int) -> int | None:  # fmt: skip
+                   rho2: float) -> int | None:  # fmt: skip
     """Smallest canary sample whose bound half-width is within the margin (doubling + bisect)."""
     if margin <= 0 or sigma2 <= 0:
         return None
@@ -112,7 +114,7 @@ def samples_needed(sigma2: float, margin: float, share: float, alpha: float, met
     def width(n_canary: int) -> float:
         n_control = n_canary * (1 - share) / share
         variance = sigma2 / n_canary + sigma2 / n_control
-        return half_width(variance, int(n_canary + n_control), alpha, method, tune_n)
+        return one_sided_width(variance, int(n_canary + n_control), alpha, method, rho2)
 
     lo, hi = 1, 2
     while width(hi) > margin:
@@ -133,10 +135,10 @@ def plan_rollout(loaded: LoadedPlaybook, log: Path | None) -> dict[str, Any]:
         traffic = stage.traffic or 0.0
         share = traffic / 100
         metrics = [m for m in stage_metrics(pb, stage) if not m.advisory]
-        n_veto = max(1, len(metrics))
-        alpha = pb.analysis.alpha / n_veto
+        alpha = pb.analysis.alpha / planned_vetoes(pb, metrics)
         method = stage.method or pb.analysis.method
-        tune_n = int(pb.analysis.expected_samples_per_arm / max(min(share, 1 - share), 1e-3))
+        expected = stage.expected_samples_per_arm or pb.analysis.expected_samples_per_arm
+        rho2 = sequential.tune_rho2(alpha, int(expected / max(min(share, 1 - share), 1e-3)))
         rows = []
         for m in metrics:
             entry: dict[str, Any] = {"name": m.name, "samples_per_arm": None, "hours": None}
@@ -146,7 +148,7 @@ def plan_rollout(loaded: LoadedPlaybook, log: Path | None) -> dict[str, Any]:
             )  # fmt: skip
             found = _sigma2_and_margin(m, baseline.get(m.name))
             if found and 0 < share < 1:
-                n = samples_needed(found[0], found[1], share, alpha, method, tune_n)
+                n = samples_needed(found[0], found[1], share, alpha, method, rho2)
                 entry["samples_per_arm"] = n
                 if n and volume:
                     entry["hours"] = n / (volume * share)
@@ -166,5 +168,6 @@ def plan_rollout(loaded: LoadedPlaybook, log: Path | None) -> dict[str, Any]:
         "volume_source": volume_source,
         "stages": stages,
         "triggers": [t.model_dump() for t in pb.triggers],
-        "method_note": "canary samples at which the gate's bound half-width equals the margin",
+        "method_note": "canary samples at which the gate's one-sided bound is as wide as the "
+        "margin: a healthy canary passes there, one worse by twice the margin fails there",
     }

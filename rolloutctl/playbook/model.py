@@ -150,6 +150,13 @@ class Analysis(Strict):
         "failed (how Argo Rollouts, Flagger and GrowthBook safe rollouts pass)",
     )
     consecutive_error_limit: int = Field(4, ge=1)
+    diagnostic_fdr: float = Field(
+        0.10,
+        gt=0,
+        lt=1,
+        description="false discovery rate (Benjamini-Hochberg) for flagging segments that are "
+        "shown but do not veto",
+    )
 
 
 # ---------------------------------------------------------------- metrics
@@ -187,11 +194,18 @@ class Metric(Strict):
     critical: bool = Field(False, description="fails the gate on its own, in any segment")
     advisory: bool = Field(False, description="reported, never decides (a dry run)")
     per_segment: bool = Field(False, description="judge every segment value, not only overall")
+    test: Literal["auto", "normal", "exact"] = Field(
+        "auto",
+        description="proportion: 'exact' judges harm with the exact conditional test built "
+        "for rare events (a handful of unsafe answers); 'auto' is exact for the safety group",
+    )
 
     @model_validator(mode="after")
     def _fields_for_kind(self) -> Metric:
         if self.critical and self.advisory:
             raise ValueError("a metric cannot be both critical and advisory")
+        if self.test == "exact" and self.kind != "proportion":
+            raise ValueError("test: exact is for proportion metrics (rare events)")
         if self.query or self.histogram:
             return self  # a query-based source supplies the numbers
         needs = {
@@ -209,6 +223,13 @@ class Metric(Strict):
     def deciding(self) -> bool:
         return not self.advisory
 
+    @property
+    def exact(self) -> bool:
+        """Is harm judged by the exact rare-event test?"""
+        if self.kind != "proportion":
+            return False
+        return self.test == "exact" or (self.test == "auto" and self.group == "safety")
+
 
 # ---------------------------------------------------------------- stages
 
@@ -224,6 +245,9 @@ class Stage(Strict):
     max_duration: Duration | None = None
     duration: Duration | None = Field(None, description="planned length (ab, monitor)")
     min_samples_per_arm: int | None = Field(None, ge=1)
+    expected_samples_per_arm: int | None = Field(
+        None, ge=100, description="overrides analysis.expected_samples_per_arm for this stage"
+    )
     scope: str | None = Field(
         None,
         description="who may get the canary in this stage: a condition on segment columns, "

@@ -5,30 +5,28 @@ control by more than the margin? With `worse: higher` the harm is theta > margin
 is canary - control (absolute margin) or canary / control - 1 (relative margin, delta method:
 the control's own noise enters the variance; it is never treated as a constant).
 
-- FAIL when the lower bound of theta is above the margin (worse than allowed, shown);
-- PASS when the upper bound is below the margin (non-inferiority shown);
-- INCONCLUSIVE otherwise.
+Each comparison returns two p-values, both one-sided:
+- `p_fail` for "not worse than the margin": small when the canary is shown worse (FAIL);
+- `p_pass` for "worse than the margin": small when non-inferiority is shown (PASS);
+and the bounds [lo, hi] at the given alpha, each one-sided (a 1 - 2 alpha interval).
 
-Bounds come from either
-- `sequential`: the asymptotic confidence sequence of Waudby-Smith et al. (2023, "Time-uniform
-  central limit theory and asymptotic confidence sequences", eq. 2.4 with the normal-mixture
-  boundary of Robbins), the family GrowthBook's sequential engine uses. It holds at every look,
-  so checking every few minutes keeps the false-rollback chance under alpha. Its mixture is
-  tuned to be tightest at `tune_n` total samples;
-- `fixed`: the Wald bound z(1 - alpha) * se, valid for one planned look only.
+- `sequential` (default): always-valid p-values and bounds (`stats.sequential`), so the gate
+  can look every few minutes and keep its false-rollback chance under alpha;
+- `fixed`: the normal tail, valid for one planned look only (`stats.fixed` has Welch,
+  Newcombe and Fisher for the A/B stage's report).
 
-Both bounds are one-sided at level alpha (the sequential one uses the two-sided boundary,
-which is conservative for one side). The reported interval [lo, hi] is the pair of one-sided
-bounds, i.e. a (1 - 2 alpha) two-sided interval.
+`half_width` is the two-sided confidence sequence exactly as GrowthBook computes it, kept for
+comparison in the benchmarks and tests.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from statistics import NormalDist
 from typing import Literal
 
+from rolloutctl.stats import exact, sequential
 from rolloutctl.stats.sufficient import Histogram, Moments, Proportion, RatioMoments
 
 Verdict = Literal["pass", "fail", "inconclusive"]
@@ -52,20 +50,34 @@ class Comparison:
     verdict: Verdict
     method: str
     note: str = ""
+    p_fail: float = 1.0  # always-valid (sequential) p-value of "not worse than the margin"
+    p_pass: float = 1.0  # ... of "worse than the margin"
+
+
+DEFAULT_RHO2 = sequential.tune_rho2(0.05, 40_000)
 
 
 def half_width(variance: float, n_total: int, alpha: float, method: Method, tune_n: int) -> float:
-    """Half-width of the one-sided bound for an estimator with the given variance."""
+    """Two-sided half-width in GrowthBook's form (Waudby-Smith et al. 2023, eq. 2.4, mixture
+    tuned at `tune_n` with the same alpha); `fixed` gives the one-sided Wald width."""
     if variance <= 0 or n_total <= 0:
         return 0.0
     if method == "fixed":
         return NormalDist().inv_cdf(1 - alpha) * math.sqrt(variance)
     scale2 = variance * n_total  # per-observation variance of the estimator's influence
-    log_a = -2 * math.log(alpha)
-    rho2 = (log_a + math.log(log_a + 1)) / max(tune_n, 1)
+    rho2 = sequential.tune_rho2(alpha, tune_n)
     t = n_total
     width2 = 2 * (t * rho2 + 1) / (t * t * rho2) * math.log(math.sqrt(t * rho2 + 1) / alpha)
     return math.sqrt(scale2 * width2)
+
+
+def one_sided_width(variance: float, n_total: int, alpha: float, method: Method,
+                    rho2: float) -> float:  # fmt: skip
+    """Distance from the estimate to its one-sided bound at level alpha."""
+    if variance <= 0 or n_total <= 0:
+        return 0.0
+    z = sequential.critical_z(alpha, n_total, rho2, fixed=method == "fixed")
+    return z * math.sqrt(variance)
 
 
 def _decide(
@@ -78,22 +90,31 @@ def _decide(
     worse: Worse,
     alpha: float,
     method: Method,
-    tune_n: int,
+    rho2: float,
     note: str = "",
 ) -> Comparison:
-    hw = half_width(variance, n_total, alpha, method, tune_n)
-    lo, hi = theta - hw, theta + hw
     signed_margin = margin.value if worse == "higher" else -margin.value
-    if not all(math.isfinite(x) for x in (theta, lo, hi)):
-        verdict: Verdict = "inconclusive"
-        note = note or "the estimate is undefined (a zero control value under a relative margin?)"
-    elif worse == "higher":
-        verdict = "fail" if lo > signed_margin else "pass" if hi < signed_margin else "inconclusive"
-    else:
-        verdict = "fail" if hi < signed_margin else "pass" if lo > signed_margin else "inconclusive"
+    if not all(math.isfinite(x) for x in (theta, variance)):
+        return _undefined(
+            control_value, canary_value, margin, worse, method,
+            note or "the estimate is undefined (a zero control value under a relative margin?)",
+        )  # fmt: skip
+    width = one_sided_width(variance, n_total, alpha, method, rho2)
+    lo, hi = theta - width, theta + width
+    sign = 1.0 if worse == "higher" else -1.0
+    harm = sign * (theta - signed_margin)  # > 0: worse than the margin allows
+    fixed = method == "fixed"
+    if variance > 0:
+        z = harm / math.sqrt(variance)
+        p_fail = sequential.p_value(z, n_total, rho2, fixed)
+        p_pass = sequential.p_value(-z, n_total, rho2, fixed)
+    else:  # no spread at all: the estimate is the truth
+        p_fail, p_pass = (0.0, 1.0) if harm > 0 else (1.0, 0.0) if harm < 0 else (1.0, 1.0)
+    verdict: Verdict = "fail" if p_fail <= alpha else "pass" if p_pass <= alpha else "inconclusive"
     return Comparison(
-        control_value, canary_value, theta, (lo, hi), signed_margin, verdict, method, note
-    )
+        control_value, canary_value, theta, (lo, hi), signed_margin, verdict, method, note,
+        p_fail, p_pass,
+    )  # fmt: skip
 
 
 def _contrast(
@@ -116,7 +137,7 @@ def compare_proportions(
     worse: Worse,
     alpha: float,
     method: Method = "sequential",
-    tune_n: int = 40_000,
+    rho2: float = DEFAULT_RHO2,
 ) -> Comparison:
     """Difference (or ratio) of two rates, with the Agresti-Caffo adjustment (one pseudo-event
     and one pseudo-non-event per arm) so zero counts still give an honest width."""
@@ -127,8 +148,33 @@ def compare_proportions(
     theta, variance = _contrast(pc, var_c, pt, var_t, margin.relative)
     return _decide(
         control.rate, canary.rate, theta, variance, control.n + canary.n,
-        margin, worse, alpha, method, tune_n,
+        margin, worse, alpha, method, rho2,
     )  # fmt: skip
+
+
+def compare_rare_events(
+    control: Proportion,
+    canary: Proportion,
+    margin: MarginSpec,
+    worse: Worse,
+    alpha: float,
+    method: Method = "sequential",
+    rho2: float = DEFAULT_RHO2,
+) -> Comparison:
+    """A rare, severe event rate (unsafe answers): FAIL comes from the exact conditional
+    test of `stats.exact`, valid with a handful of events; the estimate, interval and the
+    PASS side (non-inferiority) come from the proportion comparison above."""
+    base = compare_proportions(control, canary, margin, worse, alpha, method, rho2)
+    result = exact.rare_event_test(
+        control, canary,
+        relative=margin.value if margin.relative else None,
+        absolute=None if margin.relative else margin.value,
+        alpha=alpha, worse_higher=worse == "higher",
+    )  # fmt: skip
+    verdict: Verdict = (
+        "fail" if result.p_value <= alpha else "pass" if base.p_pass <= alpha else "inconclusive"
+    )
+    return replace(base, verdict=verdict, p_fail=result.p_value, note=result.note)
 
 
 def compare_means(
@@ -138,7 +184,7 @@ def compare_means(
     worse: Worse,
     alpha: float,
     method: Method = "sequential",
-    tune_n: int = 40_000,
+    rho2: float = DEFAULT_RHO2,
 ) -> Comparison:
     """Difference (or ratio) of means with unequal variances (Welch's standard error)."""
     if control.n < 2 or canary.n < 2:
@@ -149,7 +195,7 @@ def compare_means(
     )  # fmt: skip
     return _decide(
         control.mean, canary.mean, theta, variance, control.n + canary.n,
-        margin, worse, alpha, method, tune_n,
+        margin, worse, alpha, method, rho2,
     )  # fmt: skip
 
 
@@ -174,7 +220,7 @@ def compare_ratios(
     worse: Worse,
     alpha: float,
     method: Method = "sequential",
-    tune_n: int = 40_000,
+    rho2: float = DEFAULT_RHO2,
 ) -> Comparison:
     """Ratio-of-sums metrics (cost per completed task) by the delta method."""
     rc, vc = _ratio_and_variance(control)
@@ -183,7 +229,7 @@ def compare_ratios(
         return _undefined(rc, rt, margin, worse, method, "a denominator sums to zero")
     theta, variance = _contrast(rc, vc, rt, vt, margin.relative)
     return _decide(
-        rc, rt, theta, variance, control.n + canary.n, margin, worse, alpha, method, tune_n
+        rc, rt, theta, variance, control.n + canary.n, margin, worse, alpha, method, rho2
     )
 
 
@@ -195,7 +241,7 @@ def compare_quantiles(
     worse: Worse,
     alpha: float,
     method: Method = "sequential",
-    tune_n: int = 40_000,
+    rho2: float = DEFAULT_RHO2,
 ) -> Comparison:
     """A quantile (p95) judged through exceedance shares, which are proportions.
 
@@ -220,7 +266,7 @@ def compare_quantiles(
         above_t = Proportion(nt, nt - canary.count_above(qc))
         implied = Proportion(nc, nc - control.count_above(shifted)).rate - above_c.rate
     exceed = compare_proportions(
-        above_c, above_t, MarginSpec(max(implied, 0.0), False), "higher", alpha, method, tune_n
+        above_c, above_t, MarginSpec(max(implied, 0.0), False), "higher", alpha, method, rho2
     )
     # Report the quantile difference with conservative order-statistic bounds.
     z = NormalDist().inv_cdf(1 - alpha)
@@ -243,7 +289,10 @@ def compare_quantiles(
         f"share of canary above the control's p{q * 100:g} ({qc:.4g}): "
         f"{above_t.rate:.2%} vs control {above_c.rate:.2%}, allowed +{max(implied, 0):.2%}"
     )
-    return Comparison(qc, qt, theta, ci, signed_margin, exceed.verdict, method, note)
+    return Comparison(
+        qc, qt, theta, ci, signed_margin, exceed.verdict, method, note,
+        exceed.p_fail, exceed.p_pass,
+    )  # fmt: skip
 
 
 def _undefined(

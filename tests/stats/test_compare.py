@@ -17,6 +17,7 @@ from rolloutctl.stats.compare import (
     half_width,
     srm_p_value,
 )
+from rolloutctl.stats.sequential import tune_rho2
 from rolloutctl.stats.sufficient import Histogram, Moments, Proportion, RatioMoments
 
 
@@ -96,6 +97,7 @@ def test_sequential_keeps_false_fails_under_alpha_over_many_looks() -> None:
     rng = np.random.default_rng(7)
     runs, looks, per_look, p, alpha = 400, 30, 400, 0.1, 0.05
     margin = MarginSpec(0.0, False)
+    rho2 = tune_rho2(alpha, 12_000)
     false_fail = {"sequential": 0, "fixed": 0}
     for _ in range(runs):
         a = rng.binomial(per_look, p, looks).cumsum()
@@ -105,7 +107,7 @@ def test_sequential_keeps_false_fails_under_alpha_over_many_looks() -> None:
                 n = per_look * (k + 1)
                 result = compare_proportions(
                     Proportion(n, int(a[k])), Proportion(n, int(b[k])), margin, "higher",
-                    alpha, method, tune_n=2 * n if method == "fixed" else 12_000,  # type: ignore[arg-type]
+                    alpha, method, rho2,  # type: ignore[arg-type]
                 )  # fmt: skip
                 if result.verdict == "fail":
                     false_fail[method] += 1

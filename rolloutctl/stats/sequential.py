@@ -1,0 +1,89 @@
+"""Always-valid one-sided bounds and p-values for an asymptotically normal estimate.
+
+A gate looks again and again while data accumulates. The bounds here hold at every look at
+once, so the chance that *any* look wrongly shows harm stays under alpha however often the
+gate is evaluated.
+
+The method is the asymptotic confidence sequence of Waudby-Smith, Arbour, Sinha, Kennedy &
+Ramdas (2023, "Time-uniform central limit theory and asymptotic confidence sequences"),
+with Robbins' normal mixture — the family GrowthBook's sequential engine uses — made
+one-sided: the mixture over the drift is a half-normal on the harmful side only. For an
+estimate with standard error `sd` after `t` observations, write z = (estimate - margin) / sd
+toward harm and x = t * rho2. The mixture martingale is
+
+    M = 2 / sqrt(x + 1) * exp(k**2 z**2 / 2) * Phi(k z),    k = sqrt(x / (x + 1)),
+
+and Ville's inequality gives P(M ever >= 1/alpha) <= alpha under "not worse than the
+margin". So 1/M is an always-valid p-value, and the bound is where M = 1/alpha.
+
+`rho2` sets where the sequence is tightest: `tune_rho2(alpha, n)` makes it tightest near a
+total of n observations (GrowthBook's `sequential_tuning_parameter`), the sample a stage
+expects. It must not depend on the data; the gate fixes it per stage from the playbook.
+"""
+
+from __future__ import annotations
+
+import math
+from statistics import NormalDist
+
+_NORMAL = NormalDist()
+_SQRT2 = math.sqrt(2.0)
+
+
+def tune_rho2(alpha: float, expected_n: int) -> float:
+    """Mixture precision tightest near `expected_n` total observations (Waudby-Smith et al.
+    2023, eq. 2.5; GrowthBook's choice)."""
+    log_a = -2 * math.log(alpha)
+    return (log_a + math.log(log_a + 1)) / max(expected_n, 1)
+
+
+def _log_phi(z: float) -> float:
+    """log Phi(z), accurate far into the lower tail."""
+    if z > -5:
+        return math.log(0.5 * math.erfc(-z / _SQRT2))
+    # Mills ratio asymptotics: Phi(z) ~ phi(z) / |z| * (1 - 1/z**2 + 3/z**4)
+    return (
+        -0.5 * z * z - math.log(-z) - 0.5 * math.log(2 * math.pi) + math.log1p(-1 / z**2 + 3 / z**4)
+    )
+
+
+def log_mixture(z: float, n: int, rho2: float) -> float:
+    """log of the one-sided mixture martingale at standardized harm z after n observations."""
+    x = n * rho2
+    k = math.sqrt(x / (x + 1))
+    return math.log(2) - 0.5 * math.log1p(x) + 0.5 * (k * z) ** 2 + _log_phi(k * z)
+
+
+def p_value(z: float, n: int, rho2: float, fixed: bool = False) -> float:
+    """One-sided p-value of "harm <= 0" given standardized harm z: always valid when
+    sequential, the ordinary normal tail when `fixed` (one planned look)."""
+    if not math.isfinite(z):
+        return 1.0 if not z > 0 else 0.0
+    if fixed:
+        return 1 - _NORMAL.cdf(z)
+    if n <= 0:
+        return 1.0
+    return min(1.0, math.exp(-log_mixture(z, n, rho2)))
+
+
+def critical_z(alpha: float, n: int, rho2: float, fixed: bool = False) -> float:
+    """The standardized distance from the estimate to its one-sided bound at level alpha."""
+    if fixed:
+        return _NORMAL.inv_cdf(1 - alpha)
+    if n <= 0:
+        return math.inf
+    x = n * rho2
+    k2 = x / (x + 1)
+    k = math.sqrt(k2)
+    target = -math.log(alpha)
+    # Start from the two-sided boundary at 2 alpha (nearly the one-sided one), then Newton.
+    z = math.sqrt(max(2 * math.log(math.sqrt(x + 1) / (2 * alpha)), 1e-12) / k2)
+    for _ in range(8):
+        f = log_mixture(z, n, rho2) - target
+        kz = k * z
+        mills = math.exp(-0.5 * kz * kz - _log_phi(kz)) / math.sqrt(2 * math.pi)
+        step = f / (k2 * z + k * mills)
+        z -= step
+        if abs(step) < 1e-10 * max(1.0, abs(z)):
+            break
+    return z
