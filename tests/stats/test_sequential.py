@@ -1,0 +1,147 @@
+"""Always-valid bounds, the exact rare-event test, and multiple-comparison adjustments."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from scipy import stats as sps
+
+from rolloutctl.stats import exact, multiple, sequential
+from rolloutctl.stats.compare import MarginSpec, compare_proportions, compare_rare_events
+from rolloutctl.stats.sufficient import Proportion
+
+RHO2 = sequential.tune_rho2(0.05, 20_000)
+
+
+# ---------------------------------------------------------------- the one-sided mixture
+
+
+@pytest.mark.parametrize("n", [50, 1_000, 20_000, 1_000_000])
+@pytest.mark.parametrize("alpha", [0.05, 0.001])
+def test_bound_and_p_value_agree(n: int, alpha: float) -> None:
+    z = sequential.critical_z(alpha, n, RHO2)
+    assert sequential.p_value(z, n, RHO2) == pytest.approx(alpha, rel=1e-9)
+    # Always-valid bounds are wider than the one-look bound at every n.
+    assert z > sps.norm.ppf(1 - alpha)
+
+
+def test_one_sided_bound_is_tighter_than_the_two_sided_sequence() -> None:
+    # GrowthBook's two-sided sequence at alpha spends alpha on both sides; the half-normal
+    # mixture spends it on the harmful side only, so its bound is closer.
+    n, alpha = 20_000, 0.05
+    x = n * RHO2
+    two_sided = math.sqrt(2 * (x + 1) / x * math.log(math.sqrt(x + 1) / alpha))
+    assert sequential.critical_z(alpha, n, RHO2) < two_sided
+
+
+def test_fixed_is_the_normal_tail() -> None:
+    assert sequential.p_value(1.6448536, 10, RHO2, fixed=True) == pytest.approx(0.05, abs=1e-7)
+    assert sequential.critical_z(0.05, 10, RHO2, fixed=True) == pytest.approx(sps.norm.ppf(0.95))
+
+
+@given(st.floats(-30, 30), st.integers(1, 10**7))
+def test_p_value_is_a_probability_and_falls_with_harm(z: float, n: int) -> None:
+    p = sequential.p_value(z, n, RHO2)
+    assert 0.0 <= p <= 1.0
+    assert sequential.p_value(z + 0.5, n, RHO2) <= p
+
+
+def test_log_phi_is_accurate_in_the_far_tail() -> None:
+    for z in (-6.0, -10.0, -30.0):
+        assert sequential._log_phi(z) == pytest.approx(sps.norm.logcdf(z), rel=1e-4)
+
+
+# ---------------------------------------------------------------- rare events
+
+
+def test_exact_test_is_never_bolder_than_the_one_look_binomial_test() -> None:
+    """With one look, the e-value's p is at least the exact conditional binomial p-value
+    (scipy.stats.binomtest), as an always-valid p must be."""
+    control, canary = Proportion(19_000, 10), Proportion(1_000, 6)
+    result = exact.rare_event_test(control, canary, relative=0.0, absolute=None, alpha=0.05)
+    share = canary.n / (canary.n + control.n)
+    one_look = sps.binomtest(6, 16, share, alternative="greater").pvalue
+    assert one_look < 0.001
+    assert result.p_value >= one_look
+    assert result.p_value < 0.05  # and still decisive: 6 of 16 events where 5% expected
+
+
+def test_exact_test_keeps_false_alarms_under_alpha_with_tiny_counts() -> None:
+    """A/A at 0.05% with 96 looks: the chance of ever failing stays under alpha."""
+    rng = np.random.default_rng(11)
+    runs, looks, alpha = 600, 96, 0.05
+    failed = 0
+    for _ in range(runs):
+        nt = nc = xt = xc = 0
+        for _ in range(looks):
+            nt, nc = nt + 50, nc + 950
+            xt += rng.binomial(50, 0.0005)
+            xc += rng.binomial(950, 0.0005)
+            r = exact.rare_event_test(Proportion(nc, xc), Proportion(nt, xt),
+                                      relative=0.0, absolute=None, alpha=alpha)  # fmt: skip
+            if r.p_value <= alpha:
+                failed += 1
+                break
+    assert failed / runs <= alpha
+
+
+def test_exact_test_catches_what_the_normal_sequence_misses() -> None:
+    """Unsafe answers 0.05% -> 0.5% in one segment: 12 canary events against 11 control
+    events at a 5% split. The exact test fails it; the normal-approximation sequence at the
+    same alpha does not yet."""
+    control, canary = Proportion(22_800, 11), Proportion(2_400, 12)
+    margin = MarginSpec(0.5, True)
+    rare = compare_rare_events(control, canary, margin, "higher", 0.05 / 18)
+    normal = compare_proportions(control, canary, margin, "higher", 0.05 / 18)
+    assert rare.verdict == "fail"
+    assert normal.verdict != "fail"
+
+
+def test_absolute_margin_uses_a_lower_bound_of_the_control_rate() -> None:
+    control, canary = Proportion(100_000, 50), Proportion(5_000, 30)
+    low = exact.rate_lower_bound(control, 0.025)
+    assert 0 < low < 50 / 100_000
+    # Coverage of the bound: scipy's exact (Clopper-Pearson) one-look bound is tighter.
+    assert low <= sps.binomtest(50, 100_000).proportion_ci(0.95, method="exact").low
+    result = exact.rare_event_test(control, canary, relative=None, absolute=0.001, alpha=0.05)
+    assert result.ratio == pytest.approx(1 + 0.001 / low)
+    none = exact.rare_event_test(Proportion(5_000, 0), canary, relative=None, absolute=0.001,
+                                 alpha=0.05)  # fmt: skip
+    assert none.p_value == 1.0 and "no control events" in none.note
+
+
+@given(st.integers(0, 40), st.integers(0, 400), st.floats(0.001, 0.9))
+def test_e_value_grows_with_canary_events(x: int, extra: int, p0: float) -> None:
+    k = x + extra
+    assert exact.log_e_value(x + 1, k + 1, p0) >= exact.log_e_value(x, k + 1, p0) - 1e-9
+
+
+# ---------------------------------------------------------------- multiple comparisons
+
+
+def test_holm_step_down() -> None:
+    # Holm (1979): sort p, compare p_(i) with alpha / (m - i + 1), stop at the first miss.
+    p = [0.01, 0.04, 0.03, 0.005]
+    rejected, adjusted = multiple.holm(p, 0.05)
+    assert adjusted == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert rejected == [True, False, False, True]
+
+
+def test_benjamini_hochberg_matches_scipy() -> None:
+    p = [0.001, 0.008, 0.039, 0.041, 0.042, 0.06, 0.074, 0.205, 0.212, 0.216]
+    reference = sps.false_discovery_control(p, method="bh")
+    assert multiple.benjamini_hochberg(p) == pytest.approx(list(reference))
+
+
+@given(st.lists(st.floats(0, 1), min_size=1, max_size=30))
+def test_adjusted_p_values_are_probabilities_not_below_the_raw_ones(p: list[float]) -> None:
+    _, holm = multiple.holm(p, 0.05)
+    bh = multiple.benjamini_hochberg(p)
+    for raw, h, q in zip(p, holm, bh, strict=True):
+        assert raw <= h <= 1.0
+        assert raw <= q + 1e-12 and q <= 1.0
+        assert q <= h + 1e-12  # BH never stricter than Holm
