@@ -22,11 +22,14 @@ comparison in the benchmarks and tests.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from statistics import NormalDist
 from typing import Literal
 
-from rolloutctl.stats import exact, sequential
+from scipy.stats import t as t_dist
+
+from rolloutctl.stats import exact, fixed, sequential
 from rolloutctl.stats.sufficient import Histogram, Moments, Proportion, RatioMoments
 
 Verdict = Literal["pass", "fail", "inconclusive"]
@@ -140,7 +143,10 @@ def compare_proportions(
     rho2: float = DEFAULT_RHO2,
 ) -> Comparison:
     """Difference (or ratio) of two rates, with the Agresti-Caffo adjustment (one pseudo-event
-    and one pseudo-non-event per arm) so zero counts still give an honest width."""
+    and one pseudo-non-event per arm) so zero counts still give an honest width. With one
+    planned look and an absolute margin: Newcombe's hybrid score interval instead."""
+    if method == "fixed" and not margin.relative and control.n and canary.n:
+        return _newcombe(control, canary, margin, worse, alpha)
     pc = (control.events + 1) / (control.n + 2)
     pt = (canary.events + 1) / (canary.n + 2)
     var_c = pc * (1 - pc) / (control.n + 2)
@@ -149,6 +155,65 @@ def compare_proportions(
     return _decide(
         control.rate, canary.rate, theta, variance, control.n + canary.n,
         margin, worse, alpha, method, rho2,
+    )  # fmt: skip
+
+
+def _newcombe(
+    control: Proportion, canary: Proportion, margin: MarginSpec, worse: Worse, alpha: float
+) -> Comparison:
+    """One planned look at a difference of rates: Newcombe's interval at 1 - 2 alpha gives
+    the one-sided bounds; the p-values invert it (the smallest alpha whose bound reaches the
+    margin, by bisection)."""
+    signed_margin = margin.value if worse == "higher" else -margin.value
+    sign = 1.0 if worse == "higher" else -1.0
+
+    def harm_bound(a: float) -> float:  # the bound on the harmful side, minus the margin
+        lo, hi = fixed.newcombe_interval(control, canary, 1 - 2 * a)
+        return sign * ((lo if worse == "higher" else hi) - signed_margin)
+
+    def safe_bound(a: float) -> float:  # the bound on the safe side, minus the margin
+        lo, hi = fixed.newcombe_interval(control, canary, 1 - 2 * a)
+        return sign * (signed_margin - (hi if worse == "higher" else lo))
+
+    def invert(distance: Callable[[float], float]) -> float:
+        lo_a, hi_a = 1e-15, 0.5 - 1e-12
+        if distance(hi_a) <= 0:
+            return 1.0
+        if distance(lo_a) > 0:
+            return lo_a
+        for _ in range(60):
+            mid = math.sqrt(lo_a * hi_a)
+            lo_a, hi_a = (lo_a, mid) if distance(mid) > 0 else (mid, hi_a)
+        return hi_a
+
+    p_fail, p_pass = invert(harm_bound), invert(safe_bound)
+    lo, hi = fixed.newcombe_interval(control, canary, 1 - 2 * alpha)
+    verdict: Verdict = "fail" if p_fail <= alpha else "pass" if p_pass <= alpha else "inconclusive"
+    note = ""
+    if worse == "higher" and margin.value == 0 and min(control.events, canary.events) < 5:
+        note = f"Fisher exact one-sided p = {fixed.fisher_exact_greater(control, canary):.3g}"
+    return Comparison(
+        control.rate, canary.rate, canary.rate - control.rate, (lo, hi), signed_margin, verdict,
+        "fixed (Newcombe)", note, p_fail, p_pass,
+    )  # fmt: skip
+
+
+def _welch(
+    control: Moments, canary: Moments, margin: MarginSpec, worse: Worse, alpha: float
+) -> Comparison:
+    """One planned look at a difference of means: Welch's t with Satterthwaite's df."""
+    signed_margin = margin.value if worse == "higher" else -margin.value
+    result = fixed.welch(control, canary, 1 - 2 * alpha)
+    if not math.isfinite(result.df) or result.se <= 0:
+        return _undefined(control.mean, canary.mean, margin, worse, "fixed (Welch)",
+                          "no spread in either arm")  # fmt: skip
+    harm = (1.0 if worse == "higher" else -1.0) * (result.difference - signed_margin)
+    p_fail = float(t_dist.sf(harm / result.se, result.df))
+    p_pass = float(t_dist.cdf(harm / result.se, result.df))
+    verdict: Verdict = "fail" if p_fail <= alpha else "pass" if p_pass <= alpha else "inconclusive"
+    return Comparison(
+        control.mean, canary.mean, result.difference, result.ci, signed_margin, verdict,
+        "fixed (Welch)", f"Welch t, {result.df:.0f} df", p_fail, p_pass,
     )  # fmt: skip
 
 
@@ -186,9 +251,12 @@ def compare_means(
     method: Method = "sequential",
     rho2: float = DEFAULT_RHO2,
 ) -> Comparison:
-    """Difference (or ratio) of means with unequal variances (Welch's standard error)."""
+    """Difference (or ratio) of means with unequal variances (Welch's standard error; with
+    one planned look and an absolute margin, Welch's t test itself)."""
     if control.n < 2 or canary.n < 2:
         return _undefined(control.mean, canary.mean, margin, worse, method, "fewer than 2 values")
+    if method == "fixed" and not margin.relative:
+        return _welch(control, canary, margin, worse, alpha)
     theta, variance = _contrast(
         control.mean, control.variance / control.n,
         canary.mean, canary.variance / canary.n, margin.relative,
