@@ -69,10 +69,8 @@ def _baseline(
     control = pb.flag.control if pb.flag.control in variants else (variants[0] if variants else "")
     metrics = tuple(m for m in pb.metrics if pb.sources[m.source].kind == "requestlog")
     request = MeasureRequest(metrics, start, end, control, "\x00none")
-    measured = source._measure(
-        con, {r[0]: str(r[1]) for r in con.execute("DESCRIBE raw_log").fetchall()}, request
-    )
     con.close()
+    measured = source.measure(request)
     stats = {name: arms["control"] for (name, seg), arms in measured.stats.items() if seg is None}
     return stats, volume, f"{source.paths[0]}, last {hours:.1f} h"
 

@@ -11,7 +11,7 @@ import glob
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -44,6 +44,39 @@ def _literal(value: str) -> str:
 
 def _ts_sql(ts: datetime) -> str:
     return f"TIMESTAMPTZ '{ts.astimezone(UTC).isoformat()}'"
+
+
+def _look_times(start: datetime, end: datetime, every: timedelta | None) -> list[datetime]:
+    """The end of each cumulative look: one look at `end`, or every `every` up to it."""
+    if every is None or every <= timedelta(0):
+        return [end]
+    times, t = [], start + every
+    while t < end:
+        times.append(t)
+        t += every
+    times.append(end)
+    return times
+
+
+def _accumulate(total: Measurement, part: Measurement | None) -> Measurement:
+    """total + part, statistic by statistic (sufficient statistics pool with +)."""
+    if part is None:
+        return total
+    stats = {k: dict(v) for k, v in total.stats.items()}
+    for key, arms in part.stats.items():
+        into = stats.setdefault(key, {})
+        for arm, stat in arms.items():
+            into[arm] = into[arm] + stat if arm in into else stat  # type: ignore[operator]
+    counts: dict[str, dict[SegmentKey, dict[str, int]]] = {}
+    for name in ("arm_counts", "unit_counts"):
+        merged = {k: dict(v) for k, v in getattr(total, name).items()}
+        for key, arms in getattr(part, name).items():
+            into = merged.setdefault(key, {"control": 0, "canary": 0})
+            for arm, n in arms.items():
+                into[arm] = into.get(arm, 0) + n
+        counts[name] = merged
+    return Measurement(stats=stats, arm_counts=counts["arm_counts"],
+                       unit_counts=counts["unit_counts"])  # fmt: skip
 
 
 @dataclass
@@ -150,22 +183,44 @@ class RequestLogSource:
     # ------------------------------------------------------------ measuring
 
     def measure(self, request: MeasureRequest) -> Measurement:
+        return self._run(request, None)[-1][1]
+
+    def measure_series(
+        self, request: MeasureRequest, every: timedelta
+    ) -> list[tuple[datetime, Measurement]]:
+        """Cumulative measurements at start + every, start + 2 every, ... up to the end, from
+        one pass over the log (each interval aggregated in SQL, then summed): how `backtest`
+        replays a gate look by look."""
+        return self._run(request, every)
+
+    def _run(
+        self, request: MeasureRequest, every: timedelta | None
+    ) -> list[tuple[datetime, Measurement]]:
+        ends = _look_times(request.start, request.end, every)
         if all(glob.has_magic(p) for p in self.paths) and not self._matches():
-            out = Measurement()  # a glob that matches nothing yet: no data, so the gate holds
-            out.notes.append(f"no request-log file matches {', '.join(self.paths)} yet")
-            self._fill_empty(out, request, [])
-            return out
+            series = []
+            for end in ends:  # a glob that matches nothing yet: no data, so the gate holds
+                out = Measurement()
+                out.notes.append(f"no request-log file matches {', '.join(self.paths)} yet")
+                self._fill_empty(out, request, [])
+                series.append((end, out))
+            return series
         con = self.connect()
         try:
             types = self.open(con)
-            return self._measure(con, types, request)
+            return self._measure(con, types, request, every, ends)
         finally:
             con.close()
 
     def _measure(
-        self, con: duckdb.DuckDBPyConnection, types: dict[str, str], request: MeasureRequest
-    ) -> Measurement:
-        out = Measurement()
+        self,
+        con: duckdb.DuckDBPyConnection,
+        types: dict[str, str],
+        request: MeasureRequest,
+        every: timedelta | None,
+        ends: list[datetime],
+    ) -> list[tuple[datetime, Measurement]]:
+        out = Measurement()  # what every look shares: notes, bad rows, errors, queries
         columns = set(types)
         arms = f"({_literal(request.control)}, {_literal(request.canary)})"
         window = f"__ts >= {_ts_sql(request.start)} AND __ts < {_ts_sql(request.end)}"
@@ -179,6 +234,13 @@ class RequestLogSource:
         for d in request.dimensions:
             if d not in columns:
                 out.notes.append(f"segment dimension {d!r} is not a column of the log")
+        if every is None:
+            bin_sql = "0"
+        else:
+            start_s = request.start.timestamp()
+            bin_sql = (
+                f"CAST(floor((epoch(__ts) - {start_s!r}) / {every.total_seconds()!r}) AS BIGINT)"
+            )
 
         # Bad rows and freshness, and segment cardinality, in one scan.
         card = ", ".join(f"approx_count_distinct({sql_ident(d)})" for d in dims) or "0"
@@ -214,9 +276,10 @@ class RequestLogSource:
 
         where = f"{window} AND variant IN {arms} AND ({scope_sql})"
         dim_exprs = {d: self._dim_expr(d, segment_values[d]) for d in dims}
-        sets = ["(variant)"] + [f"(variant, {sql_ident('seg_' + d)})" for d in dims]
-        seg_cols = [f"{e} AS {sql_ident('seg_' + d)}" for d, e in dim_exprs.items()]
-        grouping = [f"grouping({sql_ident('seg_' + d)})" for d in dims]
+        seg_names = [sql_ident("seg_" + d) for d in dims]
+        sets = ["(variant, __bin)"] + [f"(variant, __bin, {s})" for s in seg_names]
+        seg_cols = "".join(f", {e} AS {sql_ident('seg_' + d)}" for d, e in dim_exprs.items())
+        grouping = [f"grouping({s})" for s in seg_names]
 
         aggregates: list[str] = ["count(*)"]
         readers: list[tuple[Metric, int, int]] = []
@@ -232,9 +295,8 @@ class RequestLogSource:
             aggregates.extend(parts)
 
         query = (
-            f"SELECT variant, {', '.join([sql_ident('seg_' + d) for d in dims] + grouping)}"
-            f"{', ' if dims else ''}{', '.join(aggregates)} "
-            f"FROM (SELECT *{''.join(', ' + c for c in seg_cols)} FROM log WHERE {where}) "
+            f"SELECT variant, __bin, {', '.join([*seg_names, *grouping, *aggregates])} "
+            f"FROM (SELECT *, {bin_sql} AS __bin{seg_cols} FROM log WHERE {where}) "
             f"GROUP BY GROUPING SETS ({', '.join(sets)})"
         )
         try:
@@ -245,31 +307,50 @@ class RequestLogSource:
             ) from None
         for metric, _, _ in readers:
             out.queries[metric.name] = query
-        offset = 1 + 2 * len(dims)
+        bins: dict[int, Measurement] = {}
+        offset = 2 + 2 * len(dims)
         for r in rows:
             arm = "control" if r[0] == request.control else "canary"
             segment = self._segment_of(r, dims)
             if segment is False:
                 continue
-            out.arm_counts.setdefault(segment, {"control": 0, "canary": 0})[arm] = int(r[offset])
+            part = bins.setdefault(int(r[1]), Measurement())
+            part.arm_counts.setdefault(segment, {"control": 0, "canary": 0})[arm] = int(r[offset])
             for metric, start, width in readers:
                 values = r[offset + start : offset + start + width]
-                stat = self._stat(metric, values)
-                out.stats.setdefault((metric.name, segment), {})[arm] = stat
+                part.stats.setdefault((metric.name, segment), {})[arm] = self._stat(metric, values)
 
         if "unit_id" in columns:
-            # Distinct units for the sample-ratio check, overall only: a DISTINCT inside the
-            # grouping sets above would cost several times the whole scan.
-            units = out.unit_counts.setdefault(None, {"control": 0, "canary": 0})
-            for variant, n in con.execute(
-                f"SELECT variant, count(DISTINCT unit_id) FROM log WHERE {where} GROUP BY variant"
+            # Distinct units for the sample-ratio check, overall only, each counted in the
+            # interval it was first seen (so intervals add up). A DISTINCT inside the grouping
+            # sets above would cost several times the whole scan.
+            for variant, first_bin, n in con.execute(
+                f"SELECT variant, first_bin, count(*) FROM (SELECT variant, unit_id, "
+                f"min({bin_sql}) AS first_bin FROM log WHERE {where} GROUP BY variant, unit_id) "
+                f"GROUP BY variant, first_bin"
             ).fetchall():
+                part = bins.setdefault(int(first_bin), Measurement())
+                units = part.unit_counts.setdefault(None, {"control": 0, "canary": 0})
                 units["control" if variant == request.control else "canary"] = int(n)
         for metric in request.metrics:
             if metric.kind == "quantile" and metric.name not in out.errors:
-                self._histograms(con, metric, columns, types, dims, dim_exprs, where, out, request)
-        self._fill_empty(out, request, dims)
-        return out
+                self._histograms(con, metric, columns, types, dims, dim_exprs, where, bin_sql,
+                                 out, bins, request)  # fmt: skip
+
+        series: list[tuple[datetime, Measurement]] = []
+        total = Measurement()
+        for index, end in enumerate(ends):
+            total = _accumulate(total, bins.get(index))
+            look = Measurement(
+                stats={k: dict(v) for k, v in total.stats.items()},
+                arm_counts={k: dict(v) for k, v in total.arm_counts.items()},
+                unit_counts={k: dict(v) for k, v in total.unit_counts.items()},
+                errors=dict(out.errors), queries=dict(out.queries), bad_rows=dict(out.bad_rows),
+                notes=list(out.notes), latest=out.latest,
+            )  # fmt: skip
+            self._fill_empty(look, request, dims)
+            series.append((end, look))
+        return series
 
     @staticmethod
     def _dim_expr(dim: str, keep: Sequence[str] | None) -> str:
@@ -281,15 +362,16 @@ class RequestLogSource:
 
     @staticmethod
     def _segment_of(row: Sequence[Any], dims: list[str]) -> SegmentKey | Literal[False]:
-        """None for the overall row, (dim, value) for a one-dimension row, False otherwise."""
-        flags = row[1 + len(dims) : 1 + 2 * len(dims)]
+        """None for the overall row, (dim, value) for a one-dimension row, False otherwise.
+        Rows are (variant, bin, segment values..., grouping flags..., aggregates...)."""
+        flags = row[2 + len(dims) : 2 + 2 * len(dims)]
         present = [i for i, g in enumerate(flags) if g == 0]
         if not present:
             return None
         if len(present) != 1:
             return False
         i = present[0]
-        return (dims[i], str(row[1 + i]))
+        return (dims[i], str(row[2 + i]))
 
     def _number(self, column_or_expr: str, columns: set[str], types: dict[str, str]) -> str:
         node = expr.parse(column_or_expr)
@@ -342,7 +424,9 @@ class RequestLogSource:
         dims: list[str],
         dim_exprs: dict[str, str],
         where: str,
+        bin_sql: str,
         out: Measurement,
+        bins: dict[int, Measurement],
         request: MeasureRequest,
     ) -> None:
         assert metric.value is not None
@@ -355,23 +439,25 @@ class RequestLogSource:
         seg_cols = "".join(f", {e} AS {sql_ident('seg_' + d)}" for d, e in dim_exprs.items())
         seg_names = [sql_ident("seg_" + d) for d in dims]
         grouping = [f"grouping({s})" for s in seg_names]
-        sets = ["(variant, b)"] + [f"(variant, {s}, b)" for s in seg_names]
+        sets = ["(variant, __bin, b)"] + [f"(variant, __bin, {s}, b)" for s in seg_names]
         query = (
-            f"SELECT variant, {', '.join([*seg_names, *grouping, 'b', 'count(*)'])} FROM ("
-            f"SELECT variant{seg_cols}, {bucket} AS b FROM (SELECT *, {x} AS __x FROM log "
-            f"WHERE {where}) WHERE __x IS NOT NULL) GROUP BY GROUPING SETS ({', '.join(sets)})"
+            f"SELECT variant, __bin, {', '.join([*seg_names, *grouping, 'b', 'count(*)'])} FROM ("
+            f"SELECT variant, __bin{seg_cols}, {bucket} AS b FROM (SELECT *, {x} AS __x, "
+            f"{bin_sql} AS __bin FROM log WHERE {where}) WHERE __x IS NOT NULL) "
+            f"GROUP BY GROUPING SETS ({', '.join(sets)})"
         )
         out.queries[metric.name] = query
-        hist: dict[tuple[SegmentKey, str], dict[int, int]] = {}
+        hist: dict[tuple[int, SegmentKey, str], dict[int, int]] = {}
         for r in con.execute(query).fetchall():
             arm = "control" if r[0] == request.control else "canary"
             segment = self._segment_of(r, dims)
             if segment is False:
                 continue
-            counts = hist.setdefault((segment, arm), {})
+            counts = hist.setdefault((int(r[1]), segment, arm), {})
             counts[int(r[-2])] = int(r[-1])
-        for (segment, arm), counts in hist.items():
-            out.stats.setdefault((metric.name, segment), {})[arm] = Histogram(counts)
+        for (index, segment, arm), counts in hist.items():
+            part = bins.setdefault(index, Measurement())
+            part.stats.setdefault((metric.name, segment), {})[arm] = Histogram(counts)
 
     @staticmethod
     def _fill_empty(out: Measurement, request: MeasureRequest, dims: list[str]) -> None:

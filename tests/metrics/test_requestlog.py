@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import astuple
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from rolloutctl.metrics.base import MeasureRequest
 from rolloutctl.metrics.requestlog import RequestLogSource
 from rolloutctl.playbook import expr
 from rolloutctl.playbook.model import Metric
+from rolloutctl.stats.sufficient import Histogram
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -101,3 +103,28 @@ def test_unreadable_and_missing_logs_are_invalid_input(tmp_path: Path) -> None:
     no_variant.write_text('{"ts": "2026-01-01T00:10:00Z"}\n')
     with pytest.raises(InvalidInput, match="no variant column"):
         RequestLogSource("r", [str(no_variant)]).measure(request)
+
+
+def test_series_looks_equal_separate_measurements(tmp_path: Path) -> None:
+    """backtest's one-pass series: each cumulative look equals measuring up to that look."""
+    frame = simulate.generate("healthy", START, START + timedelta(hours=2),
+                              requests_per_hour=6_000, canary_percent=20, seed=5)  # fmt: skip
+    path = simulate.write(frame, tmp_path / "log.parquet")
+    source = RequestLogSource("r", [str(path)])
+    end = START + timedelta(minutes=100)
+    request = MeasureRequest(METRICS, START, end, "v1", "v2", ("category", "device"))
+    series = source.measure_series(request, timedelta(minutes=15))
+    assert [t for t, _ in series][-2:] == [START + timedelta(minutes=90), end]
+    assert len(series) == 7
+    for look_end, look in (series[0], series[3], series[-1]):
+        direct = source.measure(MeasureRequest(METRICS, START, look_end, "v1", "v2",
+                                               ("category", "device")))  # fmt: skip
+        assert look.arm_counts == direct.arm_counts
+        assert look.unit_counts == direct.unit_counts
+        for key, arms in direct.stats.items():
+            for arm, stat in arms.items():
+                got = look.stats[key][arm]
+                if isinstance(stat, Histogram):
+                    assert got == stat, (key, arm)
+                else:  # sums in a different order: equal up to rounding
+                    assert astuple(got) == pytest.approx(astuple(stat), rel=1e-12), (key, arm)
