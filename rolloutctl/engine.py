@@ -291,25 +291,9 @@ def check(ctx: Context, rollout: str) -> Outcome:
 
 
 def _would_do(loaded: LoadedPlaybook, state: RolloutState, result: GateResult) -> str:
-    pb = loaded.playbook
-    stage = pb.stages[state.stage_index]
-    if result.verdict == "fail":
-        return "rollback"
-    if result.trigger_action == "pause":
-        return "pause"
-    if result.verdict == "pass":
-        if state.stage_index + 1 >= len(pb.stages):
-            return "complete"
-        if pb.stages[state.stage_index + 1].approval == "required":
-            return "pause"
-        return "advance"
-    if result.no_data and pb.analysis.on_no_data != "hold" and result.min_duration_met:
-        return pb.analysis.on_no_data
-    if result.max_duration_passed and result.verdict == "inconclusive":
-        return {"hold": "hold", "pause": "pause", "rollback": "rollback", "advance": "advance"}[
-            stage.on_inconclusive_at_max
-        ]
-    return "hold"
+    from rolloutctl.gate import decide
+
+    return decide(loaded.playbook, state.stage_index, result)
 
 
 # ---------------------------------------------------------------- advance

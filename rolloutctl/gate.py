@@ -86,17 +86,17 @@ class GateResult:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        return _clean(data)
+        return json_safe(data)
 
 
-def _clean(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """JSON-safe: NaN and infinities become null."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
@@ -467,3 +467,23 @@ def evaluate(
         no_data=no_data, errors=len(deciding_errors), trigger_action=trigger_action,
         bad_rows=bad_rows, notes=notes,
     )  # fmt: skip
+
+
+def decide(playbook: Playbook, stage_index: int, result: GateResult) -> str:
+    """What a verdict means for the rollout: rollback, pause, advance, complete or hold."""
+    stage = playbook.stages[stage_index]
+    if result.verdict == "fail":
+        return "rollback"
+    if result.trigger_action == "pause":
+        return "pause"
+    if result.verdict == "pass":
+        if stage_index + 1 >= len(playbook.stages):
+            return "complete"
+        if playbook.stages[stage_index + 1].approval == "required":
+            return "pause"
+        return "advance"
+    if result.no_data and playbook.analysis.on_no_data != "hold" and result.min_duration_met:
+        return playbook.analysis.on_no_data
+    if result.max_duration_passed and result.verdict == "inconclusive":
+        return stage.on_inconclusive_at_max
+    return "hold"

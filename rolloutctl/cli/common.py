@@ -44,13 +44,13 @@ def default_actor() -> str:
         return "unknown"
 
 
-def parse_now(text: str | None) -> datetime | None:
+def parse_now(text: str | None, option: str = "--now") -> datetime | None:
     if not text:
         return None
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise UsageError(f"--now {text!r} is not an ISO 8601 time") from None
+        raise UsageError(f"{option} {text!r} is not an ISO 8601 time") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 

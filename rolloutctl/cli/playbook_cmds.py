@@ -1,4 +1,4 @@
-"""init, validate, schema, plan."""
+"""init, validate, schema, plan, backtest."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ def register(app: typer.Typer) -> None:
     app.command()(validate)
     app.command()(schema)
     app.command()(plan)
+    app.command()(backtest)
 
 
 def init(
@@ -122,3 +123,49 @@ def plan(
                 f"    {m['name']}: ~{m['samples_per_arm']:,} canary samples to show the "
                 f"{m['margin']} margin{eta}"
             )
+
+
+def backtest(
+    playbook: Path,
+    log: Annotated[list[str] | None, typer.Option(help="request log path or glob (repeatable); default: the playbook's sources")] = None,
+    every: Annotated[str, typer.Option(help="time between looks, e.g. 15m")] = "15m",
+    start: Annotated[str | None, typer.Option(help="replay from this ISO time (default: the log's first row)")] = None,
+    end: Annotated[str | None, typer.Option(help="replay until this ISO time (default: the log's last row)")] = None,
+    stage: Annotated[str | None, typer.Option(help="start at this stage instead of the first")] = None,
+    looks: Annotated[bool, typer.Option(help="print every look, not only changes")] = False,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:  # fmt: skip
+    """Replay the playbook's gates over a historical log, look by look: when it would have
+    failed, passed or held, and why. Writes nothing. Exit 10 if it would have rolled back."""
+    from rolloutctl.backtest import backtest as run_backtest
+    from rolloutctl.durations import parse_duration
+    from rolloutctl.playbook.load import load_playbook
+
+    try:
+        interval = parse_duration(every)
+    except ValueError as exc:
+        raise UsageError(f"--every {every!r}: {exc}") from None
+    result = run_backtest(
+        load_playbook(playbook), log=log, every=interval, start=common.parse_now(start, "--start"),
+        end=common.parse_now(end, "--end"), first_stage=stage,
+    )  # fmt: skip
+    code = ExitCode.GATE_FAILED if result.outcome.startswith("rolled back") else ExitCode.OK
+    if json_out or common.current().json:
+        common.emit_json({**result.to_dict(), "exit_code": int(code)})
+        raise typer.Exit(int(code))
+    common.say(f"backtest of {result.rollout} over {result.start} → {result.end}, a look every "
+               f"{result.every}")  # fmt: skip
+    previous: tuple[str, str, str] | None = None
+    for look in result.looks:
+        # Collapse runs of the same hold ("minimum duration not reached (15m of 2h)", ...).
+        key = (look.stage, look.verdict, look.reasons[0].split("(")[0] if look.reasons else "")
+        if looks or key != previous or look.decision != "hold":
+            why = look.reasons[0] if look.reasons else ""
+            common.say(f"  {look.time}  {look.stage:<12} +{look.elapsed:<7} {look.verdict:<12} "
+                       f"{look.decision:<8} {why}")  # fmt: skip
+        previous = key
+    for note in result.notes:
+        common.say(f"note: {note}")
+    common.say("stages: " + ", ".join(f"{s.name} {s.result}" for s in result.stages))
+    common.say(f"outcome: {result.outcome}")
+    raise typer.Exit(int(code))

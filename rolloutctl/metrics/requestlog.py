@@ -182,6 +182,19 @@ class RequestLogSource:
 
     # ------------------------------------------------------------ measuring
 
+    def time_range(self) -> tuple[datetime, datetime] | None:
+        """The first and last timestamp in the log (None when it has no dated rows)."""
+        con = self.connect()
+        try:
+            self.open(con)
+            row = con.execute("SELECT epoch_ms(min(__ts)), epoch_ms(max(__ts)) FROM log").fetchone()
+        finally:
+            con.close()
+        if not row or row[0] is None:
+            return None
+        first, last = (datetime.fromtimestamp(v / 1000, UTC) for v in row)
+        return first, last
+
     def measure(self, request: MeasureRequest) -> Measurement:
         return self._run(request, None)[-1][1]
 

@@ -226,20 +226,23 @@ def compare_rare_events(
     method: Method = "sequential",
     rho2: float = DEFAULT_RHO2,
 ) -> Comparison:
-    """A rare, severe event rate (unsafe answers): FAIL comes from the exact conditional
-    test of `stats.exact`, valid with a handful of events; the estimate, interval and the
-    PASS side (non-inferiority) come from the proportion comparison above."""
+    """A rare, severe event rate (unsafe answers). FAIL comes from two tests at half of
+    alpha each (Bonferroni): the exact conditional test of `stats.exact`, which stays valid
+    and powerful with a handful of events, and the proportion comparison above, which is
+    stronger once counts are moderate and an absolute margin is small against the base rate.
+    The estimate, interval and the PASS side (non-inferiority) come from the latter."""
     base = compare_proportions(control, canary, margin, worse, alpha, method, rho2)
     result = exact.rare_event_test(
         control, canary,
         relative=margin.value if margin.relative else None,
         absolute=None if margin.relative else margin.value,
-        alpha=alpha, worse_higher=worse == "higher",
+        alpha=alpha / 2, worse_higher=worse == "higher",
     )  # fmt: skip
+    p_fail = min(1.0, 2 * min(result.p_value, base.p_fail))
     verdict: Verdict = (
-        "fail" if result.p_value <= alpha else "pass" if base.p_pass <= alpha else "inconclusive"
+        "fail" if p_fail <= alpha else "pass" if base.p_pass <= alpha else "inconclusive"
     )
-    return replace(base, verdict=verdict, p_fail=result.p_value, note=result.note)
+    return replace(base, verdict=verdict, p_fail=p_fail, note=result.note)
 
 
 def compare_means(
