@@ -27,7 +27,7 @@ from rolloutctl.durations import format_duration, parse_duration
 from rolloutctl.metrics.base import Measurement, SegmentKey
 from rolloutctl.playbook import expr
 from rolloutctl.playbook.model import Metric, Playbook, Stage
-from rolloutctl.stats import compare, multiple, sequential
+from rolloutctl.stats import compare, multiple, rank, sequential
 from rolloutctl.stats.compare import Comparison, MarginSpec
 from rolloutctl.stats.sufficient import Histogram, Moments, Proportion, RatioMoments, Stat
 
@@ -59,6 +59,9 @@ class MetricResult:
     p_value: float | None = None  # always-valid one-sided p of "not worse than the margin"
     p_adjusted: float | None = None  # Holm for vetoing comparisons, BH for diagnostic ones
     test: str = ""
+    # Kayenta's view, reported beside the decision and never deciding: Mann-Whitney and the
+    # Hodges-Lehmann shift (quantile metrics, whose histograms carry the distributions).
+    rank: dict[str, float] | None = None
 
 
 @dataclass
@@ -145,6 +148,12 @@ def planned_vetoes(playbook: Playbook, metrics: list[Metric]) -> int:
     critical_values = sum(len(v) for v in playbook.segments.critical.values())
     deciding = [m for m in metrics if not m.advisory]
     return max(1, len(deciding) + critical_values * sum(1 for m in deciding if m.critical))
+
+
+def _rank_view(control: Histogram, canary: Histogram) -> dict[str, float]:
+    view = rank.mann_whitney(rank.from_histogram(control), rank.from_histogram(canary))
+    return {"shift": view.shift, "ci_low": view.ci[0], "ci_high": view.ci[1],
+            "p_greater": view.p_greater, "p_less": view.p_less}  # fmt: skip
 
 
 def _test_name(metric: Metric, method: str) -> str:
@@ -291,6 +300,8 @@ def evaluate(
             verdict=comp.verdict, note=comp.note, alpha=alpha, p_value=comp.p_fail,
             test=_test_name(metric, method),
         )  # fmt: skip
+        if segment is None and isinstance(control, Histogram) and isinstance(canary, Histogram):
+            result.rank = _rank_view(control, canary)
         results.append(result)
         judged.append((result, comp))
 

@@ -46,7 +46,14 @@ def _delta(value: Any, kind: str, relative: bool) -> str:
     return f"{value:+.4g}"
 
 
+def _pval(value: Any) -> str:
+    if value is None or not isinstance(value, int | float) or not math.isfinite(value):
+        return "—"
+    return "< 0.0001" if value < 1e-4 else f"{value:.2g}" if value < 0.01 else f"{value:.3f}"
+
+
 _env.filters["num"] = _num
+_env.filters["pval"] = _pval
 _env.filters["delta"] = _delta
 
 

@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from scipy import stats as sps
 
 from rolloutctl.stats.compare import (
@@ -114,3 +116,41 @@ def test_sequential_keeps_false_fails_under_alpha_over_many_looks() -> None:
                     break
     assert false_fail["sequential"] / runs <= alpha
     assert false_fail["fixed"] / runs > 2 * alpha
+
+
+@given(
+    st.integers(200, 50_000), st.floats(0.01, 0.5), st.integers(200, 50_000),
+    st.floats(0.01, 0.5), st.floats(0.0, 0.05),
+)  # fmt: skip
+def test_proportion_comparison_invariants(
+    n_c: int, p_c: float, n_t: int, p_t: float, margin: float
+) -> None:
+    control, canary = Proportion(n_c, round(n_c * p_c)), Proportion(n_t, round(n_t * p_t))
+    spec = MarginSpec(margin, False)
+    higher = compare_proportions(control, canary, spec, "higher", 0.05)
+    # p-values are probabilities; the interval contains the estimate.
+    assert 0 <= higher.p_fail <= 1 and 0 <= higher.p_pass <= 1
+    assert higher.ci[0] <= higher.estimate <= higher.ci[1]
+    # Swapping the arms and the direction of harm is the same question.
+    swapped = compare_proportions(canary, control, spec, "lower", 0.05)
+    assert swapped.estimate == pytest.approx(-higher.estimate)
+    assert swapped.p_fail == pytest.approx(higher.p_fail, rel=1e-9, abs=1e-12)
+    assert swapped.verdict == higher.verdict
+    # A wider margin never makes the canary look worse.
+    wider = compare_proportions(control, canary, MarginSpec(margin + 0.01, False), "higher", 0.05)
+    assert wider.p_fail >= higher.p_fail - 1e-12
+    assert wider.p_pass <= higher.p_pass + 1e-12
+
+
+@given(st.integers(10, 5_000), st.floats(1.0, 100.0), st.floats(0.1, 0.5), st.floats(0.0, 0.3))
+def test_mean_comparison_invariants(n: int, mean: float, cv: float, lift: float) -> None:
+    sd = mean * cv
+    control = Moments(n, n * mean, n * (sd**2 + mean**2))
+    m_t = mean * (1 + lift)
+    canary = Moments(n, n * m_t, n * (sd**2 + m_t**2))
+    result = compare_means(control, canary, MarginSpec(0.1, True), "higher", 0.05)
+    assert result.ci[0] <= result.estimate <= result.ci[1]
+    assert result.estimate == pytest.approx(lift, rel=1e-6, abs=1e-9)
+    fixed = compare_means(control, canary, MarginSpec(0.1, True), "higher", 0.05, "fixed")
+    # One look is bolder than the always-valid bound at the same alpha.
+    assert fixed.p_fail <= result.p_fail + 1e-12
