@@ -181,6 +181,9 @@ def test_welch_matches_scipy_ttest_ind(
     assert result.ci == pytest.approx((ci.low, ci.high), rel=1e-8)
 
 
+@pytest.mark.filterwarnings(
+    "ignore:Precision loss occurred:RuntimeWarning"
+)  # scipy on a constant arm
 def test_welch_with_one_constant_arm_matches_scipy() -> None:
     control = np.full(12, 4.0)
     canary = np.array([3.0, 5.0, 4.5, 6.0, 5.5, 4.0])
