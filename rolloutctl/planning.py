@@ -48,7 +48,12 @@ def _baseline(
         row = con.execute(
             "SELECT epoch_ms(min(__ts)), epoch_ms(max(__ts)), count(*) FROM log"
         ).fetchone()
-    except (InvalidInput, duckdb.Error):
+    except (InvalidInput, duckdb.Error) as exc:
+        if log is not None:  # asked for by name: say why it cannot be read
+            raise InvalidInput(
+                exc.message if isinstance(exc, InvalidInput) else f"{log}: {exc}",
+                hint="--log takes a JSONL, CSV or Parquet path or glob",
+            ) from None
         return {}, None, "no readable request log"
     if not row or not row[2]:
         return {}, None, "empty request log"

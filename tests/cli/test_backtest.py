@@ -64,3 +64,16 @@ def test_backtest_bad_input(ws: Workspace) -> None:
     assert missing.code == 3 and "nope.parquet" in missing.err
     empty = ws.run("backtest", str(ws.playbook), "--start", "2030-01-01T00:00:00Z")
     assert empty.code == 3 and "nothing to replay" in empty.err
+
+
+def test_plan_sizes_each_gate_from_the_log_and_names_a_missing_one(ws: Workspace) -> None:
+    ws.log("healthy", START, 2, 20, "history", seed=3)
+    planned = ws.run("--json", "plan", str(ws.playbook), "--log", str(ws.root / "data/*.parquet"))
+    assert planned.code == 0, planned.err
+    data = planned.json()
+    assert 25_000 < data["volume_per_hour"] < 35_000
+    c1 = data["stages"][0]["metrics"]
+    error = next(m for m in c1 if m["name"] == "error_rate")
+    assert error["samples_per_arm"] > 0 and error["hours"] > 0
+    missing = ws.run("plan", str(ws.playbook), "--log", str(ws.root / "nope/*.parquet"))
+    assert missing.code == 3 and "no file matches" in missing.err
