@@ -79,7 +79,8 @@ def run_one(
     playbook_path = write_playbook(folder, rollout, canary)
     store = StateStore(workdir / "state")
     clock = [DEMO_START]
-    ctx = engine.Context(store, actor="demo", reports_dir=reports_dir, clock=lambda: clock[0])
+    ctx = engine.Context(store, actor="demo", reports_dir=reports_dir, clock=lambda: clock[0],
+                         charts="decisions")  # fmt: skip
     loaded = load_playbook(playbook_path)
     engine.start(ctx, loaded)
     steps: list[str] = []

@@ -31,6 +31,9 @@ class Context:
     reports_dir: Path
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     lock_wait: float = 0.0
+    # Time series in gate reports: "all" gates, or only gates that act ("decisions"; the demo
+    # uses it to stay fast, since drawing costs about a second per report).
+    charts: str = "all"
 
 
 @dataclass
@@ -198,7 +201,8 @@ def _check_sources(loaded: LoadedPlaybook) -> None:
 
 def measure_and_judge(
     ctx: Context, loaded: LoadedPlaybook, state: RolloutState, now: datetime
-) -> GateResult:
+) -> tuple[GateResult, dict[str, Any]]:
+    """The gate's verdict, and the measurements it came from (for the report)."""
     from rolloutctl import gate
     from rolloutctl.metrics.base import Measurement, MeasureRequest
     from rolloutctl.metrics.registry import available_kinds, build_source
@@ -228,11 +232,12 @@ def measure_and_judge(
             measurements[source_name] = build_source(source_name, loaded).measure(request)
         except BackendError as exc:
             source_errors[source_name] = exc.message
-    return gate.evaluate(
+    result = gate.evaluate(
         pb, state.stage_index, measurements, source_errors,
         stage_started=_parse_time(state.stage_started_at), now=now,
         consecutive_errors=state.consecutive_errors,
     )  # fmt: skip
+    return result, measurements
 
 
 def _resolve_stage(loaded: LoadedPlaybook, state: RolloutState) -> None:
@@ -261,11 +266,80 @@ def flag_drift(state: RolloutState) -> str | None:
     return None
 
 
-def _write_report(ctx: Context, loaded: LoadedPlaybook, state: RolloutState, result: Any) -> None:
-    from rolloutctl.report.html import write_gate_report
+def _report_path(ctx: Context, rollout: str, result: GateResult) -> str:
+    from rolloutctl.report.html import gate_report_name
 
+    name = gate_report_name(result.stage_index, result.stage, result.evaluated_at)
+    return str(ctx.reports_dir / rollout / name)
+
+
+def _write_report(
+    ctx: Context,
+    loaded: LoadedPlaybook,
+    state: RolloutState,
+    result: Any,
+    measurements: dict[str, Any],
+    stage_traffic: float,
+) -> list[str]:
+    """Collect the report's evidence, store its record beside the state (so `report` can
+    re-render it), and write the gate page and the indexes. Returns warnings: a report that
+    cannot be written is said, never raised, so it cannot undo or hide a decision."""
+    try:
+        _write_report_now(ctx, loaded, state, result, measurements, stage_traffic)
+    except Exception as exc:  # the decision stands whatever went wrong in the report
+        return [f"the gate report was not written ({type(exc).__name__}: {exc})"]
+    return []
+
+
+def _write_report_now(
+    ctx: Context,
+    loaded: LoadedPlaybook,
+    state: RolloutState,
+    result: Any,
+    measurements: dict[str, Any],
+    stage_traffic: float,
+) -> None:
+    import json
+
+    from rolloutctl.atomic import atomic_write
+    from rolloutctl.report import evidence, html
+
+    scope = scope_text(loaded, result.stage_index)
+    series = ctx.charts == "all" or result.decision not in (None, "hold")
+    collected = evidence.collect(
+        loaded, result.stage_index, result, measurements,
+        start=_parse_time(state.stage_started_at), end=_parse_time(result.evaluated_at),
+        control=state.flag["control"], canary=state.flag["canary"], scope=scope, series=series,
+    )  # fmt: skip
+    name = html.gate_report_name(result.stage_index, result.stage, result.evaluated_at)
     audit = ctx.store.history(state.rollout)
-    result.report = str(write_gate_report(ctx.reports_dir, loaded, state, result, audit))
+    record = html.build_record(loaded, state, result, audit, collected, stage_traffic, scope)
+    records = ctx.store.dir(state.rollout) / "gates"
+    records.mkdir(parents=True, exist_ok=True)
+    atomic_write(records / (name.removesuffix(".html") + ".json"),
+                 json.dumps(record, indent=1, sort_keys=True, default=str).encode())  # fmt: skip
+    rendered_at = ctx.clock().isoformat()
+    html.write_gate_report(ctx.reports_dir, record, rendered_at)
+    html.write_rollout_index(ctx.reports_dir, state.rollout, audit, rendered_at)
+
+
+def rerender_reports(ctx: Context, rollout: str) -> Path:
+    """Every gate page of the rollout again from its stored records, and the indexes."""
+    import json
+
+    from rolloutctl.report import html
+
+    ctx.store.load(rollout)
+    rendered_at = ctx.clock().isoformat()
+    for path in sorted((ctx.store.dir(rollout) / "gates").glob("*.json")):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise InvalidInput(f"{path}: unreadable report record: {exc}") from None
+        html.write_gate_report(ctx.reports_dir, record, rendered_at)
+    return html.write_rollout_index(
+        ctx.reports_dir, rollout, ctx.store.history(rollout), rendered_at
+    )
 
 
 def check(ctx: Context, rollout: str) -> Outcome:
@@ -276,9 +350,10 @@ def check(ctx: Context, rollout: str) -> Outcome:
     drift = flag_drift(state)
     if drift:
         warnings.append(drift)
-    result = measure_and_judge(ctx, loaded, state, ctx.clock())
+    result, measurements = measure_and_judge(ctx, loaded, state, ctx.clock())
     result.decision = _would_do(loaded, state, result)
-    _write_report(ctx, loaded, state, result)
+    result.report = _report_path(ctx, state.rollout, result)
+    warnings += _write_report(ctx, loaded, state, result, measurements, state.canary_percent)
     code = {
         "pass": ExitCode.OK, "fail": ExitCode.GATE_FAILED,
         "inconclusive": ExitCode.GATE_INCONCLUSIVE, "error": ExitCode.BACKEND,
@@ -328,7 +403,8 @@ def advance(ctx: Context, rollout: str, *, force: bool = False) -> Outcome:
                 )
             warnings.append(drift + " (overwritten: --force)")
         now = ctx.clock()
-        result = measure_and_judge(ctx, loaded, state, now)
+        result, measurements = measure_and_judge(ctx, loaded, state, now)
+        stage_traffic = state.canary_percent
         decision = _would_do(loaded, state, result)
         result.decision = decision
         before = _snapshot(state)
@@ -363,7 +439,7 @@ def advance(ctx: Context, rollout: str, *, force: bool = False) -> Outcome:
         else:
             message = f"holding at {state.stage}: {result.reasons[0] if result.reasons else ''}"
             code = ExitCode.BACKEND if result.verdict == "error" else ExitCode.GATE_INCONCLUSIVE
-        _write_report(ctx, loaded, state, result)
+        result.report = _report_path(ctx, state.rollout, result)
         state.last_report = result.report
         store.save(state, expected_version=version)
         store.audit(
@@ -372,6 +448,8 @@ def advance(ctx: Context, rollout: str, *, force: bool = False) -> Outcome:
             verdict={"verdict": result.verdict, "decision": decision,
                      "reasons": result.reasons[:5], "report": result.report},
         )  # fmt: skip
+        # After the action is recorded: a report that cannot be written never undoes it.
+        warnings += _write_report(ctx, loaded, state, result, measurements, stage_traffic)
     return Outcome(rollout, "advance", state.status, state.stage, state.canary_percent,
                    message, code, result, warnings)  # fmt: skip
 

@@ -142,6 +142,18 @@ def compare_metric(
     return compare.compare_quantiles(control, canary, metric.q or 0.5, *args)
 
 
+def stage_rho2(playbook: Playbook, stage_index: int) -> float:
+    """The stage's mixture tuning, from the playbook alone (never from the data): tightest at
+    the total sample where the smaller arm reaches its expected size, for the alpha a
+    comparison gets when split over the planned vetoing comparisons."""
+    stage = playbook.stages[stage_index]
+    traffic = stage.traffic if stage.traffic is not None else 0.0
+    share = min(traffic, 100 - traffic) / 100 if 0 < traffic < 100 else 0.5
+    expected = stage.expected_samples_per_arm or playbook.analysis.expected_samples_per_arm
+    planned = planned_vetoes(playbook, stage_metrics(playbook, stage))
+    return sequential.tune_rho2(playbook.analysis.alpha / planned, int(expected / share))
+
+
 def planned_vetoes(playbook: Playbook, metrics: list[Metric]) -> int:
     """How many vetoing comparisons the playbook plans (overall deciding metrics, plus
     critical metrics in declared critical segments); tunes the sequential mixture."""
@@ -203,14 +215,7 @@ def evaluate(
     has_control = traffic < 100
     min_samples = stage.min_samples_per_arm or analysis.min_samples_per_arm
     min_segment = analysis.min_samples_per_segment
-    share = min(traffic, 100 - traffic) / 100 if 0 < traffic < 100 else 0.5
-    # The mixture is tuned, from the playbook alone (never from the data), to be tightest at
-    # the total sample where the smaller arm reaches its expected size, for the alpha a
-    # comparison gets when split over the planned vetoing comparisons.
-    expected = stage.expected_samples_per_arm or analysis.expected_samples_per_arm
-    rho2 = sequential.tune_rho2(
-        analysis.alpha / planned_vetoes(playbook, metrics), int(expected / share)
-    )
+    rho2 = stage_rho2(playbook, stage_index)
     pass_requires = stage.pass_requires or analysis.pass_requires
     elapsed = now - stage_started
     min_duration = parse_duration(stage.min_duration) if stage.min_duration else timedelta(0)

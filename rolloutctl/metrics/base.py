@@ -28,6 +28,7 @@ class MeasureRequest:
     dimensions: tuple[str, ...] = ()
     scope: expr.Node | None = None  # who could get the canary; both arms filtered alike
     max_segments: int = 60
+    units: bool = True  # count distinct unit_id per arm (the sample-ratio check needs it)
 
 
 @dataclass

@@ -333,7 +333,7 @@ class RequestLogSource:
                 values = r[offset + start : offset + start + width]
                 part.stats.setdefault((metric.name, segment), {})[arm] = self._stat(metric, values)
 
-        if "unit_id" in columns:
+        if request.units and "unit_id" in columns:
             # Distinct units for the sample-ratio check, overall only, each counted in the
             # interval it was first seen (so intervals add up). A DISTINCT inside the grouping
             # sets above would cost several times the whole scan.

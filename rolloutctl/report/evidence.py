@@ -1,0 +1,114 @@
+"""What a gate report shows beyond the verdict: each deciding metric over the stage (both
+arms, and the estimate with the interval the gate used, narrowing as data came in) and the
+distributions of quantile metrics.
+
+Collected once, when the gate is evaluated, and stored with the report's record, so
+`rolloutctl report` re-renders the same page without querying anything. Failing to collect
+it never affects the gate: the report then says the charts are unavailable and why.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from rolloutctl import gate
+from rolloutctl.errors import RolloutError
+from rolloutctl.metrics.base import Measurement, MeasureRequest
+from rolloutctl.playbook import expr
+from rolloutctl.playbook.load import LoadedPlaybook
+from rolloutctl.stats.sufficient import Histogram
+
+MAX_POINTS = 24
+_STEPS = [timedelta(minutes=m) for m in (1, 5, 10, 15, 30, 60, 120, 240, 360, 720, 1440)]
+
+
+def interval_for(window: timedelta) -> timedelta:
+    """A round interval giving at most MAX_POINTS looks over the window."""
+    for step in _STEPS:
+        if window / step <= MAX_POINTS:
+            return step
+    return _STEPS[-1] * max(1, int(window / (_STEPS[-1] * MAX_POINTS)) + 1)
+
+
+def collect(
+    loaded: LoadedPlaybook,
+    stage_index: int,
+    result: gate.GateResult,
+    measurements: dict[str, Measurement],
+    *,
+    start: datetime,
+    end: datetime,
+    control: str,
+    canary: str,
+    scope: str | None,
+    series: bool = True,
+) -> dict[str, Any]:
+    from rolloutctl.metrics.registry import build_source
+
+    pb = loaded.playbook
+    stage = pb.stages[stage_index]
+    method = stage.method or pb.analysis.method
+    rho2 = gate.stage_rho2(pb, stage_index)
+    overall = {r.name: r for r in result.metrics if r.segment is None and r.alpha is not None}
+    evidence: dict[str, Any] = {"series": {}, "distributions": {}, "notes": []}
+
+    for m in measurements.values():  # quantile metrics: both arms' histograms
+        for (metric_name, segment), arms in m.stats.items():
+            control_h, canary_h = arms.get("control"), arms.get("canary")
+            if (
+                segment is None
+                and isinstance(control_h, Histogram)
+                and isinstance(canary_h, Histogram)
+            ):
+                evidence["distributions"][metric_name] = {
+                    "control": {str(b): c for b, c in sorted(control_h.counts.items())},
+                    "canary": {str(b): c for b, c in sorted(canary_h.counts.items())},
+                }
+
+    every = interval_for(end - start)
+    if not series:
+        evidence["notes"].append("time series are drawn for gates that act; this one held")
+        return evidence
+    if end - start < 2 * every:
+        evidence["notes"].append("the stage is too young for a time series")
+        return evidence
+    for source_name in sorted({m.source for m in gate.stage_metrics(pb, stage)}):
+        metrics = tuple(
+            m
+            for m in gate.stage_metrics(pb, stage)
+            if m.source == source_name and m.name in overall
+        )
+        if not metrics:
+            continue
+        request = MeasureRequest(
+            metrics=metrics, start=start, end=end, control=control, canary=canary,
+            scope=expr.parse(scope) if scope else None, units=False,
+        )  # fmt: skip
+        try:
+            source = build_source(source_name, loaded)
+            series_of = getattr(source, "measure_series", None)
+            if series_of is None:
+                evidence["notes"].append(f"source {source_name!r} gives no time series")
+                continue
+            looks: list[tuple[datetime, Measurement]] = series_of(request, every)
+        except RolloutError as exc:
+            evidence["notes"].append(f"no time series from {source_name!r}: {exc.message}")
+            continue
+        for metric in metrics:
+            final = overall[metric.name]
+            points = []
+            for moment, look in looks:
+                arms = look.stats.get((metric.name, None), {})
+                c, t = arms.get("control"), arms.get("canary")
+                if c is None or t is None or min(c.n, t.n) < 2:
+                    continue
+                comp = gate.compare_metric(metric, c, t, final.alpha or pb.analysis.alpha,
+                                           method, rho2)  # fmt: skip
+                points.append({
+                    "time": moment.isoformat(), "control": comp.control_value,
+                    "canary": comp.canary_value, "estimate": comp.estimate,
+                    "ci_low": comp.ci[0], "ci_high": comp.ci[1], "margin": comp.margin,
+                })  # fmt: skip
+            evidence["series"][metric.name] = gate.json_safe(points)
+    return evidence
