@@ -280,12 +280,14 @@ def _write_report(
     result: Any,
     measurements: dict[str, Any],
     stage_traffic: float,
+    *,
+    acted: bool = True,
 ) -> list[str]:
     """Collect the report's evidence, store its record beside the state (so `report` can
     re-render it), and write the gate page and the indexes. Returns warnings: a report that
     cannot be written is said, never raised, so it cannot undo or hide a decision."""
     try:
-        _write_report_now(ctx, loaded, state, result, measurements, stage_traffic)
+        _write_report_now(ctx, loaded, state, result, measurements, stage_traffic, acted)
     except Exception as exc:  # the decision stands whatever went wrong in the report
         return [f"the gate report was not written ({type(exc).__name__}: {exc})"]
     return []
@@ -298,6 +300,7 @@ def _write_report_now(
     result: Any,
     measurements: dict[str, Any],
     stage_traffic: float,
+    acted: bool,
 ) -> None:
     import json
 
@@ -314,6 +317,7 @@ def _write_report_now(
     name = html.gate_report_name(result.stage_index, result.stage, result.evaluated_at)
     audit = ctx.store.history(state.rollout)
     record = html.build_record(loaded, state, result, audit, collected, stage_traffic, scope)
+    record["acted"] = acted
     records = ctx.store.dir(state.rollout) / "gates"
     records.mkdir(parents=True, exist_ok=True)
     atomic_write(records / (name.removesuffix(".html") + ".json"),
@@ -353,7 +357,8 @@ def check(ctx: Context, rollout: str) -> Outcome:
     result, measurements = measure_and_judge(ctx, loaded, state, ctx.clock())
     result.decision = _would_do(loaded, state, result)
     result.report = _report_path(ctx, state.rollout, result)
-    warnings += _write_report(ctx, loaded, state, result, measurements, state.canary_percent)
+    warnings += _write_report(ctx, loaded, state, result, measurements, state.canary_percent,
+                              acted=False)  # fmt: skip
     code = {
         "pass": ExitCode.OK, "fail": ExitCode.GATE_FAILED,
         "inconclusive": ExitCode.GATE_INCONCLUSIVE, "error": ExitCode.BACKEND,

@@ -70,12 +70,16 @@ def _where(segment: dict[str, str] | None) -> str:
     return "" if not segment else " in " + ", ".join(f"{k} {v}" for k, v in segment.items())
 
 
-def headline(data: dict[str, Any]) -> str:
-    """The decision in one sentence: what happened, where, by how much."""
+def headline(data: dict[str, Any], acted: bool = True) -> str:
+    """The decision in one sentence: what happened (or, for `check`, would), where, by how
+    much."""
     stage, decision, verdict = data["stage"], data.get("decision"), data["verdict"]
-    done = {"rollback": f"Rolled back at {stage}", "advance": f"Advanced from {stage}",
-            "complete": f"Completed at {stage}", "pause": f"Paused at {stage}",
-            "hold": f"Holding at {stage}"}.get(decision or "", f"Gate {verdict} at {stage}")  # fmt: skip
+    if acted:
+        done = {"rollback": f"Rolled back at {stage}", "advance": f"Advanced from {stage}",
+                "complete": f"Completed at {stage}", "pause": f"Paused at {stage}",
+                "hold": f"Holding at {stage}"}.get(decision or "", f"Gate {verdict} at {stage}")  # fmt: skip
+    else:
+        done = f"Checked {stage}: would {decision}" if decision else f"Gate {verdict} at {stage}"
     failing = [m for m in data["metrics"] if m["verdict"] == "fail" and m["vetoes"]]
     if verdict == "fail" and failing:
         m = min(failing, key=lambda r: r.get("p_adjusted") or 1.0)
@@ -176,7 +180,8 @@ def render_gate(record: dict[str, Any], rendered_at: str) -> str:
         )))  # fmt: skip
     approvals = [e for e in record.get("audit", []) if e.get("command") == "promote"]
     return _env.get_template("gate.html").render(
-        r=data, record=record, headline=headline(data), by_group=by_group,
+        r=data, record=record, headline=headline(data, record.get("acted", True)),
+        by_group=by_group,
         heat=_heatmap(metrics), over_time=over_time, spread=spread, approvals=approvals,
         audit=record.get("audit", []), rendered_at=rendered_at,
         queries=sorted({(m["name"], m["query"]) for m in metrics if m["segment"] is None
