@@ -93,6 +93,7 @@ def cli_env(root: Path) -> dict[str, str]:
         ROLLOUTCTL_ACTOR="tester",
     )
     env.pop("ROLLOUTCTL_NOW", None)
+    env.pop("GITHUB_STEP_SUMMARY", None)  # a test run must not write to its CI's summary
     return env
 
 

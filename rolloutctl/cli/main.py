@@ -26,6 +26,18 @@ app = typer.Typer(
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object on stdout")]
 ReasonOpt = Annotated[str | None, typer.Option("--reason", help="why (required, audited)")]
+MarkdownOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--markdown", metavar="FILE", help="also write a Markdown summary (GitHub) to FILE"
+    ),
+]
+JunitOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--junit", metavar="FILE", help="also write the gate's checks as JUnit XML to FILE"
+    ),
+]
 
 
 @app.callback()
@@ -127,12 +139,18 @@ def start(playbook: Path, json_out: JsonOpt = False) -> None:
 
 
 @app.command()
-def check(rollout: str, json_out: JsonOpt = False) -> None:
+def check(
+    rollout: str, markdown: MarkdownOpt = None, junit: JunitOpt = None, json_out: JsonOpt = False
+) -> None:
     """Evaluate the current gate now and write its report; never acts.
-    Exit 0 pass, 10 would roll back, 11 inconclusive, 4 measurement error."""
+    Exit 0 pass, 10 would roll back, 11 inconclusive, 4 measurement error.
+    With $GITHUB_STEP_SUMMARY set, the Markdown summary is appended to it."""
     from rolloutctl import engine
+    from rolloutctl.cli.ci_output import CIOutputs, finish_gate
 
-    finish(engine.check(context(), resolve_rollout(rollout)), json_out)
+    outputs = CIOutputs(markdown, junit)
+    outputs.check()
+    finish_gate(engine.check(context(), resolve_rollout(rollout)), json_out, outputs)
 
 
 @app.command()
@@ -142,18 +160,24 @@ def advance(
     interval: Annotated[float, typer.Option(help="seconds between looks with --watch")] = 300.0,
     timeout: Annotated[float | None, typer.Option(help="give up watching after seconds")] = None,
     force: Annotated[bool, typer.Option(help="act even if the flag was changed by hand")] = False,
+    markdown: MarkdownOpt = None,
+    junit: JunitOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Evaluate the gate and act: advance, hold, pause or roll back."""
+    """Evaluate the gate and act: advance, hold, pause or roll back.
+    With $GITHUB_STEP_SUMMARY set, the Markdown summary is appended to it."""
     from rolloutctl import engine
+    from rolloutctl.cli.ci_output import CIOutputs, finish_gate
 
     name = resolve_rollout(rollout)
+    outputs = CIOutputs(markdown, junit)
+    outputs.check()  # before the gate can act
     if not watch:
-        finish(engine.advance(context(), name, force=force), json_out)
+        finish_gate(engine.advance(context(), name, force=force), json_out, outputs)
         return
     from rolloutctl.cli.watch import watch_advance
 
-    finish(watch_advance(name, interval, timeout, force), json_out)
+    finish_gate(watch_advance(name, interval, timeout, force), json_out, outputs)
 
 
 @app.command()
@@ -175,13 +199,13 @@ def retry(rollout: str, reason: ReasonOpt = None, json_out: JsonOpt = False) -> 
 
 @app.command()
 def report(rollout: str, json_out: JsonOpt = False) -> None:
-    """Re-render the rollout's index page from its state and audit records."""
-    from rolloutctl.report.html import write_rollout_index
+    """Re-render every gate page and the indexes from the stored records and the audit log
+    (no query runs; the same records give the same pages apart from the rendered-at line)."""
+    from rolloutctl import engine
 
     ctx = context()
     name = resolve_rollout(rollout)
-    ctx.store.load(name)
-    path = write_rollout_index(ctx.reports_dir, name, ctx.store.history(name))
+    path = engine.rerender_reports(ctx, name)
     if json_out or common.current().json:
         common.emit_json({"rollout": name, "report": str(path)})
     else:
