@@ -201,18 +201,22 @@ def _check_sources(loaded: LoadedPlaybook) -> None:
 
 def measure_and_judge(
     ctx: Context, loaded: LoadedPlaybook, state: RolloutState, now: datetime
-) -> tuple[GateResult, dict[str, Any]]:
-    """The gate's verdict, and the measurements it came from (for the report)."""
+) -> tuple[GateResult, dict[str, Any], dict[str, Any]]:
+    """The gate's verdict, the measurements it came from, and per source the cumulative
+    looks over the stage that the report charts (same pass over the data, when the source
+    can give them)."""
     from rolloutctl import gate
     from rolloutctl.metrics.base import Measurement, MeasureRequest
     from rolloutctl.metrics.registry import available_kinds, build_source
     from rolloutctl.playbook import expr
+    from rolloutctl.report.evidence import interval_for
 
     pb = loaded.playbook
     stage = pb.stages[state.stage_index]
     metrics = gate.stage_metrics(pb, stage)
     scope = scope_text(loaded, state.stage_index)
     measurements: dict[str, Measurement] = {}
+    looks: dict[str, Any] = {}
     source_errors: dict[str, str] = {}
     for source_name in sorted({m.source for m in metrics}):
         if pb.sources[source_name].kind not in available_kinds():
@@ -229,7 +233,14 @@ def measure_and_judge(
             max_segments=pb.analysis.max_segments,
         )
         try:
-            measurements[source_name] = build_source(source_name, loaded).measure(request)
+            source = build_source(source_name, loaded)
+            every = interval_for(request.end - request.start)
+            series_of = getattr(source, "measure_series", None)
+            if series_of is not None and request.end - request.start >= 2 * every:
+                looks[source_name] = series_of(request, every, segments_per_look=False)
+                measurements[source_name] = looks[source_name][-1][1]
+            else:
+                measurements[source_name] = source.measure(request)
         except BackendError as exc:
             source_errors[source_name] = exc.message
     result = gate.evaluate(
@@ -237,7 +248,7 @@ def measure_and_judge(
         stage_started=_parse_time(state.stage_started_at), now=now,
         consecutive_errors=state.consecutive_errors,
     )  # fmt: skip
-    return result, measurements
+    return result, measurements, looks
 
 
 def _resolve_stage(loaded: LoadedPlaybook, state: RolloutState) -> None:
@@ -279,6 +290,7 @@ def _write_report(
     state: RolloutState,
     result: Any,
     measurements: dict[str, Any],
+    looks: dict[str, Any],
     stage_traffic: float,
     *,
     acted: bool = True,
@@ -287,7 +299,7 @@ def _write_report(
     re-render it), and write the gate page and the indexes. Returns warnings: a report that
     cannot be written is said, never raised, so it cannot undo or hide a decision."""
     try:
-        _write_report_now(ctx, loaded, state, result, measurements, stage_traffic, acted)
+        _write_report_now(ctx, loaded, state, result, measurements, looks, stage_traffic, acted)
     except Exception as exc:  # the decision stands whatever went wrong in the report
         return [f"the gate report was not written ({type(exc).__name__}: {exc})"]
     return []
@@ -299,6 +311,7 @@ def _write_report_now(
     state: RolloutState,
     result: Any,
     measurements: dict[str, Any],
+    looks: dict[str, Any],
     stage_traffic: float,
     acted: bool,
 ) -> None:
@@ -310,10 +323,8 @@ def _write_report_now(
     scope = scope_text(loaded, result.stage_index)
     series = ctx.charts == "all" or result.decision not in (None, "hold")
     collected = evidence.collect(
-        loaded, result.stage_index, result, measurements,
-        start=_parse_time(state.stage_started_at), end=_parse_time(result.evaluated_at),
-        control=state.flag["control"], canary=state.flag["canary"], scope=scope, series=series,
-    )  # fmt: skip
+        loaded, result.stage_index, result, measurements, looks if series else None
+    )
     name = html.gate_report_name(result.stage_index, result.stage, result.evaluated_at)
     audit = ctx.store.history(state.rollout)
     record = html.build_record(loaded, state, result, audit, collected, stage_traffic, scope)
@@ -354,11 +365,11 @@ def check(ctx: Context, rollout: str) -> Outcome:
     drift = flag_drift(state)
     if drift:
         warnings.append(drift)
-    result, measurements = measure_and_judge(ctx, loaded, state, ctx.clock())
+    result, measurements, looks = measure_and_judge(ctx, loaded, state, ctx.clock())
     result.decision = _would_do(loaded, state, result)
     result.report = _report_path(ctx, state.rollout, result)
-    warnings += _write_report(ctx, loaded, state, result, measurements, state.canary_percent,
-                              acted=False)  # fmt: skip
+    warnings += _write_report(ctx, loaded, state, result, measurements, looks,
+                              state.canary_percent, acted=False)  # fmt: skip
     code = {
         "pass": ExitCode.OK, "fail": ExitCode.GATE_FAILED,
         "inconclusive": ExitCode.GATE_INCONCLUSIVE, "error": ExitCode.BACKEND,
@@ -408,7 +419,7 @@ def advance(ctx: Context, rollout: str, *, force: bool = False) -> Outcome:
                 )
             warnings.append(drift + " (overwritten: --force)")
         now = ctx.clock()
-        result, measurements = measure_and_judge(ctx, loaded, state, now)
+        result, measurements, looks = measure_and_judge(ctx, loaded, state, now)
         stage_traffic = state.canary_percent
         decision = _would_do(loaded, state, result)
         result.decision = decision
@@ -454,7 +465,7 @@ def advance(ctx: Context, rollout: str, *, force: bool = False) -> Outcome:
                      "reasons": result.reasons[:5], "report": result.report},
         )  # fmt: skip
         # After the action is recorded: a report that cannot be written never undoes it.
-        warnings += _write_report(ctx, loaded, state, result, measurements, stage_traffic)
+        warnings += _write_report(ctx, loaded, state, result, measurements, looks, stage_traffic)
     return Outcome(rollout, "advance", state.status, state.stage, state.canary_percent,
                    message, code, result, warnings)  # fmt: skip
 

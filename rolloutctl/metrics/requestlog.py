@@ -46,6 +46,23 @@ def _ts_sql(ts: datetime) -> str:
     return f"TIMESTAMPTZ '{ts.astimezone(UTC).isoformat()}'"
 
 
+WHOLE = -1  # the bin of rows aggregated over the whole window (segments, when not per look)
+
+
+def _is_boolean(node: expr.Node, types: dict[str, str]) -> bool:
+    """Is the expression boolean-typed in SQL already (no cast needed)?"""
+    if isinstance(node, expr.Name):
+        return types.get(node.name) == "BOOLEAN"
+    if isinstance(node, expr.Bin):
+        return node.op in ("=", "!=", "<", "<=", ">", ">=") or (
+            node.op in ("and", "or") and _is_boolean(node.left, types)
+            and _is_boolean(node.right, types)
+        )  # fmt: skip
+    return isinstance(node, expr.In | expr.IsNull) or (
+        isinstance(node, expr.Not) and _is_boolean(node.operand, types)
+    )
+
+
 def _look_times(start: datetime, end: datetime, every: timedelta | None) -> list[datetime]:
     """The end of each cumulative look: one look at `end`, or every `every` up to it."""
     if every is None or every <= timedelta(0):
@@ -199,15 +216,17 @@ class RequestLogSource:
         return self._run(request, None)[-1][1]
 
     def measure_series(
-        self, request: MeasureRequest, every: timedelta
+        self, request: MeasureRequest, every: timedelta, *, segments_per_look: bool = True
     ) -> list[tuple[datetime, Measurement]]:
         """Cumulative measurements at start + every, start + 2 every, ... up to the end, from
         one pass over the log (each interval aggregated in SQL, then summed): how `backtest`
-        replays a gate look by look."""
-        return self._run(request, every)
+        replays a gate look by look. With `segments_per_look=False` only the overall numbers
+        are kept per look and segments come with the last look alone: the gate's own
+        measurement plus the series its report charts, for about the price of one look."""
+        return self._run(request, every, segments_per_look)
 
     def _run(
-        self, request: MeasureRequest, every: timedelta | None
+        self, request: MeasureRequest, every: timedelta | None, segments_per_look: bool = True
     ) -> list[tuple[datetime, Measurement]]:
         ends = _look_times(request.start, request.end, every)
         if all(glob.has_magic(p) for p in self.paths) and not self._matches():
@@ -221,7 +240,7 @@ class RequestLogSource:
         con = self.connect()
         try:
             types = self.open(con)
-            return self._measure(con, types, request, every, ends)
+            return self._measure(con, types, request, every, ends, segments_per_look)
         finally:
             con.close()
 
@@ -232,6 +251,7 @@ class RequestLogSource:
         request: MeasureRequest,
         every: timedelta | None,
         ends: list[datetime],
+        segments_per_look: bool = True,
     ) -> list[tuple[datetime, Measurement]]:
         out = Measurement()  # what every look shares: notes, bad rows, errors, queries
         columns = set(types)
@@ -290,7 +310,8 @@ class RequestLogSource:
         where = f"{window} AND variant IN {arms} AND ({scope_sql})"
         dim_exprs = {d: self._dim_expr(d, segment_values[d]) for d in dims}
         seg_names = [sql_ident("seg_" + d) for d in dims]
-        sets = ["(variant, __bin)"] + [f"(variant, __bin, {s})" for s in seg_names]
+        seg_bin = "__bin, " if segments_per_look else ""
+        sets = ["(variant, __bin)"] + [f"(variant, {seg_bin}{s})" for s in seg_names]
         seg_cols = "".join(f", {e} AS {sql_ident('seg_' + d)}" for d, e in dim_exprs.items())
         grouping = [f"grouping({s})" for s in seg_names]
 
@@ -327,13 +348,21 @@ class RequestLogSource:
             segment = self._segment_of(r, dims)
             if segment is False:
                 continue
-            part = bins.setdefault(int(r[1]), Measurement())
+            part = bins.setdefault(WHOLE if r[1] is None else int(r[1]), Measurement())
             part.arm_counts.setdefault(segment, {"control": 0, "canary": 0})[arm] = int(r[offset])
             for metric, start, width in readers:
                 values = r[offset + start : offset + start + width]
                 part.stats.setdefault((metric.name, segment), {})[arm] = self._stat(metric, values)
 
-        if request.units and "unit_id" in columns:
+        if request.units and "unit_id" in columns and not segments_per_look:
+            # Overall distinct units for the last look only (charts need none per look).
+            part = bins.setdefault(WHOLE, Measurement())
+            units = part.unit_counts.setdefault(None, {"control": 0, "canary": 0})
+            for variant, n in con.execute(
+                f"SELECT variant, count(DISTINCT unit_id) FROM log WHERE {where} GROUP BY variant"
+            ).fetchall():
+                units["control" if variant == request.control else "canary"] = int(n)
+        elif request.units and "unit_id" in columns:
             # Distinct units for the sample-ratio check, overall only, each counted in the
             # interval it was first seen (so intervals add up). A DISTINCT inside the grouping
             # sets above would cost several times the whole scan.
@@ -348,12 +377,14 @@ class RequestLogSource:
         for metric in request.metrics:
             if metric.kind == "quantile" and metric.name not in out.errors:
                 self._histograms(con, metric, columns, types, dims, dim_exprs, where, bin_sql,
-                                 out, bins, request)  # fmt: skip
+                                 seg_bin, out, bins, request)  # fmt: skip
 
         series: list[tuple[datetime, Measurement]] = []
         total = Measurement()
         for index, end in enumerate(ends):
             total = _accumulate(total, bins.get(index))
+            if index == len(ends) - 1:  # segments over the whole window, when not per look
+                total = _accumulate(total, bins.get(WHOLE))
             look = Measurement(
                 stats={k: dict(v) for k, v in total.stats.items()},
                 arm_counts={k: dict(v) for k, v in total.arm_counts.items()},
@@ -398,7 +429,10 @@ class RequestLogSource:
     ) -> list[str] | None:
         if metric.kind == "proportion":
             assert metric.event is not None
-            ev = f"TRY_CAST({expr.to_sql(expr.parse(metric.event), columns)} AS BOOLEAN)"
+            node = expr.parse(metric.event)
+            ev = expr.to_sql(node, columns)
+            if not _is_boolean(node, types):  # e.g. a 0/1 or 'true' column: cast what parses
+                ev = f"TRY_CAST({ev} AS BOOLEAN)"
             return [f"count({ev})", f"count_if({ev})"]
         if metric.kind == "mean":
             assert metric.value is not None
@@ -438,6 +472,7 @@ class RequestLogSource:
         dim_exprs: dict[str, str],
         where: str,
         bin_sql: str,
+        seg_bin: str,
         out: Measurement,
         bins: dict[int, Measurement],
         request: MeasureRequest,
@@ -452,7 +487,7 @@ class RequestLogSource:
         seg_cols = "".join(f", {e} AS {sql_ident('seg_' + d)}" for d, e in dim_exprs.items())
         seg_names = [sql_ident("seg_" + d) for d in dims]
         grouping = [f"grouping({s})" for s in seg_names]
-        sets = ["(variant, __bin, b)"] + [f"(variant, __bin, {s}, b)" for s in seg_names]
+        sets = ["(variant, __bin, b)"] + [f"(variant, {seg_bin}{s}, b)" for s in seg_names]
         query = (
             f"SELECT variant, __bin, {', '.join([*seg_names, *grouping, 'b', 'count(*)'])} FROM ("
             f"SELECT variant, __bin{seg_cols}, {bucket} AS b FROM (SELECT *, {x} AS __x, "
@@ -466,7 +501,7 @@ class RequestLogSource:
             segment = self._segment_of(r, dims)
             if segment is False:
                 continue
-            counts = hist.setdefault((int(r[1]), segment, arm), {})
+            counts = hist.setdefault((WHOLE if r[1] is None else int(r[1]), segment, arm), {})
             counts[int(r[-2])] = int(r[-1])
         for (index, segment, arm), counts in hist.items():
             part = bins.setdefault(index, Measurement())

@@ -13,9 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from rolloutctl import gate
-from rolloutctl.errors import RolloutError
-from rolloutctl.metrics.base import Measurement, MeasureRequest
-from rolloutctl.playbook import expr
+from rolloutctl.metrics.base import Measurement
 from rolloutctl.playbook.load import LoadedPlaybook
 from rolloutctl.stats.sufficient import Histogram
 
@@ -36,16 +34,10 @@ def collect(
     stage_index: int,
     result: gate.GateResult,
     measurements: dict[str, Measurement],
-    *,
-    start: datetime,
-    end: datetime,
-    control: str,
-    canary: str,
-    scope: str | None,
-    series: bool = True,
+    looks: dict[str, list[tuple[datetime, Measurement]]] | None,
 ) -> dict[str, Any]:
-    from rolloutctl.metrics.registry import build_source
-
+    """The report's evidence from what the gate measured: `looks` are, per source, the
+    cumulative measurements over the stage (None: no time series for this report)."""
     pb = loaded.playbook
     stage = pb.stages[stage_index]
     method = stage.method or pb.analysis.method
@@ -66,49 +58,28 @@ def collect(
                     "canary": {str(b): c for b, c in sorted(canary_h.counts.items())},
                 }
 
-    every = interval_for(end - start)
-    if not series:
+    if looks is None:
         evidence["notes"].append("time series are drawn for gates that act; this one held")
         return evidence
-    if end - start < 2 * every:
+    if not looks:
         evidence["notes"].append("the stage is too young for a time series")
         return evidence
-    for source_name in sorted({m.source for m in gate.stage_metrics(pb, stage)}):
-        metrics = tuple(
-            m
-            for m in gate.stage_metrics(pb, stage)
-            if m.source == source_name and m.name in overall
-        )
-        if not metrics:
+    for metric in gate.stage_metrics(pb, stage):
+        final = overall.get(metric.name)
+        series = looks.get(metric.source)
+        if final is None or not series:
             continue
-        request = MeasureRequest(
-            metrics=metrics, start=start, end=end, control=control, canary=canary,
-            scope=expr.parse(scope) if scope else None, units=False,
-        )  # fmt: skip
-        try:
-            source = build_source(source_name, loaded)
-            series_of = getattr(source, "measure_series", None)
-            if series_of is None:
-                evidence["notes"].append(f"source {source_name!r} gives no time series")
+        points = []
+        for moment, look in series:
+            arms = look.stats.get((metric.name, None), {})
+            c, t = arms.get("control"), arms.get("canary")
+            if c is None or t is None or min(c.n, t.n) < 2:
                 continue
-            looks: list[tuple[datetime, Measurement]] = series_of(request, every)
-        except RolloutError as exc:
-            evidence["notes"].append(f"no time series from {source_name!r}: {exc.message}")
-            continue
-        for metric in metrics:
-            final = overall[metric.name]
-            points = []
-            for moment, look in looks:
-                arms = look.stats.get((metric.name, None), {})
-                c, t = arms.get("control"), arms.get("canary")
-                if c is None or t is None or min(c.n, t.n) < 2:
-                    continue
-                comp = gate.compare_metric(metric, c, t, final.alpha or pb.analysis.alpha,
-                                           method, rho2)  # fmt: skip
-                points.append({
-                    "time": moment.isoformat(), "control": comp.control_value,
-                    "canary": comp.canary_value, "estimate": comp.estimate,
-                    "ci_low": comp.ci[0], "ci_high": comp.ci[1], "margin": comp.margin,
-                })  # fmt: skip
-            evidence["series"][metric.name] = gate.json_safe(points)
+            comp = gate.compare_metric(metric, c, t, final.alpha or pb.analysis.alpha, method, rho2)
+            points.append({
+                "time": moment.isoformat(), "control": comp.control_value,
+                "canary": comp.canary_value, "estimate": comp.estimate,
+                "ci_low": comp.ci[0], "ci_high": comp.ci[1], "margin": comp.margin,
+            })  # fmt: skip
+        evidence["series"][metric.name] = gate.json_safe(points)
     return evidence
