@@ -27,9 +27,7 @@ from dataclasses import dataclass, replace
 from statistics import NormalDist
 from typing import Literal
 
-from scipy.stats import t as t_dist
-
-from rolloutctl.stats import exact, fixed, sequential
+from rolloutctl.stats import exact, sequential
 from rolloutctl.stats.sufficient import Histogram, Moments, Proportion, RatioMoments
 
 Verdict = Literal["pass", "fail", "inconclusive"]
@@ -164,6 +162,8 @@ def _newcombe(
     """One planned look at a difference of rates: Newcombe's interval at 1 - 2 alpha gives
     the one-sided bounds; the p-values invert it (the smallest alpha whose bound reaches the
     margin, by bisection)."""
+    from rolloutctl.stats import fixed  # scipy.stats: a second to import, only for one look
+
     signed_margin = margin.value if worse == "higher" else -margin.value
     sign = 1.0 if worse == "higher" else -1.0
 
@@ -202,6 +202,10 @@ def _welch(
     control: Moments, canary: Moments, margin: MarginSpec, worse: Worse, alpha: float
 ) -> Comparison:
     """One planned look at a difference of means: Welch's t with Satterthwaite's df."""
+    from scipy.stats import t as t_dist
+
+    from rolloutctl.stats import fixed
+
     signed_margin = margin.value if worse == "higher" else -margin.value
     result = fixed.welch(control, canary, 1 - 2 * alpha)
     if not math.isfinite(result.df) or result.se <= 0:
