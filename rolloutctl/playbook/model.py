@@ -74,26 +74,79 @@ class RequestLogSource(Strict):
 
 
 class PrometheusSource(Strict):
+    """A Prometheus-compatible HTTP API (Prometheus, VictoriaMetrics, Thanos, Mimir)."""
+
     kind: Literal["prometheus"]
-    url: str
-    headers: dict[str, str] = Field(default_factory=dict)
+    url: str = Field(description="base URL, e.g. http://prometheus:9090 (may use ${ENV})")
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="extra HTTP headers; values may use ${ENV}"
+    )
     timeout: Duration = "10s"
+    bearer_token_env: str | None = Field(
+        None, description="environment variable holding a bearer token (never the token)"
+    )
+    basic_auth_env: str | None = Field(
+        None, description="environment variable holding user:password for basic auth"
+    )
+    tls_verify: bool | str = Field(
+        True, description="verify the server's certificate: true, false, or a CA bundle path"
+    )
+    retries: int = Field(3, ge=1, le=10, description="tries per query on 5xx / connection errors")
+    step: Duration = Field(
+        "5m", description="interval of the range queries that estimate a mean's variance"
+    )
+
+    @model_validator(mode="after")
+    def _one_auth(self) -> PrometheusSource:
+        if self.bearer_token_env and self.basic_auth_env:
+            raise ValueError("give at most one of bearer_token_env and basic_auth_env")
+        return self
 
 
 class HttpSource(Strict):
+    """A JSON web service answering sufficient statistics per arm (Argo Rollouts' web metric)."""
+
     kind: Literal["http"]
-    url: str
+    url: str = Field(
+        description="URL template: {{variant}}, {{start}}, {{end}}, {{window}}, {{segment.<dim>}}"
+    )
     method: Literal["GET", "POST"] = "GET"
-    headers: dict[str, str] = Field(default_factory=dict)
-    body: str | None = None
-    json_path: str | None = None
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="header values may use ${ENV} (never reported)"
+    )
+    body: str | None = Field(None, description="POST body template, same placeholders as url")
+    json_path: str | None = Field(
+        None,
+        description="where the statistics are in the answer, e.g. $.data.stats; a metric's "
+        "`query:` overrides it",
+    )
+    timeout: Duration = "10s"
+    retries: int = Field(3, ge=0, le=10, description="retries on 5xx and connection errors")
+    segments: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="segment values to ask for, per dimension, when a template names "
+        "{{segment.<dimension>}}",
+    )
 
 
 class EvalFileSource(Strict):
+    """Offline eval results of a baseline run and a candidate run on the same samples."""
+
     kind: Literal["evalfile"]
-    baseline: str
-    candidate: str
+    baseline: str = Field(description="eval result file, folder or glob; relative to playbook")
+    candidate: str = Field(description="the candidate's run of the same samples")
     format: Literal["auto", "promptfoo", "inspect", "lm_eval", "jsonl"] = "auto"
+    scorer: str | None = Field(
+        None,
+        description="which score decides pass: an Inspect scorer (scorer or scorer/key) or an "
+        "lm-eval metric (acc, exact_match, ...); default: the first one",
+    )
+    pass_threshold: float = Field(
+        1.0, description="a numeric score passes at or above this (Inspect C = 1, P = 0.5)"
+    )
+    category_field: str = Field(
+        "category", description="metadata key (or JSONL field) holding the sample's category"
+    )
 
 
 Source = Annotated[
