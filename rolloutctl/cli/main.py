@@ -140,8 +140,12 @@ def start(playbook: Path, json_out: JsonOpt = False) -> None:
 
 @app.command()
 def check(
-    rollout: str, markdown: MarkdownOpt = None, junit: JunitOpt = None, json_out: JsonOpt = False
-) -> None:
+    rollout: str,
+    markdown: MarkdownOpt = None,
+    junit: JunitOpt = None,
+    explain: Annotated[bool, typer.Option(help="also print each metric's exact query and window")] = False,
+    json_out: JsonOpt = False,
+) -> None:  # fmt: skip
     """Evaluate the current gate now and write its report; never acts.
     Exit 0 pass, 10 would roll back, 11 inconclusive, 4 measurement error.
     With $GITHUB_STEP_SUMMARY set, the Markdown summary is appended to it."""
@@ -150,7 +154,22 @@ def check(
 
     outputs = CIOutputs(markdown, junit)
     outputs.check()
-    finish_gate(engine.check(context(), resolve_rollout(rollout)), json_out, outputs)
+    outcome = engine.check(context(), resolve_rollout(rollout))
+    if explain and not (json_out or common.current().json) and outcome.gate is not None:
+        gate = outcome.gate
+        common.say(f"window: {gate.window['start']} → {gate.window['end']}")
+        for query, names in _queries_of(gate).items():
+            common.say(f"-- {', '.join(names)}\n{query}")
+    finish_gate(outcome, json_out, outputs)
+
+
+def _queries_of(gate: object) -> dict[str, list[str]]:
+    """Each distinct query with the metrics it measures (several share one scan)."""
+    queries: dict[str, list[str]] = {}
+    for m in getattr(gate, "metrics", []):
+        if m.segment is None and m.query:
+            queries.setdefault(m.query, []).append(m.name)
+    return queries
 
 
 @app.command()

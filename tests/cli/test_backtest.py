@@ -77,3 +77,15 @@ def test_plan_sizes_each_gate_from_the_log_and_names_a_missing_one(ws: Workspace
     assert error["samples_per_arm"] > 0 and error["hours"] > 0
     missing = ws.run("plan", str(ws.playbook), "--log", str(ws.root / "nope/*.parquet"))
     assert missing.code == 3 and "no file matches" in missing.err
+
+
+def test_check_explain_prints_the_exact_queries(ws: Workspace) -> None:
+    from datetime import timedelta
+
+    assert ws.run("start", str(ws.playbook), now=START).code == 0
+    ws.log("healthy", START, 1, 20, "p1", seed=8)
+    result = ws.run("check", "shop-answers", "--explain", now=START + timedelta(hours=1))
+    assert result.code in (0, 11), result.err
+    assert "window: 2026-03-02T09:00:00+00:00 → 2026-03-02T10:00:00+00:00" in result.out
+    assert "GROUPING SETS" in result.out and "read_parquet" not in result.out
+    assert "-- error_rate, hallucination_rate" in result.out
