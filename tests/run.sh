@@ -16,6 +16,22 @@ if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" -eq 0 ] && command -v apt-get >/de
   fi
   rm -f "$apt_log"
 fi
+# The prometheus source's tests (tests/metrics/test_prometheus.py) start Debian's Prometheus and
+# VictoriaMetrics. Installed here as root when missing; if that fails they skip on a developer's
+# machine and fail when CI is set.
+if { ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null \
+  || ! command -v victoria-metrics >/dev/null; } && [ "$(id -u)" -eq 0 ] \
+  && command -v apt-get >/dev/null; then
+  apt_log="$(mktemp)"
+  if ! { apt-get update -qq \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      prometheus victoria-metrics; \
+  } >"$apt_log" 2>&1; then
+    tail -n 20 "$apt_log" >&2
+    echo "prometheus / victoria-metrics could not be installed: their tests will fail under CI" >&2
+  fi
+  rm -f "$apt_log"
+fi
 "$PY" -m pip install --quiet --disable-pip-version-check -e ".[test]"
 "$PY" -m ruff check rolloutctl tests benchmarks
 "$PY" -m ruff format --check rolloutctl tests benchmarks

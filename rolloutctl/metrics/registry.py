@@ -10,6 +10,9 @@ from rolloutctl.playbook.load import LoadedPlaybook
 
 _KINDS = {
     "requestlog": "rolloutctl.metrics.requestlog:RequestLogSource",
+    "prometheus": "rolloutctl.metrics.prometheus:PrometheusSource",
+    "http": "rolloutctl.metrics.http:HttpSource",
+    "evalfile": "rolloutctl.metrics.evalfile:EvalFileSource",
 }
 
 

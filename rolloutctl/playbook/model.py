@@ -241,6 +241,12 @@ class Metric(Strict):
     denominator: str | None = Field(None, description="ratio: column summed below")
     query: str | None = Field(None, description="prometheus / http: the query template")
     histogram: str | None = Field(None, description="prometheus: a histogram query template")
+    total: str | None = Field(
+        None,
+        description="prometheus: query template of the totals: the request counter when "
+        "`query` gives events of another counter (proportion), or the `_count` increase when "
+        "`query` gives the `_sum` increase (mean)",
+    )
     worse: Literal["higher", "lower"]
     margin: Margin
     limit: float | None = Field(None, description="an absolute limit on the canary's value")

@@ -1,0 +1,123 @@
+"""A gate with 10 Prometheus metrics and 2 segment dimensions against a local Prometheus.
+
+Starts Debian's Prometheus on 127.0.0.1 with the test suite's three-hour history (backfilled
+with promtool), measures and judges the gate several times, and prints the queries made per
+metric and the time per evaluation (target: at most one query per metric, under 1 s).
+
+    python3 benchmarks/bench_prometheus.py [--runs 5] [--hours 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from rolloutctl import gate
+from rolloutctl.metrics.base import MeasureRequest
+from rolloutctl.metrics.prometheus import PrometheusSource
+from rolloutctl.playbook.model import Playbook
+from tests.metrics.conftest import T0, at, free_port, wait_ready, write_traffic
+
+COUNTER = 'sum by ({{by}}) (increase(llm_requests_total{variant=~"{{variant}}"}[{{window}}]))'
+BUCKETS = (
+    "sum by ({{by}}) "
+    '(increase(llm_request_duration_seconds_bucket{variant=~"{{variant}}"}[{{window}}]))'
+)
+
+
+def metrics() -> list[dict[str, object]]:
+    out: list[dict[str, object]] = []
+    events = ['status="error"', 'status="timeout"', 'status!="ok"', 'status=~"error|timeout"',
+              'status="ok"']  # fmt: skip
+    for i, event in enumerate(events):
+        out.append({"name": f"rate_{i}", "group": "technical", "source": "prom",
+                    "kind": "proportion", "query": COUNTER, "event": event,
+                    "worse": "lower" if event == 'status="ok"' else "higher",
+                    "margin": {"absolute": 0.01}, "critical": i == 0})  # fmt: skip
+    for i, q in enumerate((0.5, 0.9, 0.95, 0.99)):
+        out.append({"name": f"latency_p{int(q * 100)}", "group": "technical", "source": "prom",
+                    "kind": "quantile", "q": q, "histogram": BUCKETS, "worse": "higher",
+                    "margin": {"relative": 0.1}, "critical": i == 2})  # fmt: skip
+    out.append({"name": "latency_mean", "group": "technical", "source": "prom", "kind": "mean",
+                "histogram": BUCKETS, "worse": "higher", "margin": {"relative": 0.1}})  # fmt: skip
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--hours", type=float, default=3.0)
+    args = parser.parse_args()
+    binary, promtool = shutil.which("prometheus"), shutil.which("promtool")
+    if not binary or not promtool:
+        sys.exit("needs Debian's prometheus package (apt-get install prometheus)")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        traffic = write_traffic(root / "traffic")
+        subprocess.run([promtool, "tsdb", "create-blocks-from", "openmetrics",
+                        str(traffic.openmetrics), str(root / "data")],
+                       check=True, capture_output=True)  # fmt: skip
+        (root / "prometheus.yml").write_text("global: {}\nscrape_configs: []\n")
+        port, log = free_port(), root / "server.log"
+        with log.open("wb") as sink:
+            proc = subprocess.Popen(
+                [binary, f"--config.file={root / 'prometheus.yml'}",
+                 f"--storage.tsdb.path={root / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
+                 "--storage.tsdb.retention.time=100y"],
+                stdout=sink, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_ready(url + "/-/ready", proc, log)
+            run(url, args.runs, args.hours)
+        finally:
+            os.kill(proc.pid, signal.SIGTERM)
+            proc.wait(10)
+
+
+def run(url: str, runs: int, hours: float) -> None:
+    pb = Playbook.model_validate({
+        "rollout": "bench",
+        "flag": {"backend": "file", "path": "f.json", "key": "k", "control": "v1", "canary": "v2"},
+        "sources": {"prom": {"kind": "prometheus", "url": url}},
+        "segments": {"dimensions": ["category", "language"], "critical": {"category": ["health"]}},
+        "analysis": {"min_samples_per_arm": 1000, "pass_requires": "no_failure"},
+        "metrics": metrics(),
+        "stages": [{"name": "c1", "traffic": 20, "min_duration": "1h"}],
+    })  # fmt: skip
+    end = at(hours)
+    request = MeasureRequest(metrics=tuple(pb.metrics), start=T0, end=end, control="v1",
+                             canary="v2", dimensions=("category", "language"))  # fmt: skip
+    timings, calls = [], 0
+    result = None
+    for _ in range(runs):
+        source = PrometheusSource("prom", url)
+        started = time.perf_counter()
+        measurement = source.measure(request)
+        result = gate.evaluate(pb, 0, {"prom": measurement}, {}, stage_started=T0, now=end,
+                               consecutive_errors=0)  # fmt: skip
+        timings.append(time.perf_counter() - started)
+        calls = source.calls
+        if measurement.errors:
+            sys.exit(f"errors: {measurement.errors}")
+    assert result is not None
+    n_metrics = len(pb.metrics)
+    print(f"metrics: {n_metrics}, segment dimensions: 2, window: {hours:g} h")
+    print(f"HTTP queries per evaluation: {calls} ({calls / n_metrics:.2f} per metric)")
+    print(f"comparisons judged: {len(result.metrics)}; verdict: {result.verdict}")
+    print(f"evaluation time over {runs} runs: median {statistics.median(timings) * 1000:.0f} ms,"
+          f" max {max(timings) * 1000:.0f} ms (target < 1000 ms)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
