@@ -8,10 +8,11 @@ and the log's recent volume turns samples into hours."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from rolloutctl.durations import parse_duration
 from rolloutctl.errors import InvalidInput
 from rolloutctl.gate import planned_vetoes, stage_metrics
 from rolloutctl.playbook.load import LoadedPlaybook
@@ -58,7 +59,6 @@ def _baseline(
     if not row or not row[2]:
         return {}, None, "empty request log"
     first, last, _ = row
-    from datetime import UTC, datetime
 
     start = datetime.fromtimestamp(first / 1000, UTC)
     end = datetime.fromtimestamp(last / 1000, UTC) + timedelta(milliseconds=1)
@@ -130,7 +130,40 @@ def samples_needed(sigma2: float, margin: float, share: float, alpha: float, met
     return hi
 
 
-def plan_rollout(loaded: LoadedPlaybook, log: Path | None) -> dict[str, Any]:
+def _explained(
+    loaded: LoadedPlaybook, stage: Any, metrics: list[Metric], now: datetime
+) -> list[list[str]]:
+    """Per metric, the exact queries a source that can explain itself (prometheus) would send
+    at the stage's minimum duration (or one hour) after it begins; [] for the others."""
+    from rolloutctl.engine import scope_text
+    from rolloutctl.metrics.base import MeasureRequest
+    from rolloutctl.metrics.registry import build_source
+    from rolloutctl.playbook import expr
+
+    pb = loaded.playbook
+    window = parse_duration(stage.min_duration) if stage.min_duration else timedelta(hours=1)
+    scope = scope_text(loaded, pb.stages.index(stage))
+    out: list[list[str]] = []
+    for metric in metrics:
+        queries: list[str] = []
+        if pb.sources[metric.source].kind == "prometheus":
+            source = build_source(metric.source, loaded)
+            explain = getattr(source, "explain", None)
+            if explain is not None:
+                request = MeasureRequest(
+                    metrics=(metric,), start=now - window, end=now, control=pb.flag.control,
+                    canary=pb.flag.canary, dimensions=tuple(pb.segments.dimensions),
+                    scope=expr.parse(scope) if scope else None,
+                )  # fmt: skip
+                queries = explain(request).get(metric.name, [])
+        out.append(queries)
+    return out
+
+
+def plan_rollout(
+    loaded: LoadedPlaybook, log: Path | None, now: datetime | None = None
+) -> dict[str, Any]:
+    now = now or datetime.now(UTC).replace(microsecond=0)
     pb = loaded.playbook
     baseline, volume, volume_source = _baseline(loaded, log)
     stages = []
@@ -156,6 +189,9 @@ def plan_rollout(loaded: LoadedPlaybook, log: Path | None) -> dict[str, Any]:
                 if n and volume:
                     entry["hours"] = n / (volume * share)
             rows.append(entry)
+        for entry, queries in zip(rows, _explained(loaded, stage, metrics, now), strict=True):
+            if queries:
+                entry["queries"] = queries
         stages.append({
             "name": stage.name, "kind": stage.kind, "traffic": traffic,
             "scope": stage.scope, "approval": stage.approval,

@@ -98,7 +98,7 @@ def plan(
     from rolloutctl.planning import plan_rollout
     from rolloutctl.playbook.load import load_playbook
 
-    result = plan_rollout(load_playbook(playbook), log)
+    result = plan_rollout(load_playbook(playbook), log, common.current().now)
     if json_out or common.current().json:
         common.emit_json(result)
         return
@@ -123,6 +123,9 @@ def plan(
                 f"    {m['name']}: ~{m['samples_per_arm']:,} canary samples to show the "
                 f"{m['margin']} margin{eta}"
             )
+        for m in stage["metrics"]:
+            for query in m.get("queries", []):
+                common.say(f"    {m['name']} query: {query}")
 
 
 def backtest(

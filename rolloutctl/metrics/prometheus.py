@@ -47,6 +47,7 @@ repeated errors mean."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -382,7 +383,7 @@ class PrometheusSource:
 
     def run_template(
         self,
-        client: httpx.Client,
+        client: httpx.Client | None,
         template: str,
         request: MeasureRequest,
         by: list[str],
@@ -402,18 +403,20 @@ class PrometheusSource:
         for arm in ARMS if per_arm else (None,):
             query = self.render(template, request, [label, *by], arm)
             rendered.append(query)
+            if client is None:  # explaining: render, send nothing
+                continue
             params = {"query": query, "time": _seconds(request.end.timestamp())}
             for item in self.api(client, "/api/v1/query", params):
                 labels, value = self._sample(item, query)
                 which = arm or names.get(labels.get(label, ""))
                 if which is not None:
                     out.append(Series(which, labels, value))
-        if not out:
+        if not out and client is not None:
             raise QueryError(f"empty result: no series for either arm (query: {rendered[-1]})")
         return out
 
     def run_range(
-        self, client: httpx.Client, template: str, request: MeasureRequest, by: list[str],
+        self, client: httpx.Client | None, template: str, request: MeasureRequest, by: list[str],
         rendered: list[str],
     ) -> list[Series]:  # fmt: skip
         """Per-interval values at the source's step over the window (range query)."""
@@ -427,6 +430,8 @@ class PrometheusSource:
         for arm in ARMS if per_arm else (None,):
             query = self.render(template, request, [label, *by], arm, window_seconds=step)
             rendered.append(f"{query} [range, step {int(step)}s]")
+            if client is None:
+                continue
             params = {
                 "query": query, "step": _seconds(step),
                 "start": _seconds(request.start.timestamp() + step),
@@ -475,9 +480,23 @@ class PrometheusSource:
         out.arm_counts.setdefault(None, {"control": 0, "canary": 0})
         return out
 
+    def explain(self, request: MeasureRequest) -> dict[str, list[str]]:
+        """The exact queries `measure` would send for this request, sending none (`plan`)."""
+        dims = list(request.dimensions)
+        scope_names = sorted(expr.names(request.scope)) if request.scope is not None else []
+        queries: dict[str, list[str]] = {}
+        for metric in request.metrics:
+            rendered: list[str] = []
+            # What was rendered before the (empty) answers ran out is the plan.
+            with contextlib.suppress(QueryError, ValueError, ZeroDivisionError):
+                self._measure_metric(None, metric, request, dims, scope_names, Measurement(),
+                                     rendered)  # fmt: skip
+            queries[metric.name] = rendered
+        return queries
+
     def _measure_metric(
         self,
-        client: httpx.Client,
+        client: httpx.Client | None,
         metric: Metric,
         request: MeasureRequest,
         dims: list[str],
@@ -596,7 +615,7 @@ class PrometheusSource:
 
     def _interval_variance(
         self,
-        client: httpx.Client,
+        client: httpx.Client | None,
         metric: Metric,
         total_template: str,
         request: MeasureRequest,

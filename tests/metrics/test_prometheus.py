@@ -141,6 +141,9 @@ def test_counts_are_exact_per_arm_and_segment(prom_playbook: LoadedPlaybook, tra
 def test_gate_passes_in_the_first_hour_and_fails_after(prom_playbook: LoadedPlaybook) -> None:
     early, _ = judge(prom_playbook, "prom", T0, at(1))
     assert early.verdict == "pass", early.reasons
+    # The regression starts after the first hour; the gate fails within the hour after it.
+    second_hour, _ = judge(prom_playbook, "prom", T0, at(2))
+    assert second_hour.verdict == "fail", second_hour.reasons
     late, m = judge(prom_playbook, "prom", T0, at(3))
     assert late.verdict == "fail", late.reasons
     failed = {r.name for r in late.metrics if r.verdict == "fail" and r.segment is None}
@@ -521,3 +524,36 @@ def test_rendering_pins_window_and_escapes_arm_names() -> None:
         f"{int(T0.timestamp()) + 11700} by (model, category)"
     )
     assert source.render('x{m="{{variant}}"}', request, [], "canary") == 'x{m="new\\"one"}'
+
+
+def test_plan_shows_the_exact_queries_without_sending_any(tmp_path: Path) -> None:
+    """`plan` renders what a gate would send (nothing is listening on this port)."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import cli_env
+
+    playbook = tmp_path / "prom.yaml"
+    playbook.write_text(
+        "rollout: prom-plan\n"
+        "flag: {backend: file, path: f.json, key: m, control: v1, canary: v2}\n"
+        "sources: {prom: {kind: prometheus, url: 'http://127.0.0.1:9', retries: 1}}\n"
+        "segments: {dimensions: [category]}\n"
+        "metrics:\n"
+        "  - {name: error_rate, group: technical, source: prom, kind: proportion,\n"
+        '     query: \'sum by ({{by}}) (increase(llm_requests_total{variant=~"{{variant}}"}'
+        "[{{window}}]))', event: 'status=\"error\"', worse: higher, margin: {absolute: 0.01}}\n"
+        "stages:\n"
+        "  - {name: c1, traffic: 10, min_duration: 2h}\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "rolloutctl", "--json", "--now", "2026-03-02T12:00:00Z", "plan",
+         str(playbook)],
+        capture_output=True, text=True, env=cli_env(tmp_path), cwd=tmp_path, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    (query,) = json.loads(proc.stdout)["stages"][0]["metrics"][0]["queries"]
+    assert query == (
+        'sum by (variant, category, status) (increase(llm_requests_total{variant=~"v1|v2"}[7200s]))'
+    )
