@@ -199,6 +199,19 @@ def _check_sources(loaded: LoadedPlaybook) -> None:
 # ---------------------------------------------------------------- gate evaluation
 
 
+def _warm_report_renderer() -> None:
+    """Load the chart renderer (matplotlib and its fonts: most of a second) on a thread while
+    the queries run; DuckDB releases the GIL as it scans, so the two overlap."""
+    import threading
+
+    def warm() -> None:
+        from rolloutctl.report import charts
+
+        charts.warm_up()
+
+    threading.Thread(target=warm, name="warm-charts", daemon=True).start()
+
+
 def measure_and_judge(
     ctx: Context, loaded: LoadedPlaybook, state: RolloutState, now: datetime
 ) -> tuple[GateResult, dict[str, Any], dict[str, Any]]:
@@ -211,6 +224,7 @@ def measure_and_judge(
     from rolloutctl.playbook import expr
     from rolloutctl.report.evidence import interval_for
 
+    _warm_report_renderer()
     pb = loaded.playbook
     stage = pb.stages[state.stage_index]
     metrics = gate.stage_metrics(pb, stage)

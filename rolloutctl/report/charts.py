@@ -9,17 +9,20 @@ chart also has a text label, so colour is never the only carrier of meaning.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import re
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, ParamSpec
 
 import matplotlib
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+P = ParamSpec("P")
 CONTROL, CANARY, MARGIN, BAND = "#1f3b73", "#d55e00", "#b3261e", "#f0b98d"
 _RC: Any = {
     "svg.fonttype": "none",  # text as <text>, not outlines: small files, selectable text
@@ -31,6 +34,20 @@ _RC: Any = {
     "grid.color": "#e6e6e6",
     "grid.linewidth": 0.6,
 }
+
+
+# matplotlib's rc settings are global: charts are drawn one at a time (the warm-up may run
+# on a thread while the gate's queries run).
+_DRAWING = threading.Lock()
+
+
+def _serial(draw: Callable[P, str]) -> Callable[P, str]:
+    @functools.wraps(draw)
+    def locked(*args: P.args, **kwargs: P.kwargs) -> str:
+        with _DRAWING:
+            return draw(*args, **kwargs)
+
+    return locked
 
 
 def _svg(fig: Figure, key: str, label: str) -> str:
@@ -72,6 +89,7 @@ def _hours(times: Sequence[str]) -> list[float]:
     return [(datetime.fromisoformat(t) - start).total_seconds() / 3600 for t in times]
 
 
+@_serial
 def metric_over_time(key: str, title: str, points: list[dict[str, Any]], *, percent: bool,
                      relative: bool, worse: str) -> str:  # fmt: skip
     """Both arms' values over the stage (left), and the canary-minus-control estimate with
@@ -117,6 +135,7 @@ def metric_over_time(key: str, title: str, points: list[dict[str, Any]], *, perc
     return _svg(fig, key, label)
 
 
+@_serial
 def distributions(key: str, title: str, control: dict[int, int], canary: dict[int, int],
                   gamma: float) -> str:  # fmt: skip
     """Both arms' distributions (e.g. latency) as densities on a log axis."""
@@ -141,6 +160,7 @@ def distributions(key: str, title: str, control: dict[int, int], canary: dict[in
     return _svg(fig, key, f"{title}: distributions of control and canary overlaid")
 
 
+@_serial
 def traffic(key: str, steps: list[tuple[str, float, str]]) -> str:
     """The canary's share over the rollout, one step per recorded change."""
     with matplotlib.rc_context(_RC):
@@ -160,3 +180,10 @@ def traffic(key: str, steps: list[tuple[str, float, str]]) -> str:
 
 def _f(value: Any) -> float:
     return float(value) if isinstance(value, int | float) else math.nan
+
+
+def warm_up() -> None:
+    """Draw one tiny chart: loads the fonts and the SVG backend before a report needs them."""
+    traffic(
+        "warm", [("2026-01-01T00:00:00+00:00", 1.0, "x"), ("2026-01-01T01:00:00+00:00", 5.0, "y")]
+    )
