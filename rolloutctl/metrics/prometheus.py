@@ -235,7 +235,7 @@ class PrometheusSource:
     headers: dict[str, str] = field(default_factory=dict)
     timeout: float = 10.0
     verify: bool | str = True
-    retries: int = 3
+    retries: int = 2  # after the first try
     step: timedelta = timedelta(minutes=5)
     auth: tuple[str, str] | None = None
     backoff: float = 0.2  # seconds before the second try; doubles each time
@@ -296,7 +296,7 @@ class PrometheusSource:
         query = params.get("query", "")
         delay = self.backoff
         failure = ""
-        for attempt in range(self.retries):
+        for attempt in range(self.retries + 1):
             if attempt:
                 time.sleep(delay)
                 delay *= 2
@@ -315,9 +315,9 @@ class PrometheusSource:
                 continue
             return self._result(response, query)
         if failure.startswith("HTTP"):
-            raise QueryError(f"{failure} after {self.retries} tries: {query}")
+            raise QueryError(f"{failure} after {self.retries + 1} tries: {query}")
         raise BackendError(
-            f"prometheus source {self.name!r}: cannot reach {self.url} after {self.retries} "
+            f"prometheus source {self.name!r}: cannot reach {self.url} after {self.retries + 1} "
             f"tries ({failure})",
             hint="check the URL and that the server is up; rollback does not need it",
         )

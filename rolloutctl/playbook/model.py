@@ -91,7 +91,9 @@ class PrometheusSource(Strict):
     tls_verify: bool | str = Field(
         True, description="verify the server's certificate: true, false, or a CA bundle path"
     )
-    retries: int = Field(3, ge=1, le=10, description="tries per query on 5xx / connection errors")
+    retries: int = Field(
+        2, ge=0, le=10, description="retries after the first try on 5xx and connection errors"
+    )
     step: Duration = Field(
         "5m", description="interval of the range queries that estimate a mean's variance"
     )
