@@ -49,6 +49,7 @@ class Outcome:
     exit_code: ExitCode = ExitCode.OK
     gate: GateResult | None = None
     warnings: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)  # command-specific keys, e.g. control
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -64,6 +65,7 @@ class Outcome:
         if self.gate is not None:
             data.update(self.gate.to_dict())
             data["rollout"], data["stage"] = self.rollout, self.gate.stage
+        data.update(self.extra)
         return data
 
 
@@ -105,7 +107,8 @@ def _flag_spec(loaded: LoadedPlaybook) -> dict[str, Any]:
     from rolloutctl.playbook.load import resolve_env
 
     flag = loaded.playbook.flag.model_dump()
-    flag["path"] = loaded.resolve_path(flag["path"])
+    if flag.get("path"):  # file-based backends; remote ones have none
+        flag["path"] = loaded.resolve_path(flag["path"])
     for key in ("key", "control", "canary"):
         flag[key] = resolve_env(flag[key], where=str(loaded.path))
     return flag
@@ -159,6 +162,7 @@ def start(ctx: Context, loaded: LoadedPlaybook) -> Outcome:
         state.flag_fingerprint = split.fingerprint
         for control in pb.controls:
             _ensure_control_default(backend, control, flag)
+        _store_operations(store, loaded)
         store.save(state)
         store.audit(
             pb.rollout, actor=ctx.actor, command="start", reason=None, before=None,
@@ -167,8 +171,53 @@ def start(ctx: Context, loaded: LoadedPlaybook) -> Outcome:
     return Outcome(
         pb.rollout, "start", state.status, state.stage, state.canary_percent,
         f"started {pb.rollout}: stage {first.name}, {state.canary_percent:g}% to "
-        f"{flag['canary']}",
+        f"{flag['canary']}", warnings=_unset_notify_variables(loaded),
     )  # fmt: skip
+
+
+def _store_operations(store: StateStore, loaded: LoadedPlaybook) -> None:
+    """Controls and notification targets beside the state: `control` and `rollback` use them
+    without parsing the playbook. Notify URLs keep their `${ENV}` references (no secrets on
+    disk); they are expanded when a notification is sent."""
+    from rolloutctl import controls, notify
+
+    pb = loaded.playbook
+    controls.store_definitions(store, pb.rollout, [c.model_dump() for c in pb.controls])
+    notify.save_config(store, pb.rollout, [n.model_dump() for n in pb.notify])
+
+
+def _unset_notify_variables(loaded: LoadedPlaybook) -> list[str]:
+    from rolloutctl.playbook.load import resolve_env
+
+    warnings = []
+    for entry in loaded.playbook.notify:
+        try:
+            resolve_env(entry.url, where=f"{loaded.path}: notify ({entry.kind})")
+        except InvalidInput as exc:
+            warnings.append(exc.message + "; those notifications will fail until it is set")
+    return warnings
+
+
+def _notify(
+    ctx: Context, state: RolloutState, event: str, message: str, *,
+    decision: str | None = None, verdict: str | None = None, reasons: list[str] | None = None,
+    report: str | None = None,
+) -> list[str]:  # fmt: skip
+    """Send the event to the rollout's notification targets (after the state is saved)."""
+    from rolloutctl import notify
+
+    body = notify.event_body(
+        rollout=state.rollout, stage=state.stage, event=event, decision=decision,
+        verdict=verdict, reasons=reasons or [], report=report, actor=ctx.actor,
+        time=ctx.clock().isoformat(), message=message,
+    )  # fmt: skip
+    return notify.send(ctx.store, state.rollout, body)
+
+
+def _controls_holding_flag(ctx: Context, state: RolloutState) -> list[str]:
+    from rolloutctl import controls
+
+    return controls.holding_flag(ctx.store, state.rollout, state.flag["key"])
 
 
 def _ensure_control_default(backend: Any, control: Any, flag: dict[str, Any]) -> None:
@@ -421,6 +470,12 @@ def advance(ctx: Context, rollout: str, *, force: bool = False) -> Outcome:
             return Outcome(rollout, "advance", state.status, state.stage, state.canary_percent,
                            f"{rollout} is paused ({why}); `rolloutctl resume` or "
                            "`rolloutctl promote` continues", ExitCode.PAUSED)  # fmt: skip
+        held = _controls_holding_flag(ctx, state)
+        if held:
+            return Outcome(rollout, "advance", state.status, state.stage, state.canary_percent,
+                           f"control {', '.join(held)} holds flag {state.flag['key']!r} at "
+                           f"{state.canary_percent:g}%; the gate will not move it until "
+                           "`rolloutctl control revert` releases it", ExitCode.PAUSED)  # fmt: skip
         loaded = _load_playbook_for(state)
         _resolve_stage(loaded, state)
         warnings: list[str] = []
@@ -480,6 +535,11 @@ def advance(ctx: Context, rollout: str, *, force: bool = False) -> Outcome:
         )  # fmt: skip
         # After the action is recorded: a report that cannot be written never undoes it.
         warnings += _write_report(ctx, loaded, state, result, measurements, looks, stage_traffic)
+    event = decision if decision != "hold" or result.max_duration_passed else None
+    if event is not None:
+        warnings += _notify(ctx, state, event, message, decision=decision,
+                            verdict=result.verdict, reasons=result.reasons,
+                            report=result.report)  # fmt: skip
     return Outcome(rollout, "advance", state.status, state.stage, state.canary_percent,
                    message, code, result, warnings)  # fmt: skip
 
@@ -517,15 +577,20 @@ def rollback(ctx: Context, rollout: str, reason: str) -> Outcome:
             raise BackendError(
                 exc.message + " — the rollback did NOT happen",
                 hint=f"set flag {state.flag['key']!r} to serve only {state.flag['control']!r} "
-                f"by hand ({state.flag.get('path', '')}), then run this command again",
+                "by hand"
+                + (f" ({state.flag['path']})" if state.flag.get("path") else "")
+                + ", then run this command again",
             ) from None
         state.flag_fingerprint, state.canary_percent = split.fingerprint, 0.0
         state.status, state.paused_reason = "rolled_back", reason
         store.save(state, expected_version=version)
         store.audit(rollout, actor=ctx.actor, command="rollback", reason=reason,
                     before=before, after=_snapshot(state), at=ctx.clock().isoformat())  # fmt: skip
-    return Outcome(rollout, "rollback", state.status, state.stage, 0.0,
-                   f"rolled back {rollout}: all traffic on {state.flag['control']}")  # fmt: skip
+    message = f"rolled back {rollout}: all traffic on {state.flag['control']}"
+    # The flag is flipped and recorded, the lock released: a notification cannot undo it.
+    warnings = _notify(ctx, state, "rollback", message, decision="rollback",
+                       reasons=[reason], report=state.last_report)  # fmt: skip
+    return Outcome(rollout, "rollback", state.status, state.stage, 0.0, message, warnings=warnings)
 
 
 def pause(ctx: Context, rollout: str, reason: str) -> Outcome:
@@ -560,9 +625,14 @@ def _set_status(ctx: Context, rollout: str, command: str, reason: str, target: s
         store.audit(rollout, actor=ctx.actor, command=command, reason=reason, before=before,
                     after=_snapshot(state), at=ctx.clock().isoformat())  # fmt: skip
     verb = "paused" if target == "paused" else "resumed"
-    return Outcome(rollout, command, state.status, state.stage, state.canary_percent,
-                   f"{verb} {rollout} at {state.stage}",
-                   ExitCode.PAUSED if target == "paused" else ExitCode.OK)  # fmt: skip
+    message = f"{verb} {rollout} at {state.stage}"
+    warnings = []
+    if command == "pause":
+        warnings = _notify(ctx, state, "pause", message, decision="pause", reasons=[reason],
+                           report=state.last_report)  # fmt: skip
+    return Outcome(rollout, command, state.status, state.stage, state.canary_percent, message,
+                   ExitCode.PAUSED if target == "paused" else ExitCode.OK,
+                   warnings=warnings)  # fmt: skip
 
 
 def promote(ctx: Context, rollout: str, reason: str) -> Outcome:
@@ -575,6 +645,7 @@ def promote(ctx: Context, rollout: str, reason: str) -> Outcome:
                 f"cannot promote {rollout!r}: it is {state.status}",
                 hint="`rolloutctl retry` restarts a rolled-back stage",
             )
+        _refuse_while_held(ctx, state, "promote")
         loaded = _load_playbook_for(state)
         _resolve_stage(loaded, state)
         before, version = _snapshot(state), state.version
@@ -589,7 +660,21 @@ def promote(ctx: Context, rollout: str, reason: str) -> Outcome:
         store.save(state, expected_version=version)
         store.audit(rollout, actor=ctx.actor, command="promote", reason=reason, before=before,
                     after=_snapshot(state), at=now.isoformat())  # fmt: skip
-    return Outcome(rollout, "promote", state.status, state.stage, state.canary_percent, message)
+    event = "complete" if state.status == "completed" else "advance"
+    warnings = _notify(ctx, state, event, message, decision="promote", reasons=[reason],
+                       report=state.last_report)  # fmt: skip
+    return Outcome(rollout, "promote", state.status, state.stage, state.canary_percent, message,
+                   warnings=warnings)  # fmt: skip
+
+
+def _refuse_while_held(ctx: Context, state: RolloutState, command: str) -> None:
+    held = _controls_holding_flag(ctx, state)
+    if held:
+        raise StateConflict(
+            f"cannot {command} {state.rollout!r}: control {', '.join(held)} holds flag "
+            f"{state.flag['key']!r} at {state.canary_percent:g}%",
+            hint=f"`rolloutctl control revert {state.rollout} {held[0]} --reason ...` first",
+        )
 
 
 def retry(ctx: Context, rollout: str, reason: str | None) -> Outcome:
@@ -599,6 +684,7 @@ def retry(ctx: Context, rollout: str, reason: str | None) -> Outcome:
         state = store.load(rollout)
         if state.status == "completed":
             raise StateConflict(f"cannot retry {rollout!r}: it is completed")
+        _refuse_while_held(ctx, state, "retry")
         loaded = _load_playbook_for(state)
         _resolve_stage(loaded, state)
         before, version = _snapshot(state), state.version

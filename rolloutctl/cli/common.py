@@ -102,11 +102,11 @@ def warn(text: str) -> None:
 
 def render_outcome(outcome: Any, json_flag: bool) -> int:
     """Print an engine Outcome as text or JSON; return its exit code."""
+    for w in outcome.warnings:  # on stderr in both modes; in the JSON object too
+        warn(w)
     if json_flag or current().json:
         emit_json(outcome.to_dict())
     else:
-        for w in outcome.warnings:
-            warn(w)
         if outcome.gate is not None:
             from rolloutctl.cli.render import print_gate
 
@@ -139,6 +139,37 @@ def render_status(rows: list[dict[str, Any]], json_flag: bool) -> None:
             say(f"  reason: {row['paused_reason']}")
         if row.get("flag_warning"):
             warn(row["flag_warning"])
+
+
+def run_control(
+    ctx: Any, operation: str, rollout: str, name: str | None, reason: str | None,
+    force: bool, json_flag: bool,
+) -> int:  # fmt: skip
+    """`control list | apply | revert` (both the fast path and the typer command)."""
+    from rolloutctl import controls
+
+    if operation == "list":
+        render_controls(controls.list_controls(ctx, rollout), json_flag)
+        return 0
+    assert name is not None
+    why = require_reason(reason, f"control {operation}")
+    if operation == "apply":
+        return render_outcome(controls.apply(ctx, rollout, name, why), json_flag)
+    return render_outcome(controls.revert(ctx, rollout, name, why, force=force), json_flag)
+
+
+def render_controls(data: dict[str, Any], json_flag: bool) -> None:
+    if json_flag or current().json:
+        emit_json(data)
+        return
+    if not data["controls"]:
+        say(f"{data['rollout']} has no controls (the playbook's `controls:` at start)")
+    for row in data["controls"]:
+        mark = {"applied": "ON ", "not applied": "off", "partly applied": "~  "}[row["state"]]
+        say(f"[{mark}] {row['name']:<16} {row['layer']:<12} {row['title']}")
+        by = row["applied_by"]
+        if by:
+            say(f"        applied by {by['actor']} at {by['at']}: {by['reason']}")
 
 
 def report_error(exc: RolloutError, verbose: bool) -> int:

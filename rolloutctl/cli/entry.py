@@ -1,6 +1,6 @@
 """The `rolloutctl` entry point.
 
-`rollback`, `pause`, `resume` and `status` are what on-call types under stress, so a
+`rollback`, `pause`, `resume`, `status` and `control` are what on-call types under stress, so a
 well-formed invocation of one of them is parsed here by hand and run straight on the engine:
 no typer, click, pydantic, rich, pandas or DuckDB is imported, and the command finishes in
 about the time Python takes to start. Anything else — another command, `--help`, a typo,
@@ -14,7 +14,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-FAST_COMMANDS = frozenset({"rollback", "pause", "resume", "status"})
+FAST_COMMANDS = frozenset({"rollback", "pause", "resume", "status", "control"})
+_REASON_COMMANDS = ("rollback", "pause", "resume", "control")
 _GLOBAL_VALUE_OPTIONS = {"--state-dir", "--reports-dir", "--actor", "--now", "--wait"}
 _FLAGS = {"--json", "-v", "--verbose"}
 
@@ -27,6 +28,8 @@ class FastCall:
     options: dict[str, str] = field(default_factory=dict)
     json: bool = False
     verbose: bool = False
+    args: list[str] = field(default_factory=list)  # control: [list|apply|revert, NAME]
+    force: bool = False
 
 
 def parse_fast(argv: list[str]) -> FastCall | None:
@@ -47,7 +50,9 @@ def parse_fast(argv: list[str]) -> FastCall | None:
                     return None
                 i, value = i + 1, argv[i + 1]
             call.options[name] = value
-        elif name == "--reason" and call.command in ("rollback", "pause", "resume"):
+        elif arg == "--force" and call.command == "control":
+            call.force = True
+        elif name == "--reason" and call.command in _REASON_COMMANDS:
             if not eq:
                 if i + 1 >= len(argv):
                     return None
@@ -62,11 +67,26 @@ def parse_fast(argv: list[str]) -> FastCall | None:
         else:
             positional.append(arg)
         i += 1
+    if call.command == "control":
+        return _control_call(call, positional)
     if not call.command or len(positional) > 1:
         return None
     if call.command != "status" and not positional:
         return None
     call.rollout = positional[0] if positional else None
+    return call
+
+
+def _control_call(call: FastCall, positional: list[str]) -> FastCall | None:
+    """`control list ROLLOUT` or `control apply|revert ROLLOUT NAME`; else the full CLI."""
+    if positional[:1] == ["list"] and len(positional) == 2 and call.reason is None:
+        call.args, call.rollout = ["list"], positional[1]
+    elif positional[:1] in (["apply"], ["revert"]) and len(positional) == 3:
+        call.args, call.rollout = [positional[0], positional[2]], positional[1]
+    else:
+        return None
+    if call.force and call.args[0] != "revert":
+        return None
     return call
 
 
@@ -101,6 +121,11 @@ def run_fast(call: FastCall) -> int:
         common.render_status(engine.status(ctx, name), call.json)
         return 0
     assert call.rollout is not None
+    if call.command == "control":
+        return common.run_control(
+            ctx, call.args[0], common.resolve_rollout(call.rollout),
+            call.args[1] if len(call.args) > 1 else None, call.reason, call.force, call.json,
+        )  # fmt: skip
     why = common.require_reason(call.reason, call.command)
     action = {"rollback": engine.rollback, "pause": engine.pause, "resume": engine.resume}
     outcome = action[call.command](ctx, common.resolve_rollout(call.rollout), why)

@@ -126,6 +126,45 @@ def history(rollout: str, json_out: JsonOpt = False) -> None:
         )
 
 
+# ---------------------------------------------------------------- controls
+
+control_app = typer.Typer(
+    help="Layered kill switches and operator controls (the playbook's `controls:`).",
+    no_args_is_help=True,
+)
+app.add_typer(control_app, name="control")
+ForceOpt = Annotated[
+    bool, typer.Option("--force", help="restore even if the flags changed since the apply")
+]
+
+
+@control_app.command("list")
+def control_list(rollout: str, json_out: JsonOpt = False) -> None:
+    """Each control: name, layer, title, and whether the flags hold it now."""
+    code = common.run_control(context(), "list", resolve_rollout(rollout), None, None, False,
+                              json_out)  # fmt: skip
+    raise typer.Exit(code)
+
+
+@control_app.command("apply")
+def control_apply(rollout: str, name: str, reason: ReasonOpt = None, json_out: JsonOpt = False) -> None:  # fmt: skip
+    """Turn a control on: write its flag values (the old ones are kept for `revert`)."""
+    code = common.run_control(context(), "apply", resolve_rollout(rollout), name, reason, False,
+                              json_out)  # fmt: skip
+    raise typer.Exit(code)
+
+
+@control_app.command("revert")
+def control_revert(
+    rollout: str, name: str, reason: ReasonOpt = None, force: ForceOpt = False,
+    json_out: JsonOpt = False,
+) -> None:  # fmt: skip
+    """Turn a control off: restore the flag values from before it was applied."""
+    code = common.run_control(context(), "revert", resolve_rollout(rollout), name, reason, force,
+                              json_out)  # fmt: skip
+    raise typer.Exit(code)
+
+
 # ---------------------------------------------------------------- gates
 
 

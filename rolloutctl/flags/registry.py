@@ -8,15 +8,36 @@ from typing import Any
 from rolloutctl.errors import InvalidInput
 from rolloutctl.flags.base import FlagBackend
 
+KINDS = ("file", "gateway", "http", "launchdarkly")
+
+
+def _path(spec: dict[str, Any], base_dir: Path | None) -> Path:
+    path = Path(spec["path"])
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    return path
+
 
 def build_backend(spec: dict[str, Any], base_dir: Path | None = None) -> FlagBackend:
-    """From the flag section as stored in state.json (plain data: no playbook parsing)."""
+    """From the flag section as stored in state.json (plain data: no playbook parsing). Each
+    backend module is imported only when its kind is asked for."""
     kind = spec.get("backend", "file")
     if kind == "file":
         from rolloutctl.flags.file import FileFlagBackend
 
-        path = Path(spec["path"])
-        if not path.is_absolute() and base_dir is not None:
-            path = base_dir / path
-        return FileFlagBackend(path, spec["key"], spec["control"], spec["canary"])
-    raise InvalidInput(f"flag backend {kind!r} is not available (available: file)")
+        return FileFlagBackend(_path(spec, base_dir), spec["key"], spec["control"], spec["canary"])
+    if kind == "gateway":
+        from rolloutctl.flags.gateway import GatewayFlagBackend
+
+        return GatewayFlagBackend(
+            _path(spec, base_dir), spec["key"], spec["control"], spec["canary"]
+        )
+    if kind == "http":
+        from rolloutctl.flags.webhook import WebhookFlagBackend
+
+        return WebhookFlagBackend.from_spec(spec)
+    if kind == "launchdarkly":
+        from rolloutctl.flags.launchdarkly import LaunchDarklyFlagBackend
+
+        return LaunchDarklyFlagBackend.from_spec(spec)
+    raise InvalidInput(f"flag backend {kind!r} is not available (available: {', '.join(KINDS)})")

@@ -16,11 +16,11 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from rolloutctl import envvars
 from rolloutctl.errors import InvalidInput, PlaybookInvalid
 from rolloutctl.playbook import expr
 from rolloutctl.playbook.model import (
     DURATION_RE,
-    ENV_REF,
     METRIC_NAME_RE,
     NAME_RE,
     Playbook,
@@ -57,19 +57,13 @@ class LoadedPlaybook:
 
 def resolve_env(value: str, *, where: str) -> str:
     """Expand ${VAR} and ${VAR:-default}; an unset variable without default is invalid input."""
-
-    def sub(match: Any) -> str:
-        name, default = match.group(1), match.group(2)
-        if name in os.environ:
-            return os.environ[name]
-        if default is not None:
-            return str(default)
+    try:
+        return envvars.expand(value)
+    except envvars.UnsetVariable as exc:
         raise InvalidInput(
-            f"{where}: environment variable {name} is not set",
-            hint=f"export {name}=... (the playbook reads it as ${{{name}}})",
-        )
-
-    return ENV_REF.sub(sub, value)
+            f"{where}: environment variable {exc.name} is not set",
+            hint=f"export {exc.name}=... (the playbook reads it as ${{{exc.name}}})",
+        ) from None
 
 
 # ------------------------------------------------------------------ YAML with positions
@@ -430,4 +424,4 @@ def _sorted_by_line(problems: list[str]) -> list[str]:
 def env_references(path: str | Path) -> list[str]:
     """The ${VAR} names a playbook reads, for `validate` to list the unset ones."""
     text = Path(path).read_text(encoding="utf-8", errors="replace")
-    return sorted({m.group(1) for m in ENV_REF.finditer(text) if m.group(2) is None})
+    return envvars.references(text)

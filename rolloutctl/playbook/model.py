@@ -4,10 +4,17 @@ the JSON Schema generated from these classes."""
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 from rolloutctl.durations import parse_duration
 
@@ -40,26 +47,89 @@ class Scope(Strict):
     )
 
 
-class FileFlag(Strict):
-    """The embedded default: a flagd / OpenFeature flag definition file."""
-
-    backend: Literal["file"] = "file"
-    path: str = Field(description="flag file (flagd JSON); relative to the playbook's folder")
+class _Flag(Strict):
     key: str = Field(description="the flag key that selects control or canary")
     control: str = Field(description="variant name of the current version")
     canary: str = Field(description="variant name of the candidate")
-    targeting_key: str = Field(
-        "targetingKey", description="evaluation-context attribute the fractional split hashes"
-    )
 
     @model_validator(mode="after")
-    def _distinct(self) -> FileFlag:
+    def _distinct(self) -> _Flag:
         if self.control == self.canary:
             raise ValueError("control and canary must be different variant names")
         return self
 
 
-FlagSpec = FileFlag
+class FileFlag(_Flag):
+    """The embedded default: a flagd / OpenFeature flag definition file."""
+
+    backend: Literal["file"] = "file"
+    path: str = Field(description="flag file (flagd JSON); relative to the playbook's folder")
+    targeting_key: str = Field(
+        "targetingKey", description="evaluation-context attribute the fractional split hashes"
+    )
+
+
+class GatewayFlag(_Flag):
+    """An LLM gateway's weighted model list: a LiteLLM proxy config file the gateway reloads."""
+
+    backend: Literal["gateway"]
+    path: str = Field(description="gateway config (LiteLLM config.yaml); relative to the playbook")
+    key: str = Field(description="the `model_name` group whose deployments share the traffic")
+    control: str = Field(
+        description="current deployment: its model_info.id or litellm_params.model"
+    )
+    canary: str = Field(description="candidate deployment: model_info.id or litellm_params.model")
+
+
+class WebhookFlag(_Flag):
+    """Any other flag system behind a small JSON webhook (contract in README, Flag backends)."""
+
+    backend: Literal["http"]
+    url: str = Field(description="POST target of every change; may use ${ENV} (never reported)")
+    read_url: str = Field(description="GET ?flag=KEY answers the flag now; may use ${ENV}")
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="extra HTTP headers; values may use ${ENV}"
+    )
+    token_env: str | None = Field(
+        None, description="environment variable holding a bearer token (never the token)"
+    )
+    timeout: Duration = "10s"
+    retries: int = Field(2, ge=0, le=10, description="retries on 5xx and connection errors")
+
+
+class LaunchDarklyFlag(_Flag):
+    """A LaunchDarkly flag's default rule, changed through the REST API's semantic patch."""
+
+    backend: Literal["launchdarkly"]
+    project: str = Field(description="LaunchDarkly project key")
+    environment: str = Field(description="LaunchDarkly environment key, e.g. production")
+    control: str = Field(description="value (or name) of the flag's current variation")
+    canary: str = Field(description="value (or name) of the flag's candidate variation")
+    token_env: str = Field(
+        "LD_API_TOKEN", description="environment variable holding the API access token"
+    )
+    base_url: str = Field("https://app.launchdarkly.com", description="API base URL")
+    timeout: Duration = "10s"
+    retries: int = Field(2, ge=0, le=10, description="retries on 5xx and connection errors")
+
+
+def _flag_backend(value: Any) -> str:
+    if isinstance(value, dict):
+        return str(value.get("backend", "file"))
+    return str(getattr(value, "backend", "file"))
+
+
+FlagSpec = Annotated[
+    Annotated[FileFlag, Tag("file")]
+    | Annotated[GatewayFlag, Tag("gateway")]
+    | Annotated[WebhookFlag, Tag("http")]
+    | Annotated[LaunchDarklyFlag, Tag("launchdarkly")],
+    Discriminator(
+        _flag_backend,
+        custom_error_type="flag_backend",
+        custom_error_message="backend must be one of: file, gateway, http, launchdarkly",
+    ),
+]
 
 
 # ---------------------------------------------------------------- sources
@@ -417,6 +487,3 @@ def _no_duplicates(names: list[str], what: str) -> None:
         if n in seen:
             raise ValueError(f"{what} name {n!r} is used twice")
         seen.add(n)
-
-
-ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

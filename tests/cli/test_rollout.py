@@ -92,7 +92,7 @@ def test_rollback_needs_a_reason_and_works_without_any_metrics(ws: Workspace) ->
 
 
 def test_on_call_commands_do_not_import_heavy_modules(ws: Workspace) -> None:
-    """rollback, pause, resume and status take the hand-parsed fast path: no analysis stack
+    """rollback, pause, resume, status and control take the hand-parsed fast path: no analysis stack
     and no CLI framework, so they start fast and work with every metrics backend down."""
     assert ws.run("start", str(ws.playbook), now=START).code == 0
     env = cli_env(ws.root)
@@ -107,7 +107,8 @@ def test_on_call_commands_do_not_import_heavy_modules(ws: Workspace) -> None:
         "pydantic",
         "rich",
     }
-    for argv in (["status"], ["pause", "shop-answers", "--reason", "look"],
+    for argv in (["status"], ["control", "list", "shop-answers"],
+                 ["pause", "shop-answers", "--reason", "look"],
                  ["resume", "shop-answers", "--reason=ok"], ["--json", "status", "shop-answers"],
                  ["rollback", "shop-answers", "--reason", "fast path"]):  # fmt: skip
         proc = subprocess.run(

@@ -1,0 +1,297 @@
+"""Layered kill switches and operator controls: `control list | apply | revert`.
+
+The playbook's `controls:` are stored beside the state at `start` (`controls.json`), so a
+control works without the playbook, with every metrics source down, and without importing
+the analysis stack. A control's `set:` maps flag keys to values; the rollout flag itself takes
+`{canary_percent: N}` and is written as the backend's split. `apply` records the values it
+replaces (before writing anything) so `revert` restores exactly what was there.
+
+A control that holds the rollout flag stops the gates from moving it: `advance` pauses and
+`promote` / `retry` refuse until it is reverted. `rollback` leaves controls as they are."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rolloutctl.atomic import atomic_write
+from rolloutctl.engine import Context, Outcome, _snapshot
+from rolloutctl.errors import ExitCode, StateConflict, UsageError
+from rolloutctl.flags.registry import build_backend
+from rolloutctl.state.store import ACTIVE, RolloutState
+
+# Seconds a control waits for the rollout's lock: a gate evaluation holds it for a few
+# seconds, and an operator's kill switch should wait for it rather than fail.
+LOCK_WAIT = 60.0
+
+
+# ---------------------------------------------------------------- stored definitions
+
+
+def _path(store: Any, rollout: str) -> Any:
+    return store.dir(rollout) / "controls.json"
+
+
+def load_book(store: Any, rollout: str) -> dict[str, Any]:
+    """{"controls": [definitions], "applied": {name: record}}; empty when never stored."""
+    path = _path(store, rollout)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {"controls": [], "applied": {}}
+    except (OSError, ValueError) as exc:
+        raise StateConflict(
+            f"{path} is corrupt ({exc}); nothing was changed",
+            hint="`rolloutctl start` writes it again from the playbook; the audit log "
+            "records which controls were applied",
+        ) from None
+    data.setdefault("controls", [])
+    data.setdefault("applied", {})
+    return dict(data)
+
+
+def save_book(store: Any, rollout: str, book: dict[str, Any]) -> None:
+    atomic_write(_path(store, rollout), (json.dumps(book, indent=2) + "\n").encode())
+
+
+def store_definitions(store: Any, rollout: str, controls: list[dict[str, Any]]) -> None:
+    """At `start`: the playbook's controls; records of applied controls that still exist are
+    kept (their flags are still set)."""
+    book = load_book(store, rollout) if _path(store, rollout).exists() else {"applied": {}}
+    names = {c["name"] for c in controls}
+    applied = {k: v for k, v in book.get("applied", {}).items() if k in names}
+    save_book(store, rollout, {"controls": controls, "applied": applied})
+
+
+def holding_flag(store: Any, rollout: str, flag_key: str) -> list[str]:
+    """Names of applied controls that set the rollout flag (the gates must not move it)."""
+    book = load_book(store, rollout)
+    return sorted(
+        name for name, record in book["applied"].items() if flag_key in record.get("values", {})
+    )
+
+
+# ---------------------------------------------------------------- reading the flags
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal values of the same kind (True is not 1.0 here)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return isinstance(a, bool) == isinstance(b, bool) and a == b
+
+
+def _current(backend: Any, flag_key: str, key: str) -> Any:
+    if key == flag_key:
+        split = backend.read()
+        return None if split is None else {"canary_percent": split.canary_percent}
+    reader = getattr(backend, "read_control", None)
+    if reader is None:
+        raise UsageError(
+            f"flag backend {getattr(backend, 'KIND', '?')!r} cannot read control flags",
+            hint="check the control flags in the flag system itself",
+        )
+    return reader(key)
+
+
+def _find(book: dict[str, Any], name: str, rollout: str) -> dict[str, Any]:
+    for control in book["controls"]:
+        if control["name"] == name:
+            return dict(control)
+    known = ", ".join(c["name"] for c in book["controls"]) or "none"
+    raise UsageError(
+        f"rollout {rollout!r} has no control named {name!r} (controls: {known})",
+        hint=f"`rolloutctl control list {rollout}` shows them",
+    )
+
+
+def _state_of(values: dict[str, Any], current: dict[str, Any]) -> str:
+    matches = [_same(current[k], v) for k, v in values.items()]
+    if all(matches):
+        return "applied"
+    return "partly applied" if any(matches) else "not applied"
+
+
+# ---------------------------------------------------------------- commands
+
+
+def list_controls(ctx: Context, rollout: str) -> dict[str, Any]:
+    state = ctx.store.load(rollout)
+    book = load_book(ctx.store, rollout)
+    backend = build_backend(state.flag)
+    rows = []
+    for control in book["controls"]:
+        current = {k: _current(backend, state.flag["key"], k) for k in control["set"]}
+        record = book["applied"].get(control["name"])
+        rows.append({
+            "name": control["name"], "layer": control["layer"], "title": control["title"],
+            "set": control["set"], "current": current,
+            "state": _state_of(control["set"], current),
+            "applied": _state_of(control["set"], current) == "applied",
+            "applied_by": None if record is None else {
+                k: record.get(k) for k in ("actor", "reason", "at", "previous")
+            },
+        })  # fmt: skip
+    return {"rollout": rollout, "controls": rows}
+
+
+def _outcome(
+    state: RolloutState, message: str, control: dict[str, Any], operation: str,
+    before: dict[str, Any], after: dict[str, Any], warnings: list[str] | None = None,
+) -> Outcome:  # fmt: skip
+    out = Outcome(state.rollout, "control", state.status, state.stage, state.canary_percent,
+                  message, ExitCode.OK, warnings=warnings or [])  # fmt: skip
+    out.extra["control"] = {
+        "name": control["name"], "layer": control["layer"], "title": control["title"],
+        "operation": operation, "before": before, "after": after,
+        "applied": operation == "apply",
+    }  # fmt: skip
+    return out
+
+
+def _set_split(backend: Any, state: RolloutState, percent: float) -> None:
+    split = backend.set_split(percent, state.scope, rollout=state.rollout, stage=state.stage)
+    state.flag_fingerprint, state.canary_percent = split.fingerprint, split.canary_percent
+
+
+def apply(ctx: Context, rollout: str, name: str, reason: str) -> Outcome:
+    store = ctx.store
+    with store.lock(rollout, "control apply", max(ctx.lock_wait, LOCK_WAIT)):
+        state = store.load(rollout)
+        book = load_book(store, rollout)
+        control = _find(book, name, rollout)
+        flag_key = state.flag["key"]
+        backend = build_backend(state.flag)
+        values: dict[str, Any] = control["set"]
+        current = {k: _current(backend, flag_key, k) for k in values}
+        record = book["applied"].get(name)
+        if record is not None and _state_of(values, current) == "applied":
+            return _outcome(state, f"{name} is already applied: {control['title']}",
+                            control, "apply", current, current)  # fmt: skip
+        opens = flag_key in values and float(values[flag_key]["canary_percent"]) > 0
+        if opens and state.status not in ACTIVE:
+            raise StateConflict(
+                f"control {name!r} would send traffic to {state.flag['canary']} but rollout "
+                f"{rollout!r} is {state.status}",
+                hint="`rolloutctl retry` restarts the rollout first",
+            )
+        # The values being replaced are recorded before anything is written: a crash midway
+        # still leaves what `revert` needs. A re-apply keeps the first record's values.
+        previous = record["previous"] if record is not None else current
+        now = ctx.clock().isoformat()
+        book["applied"][name] = {"previous": previous, "values": values, "actor": ctx.actor,
+                                 "reason": reason, "at": now}  # fmt: skip
+        save_book(store, rollout, book)
+        before, version = _snapshot(state), state.version
+        for key, value in values.items():
+            if _same(current[key], value):
+                continue
+            if key == flag_key:
+                _set_split(backend, state, float(value["canary_percent"]))
+            else:
+                backend.set_control(key, value)
+        if _snapshot(state) != before:
+            store.save(state, expected_version=version)
+        store.audit(
+            rollout, actor=ctx.actor, command="control", reason=reason,
+            before={**before, "control": name, "operation": "apply", "values": current},
+            after={**_snapshot(state), "control": name, "operation": "apply",
+                   "values": dict(values)},
+            at=now,
+        )  # fmt: skip
+    out = _outcome(state, f"applied {name}: {control['title']}", control, "apply", current,
+                   dict(values))  # fmt: skip
+    out.warnings += _notify(ctx, state, out, reason, now)
+    return out
+
+
+def revert(ctx: Context, rollout: str, name: str, reason: str, *, force: bool = False) -> Outcome:
+    store = ctx.store
+    warnings: list[str] = []
+    with store.lock(rollout, "control revert", max(ctx.lock_wait, LOCK_WAIT)):
+        state = store.load(rollout)
+        book = load_book(store, rollout)
+        control = _find(book, name, rollout)
+        flag_key = state.flag["key"]
+        backend = build_backend(state.flag)
+        current = {k: _current(backend, flag_key, k) for k in control["set"]}
+        record = book["applied"].get(name)
+        if record is None:
+            if _state_of(control["set"], current) != "not applied":
+                warnings.append(
+                    f"the flags of {name} hold its values, but rolloutctl did not apply it, so "
+                    "it has nothing to restore; change them in the flag system if needed"
+                )
+            return _outcome(state, f"{name} is not applied", control, "revert", current,
+                            current, warnings)  # fmt: skip
+        applied: dict[str, Any] = record["values"]
+        changed = [k for k in applied if not _same(current.get(k), applied[k])]
+        if changed and not force:
+            raise StateConflict(
+                f"flag(s) {', '.join(changed)} changed since {name} was applied (now "
+                f"{', '.join(f'{k}={current.get(k)!r}' for k in changed)}); refusing to overwrite",
+                hint="pass --force to restore the values from before the control anyway",
+            )
+        before, version = _snapshot(state), state.version
+        restored: dict[str, Any] = {}
+        for key, old in record["previous"].items():
+            if key == flag_key:
+                if state.status not in ACTIVE:
+                    warnings.append(
+                        f"rollout {rollout} is {state.status}: flag {flag_key} stays at "
+                        f"{state.canary_percent:g}% to {state.flag['canary']}"
+                    )
+                    restored[key] = current.get(key)
+                    continue
+                _set_split(backend, state, float((old or {}).get("canary_percent", 0.0)))
+            elif old is None:
+                _remove_control(backend, key)
+            else:
+                backend.set_control(key, old)
+            restored[key] = old
+        del book["applied"][name]
+        save_book(store, rollout, book)
+        if _snapshot(state) != before:
+            store.save(state, expected_version=version)
+        now = ctx.clock().isoformat()
+        store.audit(
+            rollout, actor=ctx.actor, command="control", reason=reason,
+            before={**before, "control": name, "operation": "revert", "values": current},
+            after={**_snapshot(state), "control": name, "operation": "revert",
+                   "values": restored},
+            at=now,
+        )  # fmt: skip
+    out = _outcome(state, f"reverted {name}: {control['title']} is off", control, "revert",
+                   current, restored, warnings)  # fmt: skip
+    out.extra["control"]["applied"] = False
+    out.warnings += _notify(ctx, state, out, reason, now)
+    return out
+
+
+def _remove_control(backend: Any, key: str) -> None:
+    """The control flag did not exist before: remove it again."""
+    remover = getattr(backend, "remove_control", None)
+    if remover is not None:
+        remover(key)
+        return
+    if hasattr(backend, "_load") and hasattr(backend, "_write"):  # the file backend
+        data = backend._load()
+        data["flags"].pop(key, None)
+        backend._write(data)
+        return
+    raise StateConflict(
+        f"flag {key!r} did not exist before the control; this backend cannot delete it",
+        hint=f"delete flag {key!r} in the flag system by hand",
+    )
+
+
+def _notify(ctx: Context, state: RolloutState, out: Outcome, reason: str, now: str) -> list[str]:
+    from rolloutctl import notify
+
+    info = out.extra["control"]
+    body = notify.event_body(
+        rollout=state.rollout, stage=state.stage, event="control",
+        decision=info["operation"], verdict=None, reasons=[reason], report=state.last_report,
+        actor=ctx.actor, time=now, message=out.message, control=info["name"],
+    )  # fmt: skip
+    return notify.send(ctx.store, state.rollout, body)

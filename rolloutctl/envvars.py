@@ -1,0 +1,40 @@
+"""`${VAR}` and `${VAR:-default}` in playbook values: secrets and endpoints come from the
+environment, never from the playbook.
+
+Standard library only: the rollback fast path, the flag backends and notifications expand
+references without loading the playbook machinery."""
+
+from __future__ import annotations
+
+import os
+import re
+
+ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class UnsetVariable(LookupError):
+    """A reference to a variable that is not set and has no default."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+def expand(value: str) -> str:
+    """The value with every reference replaced; raises UnsetVariable for the first one that
+    is unset without a default. Callers turn that into their own error kind."""
+
+    def sub(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if default is not None:
+            return default
+        raise UnsetVariable(name)
+
+    return ENV_REF.sub(sub, value)
+
+
+def references(text: str) -> list[str]:
+    """The variables a text reads without a default."""
+    return sorted({m.group(1) for m in ENV_REF.finditer(text) if m.group(2) is None})

@@ -1,0 +1,168 @@
+"""Notifications: tell people what a rollout did, after it is done.
+
+The playbook's `notify:` entries are stored beside the state at `start` (`notify.json`, URLs
+kept as written, `${ENV}` references unexpanded so no secret lands on disk), so `rollback`
+notifies without parsing the playbook. Two kinds:
+
+- `slack`: a Slack-compatible incoming webhook, `{"text": "..."}` in plain language;
+- `webhook`: a generic JSON webhook, the event object itself (see `event_body`).
+
+Sending happens after the state is saved and the lock released. A failing endpoint is retried
+briefly, then becomes a warning (stderr and audit log): a notification never blocks, delays
+materially, or undoes what the command did. This module is cheap to import; httpx is loaded
+only when an entry wants the event."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from typing import Any
+
+from rolloutctl import envvars
+from rolloutctl.atomic import atomic_write
+
+EVENTS = ("advance", "hold", "pause", "rollback", "control", "complete")
+TRIES = 3
+TIMEOUT = 2.0  # seconds per try (connect, read, write)
+BACKOFF = (0.2, 0.5)  # seconds before the second and third tries
+DEADLINE = 6.0  # seconds for all notifications of one command, whatever the endpoints do
+
+# The same `${VAR}` / `${VAR:-default}` syntax as the playbook loader's `resolve_env`
+# (rolloutctl.playbook.load), which cannot be imported here without pydantic and PyYAML.
+# ---------------------------------------------------------------- stored configuration
+
+
+def _path(store: Any, rollout: str) -> Any:
+    return store.dir(rollout) / "notify.json"
+
+
+def save_config(store: Any, rollout: str, entries: list[dict[str, Any]]) -> None:
+    text = json.dumps({"notify": entries}, indent=2) + "\n"
+    atomic_write(_path(store, rollout), text.encode())
+
+
+def load_config(store: Any, rollout: str) -> list[dict[str, Any]]:
+    try:
+        data = json.loads(_path(store, rollout).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    entries = data.get("notify") if isinstance(data, dict) else None
+    return [e for e in entries or [] if isinstance(e, dict)]
+
+
+# ---------------------------------------------------------------- messages
+
+
+def event_body(
+    *,
+    rollout: str,
+    stage: str,
+    event: str,
+    decision: str | None,
+    verdict: str | None,
+    reasons: list[str],
+    report: str | None,
+    actor: str,
+    time: str,
+    message: str,
+    control: str | None = None,
+) -> dict[str, Any]:
+    """The generic webhook's JSON object (also the source of the Slack text)."""
+    return {
+        "rollout": rollout,
+        "stage": stage,
+        "event": event,
+        "decision": decision,
+        "verdict": verdict,
+        "reasons": list(reasons),
+        "report": report,
+        "actor": actor,
+        "time": time,
+        "message": message,
+        "control": control,
+    }
+
+
+def slack_text(body: dict[str, Any]) -> str:
+    """What happened, why (the first reason), where the report is; who and when."""
+    lines = [f"rolloutctl · {body['rollout']}: {body['message']}"]
+    if body["reasons"]:
+        lines.append(f"Why: {body['reasons'][0]}")
+    if body["report"]:
+        lines.append(f"Report: {body['report']}")
+    lines.append(f"By {body['actor']} at {body['time']} (stage {body['stage']})")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- sending
+
+
+def _where(url: str) -> str:
+    """Scheme and host only: a webhook URL's path is often its secret."""
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.split('/', 1)[0]}" if rest else "(no URL)"
+
+
+def send(store: Any, rollout: str, body: dict[str, Any]) -> list[str]:
+    """Post the event to every entry that wants it; return one warning per failure.
+    Never raises: whatever goes wrong here, the command's action stands."""
+    try:
+        entries = [e for e in load_config(store, rollout) if body["event"] in e.get("on", [])]
+    except Exception as exc:  # an unreadable config is a warning like any other
+        return [f"notifications skipped: {type(exc).__name__}: {exc}"]
+    if not entries:
+        return []
+    warnings = []
+    deadline = time.monotonic() + DEADLINE
+    for entry in entries:
+        kind = entry.get("kind", "webhook")
+        try:
+            url = envvars.expand(str(entry.get("url", "")))
+            payload = {"text": slack_text(body)} if kind == "slack" else body
+            error = _post(url, payload, deadline)
+        except envvars.UnsetVariable as exc:
+            error = f"environment variable {exc.name} is not set"
+            url = ""
+        except Exception as exc:  # never let a notification break the command
+            error, url = f"{type(exc).__name__}: {exc}", ""
+        if error is None:
+            continue
+        where = f" to {_where(url)}" if url else ""
+        message = f"{kind} notification of {body['event']}{where} failed: {error}"
+        warnings.append(message)
+        with contextlib.suppress(OSError):  # the warning still reaches stderr
+            store.audit(
+                rollout, actor=body["actor"], command="notify", reason=message, before=None,
+                after=None, verdict={"event": body["event"], "kind": kind, "delivered": False},
+            )  # fmt: skip
+    return warnings
+
+
+def _post(url: str, payload: dict[str, Any], deadline: float) -> str | None:
+    """None when delivered, else why not (after up to TRIES tries within the deadline)."""
+    import httpx
+
+    error, tried = "not sent", 0
+    with httpx.Client(timeout=TIMEOUT, follow_redirects=False) as client:
+        for attempt in range(TRIES):
+            if attempt:
+                pause = BACKOFF[min(attempt - 1, len(BACKOFF) - 1)]
+                if time.monotonic() + pause >= deadline:
+                    break
+                time.sleep(pause)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            tried += 1
+            try:
+                response = client.post(url, json=payload, timeout=min(TIMEOUT, remaining))
+            except httpx.HTTPError as exc:
+                error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                continue
+            if response.is_success:
+                return None
+            error = f"HTTP {response.status_code}"
+            if 400 <= response.status_code < 500 and response.status_code not in (408, 429):
+                break  # the endpoint refuses this request: trying again will not help
+    return f"{error} ({tried} tr{'y' if tried == 1 else 'ies'})"

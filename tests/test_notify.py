@@ -1,0 +1,181 @@
+"""Notifications against a real local HTTP server: exact bodies, and failures that never
+change what the command did."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from rolloutctl import notify
+from tests.conftest import PLAYBOOK, START, Workspace
+
+
+class Hook:
+    def __init__(self, status: int) -> None:
+        self.status = status
+        self.bodies: list[tuple[str, Any]] = []
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers["Content-Length"])
+                hook.bodies.append((self.path, json.loads(self.rfile.read(length))))
+                self.send_response(hook.status)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+@pytest.fixture
+def hook() -> Iterator[Hook]:
+    server = Hook(200)
+    yield server
+    server.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port  # closed again: connecting to it is refused
+
+
+def start_with(ws: Workspace, notify_yaml: str, **env: str) -> None:
+    ws.playbook.write_text(PLAYBOOK + notify_yaml)
+    r = ws.run("start", str(ws.playbook), now=START, env=env)
+    assert r.code == 0, r.err
+
+
+@pytest.fixture
+def envws(ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> Workspace:
+    """The ws fixture with extra environment variables for the CLI (`env=` keyword)."""
+    run = ws.run
+
+    def run_env(*args: str, env: dict[str, str] | None = None, **kw: Any) -> Any:
+        for key, val in (env or {}).items():
+            monkeypatch.setenv(key, val)
+        return run(*args, **kw)
+
+    ws.run = run_env
+    return ws
+
+
+def test_rollback_sends_slack_text_and_generic_json(envws: Workspace, hook: Hook) -> None:
+    start_with(envws, """\
+notify:
+  - {kind: slack, url: "${HOOK_BASE}/slack", on: [rollback, pause]}
+  - {kind: webhook, url: "${HOOK_BASE:-unused}/json", on: [rollback]}
+""", HOOK_BASE=hook.url)  # fmt: skip
+    r = envws.run("rollback", "shop-answers", "--reason", "pager: answers look off")
+    assert r.code == 0, r.err
+    assert "warning" not in r.err
+    assert [path for path, _ in hook.bodies] == ["/slack", "/json"]
+    slack = hook.bodies[0][1]
+    assert set(slack) == {"text"}
+    assert slack["text"].splitlines()[:2] == [
+        "rolloutctl · shop-answers: rolled back shop-answers: all traffic on v1",
+        "Why: pager: answers look off",
+    ]
+    body = hook.bodies[1][1]
+    assert set(body) == {"rollout", "stage", "event", "decision", "verdict", "reasons", "report",
+                         "actor", "time", "message", "control"}  # fmt: skip
+    assert body["time"]
+    body.pop("time")
+    assert body == {
+        "rollout": "shop-answers", "stage": "c1", "event": "rollback", "decision": "rollback",
+        "verdict": None, "reasons": ["pager: answers look off"], "report": None,
+        "actor": "tester", "message": "rolled back shop-answers: all traffic on v1",
+        "control": None,
+    }  # fmt: skip
+    stored = json.loads((envws.root / "state" / "shop-answers" / "notify.json").read_text())
+    assert stored["notify"][0]["url"] == "${HOOK_BASE}/slack"  # no secret on disk
+
+
+def test_events_not_asked_for_are_not_sent(envws: Workspace, hook: Hook) -> None:
+    start_with(envws, f"notify:\n  - {{kind: webhook, url: '{hook.url}/j', on: [rollback]}}\n")
+    assert envws.run("pause", "shop-answers", "--reason", "look").code == 12
+    assert envws.run("resume", "shop-answers", "--reason", "ok").code == 0
+    assert hook.bodies == []
+    assert envws.run("pause", "shop-answers", "--reason", "again").code == 12
+    assert hook.bodies == []
+
+
+def test_a_control_notifies_with_its_name(envws: Workspace, hook: Hook) -> None:
+    start_with(envws, f"""\
+controls:
+  - {{name: health-off, layer: scenario, title: "Stop AI answers for health questions", set: {{ai-answers-health: false}}}}
+notify:
+  - {{kind: webhook, url: "{hook.url}/c", on: [control]}}
+""")  # fmt: skip
+    r = envws.run("control", "apply", "shop-answers", "health-off", "--reason", "bad answers")
+    assert r.code == 0, r.err
+    ((_, body),) = hook.bodies
+    assert (body["event"], body["decision"], body["control"], body["reasons"]) == (
+        "control", "apply", "health-off", ["bad answers"])  # fmt: skip
+
+
+@pytest.mark.parametrize("failure", ["500", "refused"])
+def test_a_failing_endpoint_never_changes_the_rollback(
+    envws: Workspace, failure: str, hook: Hook
+) -> None:
+    hook.status = 500
+    url = hook.url if failure == "500" else f"http://127.0.0.1:{free_port()}"
+    start_with(envws, f"notify:\n  - {{kind: slack, url: '{url}/s', on: [rollback]}}\n")
+    began = time.monotonic()
+    r = envws.run("--json", "rollback", "shop-answers", "--reason", "pager")
+    elapsed = time.monotonic() - began
+    assert r.code == 0
+    assert r.json()["status"] == "rolled_back" and envws.state()["status"] == "rolled_back"
+    assert "targeting" not in envws.flag
+    assert "warning: slack notification of rollback" in r.err
+    assert len(r.json()["warnings"]) == 1
+    if failure == "500":
+        assert len(hook.bodies) == notify.TRIES  # retried, then given up
+    assert elapsed < notify.DEADLINE + 5
+    commands = [e["command"] for e in envws.audit()]
+    assert commands[-2:] == ["rollback", "notify"]
+    assert envws.audit()[-1]["verdict"] == {"event": "rollback", "kind": "slack",
+                                            "delivered": False}  # fmt: skip
+
+
+def test_an_unset_url_variable_warns_at_start_and_at_send(envws: Workspace) -> None:
+    envws.playbook.write_text(
+        PLAYBOOK + "notify:\n  - {kind: slack, url: '${NO_SUCH_HOOK_URL}', on: [rollback]}\n"
+    )
+    started = envws.run("start", str(envws.playbook), now=START)
+    assert started.code == 0 and "NO_SUCH_HOOK_URL" in started.err
+    r = envws.run("rollback", "shop-answers", "--reason", "x")
+    assert r.code == 0 and "NO_SUCH_HOOK_URL is not set" in r.err
+
+
+def test_expand_env_matches_the_playbook_loader(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rolloutctl import envvars
+    from rolloutctl.errors import InvalidInput
+    from rolloutctl.playbook.load import resolve_env
+
+    monkeypatch.setenv("HOOK_A", "https://hooks.example/a")
+    monkeypatch.delenv("HOOK_B", raising=False)
+    for text in ("${HOOK_A}/x", "${HOOK_B:-http://fallback}/y", "plain", "${HOOK_A}${HOOK_B:-}"):
+        assert envvars.expand(text) == resolve_env(text, where="t")
+    with pytest.raises(envvars.UnsetVariable):
+        envvars.expand("${HOOK_B}")
+    with pytest.raises(InvalidInput):
+        resolve_env("${HOOK_B}", where="t")
