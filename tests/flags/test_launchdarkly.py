@@ -14,6 +14,7 @@ import pytest
 from rolloutctl.errors import BackendError
 from rolloutctl.flags.launchdarkly import SEMANTIC_PATCH, LaunchDarklyFlagBackend
 from rolloutctl.flags.registry import build_backend
+from tests.conftest import PLAYBOOK, START, Workspace
 from tests.flags.test_webhook import LocalServer, serve
 
 TOKEN = "api-0123-secret"
@@ -198,3 +199,27 @@ def test_connection_refused_is_retried_then_reported() -> None:
     with pytest.raises(BackendError, match="unreachable"):
         backend.read()
     assert len(seen) == 4
+
+
+def test_start_and_rollback_through_the_cli(
+    ld: tuple[FakeLaunchDarkly, LocalServer], monkeypatch: pytest.MonkeyPatch, ws: Workspace
+) -> None:
+    """A remote flag has no file path: the CLI starts, splits and rolls back through the API."""
+    app, server = ld
+    monkeypatch.setenv("LD_TEST_TOKEN", TOKEN)
+    ws.playbook.write_text(PLAYBOOK.replace(
+        "flag: {backend: file, path: flags/flags.json, key: answer-model, control: v1, canary: v2}",
+        "flag: {backend: launchdarkly, project: search, environment: " + ENV + ", "
+        "key: answer-model, control: v1, canary: v2, token_env: LD_TEST_TOKEN, "
+        f"base_url: '{server.url}'}}",
+    ))  # fmt: skip
+    started = ws.run("start", str(ws.playbook), now=START)
+    assert started.code == 0, started.err
+    env = app.flags["answer-model"]["environments"][ENV]
+    assert env["fallthrough"]["rollout"]["variations"] == [
+        {"variation": 0, "weight": 80_000}, {"variation": 1, "weight": 20_000}]  # fmt: skip
+    rolled = ws.run("--json", "rollback", "shop-answers", "--reason", "pager")
+    assert rolled.code == 0, rolled.err
+    assert env["fallthrough"] == {"variation": 0}
+    assert ws.state()["status"] == "rolled_back"
+    assert TOKEN not in (started.out + started.err + rolled.out + rolled.err)
