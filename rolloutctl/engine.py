@@ -481,6 +481,7 @@ def advance(ctx: Context, rollout: str, *, force: bool = False) -> Outcome:
         warnings: list[str] = []
         drift = flag_drift(state)
         if drift:
+            _reconcile_rollback(ctx, state)  # raises when the flag already serves the control
             if not force:
                 raise StateConflict(
                     drift + "; refusing to act on a flag someone else changed",
@@ -542,6 +543,28 @@ def advance(ctx: Context, rollout: str, *, force: bool = False) -> Outcome:
                             report=result.report)  # fmt: skip
     return Outcome(rollout, "advance", state.status, state.stage, state.canary_percent,
                    message, code, result, warnings)  # fmt: skip
+
+
+def _reconcile_rollback(ctx: Context, state: RolloutState) -> None:
+    """The flag serves only the control while the state says the canary has traffic: a
+    rollback whose state write never happened (a crash between the two writes), or one made
+    by hand. Either way the safe reading is the flag's: record the rollback, then refuse to
+    advance. Never re-opens canary traffic; other differences still need a person."""
+    real = build_backend(state.flag).read()
+    if real is None or real.canary_percent > 0 or state.canary_percent <= 0:
+        return
+    before, version = _snapshot(state), state.version
+    reason = "the flag already serves only the control (an interrupted or manual rollback)"
+    state.flag_fingerprint, state.canary_percent = real.fingerprint, 0.0
+    state.status, state.paused_reason = "rolled_back", reason
+    ctx.store.save(state, expected_version=version)
+    ctx.store.audit(state.rollout, actor=ctx.actor, command="reconcile", reason=reason,
+                    before=before, after=_snapshot(state), at=ctx.clock().isoformat())  # fmt: skip
+    raise StateConflict(
+        f"rollout {state.rollout!r} was rolled back at stage {state.stage}: {reason}; "
+        "recorded it in the state now",
+        hint="`rolloutctl retry` restarts that stage; `rolloutctl start` begins anew",
+    )
 
 
 def _enter_stage(

@@ -203,6 +203,25 @@ def test_flag_changed_by_hand_is_detected(ws: Workspace) -> None:
     assert forced.code in (0, 11), forced.err
 
 
+def test_a_rollback_interrupted_before_its_state_write_is_reconciled(ws: Workspace) -> None:
+    """The flag was flipped to the control but the process died before writing the state:
+    the next advance records the rollback from the flag instead of re-opening traffic."""
+    from rolloutctl.flags.registry import build_backend
+
+    assert ws.run("start", str(ws.playbook), now=START).code == 0
+    build_backend(ws.state()["flag"]).rollback(rollout="shop-answers", reason="crashed")
+    assert ws.state()["status"] == "running"  # the state never heard of it
+    ws.log("healthy", START, 2, 20, "p1", seed=6)
+    r = ws.run("advance", "shop-answers", now=START + timedelta(hours=2))
+    assert r.code == 5 and "recorded it in the state now" in r.err
+    state = ws.state()
+    assert state["status"] == "rolled_back" and state["canary_percent"] == 0
+    assert ws.audit()[-1]["command"] == "reconcile"
+    assert ws.flag["defaultVariant"] == "v1" and "fractional" not in json.dumps(ws.flag)
+    status = ws.run("status")
+    assert "changed outside rolloutctl" not in status.err
+
+
 def test_corrupt_state_and_flag_files(ws: Workspace) -> None:
     assert ws.run("start", str(ws.playbook), now=START).code == 0
     flag_path = ws.root / "flags" / "flags.json"
