@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from rolloutctl import formatting
 from rolloutctl.durations import format_duration, parse_duration
 from rolloutctl.metrics.base import Measurement, SegmentKey
 from rolloutctl.playbook import expr
@@ -181,19 +182,11 @@ def _test_name(metric: Metric, method: str) -> str:
 
 
 def _fmt(metric: Metric, value: float | None) -> str:
-    if value is None or not math.isfinite(value):
-        return "n/a"
-    if metric.kind == "proportion":
-        return f"{value:.3%}"
-    return f"{value:.4g}"
+    return formatting.value(value, metric.kind)
 
 
 def _fmt_theta(metric: Metric, value: float) -> str:
-    if metric.margin.relative is not None:
-        return f"{value:+.1%}"
-    if metric.kind == "proportion":
-        return f"{value * 100:+.3f} pt"
-    return f"{value:+.4g}"
+    return formatting.delta(value, metric.kind, metric.margin.relative is not None)
 
 
 def evaluate(

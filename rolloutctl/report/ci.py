@@ -15,46 +15,17 @@ each trigger, the stage's minimum duration and samples, and the measurements the
 
 from __future__ import annotations
 
-import math
 import re
 import unicodedata
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 from typing import Any
 
+from rolloutctl import formatting as fmt
+
 __all__ = ["junit_xml", "markdown_summary"]
 
 # ---------------------------------------------------------------- numbers (as the HTML report)
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _num(value: Any, kind: str = "") -> str:
-    if not _finite(value):
-        return "—"
-    if kind == "proportion":
-        return f"{value:.3%}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return f"{value:.4g}"
-
-
-def _delta(value: Any, kind: str, relative: bool) -> str:
-    if not _finite(value):
-        return "—"
-    if relative:
-        return f"{value:+.2%}"
-    if kind == "proportion":
-        return f"{value * 100:+.3f} pt"
-    return f"{value:+.4g}"
-
-
-def _pval(value: Any) -> str:
-    if not _finite(value):
-        return "—"
-    return "< 0.0001" if value < 1e-4 else f"{value:.2g}" if value < 0.01 else f"{value:.3f}"
 
 
 # ---------------------------------------------------------------- hostile text
@@ -151,19 +122,19 @@ def _relative(m: dict[str, Any]) -> bool:
 
 def _arm(m: dict[str, Any], arm: str) -> str:
     side = m.get(arm) or {}
-    return f"{_num(side.get('value'), m.get('kind', ''))} ({_num(side.get('n'))})"
+    return f"{fmt.value(side.get('value'), m.get('kind', ''))} ({fmt.value(side.get('n'))})"
 
 
 def _interval(m: dict[str, Any]) -> tuple[str, str]:
     ci = [*(m.get("ci") or []), None, None]
     kind, rel = m.get("kind", ""), _relative(m)
-    return _delta(ci[0], kind, rel), _delta(ci[1], kind, rel)
+    return fmt.delta(ci[0], kind, rel), fmt.delta(ci[1], kind, rel)
 
 
 def _margin(m: dict[str, Any]) -> str:
-    text = _delta(m.get("margin"), m.get("kind", ""), _relative(m))
+    text = fmt.delta(m.get("margin"), m.get("kind", ""), _relative(m))
     if m.get("limit") is not None:
-        text += f"; limit {_num(m.get('limit'), m.get('kind', ''))}"
+        text += f"; limit {fmt.value(m.get('limit'), m.get('kind', ''))}"
     return text
 
 
@@ -173,11 +144,11 @@ def _detail(m: dict[str, Any]) -> str:
     kind, rel = m.get("kind", ""), _relative(m)
     text = (
         f"control {_arm(m, 'control')} → canary {_arm(m, 'canary')}; "
-        f"estimate {_delta(m.get('estimate'), kind, rel)}, interval [{lo}, {hi}], "
-        f"margin {_delta(m.get('margin'), kind, rel)} (worse is {m.get('worse', '?')}); "
-        f"always-valid p = {_pval(m.get('p_value'))}, adjusted {_pval(m.get('p_adjusted'))}"
+        f"estimate {fmt.delta(m.get('estimate'), kind, rel)}, interval [{lo}, {hi}], "
+        f"margin {fmt.delta(m.get('margin'), kind, rel)} (worse is {m.get('worse', '?')}); "
+        f"always-valid p = {fmt.p_value(m.get('p_value'))}, adjusted {fmt.p_value(m.get('p_adjusted'))}"
     )
-    if _finite(m.get("alpha")):
+    if fmt.finite(m.get("alpha")):
         text += f", α = {m['alpha']:.3g}"
     if m.get("test"):
         text += f"; test: {m['test']}"
@@ -235,7 +206,7 @@ def _md_verdict(m: dict[str, Any]) -> str:
 def _md_numbers(m: dict[str, Any]) -> list[str]:
     """Control (n), canary (n), estimate and interval cells of one comparison."""
     lo, hi = _interval(m)
-    estimate = _delta(m.get("estimate"), m.get("kind", ""), _relative(m))
+    estimate = fmt.delta(m.get("estimate"), m.get("kind", ""), _relative(m))
     return [_arm(m, "control"), _arm(m, "canary"), estimate, f"\\[{lo}, {hi}\\]"]
 
 
@@ -300,11 +271,11 @@ def markdown_summary(data: dict[str, Any]) -> str:
     if srm:
         lines.append(
             f"**Sample ratio:** {'✅ OK' if srm.get('ok') else '❌ mismatch'} — control "
-            f"{_num(srm.get('control_n'))}, canary {_num(srm.get('canary_n'))} "
+            f"{fmt.value(srm.get('control_n'))}, canary {fmt.value(srm.get('canary_n'))} "
             f"{md_escape(srm.get('counted') or 'requests')} "
-            f"({_num(srm.get('observed_canary_percent'))}% observed, "
-            f"{_num(srm.get('expected_canary_percent'))}% configured), "
-            f"p = {_pval(srm.get('p_value'))}."
+            f"({fmt.value(srm.get('observed_canary_percent'))}% observed, "
+            f"{fmt.value(srm.get('expected_canary_percent'))}% configured), "
+            f"p = {fmt.p_value(srm.get('p_value'))}."
         )
         lines.append("")
     window = data.get("window") or {}
@@ -375,11 +346,11 @@ def _metric_case(suite: _Suite, m: dict[str, Any]) -> None:
 def _limit_case(suite: _Suite, m: dict[str, Any]) -> None:
     case = suite.case(f"{m.get('name')}[limit]")
     title = str(m.get("title") or m.get("name"))
-    limit = _num(m.get("limit"), m.get("kind", ""))
+    limit = fmt.value(m.get("limit"), m.get("kind", ""))
     breach = _find_reason(suite.data, f"{title}: canary ", contains="beyond the limit")
     if breach:
         _child(case, "failure", breach, message=breach, type="limit")
-    elif not _finite((m.get("canary") or {}).get("value")):
+    elif not fmt.finite((m.get("canary") or {}).get("value")):
         _child(case, "skipped", f"{title}: no canary value yet to hold against the limit {limit}")
     else:
         _child(case, "system-out", f"{title}: canary {_arm(m, 'canary')}, limit {limit}")
@@ -388,10 +359,10 @@ def _limit_case(suite: _Suite, m: dict[str, Any]) -> None:
 def _srm_case(suite: _Suite, srm: dict[str, Any]) -> None:
     case = suite.case("sample_ratio")
     text = (
-        f"control {_num(srm.get('control_n'))}, canary {_num(srm.get('canary_n'))} "
-        f"{srm.get('counted') or 'requests'}: {_num(srm.get('observed_canary_percent'))}% "
-        f"observed, {_num(srm.get('expected_canary_percent'))}% configured; "
-        f"chi-square p = {_pval(srm.get('p_value'))}"
+        f"control {fmt.value(srm.get('control_n'))}, canary {fmt.value(srm.get('canary_n'))} "
+        f"{srm.get('counted') or 'requests'}: {fmt.value(srm.get('observed_canary_percent'))}% "
+        f"observed, {fmt.value(srm.get('expected_canary_percent'))}% configured; "
+        f"chi-square p = {fmt.p_value(srm.get('p_value'))}"
     )
     if srm.get("ok"):
         _child(case, "system-out", text)

@@ -3,7 +3,6 @@ rollout, and `reports/index.html` listing rollouts. No script, font or image is 
 
 from __future__ import annotations
 
-import math
 import re
 from datetime import datetime
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
+from rolloutctl import formatting as fmt
 from rolloutctl.atomic import atomic_write
 
 _env = Environment(
@@ -24,37 +24,9 @@ _env = Environment(
 GROUPS = ("safety", "quality", "technical", "product")
 
 
-def _num(value: Any, kind: str = "", relative: bool = False) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "—"
-    if relative:
-        return f"{value:+.2%}"
-    if kind == "proportion":
-        return f"{value:.3%}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return f"{value:.4g}"
-
-
-def _delta(value: Any, kind: str, relative: bool) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "—"
-    if relative:
-        return f"{value:+.2%}"
-    if kind == "proportion":
-        return f"{value * 100:+.3f} pt"
-    return f"{value:+.4g}"
-
-
-def _pval(value: Any) -> str:
-    if value is None or not isinstance(value, int | float) or not math.isfinite(value):
-        return "—"
-    return "< 0.0001" if value < 1e-4 else f"{value:.2g}" if value < 0.01 else f"{value:.3f}"
-
-
-_env.filters["num"] = _num
-_env.filters["pval"] = _pval
-_env.filters["delta"] = _delta
+_env.filters["num"] = fmt.value
+_env.filters["pval"] = fmt.p_value
+_env.filters["delta"] = fmt.delta
 
 
 def _slug(text: str) -> str:
@@ -87,9 +59,9 @@ def headline(data: dict[str, Any], acted: bool = True) -> str:
         went = "rose" if m["worse"] == "higher" else "fell"
         return (
             f"{done}: {m['title']} {went}{_where(m['segment'])} "
-            f"({_num(m['control']['value'], m['kind'])} → {_num(m['canary']['value'], m['kind'])}, "
-            f"{_delta(m['estimate'], m['kind'], rel)} against a {_delta(m['margin'], m['kind'], rel)}"
-            f" margin; adjusted p = {_pval(m.get('p_adjusted'))})."
+            f"({fmt.value(m['control']['value'], m['kind'])} → {fmt.value(m['canary']['value'], m['kind'])}, "
+            f"{fmt.delta(m['estimate'], m['kind'], rel)} against a {fmt.delta(m['margin'], m['kind'], rel)}"
+            f" margin; adjusted p = {fmt.p_value(m.get('p_adjusted'))})."
         )
     reason = data["reasons"][0] if data.get("reasons") else ""
     return f"{done}: {reason}." if reason else f"{done}."

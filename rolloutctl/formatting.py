@@ -1,0 +1,41 @@
+"""How numbers read everywhere a person sees them: gate reasons, HTML reports, Markdown and
+JUnit. One place, so a value reads the same in the terminal, the report and CI."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+def finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def value(v: Any, kind: str = "", relative: bool = False) -> str:
+    """A metric's value: a rate as a percentage, a count with separators, else 4 digits."""
+    if not finite(v):
+        return "—"
+    if relative:
+        return f"{v:+.2%}"
+    if kind == "proportion":
+        return f"{v:.3%}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return f"{v:.4g}"
+
+
+def delta(v: Any, kind: str, relative: bool) -> str:
+    """A difference (canary − control) or a margin: relative in %, rates in points."""
+    if not finite(v):
+        return "—"
+    if relative:
+        return f"{v:+.2%}"
+    if kind == "proportion":
+        return f"{v * 100:+.3f} pt"
+    return f"{v:+.4g}"
+
+
+def p_value(v: Any) -> str:
+    if not finite(v):
+        return "—"
+    return "< 0.0001" if v < 1e-4 else f"{v:.2g}" if v < 0.01 else f"{v:.3f}"
