@@ -4,31 +4,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
-# The report tests (tests/report/) drive Debian's Chromium. Installed here as root when missing;
-# if that fails they skip on a developer's machine and fail when CI is set.
-if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
-  apt_log="$(mktemp)"
-  if ! { apt-get update -qq \
-    && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; \
-  } >"$apt_log" 2>&1; then
-    tail -n 20 "$apt_log" >&2
-    echo "chromium could not be installed: the browser tests will fail under CI" >&2
-  fi
-  rm -f "$apt_log"
-fi
-# The prometheus source's tests (tests/metrics/test_prometheus.py) start Debian's Prometheus and
-# VictoriaMetrics. Installed here as root when missing; if that fails they skip on a developer's
-# machine and fail when CI is set.
-if { ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null \
-  || ! command -v victoria-metrics >/dev/null; } && [ "$(id -u)" -eq 0 ] \
-  && command -v apt-get >/dev/null; then
+# System packages the tests start for real: Debian's Chromium (tests/report/), Prometheus with
+# promtool and VictoriaMetrics (tests/metrics/test_prometheus.py). Installed here as root when
+# missing; if that fails their tests skip on a developer's machine and fail when CI is set.
+missing=()
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+{ command -v prometheus && command -v promtool; } >/dev/null || missing+=(prometheus)
+command -v victoria-metrics >/dev/null || missing+=(victoria-metrics)
+if [ "${#missing[@]}" -gt 0 ] && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
   apt_log="$(mktemp)"
   if ! { apt-get update -qq \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      prometheus victoria-metrics; \
+      "${missing[@]}"; \
   } >"$apt_log" 2>&1; then
     tail -n 20 "$apt_log" >&2
-    echo "prometheus / victoria-metrics could not be installed: their tests will fail under CI" >&2
+    echo "could not install ${missing[*]}: their tests will fail under CI" >&2
   fi
   rm -f "$apt_log"
 fi
