@@ -24,7 +24,7 @@ import yaml
 from rolloutctl.atomic import atomic_write
 from rolloutctl.errors import BackendError
 from rolloutctl.flags.base import FlagSplit
-from rolloutctl.flags.webhook import fingerprint
+from rolloutctl.flags.transport import fingerprint
 
 CONTROLS_KEY = "rolloutctl_controls"
 

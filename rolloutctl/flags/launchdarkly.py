@@ -25,7 +25,7 @@ import httpx
 
 from rolloutctl.errors import BackendError
 from rolloutctl.flags.base import FlagSplit
-from rolloutctl.flags.webhook import (
+from rolloutctl.flags.transport import (
     DEFAULT_BACKOFF,
     DEFAULT_RETRIES,
     fingerprint,
