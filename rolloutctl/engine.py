@@ -457,6 +457,7 @@ def advance(ctx: Context, rollout: str, *, force: bool = False) -> Outcome:
     store = ctx.store
     with store.lock(rollout, "advance", ctx.lock_wait):
         state = store.load(rollout)
+        _reconcile_pending(ctx, state)
         if state.status == "completed":
             return Outcome(rollout, "advance", state.status, state.stage, state.canary_percent,
                            f"{rollout} is already completed")  # fmt: skip
@@ -511,7 +512,7 @@ def advance(ctx: Context, rollout: str, *, force: bool = False) -> Outcome:
             state.status = "completed"
             message = f"gate passed at {state.stage}: rollout completed"
         elif decision == "advance":
-            _enter_stage(loaded, state, backend, state.stage_index + 1, now)
+            _enter_stage(ctx, loaded, state, backend, state.stage_index + 1, now, "advance")
             message = f"gate passed: advanced to {state.stage} ({state.canary_percent:g}%)"
         elif decision == "pause":
             state.status = "awaiting_approval" if result.verdict == "pass" else "paused"
@@ -545,6 +546,37 @@ def advance(ctx: Context, rollout: str, *, force: bool = False) -> Outcome:
                    message, code, result, warnings)  # fmt: skip
 
 
+def _reconcile_pending(ctx: Context, state: RolloutState) -> None:
+    """A stage change whose state write never happened (pending.json is still there). If the
+    flag shows the stage it was moving to, the change happened: record it (audited as
+    `reconcile`). If the flag is as the state last left it, the change never reached the
+    flag: forget it. Anything else is left to the drift check, which refuses to act."""
+    intent = ctx.store.read_intent(state.rollout)
+    if intent is None:
+        return
+    real = build_backend(state.flag).read()
+    if real is None:
+        return
+    if real.fingerprint == state.flag_fingerprint:
+        ctx.store.clear_intent(state.rollout)
+        return
+    target = intent.get("canary_percent")
+    if not isinstance(target, int | float) or abs(real.canary_percent - float(target)) > 1e-9:
+        return
+    before, version = _snapshot(state), state.version
+    reason = (f"the flag already serves stage {intent.get('stage')} ({float(target):g}%): "
+              f"an interrupted {intent.get('command', 'change')} wrote the flag but not the "
+              "state; recorded it now")  # fmt: skip
+    state.stage_index, state.stage = int(intent["stage_index"]), str(intent["stage"])
+    state.stage_started_at = str(intent.get("at") or ctx.clock().isoformat())
+    state.canary_percent, state.scope = float(target), intent.get("scope")
+    state.flag_fingerprint = real.fingerprint
+    state.status, state.paused_reason, state.consecutive_errors = "running", None, 0
+    ctx.store.save(state, expected_version=version)
+    ctx.store.audit(state.rollout, actor=ctx.actor, command="reconcile", reason=reason,
+                    before=before, after=_snapshot(state), at=ctx.clock().isoformat())  # fmt: skip
+
+
 def _reconcile_rollback(ctx: Context, state: RolloutState) -> None:
     """The flag serves only the control while the state says the canary has traffic: a
     rollback whose state write never happened (a crash between the two writes), or one made
@@ -568,11 +600,24 @@ def _reconcile_rollback(ctx: Context, state: RolloutState) -> None:
 
 
 def _enter_stage(
-    loaded: LoadedPlaybook, state: RolloutState, backend: Any, index: int, now: datetime
+    ctx: Context,
+    loaded: LoadedPlaybook,
+    state: RolloutState,
+    backend: Any,
+    index: int,
+    now: datetime,
+    command: str,
 ) -> None:
+    """Set the flag for stage `index` and move the state there (the caller saves it). The
+    intent is written first: a crash between the flag write and the state write leaves
+    pending.json, and the next command reconciles from the flag (_reconcile_pending)."""
     stage = loaded.playbook.stages[index]
     scope = effective_scopes(loaded)[index]
     percent = stage.traffic if stage.traffic is not None else state.canary_percent
+    ctx.store.write_intent(state.rollout, {
+        "command": command, "stage_index": index, "stage": stage.name,
+        "canary_percent": percent, "scope": scope, "at": now.isoformat(),
+    })  # fmt: skip
     split = backend.set_split(percent, scope, rollout=state.rollout, stage=stage.name)
     state.stage_index, state.stage = index, stage.name
     state.stage_started_at = now.isoformat()
@@ -628,6 +673,7 @@ def _set_status(ctx: Context, rollout: str, command: str, reason: str, target: s
     store = ctx.store
     with store.lock(rollout, command, ctx.lock_wait):
         state = store.load(rollout)
+        _reconcile_pending(ctx, state)
         if state.status == target:
             return Outcome(rollout, command, state.status, state.stage, state.canary_percent,
                            f"{rollout} is already {target}")  # fmt: skip
@@ -663,6 +709,7 @@ def promote(ctx: Context, rollout: str, reason: str) -> Outcome:
     store = ctx.store
     with store.lock(rollout, "promote", ctx.lock_wait):
         state = store.load(rollout)
+        _reconcile_pending(ctx, state)
         if state.status not in ACTIVE:
             raise StateConflict(
                 f"cannot promote {rollout!r}: it is {state.status}",
@@ -677,7 +724,8 @@ def promote(ctx: Context, rollout: str, reason: str) -> Outcome:
             state.status, state.paused_reason = "completed", None
             message = f"promoted {rollout}: completed"
         else:
-            _enter_stage(loaded, state, build_backend(state.flag), state.stage_index + 1, now)
+            _enter_stage(ctx, loaded, state, build_backend(state.flag), state.stage_index + 1,
+                         now, "promote")  # fmt: skip
             message = f"promoted {rollout} to {state.stage} ({state.canary_percent:g}%)"
         state.last_decision = "promote"
         store.save(state, expected_version=version)
@@ -705,6 +753,7 @@ def retry(ctx: Context, rollout: str, reason: str | None) -> Outcome:
     store = ctx.store
     with store.lock(rollout, "retry", ctx.lock_wait):
         state = store.load(rollout)
+        _reconcile_pending(ctx, state)
         if state.status == "completed":
             raise StateConflict(f"cannot retry {rollout!r}: it is completed")
         _refuse_while_held(ctx, state, "retry")
@@ -712,7 +761,8 @@ def retry(ctx: Context, rollout: str, reason: str | None) -> Outcome:
         _resolve_stage(loaded, state)
         before, version = _snapshot(state), state.version
         now = ctx.clock()
-        _enter_stage(loaded, state, build_backend(state.flag), state.stage_index, now)
+        _enter_stage(ctx, loaded, state, build_backend(state.flag), state.stage_index, now,
+                     "retry")  # fmt: skip
         state.last_verdict = state.last_decision = None
         store.save(state, expected_version=version)
         store.audit(rollout, actor=ctx.actor, command="retry", reason=reason, before=before,
@@ -733,6 +783,9 @@ def status(ctx: Context, rollout: str | None) -> list[dict[str, Any]]:
     for name in names:
         state = ctx.store.load(name)
         row = state.to_dict()
+        intent = ctx.store.read_intent(name)
+        if intent is not None:
+            row["pending"] = intent
         try:
             row["flag_warning"] = flag_drift(state)
         except BackendError as exc:

@@ -137,6 +137,13 @@ def render_status(rows: list[dict[str, Any]], json_flag: bool) -> None:
         )
         if row.get("paused_reason"):
             say(f"  reason: {row['paused_reason']}")
+        pending = row.get("pending")
+        if pending is not None:
+            warn(
+                f"an interrupted {pending.get('command', 'change')} toward stage "
+                f"{pending.get('stage', '?')} may have changed the flag without recording it; "
+                "the next advance, promote, retry, pause or resume reconciles it from the flag"
+            )
         if row.get("flag_warning"):
             warn(row["flag_warning"])
 

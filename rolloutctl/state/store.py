@@ -67,6 +67,9 @@ class StateStore:
     def state_path(self, rollout: str) -> Path:
         return self.dir(rollout) / "state.json"
 
+    def intent_path(self, rollout: str) -> Path:
+        return self.dir(rollout) / "pending.json"
+
     def audit_path(self, rollout: str) -> Path:
         return self.dir(rollout) / "audit.jsonl"
 
@@ -117,6 +120,28 @@ class StateStore:
             state.created_at = state.updated_at
         text = json.dumps(state.to_dict(), indent=2) + "\n"
         atomic_write(self.state_path(state.rollout), text.encode())
+        # Whatever flag change was pending is now either recorded or known not to matter.
+        self.intent_path(state.rollout).unlink(missing_ok=True)
+
+    # ------------------------------------------------------------ pending.json
+
+    def write_intent(self, rollout: str, intent: dict[str, Any]) -> None:
+        """Written before a flag change whose state write comes later: if the process dies
+        between the two, the next command finds this and reconciles from the flag."""
+        text = json.dumps(intent, indent=2) + "\n"
+        atomic_write(self.intent_path(rollout), text.encode())
+
+    def read_intent(self, rollout: str) -> dict[str, Any] | None:
+        try:
+            data = json.loads(self.intent_path(rollout).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, json.JSONDecodeError):
+            return {}  # unreadable: still a sign that a change was interrupted
+        return data if isinstance(data, dict) else {}
+
+    def clear_intent(self, rollout: str) -> None:
+        self.intent_path(rollout).unlink(missing_ok=True)
 
     # ------------------------------------------------------------ audit.jsonl
 

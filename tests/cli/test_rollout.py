@@ -222,6 +222,64 @@ def test_a_rollback_interrupted_before_its_state_write_is_reconciled(ws: Workspa
     assert "changed outside rolloutctl" not in status.err
 
 
+CRASH_ON_STATE_WRITE = (
+    "import os, sys\n"
+    "from rolloutctl.state.store import StateStore\n"
+    "def crash(self, state, **kw):\n"
+    "    os._exit(9)\n"
+    "StateStore.save = crash\n"
+    "from rolloutctl.cli.entry import run\n"
+    "sys.argv = ['rolloutctl', *sys.argv[1:]]\n"
+    "run()\n"
+)
+
+
+def test_an_advance_interrupted_between_flag_and_state_write_is_reconciled(
+    ws: Workspace,
+) -> None:
+    """The process dies after the flag moved to c2 and before state.json says so: the next
+    command finds pending.json, sees the flag at c2's split, and records the stage change."""
+    assert ws.run("start", str(ws.playbook), now=START).code == 0
+    ws.log("healthy", START, 2, 20, "p1", seed=1)
+    env = cli_env(ws.root)
+    env["ROLLOUTCTL_NOW"] = (START + timedelta(hours=2)).isoformat()
+    crashed = subprocess.run(
+        [sys.executable, "-c", CRASH_ON_STATE_WRITE, "advance", "shop-answers"],
+        cwd=ws.root, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert crashed.returncode == 9, crashed.stderr
+    assert ws.flag["targeting"]["fractional"][1] == ["v2", 50000]  # the flag moved ...
+    assert ws.state()["stage"] == "c1"  # ... the state did not
+    pending = ws.root / "state" / "shop-answers" / "pending.json"
+    assert json.loads(pending.read_text())["stage"] == "c2"
+
+    status = ws.run("--json", "status", "shop-answers")
+    assert status.json()["rollouts"][0]["pending"]["stage"] == "c2"
+
+    r = ws.run("--json", "advance", "shop-answers", now=START + timedelta(hours=2, minutes=5))
+    assert r.code == 11, r.err  # now judged as c2, which has only just started
+    state = ws.state()
+    assert state["stage"] == "c2" and state["canary_percent"] == 50
+    assert state["stage_started_at"] == (START + timedelta(hours=2)).isoformat()
+    reconcile = [e for e in ws.audit() if e["command"] == "reconcile"]
+    assert len(reconcile) == 1 and "interrupted advance" in reconcile[0]["reason"]
+    assert not pending.exists()
+    assert "changed outside rolloutctl" not in ws.run("status").err
+
+
+def test_an_intent_that_never_reached_the_flag_is_dropped(ws: Workspace) -> None:
+    assert ws.run("start", str(ws.playbook), now=START).code == 0
+    pending = ws.root / "state" / "shop-answers" / "pending.json"
+    pending.write_text(json.dumps({"command": "advance", "stage_index": 1, "stage": "c2",
+                                   "canary_percent": 50, "scope": None,
+                                   "at": START.isoformat()}))  # fmt: skip
+    assert ws.run("pause", "shop-answers", "--reason", "look").code == 12
+    assert not pending.exists()
+    state = ws.state()
+    assert state["stage"] == "c1" and state["status"] == "paused"
+    assert all(e["command"] != "reconcile" for e in ws.audit())
+
+
 def test_corrupt_state_and_flag_files(ws: Workspace) -> None:
     assert ws.run("start", str(ws.playbook), now=START).code == 0
     flag_path = ws.root / "flags" / "flags.json"
