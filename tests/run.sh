@@ -5,12 +5,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
 # System packages the tests start for real: Debian's Chromium (tests/report/), Prometheus with
-# promtool and VictoriaMetrics (tests/metrics/test_prometheus.py). Installed here as root when
-# missing; if that fails their tests skip on a developer's machine and fail when CI is set.
+# promtool and VictoriaMetrics (tests/metrics/test_prometheus.py), PostgreSQL for the Unleash
+# server (tests/flags/conftest.py). Installed here as root when missing; if that fails their
+# tests skip on a developer's machine and fail when CI is set.
 missing=()
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 { command -v prometheus && command -v promtool; } >/dev/null || missing+=(prometheus)
 command -v victoria-metrics >/dev/null || missing+=(victoria-metrics)
+# Debian's postgresql does not put initdb on PATH: look where its versioned binaries live.
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 if [ "${#missing[@]}" -gt 0 ] && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
   apt_log="$(mktemp)"
   if ! { apt-get update -qq \
@@ -21,6 +24,24 @@ if [ "${#missing[@]}" -gt 0 ] && [ "$(id -u)" -eq 0 ] && command -v apt-get >/de
     echo "could not install ${missing[*]}: their tests will fail under CI" >&2
   fi
   rm -f "$apt_log"
+fi
+# The real Unleash server of tests/flags/: unleash-server 7.5.1 (the last release that runs on
+# Node 20) from npm, once, into a cache outside the repository, where the fixture looks for it
+# (~30 s). Only its run-time dependencies; its telemetry postinstall script is not needed.
+unleash_dir="${ROLLOUTCTL_TEST_CACHE:-$HOME/.cache/rolloutctl-tests}/unleash-7.5.1"
+if [ ! -f "$unleash_dir/node_modules/unleash-server/dist/server.js" ] && command -v npm >/dev/null
+then
+  mkdir -p "$unleash_dir"
+  npm_log="$(mktemp)"
+  if ! (
+    cd "$unleash_dir" \
+      && echo '{"name":"unleash-test-server","private":true}' >package.json \
+      && npm install --no-audit --no-fund --omit=dev unleash-server@7.5.1
+  ) >"$npm_log" 2>&1; then
+    tail -n 20 "$npm_log" >&2
+    echo "could not install unleash-server@7.5.1: its tests will fail under CI" >&2
+  fi
+  rm -f "$npm_log"
 fi
 "$PY" -m pip install --quiet --disable-pip-version-check -e ".[test]"
 "$PY" -m ruff check rolloutctl tests benchmarks
