@@ -9,8 +9,9 @@ notifies without parsing the playbook. Two kinds:
 
 Sending happens after the state is saved and the lock released. A failing endpoint is retried
 briefly, then becomes a warning (stderr and audit log): a notification never blocks, delays
-materially, or undoes what the command did. This module is cheap to import; httpx is loaded
-only when an entry wants the event."""
+materially, or undoes what the command did. This module is cheap to import, and sends with
+the flag backends' standard-library client (rolloutctl/flags/transport.py), so a notification
+after `rollback` adds no HTTP library import to it."""
 
 from __future__ import annotations
 
@@ -141,28 +142,31 @@ def send(store: Any, rollout: str, body: dict[str, Any]) -> list[str]:
 
 def _post(url: str, payload: dict[str, Any], deadline: float) -> str | None:
     """None when delivered, else why not (after up to TRIES tries within the deadline)."""
-    import httpx
+    from rolloutctl.flags.transport import Client, TimedOut, Unreachable
 
     error, tried = "not sent", 0
-    with httpx.Client(timeout=TIMEOUT, follow_redirects=False) as client:
-        for attempt in range(TRIES):
-            if attempt:
-                pause = BACKOFF[min(attempt - 1, len(BACKOFF) - 1)]
-                if time.monotonic() + pause >= deadline:
-                    break
-                time.sleep(pause)
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+    for attempt in range(TRIES):
+        if attempt:
+            pause = BACKOFF[min(attempt - 1, len(BACKOFF) - 1)]
+            if time.monotonic() + pause >= deadline:
                 break
-            tried += 1
+            time.sleep(pause)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        tried += 1
+        with Client(timeout=min(TIMEOUT, remaining)) as client:  # redirects are not followed
             try:
-                response = client.post(url, json=payload, timeout=min(TIMEOUT, remaining))
-            except httpx.HTTPError as exc:
-                error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                response = client.request("POST", url, json=payload)
+            except TimedOut:
+                error = "timed out"
                 continue
-            if response.is_success:
-                return None
-            error = f"HTTP {response.status_code}"
-            if 400 <= response.status_code < 500 and response.status_code not in (408, 429):
-                break  # the endpoint refuses this request: trying again will not help
+            except Unreachable as exc:
+                error = f"unreachable ({exc})"
+                continue
+        if 200 <= response.status_code < 300:
+            return None
+        error = f"HTTP {response.status_code}"
+        if 400 <= response.status_code < 500 and response.status_code not in (408, 429):
+            break  # the endpoint refuses this request: trying again will not help
     return f"{error} ({tried} tr{'y' if tried == 1 else 'ies'})"

@@ -21,13 +21,12 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-import httpx
-
 from rolloutctl.errors import BackendError
 from rolloutctl.flags.base import FlagSplit
 from rolloutctl.flags.transport import (
     DEFAULT_BACKOFF,
     DEFAULT_RETRIES,
+    Client,
     fingerprint,
     json_of,
     request,
@@ -53,7 +52,7 @@ class LaunchDarklyFlagBackend:
     timeout: float = 10.0
     retries: int = DEFAULT_RETRIES
     backoff: float = DEFAULT_BACKOFF
-    transport: httpx.BaseTransport | None = None
+    transport: Any = None  # an httpx transport (tests)
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> LaunchDarklyFlagBackend:
@@ -82,8 +81,8 @@ class LaunchDarklyFlagBackend:
     def _flag_url(self, key: str) -> str:
         return f"{self.base_url}/api/v2/flags/{quote(self.project, safe='')}/{quote(key, safe='')}"
 
-    def _client(self) -> httpx.Client:
-        return httpx.Client(
+    def _client(self) -> Client:
+        return Client(
             timeout=self.timeout,
             headers={"Authorization": self.token, "Accept": "application/json"},
             transport=self.transport,

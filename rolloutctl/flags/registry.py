@@ -8,7 +8,7 @@ from typing import Any
 from rolloutctl.errors import InvalidInput
 from rolloutctl.flags.base import FlagBackend
 
-KINDS = ("file", "gateway", "http", "launchdarkly")
+KINDS = ("file", "gateway", "http", "launchdarkly", "unleash")
 
 
 def _path(spec: dict[str, Any], base_dir: Path | None) -> Path:
@@ -40,4 +40,8 @@ def build_backend(spec: dict[str, Any], base_dir: Path | None = None) -> FlagBac
         from rolloutctl.flags.launchdarkly import LaunchDarklyFlagBackend
 
         return LaunchDarklyFlagBackend.from_spec(spec)
+    if kind == "unleash":
+        from rolloutctl.flags.unleash import UnleashFlagBackend
+
+        return UnleashFlagBackend.from_spec(spec)
     raise InvalidInput(f"flag backend {kind!r} is not available (available: {', '.join(KINDS)})")

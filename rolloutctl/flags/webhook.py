@@ -20,13 +20,12 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-import httpx
-
 from rolloutctl.errors import BackendError
 from rolloutctl.flags.base import FlagSplit
 from rolloutctl.flags.transport import (
     DEFAULT_BACKOFF,
     DEFAULT_RETRIES,
+    Client,
     expand_env,
     fingerprint,
     json_of,
@@ -47,7 +46,7 @@ class WebhookFlagBackend:
     timeout: float = 10.0
     retries: int = DEFAULT_RETRIES
     backoff: float = DEFAULT_BACKOFF
-    transport: httpx.BaseTransport | None = None
+    transport: Any = None  # an httpx transport (tests)
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> WebhookFlagBackend:
@@ -75,8 +74,8 @@ class WebhookFlagBackend:
 
     # ------------------------------------------------------------ transport
 
-    def _client(self) -> httpx.Client:
-        return httpx.Client(timeout=self.timeout, headers=self.headers, transport=self.transport)
+    def _client(self) -> Client:
+        return Client(timeout=self.timeout, headers=self.headers, transport=self.transport)
 
     def _get(self, key: str) -> dict[str, Any] | None:
         what = f"flag webhook, reading {key!r}"

@@ -382,6 +382,7 @@ def semantic_problems(data: Any, positions: dict[Loc, tuple[int, int]], path: Pa
                 at(("triggers", i, "when"), f"unknown metric {metric!r}{tip}")
 
     flag = _mapping(data, "flag")
+    _check_flag_backend(flag, _items(data, "stages"), at)
     for i, control in _items(data, "controls"):
         settings = control.get("set")
         for key, value in settings.items() if isinstance(settings, dict) else []:
@@ -390,6 +391,39 @@ def semantic_problems(data: Any, positions: dict[Loc, tuple[int, int]], path: Pa
             ):
                 at(("controls", i, "set", key), "the rollout flag takes {canary_percent: N}")
     return problems
+
+
+_UNTARGETED = {"gateway": "an LLM gateway's weights apply to every request",
+               "launchdarkly": "rolloutctl writes only the flag's default rule"}  # fmt: skip
+
+
+def _check_flag_backend(
+    flag: dict[str, Any], stages: list[tuple[int, dict[str, Any]]], at: Any
+) -> None:
+    """What the chosen flag backend cannot do, found before anything is started: scoped
+    stages where a backend cannot target, fractions of a percent where it cannot split."""
+    backend = flag.get("backend", "file")
+    for i, stage in stages:
+        scope = stage.get("scope")
+        scoped = isinstance(scope, str) and scope.strip().lower() != "all"
+        if scoped and backend in _UNTARGETED:
+            at(("stages", i, "scope"), f"the {backend} flag backend cannot limit a stage to "
+               f"some users ({_UNTARGETED[backend]}); remove the scope or use `scope: all`")  # fmt: skip
+        if backend != "unleash":
+            continue
+        from rolloutctl.flags import unleash
+
+        traffic = stage.get("traffic")
+        if isinstance(traffic, int | float) and not float(traffic).is_integer():
+            at(("stages", i, "traffic"), f"Unleash rolls out in whole percents; {traffic:g}% "
+               "is not one")  # fmt: skip
+        if scoped:
+            try:
+                unleash.constraints_of(expr.to_jsonlogic(expr.parse(str(scope))))
+            except expr.ExprError:
+                pass  # reported by the column check above
+            except unleash.ScopeNotExpressible as exc:
+                at(("stages", i, "scope"), f"{scope!r}: {exc}")
 
 
 # ------------------------------------------------------------------ entry point

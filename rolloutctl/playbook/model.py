@@ -113,6 +113,26 @@ class LaunchDarklyFlag(_Flag):
     retries: int = Field(2, ge=0, le=10, description="retries on 5xx and connection errors")
 
 
+class UnleashFlag(_Flag):
+    """An Unleash feature in one environment: a flexibleRollout strategy through the Admin API."""
+
+    backend: Literal["unleash"]
+    url: str = Field(
+        description="Unleash base URL, e.g. https://unleash.example.com; may use ${ENV}"
+    )
+    project: str = Field("default", description="Unleash project id")
+    environment: str = Field(description="Unleash environment, e.g. production")
+    key: str = Field(description="the feature (flag) name; enabled = canary, disabled = control")
+    stickiness: str = Field(
+        "default", description="what keeps a user on one arm: default, userId, sessionId, ..."
+    )
+    token_env: str = Field(
+        "UNLEASH_ADMIN_TOKEN", description="environment variable holding an admin API token"
+    )
+    timeout: Duration = "10s"
+    retries: int = Field(2, ge=0, le=10, description="retries on 5xx and connection errors")
+
+
 def _flag_backend(value: Any) -> str:
     if isinstance(value, dict):
         return str(value.get("backend", "file"))
@@ -123,11 +143,12 @@ FlagSpec = Annotated[
     Annotated[FileFlag, Tag("file")]
     | Annotated[GatewayFlag, Tag("gateway")]
     | Annotated[WebhookFlag, Tag("http")]
-    | Annotated[LaunchDarklyFlag, Tag("launchdarkly")],
+    | Annotated[LaunchDarklyFlag, Tag("launchdarkly")]
+    | Annotated[UnleashFlag, Tag("unleash")],
     Discriminator(
         _flag_backend,
         custom_error_type="flag_backend",
-        custom_error_message="backend must be one of: file, gateway, http, launchdarkly",
+        custom_error_message="backend must be one of: file, gateway, http, launchdarkly, unleash",
     ),
 ]
 

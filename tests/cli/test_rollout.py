@@ -106,6 +106,8 @@ def test_on_call_commands_do_not_import_heavy_modules(ws: Workspace) -> None:
         "click",
         "pydantic",
         "rich",
+        "httpx",
+        "httpcore",
     }
     for argv in (["status"], ["control", "list", "shop-answers"],
                  ["pause", "shop-answers", "--reason", "look"],

@@ -260,8 +260,9 @@ def wait_for(
         time.sleep(0.25)
 
 
-@pytest.fixture(scope="session")
-def unleash() -> Iterator[UnleashServer]:
+def unleash_server() -> Iterator[UnleashServer]:
+    """PostgreSQL and Unleash up, yielded, and stopped by PID; usable outside pytest too
+    (benchmarks/bench_rollback.py wraps it in contextlib.contextmanager)."""
     node = shutil.which("node")
     if node is None:
         missing("node is not installed (Unleash is a Node.js server)")
@@ -320,3 +321,8 @@ def unleash() -> Iterator[UnleashServer]:
         for started_proc, sig in reversed(procs):  # Unleash first, then PostgreSQL
             stop(started_proc, sig)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def unleash() -> Iterator[UnleashServer]:
+    yield from unleash_server()

@@ -72,6 +72,52 @@ def test_semantic_problems(tmp_path: Path) -> None:
     assert "unknown metric 'eror_rate'" in text
 
 
+FLAG_LIMITS = """\
+rollout: shop
+flag: FLAG
+sources:
+  req: {kind: requestlog, path: x.jsonl}
+metrics:
+  - {name: err, group: technical, source: req, kind: proportion, event: "status = 'error'", worse: higher, margin: {absolute: 0.01}}
+stages:
+  - {name: c1, traffic: 0.5, scope: "category = 'chat' or device = 'ios'"}
+  - {name: c2, traffic: 5, scope: "category not in ('health')"}
+  - {name: c3, traffic: 50, scope: all}
+"""
+
+
+@pytest.mark.parametrize(
+    ("flag", "expected"),
+    [
+        ("{backend: gateway, path: g.yaml, key: k, control: a, canary: b}",
+         ["8:37: stages[0].scope: the gateway flag backend cannot limit a stage",
+          "9:35: stages[1].scope: the gateway flag backend cannot limit a stage"]),
+        ("{backend: launchdarkly, project: p, environment: e, key: k, control: a, canary: b}",
+         ["8:37: stages[0].scope: the launchdarkly flag backend cannot limit",
+          "9:35: stages[1].scope: the launchdarkly flag backend cannot limit"]),
+        ("{backend: unleash, url: 'http://u', environment: e, key: k, control: a, canary: b}",
+         ["8:25: stages[0].traffic: Unleash rolls out in whole percents; 0.5% is not one",
+          "8:37: stages[0].scope: \"category = 'chat' or device = 'ios'\": `or` cannot "
+          "be an Unleash constraint"]),
+        ("{backend: file, path: f.json, key: k, control: a, canary: b}", []),
+    ],
+)  # fmt: skip
+def test_what_the_flag_backend_cannot_do_is_found_by_validate(
+    tmp_path: Path, flag: str, expected: list[str]
+) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(FLAG_LIMITS.replace("FLAG", flag))
+    if not expected:
+        assert load_playbook(path).playbook.flag.backend == "file"
+        return
+    with pytest.raises(PlaybookInvalid) as info:
+        load_playbook(path)
+    text = "\n".join(info.value.problems)
+    for part in expected:
+        assert part in text
+    assert len(info.value.problems) == 2
+
+
 def test_malformed_yaml_names_the_line(tmp_path: Path) -> None:
     path = tmp_path / "p.yaml"
     path.write_text("rollout: x\nflag: [unclosed\nstages: []\n")
