@@ -85,13 +85,7 @@ def _current(backend: Any, flag_key: str, key: str) -> Any:
     if key == flag_key:
         split = backend.read()
         return None if split is None else {"canary_percent": split.canary_percent}
-    reader = getattr(backend, "read_control", None)
-    if reader is None:
-        raise UsageError(
-            f"flag backend {getattr(backend, 'KIND', '?')!r} cannot read control flags",
-            hint="check the control flags in the flag system itself",
-        )
-    return reader(key)
+    return backend.read_control(key)
 
 
 def _find(book: dict[str, Any], name: str, rollout: str) -> dict[str, Any]:
@@ -245,7 +239,7 @@ def revert(ctx: Context, rollout: str, name: str, reason: str, *, force: bool = 
                     continue
                 _set_split(backend, state, float((old or {}).get("canary_percent", 0.0)))
             elif old is None:
-                _remove_control(backend, key)
+                backend.remove_control(key)  # it did not exist before
             else:
                 backend.set_control(key, old)
             restored[key] = old
@@ -266,23 +260,6 @@ def revert(ctx: Context, rollout: str, name: str, reason: str, *, force: bool = 
     out.extra["control"]["applied"] = False
     out.warnings += _notify(ctx, state, out, reason, now)
     return out
-
-
-def _remove_control(backend: Any, key: str) -> None:
-    """The control flag did not exist before: remove it again."""
-    remover = getattr(backend, "remove_control", None)
-    if remover is not None:
-        remover(key)
-        return
-    if hasattr(backend, "_load") and hasattr(backend, "_write"):  # the file backend
-        data = backend._load()
-        data["flags"].pop(key, None)
-        backend._write(data)
-        return
-    raise StateConflict(
-        f"flag {key!r} did not exist before the control; this backend cannot delete it",
-        hint=f"delete flag {key!r} in the flag system by hand",
-    )
 
 
 def _notify(ctx: Context, state: RolloutState, out: Outcome, reason: str, now: str) -> list[str]:

@@ -226,7 +226,7 @@ def _ensure_control_default(backend: Any, control: Any, flag: dict[str, Any]) ->
     for key, value in control.set.items():
         if key == flag["key"] or not isinstance(value, bool):
             continue
-        if hasattr(backend, "read_control") and backend.read_control(key) is None:
+        if backend.read_control(key) is None:
             backend.set_control(key, not value)
 
 

@@ -33,5 +33,14 @@ class FlagBackend(Protocol):
         ...
 
     def set_control(self, key: str, value: Any) -> None:
-        """Flip a kill switch or operator control flag."""
+        """Flip a kill switch or operator control flag; read back to verify."""
+        ...
+
+    def read_control(self, key: str) -> Any:
+        """A control flag's value now, or None when the flag does not exist."""
+        ...
+
+    def remove_control(self, key: str) -> None:
+        """Delete a control flag rolloutctl created (revert of a control whose flag did not
+        exist before); backends whose flags must exist beforehand refuse."""
         ...

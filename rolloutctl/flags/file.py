@@ -152,6 +152,11 @@ class FileFlagBackend:
         }
         self._put(key, flag)
 
+    def remove_control(self, key: str) -> None:
+        data = self._load()
+        data["flags"].pop(key, None)
+        self._write(data)
+
     def read_control(self, key: str) -> Any:
         flag = self._load()["flags"].get(key)
         if not isinstance(flag, dict):

@@ -183,6 +183,15 @@ class GatewayFlagBackend:
                 hint=f"set {CONTROLS_KEY}.{key} in {self.path} by hand",
             )
 
+    def remove_control(self, key: str) -> None:
+        data = self._load()
+        controls = data.get(CONTROLS_KEY)
+        if isinstance(controls, dict) and key in controls:
+            del controls[key]
+            if not controls:
+                del data[CONTROLS_KEY]
+            self._write(data)
+
     def read_control(self, key: str) -> Any:
         controls = self._load().get(CONTROLS_KEY)
         return controls.get(key) if isinstance(controls, dict) else None

@@ -236,6 +236,12 @@ class LaunchDarklyFlagBackend:
                 hint=f"set {key!r} in {self.environment!r} by hand",
             )
 
+    def remove_control(self, key: str) -> None:
+        raise BackendError(
+            f"LaunchDarkly: control flag {key!r} was not created by rolloutctl and is not deleted",
+            hint=f"turn {key!r} off in LaunchDarkly by hand if it should not stay on",
+        )
+
     def read_control(self, key: str) -> Any:
         flag = self._get_flag(key)
         if flag is None:

@@ -397,6 +397,12 @@ class UnleashFlagBackend:
                 hint=f"set {key!r} in {self.environment!r} in Unleash by hand",
             )
 
+    def remove_control(self, key: str) -> None:
+        raise BackendError(
+            f"Unleash: control feature {key!r} was not created by rolloutctl and is not deleted",
+            hint=f"switch {key!r} off in {self.environment!r} in Unleash by hand",
+        )
+
     def read_control(self, key: str) -> Any:
         with self._client() as client:
             env = self._environment(client, key)

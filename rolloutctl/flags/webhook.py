@@ -4,7 +4,8 @@ Contract (README, "Flag backends"):
 
 - every change is `POST url` with a JSON body
   `{rollout, stage, flag, control, canary, canary_percent, scope, action}`; `action` is
-  `set_split`, `rollback` or `set_control` (the latter also carries `value`); any 2xx accepts.
+  `set_split`, `rollback`, `set_control` (which also carries `value`) or `remove_control`
+  (a control flag rolloutctl created, reverted); any 2xx accepts.
 - `GET read_url?flag=KEY` answers the flag as it is now: `{"canary_percent": N, "scope": ...,
   "version": ...}` for the rollout flag (`scope` and `version` optional), `{"value": V}` for a
   control flag; 404 means the flag does not exist.
@@ -152,6 +153,17 @@ class WebhookFlagBackend:
             raise BackendError(
                 f"flag webhook: read-back of control {key!r} does not show {value!r}",
                 hint=f"set {key!r} to {value!r} in the flag service by hand",
+            )
+
+    def remove_control(self, key: str) -> None:
+        self._post({
+            "rollout": None, "stage": None, "flag": key, "control": None, "canary": None,
+            "canary_percent": None, "scope": None, "action": "remove_control",
+        })  # fmt: skip
+        if self._get(key) is not None:
+            raise BackendError(
+                f"flag webhook: control {key!r} still exists after remove_control",
+                hint=f"delete flag {key!r} in the flag service by hand",
             )
 
     def read_control(self, key: str) -> Any:

@@ -157,3 +157,25 @@ def test_a_change_outside_rolloutctl_stops_advance_with_exit_5(ws: Workspace) ->
     assert r.code == 5, r.out + r.err
     assert "changed outside rolloutctl" in r.err + r.out
     assert weights(config)["v2"] == 60  # left as the person set it
+
+
+def test_a_rollback_that_cannot_write_the_config_exits_4_and_records_nothing(
+    ws: Workspace,
+) -> None:
+    config = ws.root / "gateway" / "config.yaml"
+    config.parent.mkdir()
+    config.write_text(CONFIG)
+    ws.playbook.write_text(PLAYBOOK.replace(
+        "flag: {backend: file, path: flags/flags.json, key: answer-model, control: v1, canary: v2}",
+        "flag: {backend: gateway, path: gateway/config.yaml, key: answer, control: v1, canary: v2}",
+    ))  # fmt: skip
+    assert ws.run("start", str(ws.playbook), now=START).code == 0
+    config.write_text("model_list: [unclosed\n")  # a bad deploy left the gateway config broken
+    state = ws.root / "state" / "shop-answers" / "state.json"
+    before = state.read_text()
+    r = ws.run("rollback", "shop-answers", "--reason", "pager")
+    assert r.code == 4, r.err
+    assert "the rollback did NOT happen" in r.err and str(config) in r.err
+    assert "serve only 'v1' by hand" in r.err and "Traceback" not in r.err
+    assert state.read_text() == before
+    assert config.read_text() == "model_list: [unclosed\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Callable, Iterator
@@ -16,6 +17,7 @@ import pytest
 from rolloutctl.errors import BackendError, ExitCode
 from rolloutctl.flags.registry import build_backend
 from rolloutctl.flags.webhook import WebhookFlagBackend
+from tests.conftest import PLAYBOOK, START, Workspace
 
 BODY_KEYS = {"rollout", "stage", "flag", "control", "canary", "canary_percent", "scope", "action"}
 TOKEN = "s3cret-token-value"
@@ -103,9 +105,12 @@ class FlagService:
             assert headers.get("content-type", "").startswith("application/json"), "not JSON"
             assert isinstance(body, dict), "body must be an object"
             assert set(body) >= BODY_KEYS, f"missing keys {BODY_KEYS - set(body)}"
-            assert body["action"] in {"set_split", "rollback", "set_control"}, body["action"]
+            actions = {"set_split", "rollback", "set_control", "remove_control"}
+            assert body["action"] in actions, body["action"]
             if body["action"] == "set_control":
                 self.flags[body["flag"]] = {"value": body["value"]}
+            elif body["action"] == "remove_control":
+                self.flags.pop(body["flag"], None)
             else:
                 assert isinstance(body["canary_percent"], int | float), "canary_percent"
                 assert 0 <= body["canary_percent"] <= 100, "canary_percent out of range"
@@ -263,3 +268,64 @@ def test_garbage_is_a_backend_error() -> None:
     backend, _ = mock(lambda request: httpx.Response(200, json={"canary_percent": "ten"}))
     with pytest.raises(BackendError, match="canary_percent"):
         backend.read()
+
+
+def test_a_rollout_with_controls_and_rollback_through_the_cli(
+    service: tuple[FlagService, LocalServer], monkeypatch: pytest.MonkeyPatch, ws: Workspace
+) -> None:
+    app, server = service
+    monkeypatch.setenv("FLAG_HOOK_BASE", server.url)
+    monkeypatch.setenv("FLAG_HOOK_TOKEN", TOKEN)
+    flag = ("flag: {backend: http, url: '${FLAG_HOOK_BASE}/hook/abc', "
+            "read_url: '${FLAG_HOOK_BASE}/flags', headers: {X-Team: search}, "
+            "token_env: FLAG_HOOK_TOKEN, key: answer-model, control: v1, canary: v2}")  # fmt: skip
+    ws.playbook.write_text(
+        PLAYBOOK.replace(
+            "flag: {backend: file, path: flags/flags.json, key: answer-model, control: v1, "
+            "canary: v2}",
+            flag,
+        )
+        + "controls:\n"
+        '  - {name: review-all, layer: review, title: "Review every answer", '
+        "set: {review-threshold: 1.0}}\n"
+    )
+    started = ws.run("start", str(ws.playbook), now=START)
+    assert started.code == 0, started.err
+    assert app.flags["answer-model"] == {"canary_percent": 20, "scope": None}
+    assert ws.run("control", "apply", "shop-answers", "review-all", "--reason", "x").code == 0
+    assert app.flags["review-threshold"] == {"value": 1.0}
+    reverted = ws.run("control", "revert", "shop-answers", "review-all", "--reason", "ok")
+    assert reverted.code == 0, reverted.err
+    assert "review-threshold" not in app.flags  # did not exist before: removed again
+    rolled = ws.run("--json", "rollback", "shop-answers", "--reason", "pager")
+    assert rolled.code == 0, rolled.err
+    assert app.flags["answer-model"] == {"canary_percent": 0, "scope": None}
+    assert ws.state()["status"] == "rolled_back"
+    assert server.problems == []
+    assert TOKEN not in "".join((started.out, started.err, rolled.out, rolled.err))
+
+
+def test_a_flag_service_down_during_rollback_exits_4_and_records_nothing(
+    monkeypatch: pytest.MonkeyPatch, ws: Workspace
+) -> None:
+    app = FlagService()
+    with contextlib.contextmanager(serve)(app) as server:
+        monkeypatch.setenv("FLAG_HOOK_BASE", server.url)
+        monkeypatch.setenv("FLAG_HOOK_TOKEN", TOKEN)
+        ws.playbook.write_text(
+            PLAYBOOK.replace(
+                "flag: {backend: file, path: flags/flags.json, key: answer-model, control: v1, "
+                "canary: v2}",
+                "flag: {backend: http, url: '${FLAG_HOOK_BASE}/hook/abc', read_url: "
+                "'${FLAG_HOOK_BASE}/flags', headers: {X-Team: search}, token_env: "
+                "FLAG_HOOK_TOKEN, key: answer-model, control: v1, canary: v2, retries: 1}",
+            )
+        )
+        assert ws.run("start", str(ws.playbook), now=START).code == 0
+    before = (ws.root / "state" / "shop-answers" / "state.json").read_text()
+    down = ws.run("rollback", "shop-answers", "--reason", "pager")  # the server is gone
+    assert down.code == ExitCode.BACKEND, down.err
+    assert "the rollback did NOT happen" in down.err and "after 2 tries" in down.err
+    assert "set flag 'answer-model' to serve only 'v1' by hand" in down.err
+    assert "Traceback" not in down.err
+    assert (ws.root / "state" / "shop-answers" / "state.json").read_text() == before
