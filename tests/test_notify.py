@@ -179,3 +179,47 @@ def test_expand_env_matches_the_playbook_loader(monkeypatch: pytest.MonkeyPatch)
         envvars.expand("${HOOK_B}")
     with pytest.raises(InvalidInput):
         resolve_env("${HOOK_B}", where="t")
+
+
+def test_an_approval_stage_pauses_notifies_and_waits_for_a_named_promoter(
+    envws: Workspace, hook: Hook
+) -> None:
+    """c2 needs approval: the passing gate pauses with exit 12 and says so, the flag stays
+    at c1's split, `resume` will not skip the approval, and `promote` by a named actor moves
+    on, audited with that name and reason."""
+    from datetime import timedelta
+
+    playbook = PLAYBOOK.replace(
+        "  - {name: c2, traffic: 50, min_duration: 1h}",
+        "  - {name: c2, traffic: 50, min_duration: 1h, approval: required}",
+    )
+    envws.playbook.write_text(
+        playbook + f"notify:\n  - {{kind: webhook, url: '{hook.url}/n', on: [advance, pause]}}\n"
+    )
+    assert envws.run("start", str(envws.playbook), now=START).code == 0
+    envws.log("healthy", START, 2, 20, "p1", seed=1)
+    gate = envws.run("--json", "advance", "shop-answers", now=START + timedelta(hours=2))
+    assert gate.code == 12, gate.out + gate.err
+    assert gate.json()["verdict"] == "pass" and gate.json()["decision"] == "pause"
+    state = envws.state()
+    assert state["status"] == "awaiting_approval" and state["stage"] == "c1"
+    assert "stage c2 requires approval" in state["paused_reason"]
+    assert envws.flag["targeting"]["fractional"][1] == ["v2", 20000]
+    ((_, paused),) = hook.bodies
+    assert paused["event"] == "pause" and paused["report"].endswith(".html")
+    assert "requires approval" in paused["message"]
+
+    refused = envws.run("resume", "shop-answers", "--reason", "skip it")
+    assert refused.code == 5 and "waiting for approval" in refused.err
+    assert envws.run("advance", "shop-answers", now=START + timedelta(hours=3)).code == 12
+
+    approved = envws.run("--actor", "alice", "promote", "shop-answers", "--reason",
+                         "reviewed the c1 report")  # fmt: skip
+    assert approved.code == 0, approved.err
+    assert envws.state()["stage"] == "c2"
+    assert envws.flag["targeting"]["fractional"][1] == ["v2", 50000]
+    last = envws.audit()[-1]
+    assert (last["command"], last["actor"], last["reason"]) == (
+        "promote", "alice", "reviewed the c1 report")  # fmt: skip
+    assert [body["event"] for _, body in hook.bodies] == ["pause", "advance"]
+    assert hook.bodies[-1][1]["actor"] == "alice"
