@@ -42,7 +42,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -53,7 +52,9 @@ import httpx
 
 from rolloutctl.durations import parse_duration
 from rolloutctl.errors import BackendError, InvalidInput
+from rolloutctl.metrics import retry
 from rolloutctl.metrics.base import Measurement, MeasureRequest, SegmentKey
+from rolloutctl.metrics.retry import short
 from rolloutctl.playbook.load import LoadedPlaybook, resolve_env
 from rolloutctl.playbook.model import HttpSource as HttpSpec
 from rolloutctl.playbook.model import Metric
@@ -62,12 +63,6 @@ from rolloutctl.stats.sufficient import Histogram, Moments, Proportion, RatioMom
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_.\-]*)\s*\}\}")
 _SIMPLE = {"variant", "start", "end", "window", "metric"}
 _PATH_STEP = re.compile(r"\.([^.\[\]]+)|\[(\d+)\]")
-_SHORT = 300
-
-
-def _short(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= _SHORT else text[:_SHORT] + f"... ({len(text)} chars)"
 
 
 def placeholders(template: str) -> set[str]:
@@ -140,7 +135,7 @@ def _real(obj: dict[str, Any], key: str) -> float:
 def statistic(metric: Metric, value: Any) -> Stat:
     """The sufficient statistic of one metric from the object the contract describes."""
     if not isinstance(value, dict):
-        raise AnswerError(f"expected an object of statistics, got {_short(json.dumps(value))}")
+        raise AnswerError(f"expected an object of statistics, got {short(json.dumps(value))}")
     if metric.kind == "proportion":
         events, total = _count(value, "events"), _count(value, "total")
         if events > total:
@@ -245,46 +240,34 @@ class HttpSource:
     def fetch(self, client: httpx.Client, call: _Call) -> Any:
         """The decoded JSON answer; AnswerError for an answer the contract cannot use,
         BackendError when the server cannot be reached at all."""
-        delay, failure = self.backoff, ""
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(delay)
-                delay *= 2
-            self.calls += 1
-            try:
-                response = client.request(call.method, call.url, content=call.body)
-            except (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout):
-                raise AnswerError(
-                    f"{call.method} {call.url}: no answer within {self.timeout:g}s"
-                ) from None
-            except httpx.TransportError as exc:
-                failure = f"{type(exc).__name__}: {exc}"
-                continue
-            if response.status_code >= 500:
-                failure = f"HTTP {response.status_code}: {_short(response.text)}"
-                continue
-            if response.status_code >= 400:
-                hint = " (check the source's headers)" if response.status_code in (401, 403) else ""
-                raise AnswerError(
-                    f"{call.method} {call.url}: HTTP {response.status_code}{hint}: "
-                    f"{_short(response.text)}"
-                )
-            try:
-                return response.json()
-            except ValueError:
-                raise AnswerError(
-                    f"{call.method} {call.url}: HTTP {response.status_code}, not JSON: "
-                    f"{_short(response.text)}"
-                ) from None
-        if failure.startswith("HTTP"):
+        where = f"{call.method} {call.url}"
+        try:
+            response = retry.send(
+                lambda: client.request(call.method, call.url, content=call.body),
+                retries=self.retries, backoff=self.backoff, on_try=self._count,
+            )  # fmt: skip
+        except retry.SlowAnswer:
+            raise AnswerError(f"{where}: no answer within {self.timeout:g}s") from None
+        except retry.GaveUp as exc:
+            if exc.status is not None:
+                raise AnswerError(f"{where}: {exc.failure} (after {exc.tries} tries)") from None
+            raise BackendError(
+                f"http source {self.name!r}: cannot reach {where} after {exc.tries} tries "
+                f"({exc.failure})",
+                hint="check the URL and that the service is up; rollback does not need it",
+            ) from None
+        if response.status_code >= 400:
+            hint = " (check the source's headers)" if response.status_code in (401, 403) else ""
+            raise AnswerError(f"{where}: HTTP {response.status_code}{hint}: {short(response.text)}")
+        try:
+            return response.json()
+        except ValueError:
             raise AnswerError(
-                f"{call.method} {call.url}: {failure} (after {self.retries + 1} tries)"
-            )
-        raise BackendError(
-            f"http source {self.name!r}: cannot reach {call.method} {call.url} after "
-            f"{self.retries + 1} tries ({failure})",
-            hint="check the URL and that the service is up; rollback does not need it",
-        )
+                f"{where}: HTTP {response.status_code}, not JSON: {short(response.text)}"
+            ) from None
+
+    def _count(self) -> None:
+        self.calls += 1
 
     # ------------------------------------------------------------ measuring
 
@@ -333,7 +316,7 @@ class HttpSource:
                             out.errors.setdefault(
                                 metric.name,
                                 f"{call.method} {call.url}: at {path}: {exc}; answer: "
-                                f"{_short(json.dumps(answers[call]))}",
+                                f"{short(json.dumps(answers[call]))}",
                             )
                             continue
                         out.stats.setdefault((metric.name, segment), {})[arm] = stat

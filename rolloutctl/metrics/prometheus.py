@@ -52,7 +52,6 @@ import math
 import os
 import re
 import ssl
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -62,7 +61,9 @@ import httpx
 
 from rolloutctl.durations import parse_duration
 from rolloutctl.errors import BackendError, InvalidInput
+from rolloutctl.metrics import retry
 from rolloutctl.metrics.base import Measurement, MeasureRequest, SegmentKey
+from rolloutctl.metrics.retry import short
 from rolloutctl.playbook import expr
 from rolloutctl.playbook.load import LoadedPlaybook, resolve_env
 from rolloutctl.playbook.model import Metric
@@ -72,7 +73,6 @@ from rolloutctl.stats.sufficient import GAMMA, ZERO_BUCKET, Histogram, Moments, 
 ARMS = ("control", "canary")
 OTHER = "(other)"
 MISSING = "(missing)"
-ANSWER_CHARS = 300  # how much of a bad answer goes into the error
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_]+)\s*\}\}")
 _ARM_LABEL = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)\s*(=~|=)\s*"\{\{\s*variant\s*\}\}"')
 _MATCHER = re.compile(r'\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"\s*')
@@ -158,11 +158,6 @@ def _string_literal(value: str) -> str:
 
 def _seconds(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(value)
-
-
-def _short(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= ANSWER_CHARS else text[:ANSWER_CHARS] + "..."
 
 
 # ---------------------------------------------------------------- histograms
@@ -294,33 +289,23 @@ class PrometheusSource:
     def api(self, client: httpx.Client, path: str, params: dict[str, str]) -> list[Any]:
         """POST one query; the `data.result` list, or QueryError / BackendError."""
         query = params.get("query", "")
-        delay = self.backoff
-        failure = ""
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(delay)
-                delay *= 2
-            self.calls += 1
-            try:
-                response = client.post(path, data=params)
-            except (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout):
-                raise QueryError(
-                    f"timed out after {self.timeout:g}s: {query}"
-                ) from None  # a slow server: trying again would only wait longer
-            except httpx.TransportError as exc:
-                failure = f"{type(exc).__name__}: {exc}"
-                continue
-            if response.status_code >= 500:
-                failure = f"HTTP {response.status_code}: {_short(response.text)}"
-                continue
-            return self._result(response, query)
-        if failure.startswith("HTTP"):
-            raise QueryError(f"{failure} after {self.retries + 1} tries: {query}")
-        raise BackendError(
-            f"prometheus source {self.name!r}: cannot reach {self.url} after {self.retries + 1} "
-            f"tries ({failure})",
-            hint="check the URL and that the server is up; rollback does not need it",
-        )
+        try:
+            response = retry.send(lambda: client.post(path, data=params), retries=self.retries,
+                                  backoff=self.backoff, on_try=self._count)  # fmt: skip
+        except retry.SlowAnswer:
+            raise QueryError(f"timed out after {self.timeout:g}s: {query}") from None
+        except retry.GaveUp as exc:
+            if exc.status is not None:
+                raise QueryError(f"{exc.failure} after {exc.tries} tries: {query}") from None
+            raise BackendError(
+                f"prometheus source {self.name!r}: cannot reach {self.url} after {exc.tries} "
+                f"tries ({exc.failure})",
+                hint="check the URL and that the server is up; rollback does not need it",
+            ) from None
+        return self._result(response, query)
+
+    def _count(self) -> None:
+        self.calls += 1
 
     @staticmethod
     def _result(response: httpx.Response, query: str) -> list[Any]:
@@ -328,20 +313,20 @@ class PrometheusSource:
             body = response.json()
         except ValueError:
             raise QueryError(
-                f"HTTP {response.status_code}, not JSON: {_short(response.text)} (query: {query})"
+                f"HTTP {response.status_code}, not JSON: {short(response.text)} (query: {query})"
             ) from None
         if not isinstance(body, dict):
-            raise QueryError(f"unexpected answer {_short(response.text)} (query: {query})")
+            raise QueryError(f"unexpected answer {short(response.text)} (query: {query})")
         if body.get("status") != "success" or response.status_code >= 400:
             kind = body.get("errorType") or f"HTTP {response.status_code}"
             raise QueryError(
-                f"{kind}: {_short(str(body.get('error') or response.text))} (query: {query})"
+                f"{kind}: {short(str(body.get('error') or response.text))} (query: {query})"
             )
         data = body.get("data")
         if not isinstance(data, dict) or not isinstance(data.get("result"), list):
             if isinstance(data, dict) and data.get("resultType") == "scalar":
                 return [{"metric": {}, "value": data.get("result")}]
-            raise QueryError(f"unexpected answer {_short(response.text)} (query: {query})")
+            raise QueryError(f"unexpected answer {short(response.text)} (query: {query})")
         result: list[Any] = data["result"]
         return result
 
@@ -452,7 +437,7 @@ class PrometheusSource:
             labels = {str(k): str(v) for k, v in (item.get("metric") or {}).items()}
             value = float(item["value"][1])
         except (AttributeError, KeyError, IndexError, TypeError, ValueError):
-            raise QueryError(f"unexpected series {_short(str(item))} (query: {query})") from None
+            raise QueryError(f"unexpected series {short(str(item))} (query: {query})") from None
         if not math.isfinite(value):
             raise QueryError(f"value {value} for {labels or 'the series'} (query: {query})")
         return labels, value
@@ -556,7 +541,7 @@ class PrometheusSource:
                 raise QueryError(
                     "histogram series without an `le` label: group the _bucket increases "
                     f"by (le, ...) (query: {rendered[-1]}; labels: "
-                    f"{_short(str(next(r.labels for r in rows if 'le' not in r.labels)))})"
+                    f"{short(str(next(r.labels for r in rows if 'le' not in r.labels)))})"
                 )
             self._check_labels(rows, [*by, "le"], [], rendered)
             rows = self._in_scope(rows, request, scope_names, out)
