@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from rolloutctl.gate import GateResult
     from rolloutctl.playbook.load import LoadedPlaybook
 
-SUPPORTED_STAGE_KINDS = ("canary", "ab")
+SUPPORTED_STAGE_KINDS = ("canary", "ab", "smoke", "offline_eval", "shadow", "monitor")
 
 
 @dataclass
@@ -273,9 +273,18 @@ def measure_and_judge(
     from rolloutctl.playbook import expr
     from rolloutctl.report.evidence import interval_for
 
-    _warm_report_renderer()
     pb = loaded.playbook
     stage = pb.stages[state.stage_index]
+    if stage.kind in ("smoke", "offline_eval", "shadow", "monitor"):
+        from rolloutctl import stages
+
+        judged = stages.judge(
+            loaded, state.stage_index, started=_parse_time(state.stage_started_at), now=now,
+            control=state.flag["control"], canary=state.flag["canary"],
+            rollout_started=_exposure_started(ctx, state),
+        )  # fmt: skip
+        return judged, {}, {}
+    _warm_report_renderer()
     metrics = gate.stage_metrics(pb, stage)
     scope = scope_text(loaded, state.stage_index)
     measurements: dict[str, Measurement] = {}
@@ -312,6 +321,15 @@ def measure_and_judge(
         consecutive_errors=state.consecutive_errors,
     )  # fmt: skip
     return result, measurements, looks
+
+
+def _exposure_started(ctx: Context, state: RolloutState) -> datetime:
+    """When users first got the canary: the first audited transition to more than 0% (the
+    pre-rollout baseline of `monitor` ends there; smoke, eval and shadow stages are before)."""
+    for event in ctx.store.history(state.rollout):
+        if float((event.get("after") or {}).get("canary_percent") or 0) > 0 and event.get("time"):
+            return _parse_time(str(event["time"]))
+    return _parse_time(state.stage_started_at)
 
 
 def _resolve_stage(loaded: LoadedPlaybook, state: RolloutState) -> None:
@@ -385,9 +403,11 @@ def _write_report_now(
 
     scope = scope_text(loaded, result.stage_index)
     series = ctx.charts == "all" or result.decision not in (None, "hold")
-    collected = evidence.collect(
-        loaded, result.stage_index, result, measurements, looks if series else None
-    )
+    collected: dict[str, Any] = {}
+    if measurements:  # smoke, eval, shadow and monitor gates carry their evidence in rows
+        collected = evidence.collect(
+            loaded, result.stage_index, result, measurements, looks if series else None
+        )
     name = html.gate_report_name(result.stage_index, result.stage, result.evaluated_at)
     audit = ctx.store.history(state.rollout)
     record = html.build_record(loaded, state, result, audit, collected, stage_traffic, scope)
@@ -523,6 +543,10 @@ def advance(ctx: Context, rollout: str, *, force: bool = False) -> Outcome:
             )
             message = f"paused at {state.stage}: {state.paused_reason}"
             code = ExitCode.PAUSED
+        elif result.verdict == "fail":  # monitor: drift is reported, the flag stays
+            message = (f"drift found at {state.stage}: {result.reasons[0]}; the flag is "
+                       "unchanged (only a rollback trigger moves it)")  # fmt: skip
+            code = ExitCode.GATE_FAILED
         else:
             message = f"holding at {state.stage}: {result.reasons[0] if result.reasons else ''}"
             code = ExitCode.BACKEND if result.verdict == "error" else ExitCode.GATE_INCONCLUSIVE
@@ -538,12 +562,37 @@ def advance(ctx: Context, rollout: str, *, force: bool = False) -> Outcome:
         # After the action is recorded: a report that cannot be written never undoes it.
         warnings += _write_report(ctx, loaded, state, result, measurements, looks, stage_traffic)
     event = decision if decision != "hold" or result.max_duration_passed else None
+    if decision == "hold" and result.verdict == "fail":
+        event = "drift"
     if event is not None:
         warnings += _notify(ctx, state, event, message, decision=decision,
                             verdict=result.verdict, reasons=result.reasons,
                             report=result.report)  # fmt: skip
     return Outcome(rollout, "advance", state.status, state.stage, state.canary_percent,
                    message, code, result, warnings)  # fmt: skip
+
+
+def monitor(ctx: Context, rollout: str) -> Outcome:
+    """One look of the post-launch monitor: `advance` at a monitor stage (drift is reported
+    and notified, the flag moves only when a rollback trigger fires). Exit 0 when no drift
+    is seen, 10 when it is, 11 while the baseline or the recent window has too little data."""
+    state = ctx.store.load(rollout)
+    loaded = _load_playbook_for(state)
+    _resolve_stage(loaded, state)
+    stage = loaded.playbook.stages[state.stage_index]
+    if stage.kind != "monitor" or state.status not in ACTIVE:
+        kinds = [s.name for s in loaded.playbook.stages if s.kind == "monitor"]
+        raise StateConflict(
+            f"rollout {rollout!r} is {state.status} at stage {state.stage} ({stage.kind}); "
+            "monitor runs at a monitor stage, after the rollout reached 100%",
+            hint=f"`rolloutctl advance {rollout}` moves it on"
+            + (f" to {kinds[0]}" if kinds else "; add a `kind: monitor` stage to the playbook"),
+        )
+    outcome = advance(ctx, rollout)
+    outcome.action = "monitor"
+    if outcome.gate is not None and outcome.gate.verdict == "pass":
+        outcome.exit_code = ExitCode.OK
+    return outcome
 
 
 def _reconcile_pending(ctx: Context, state: RolloutState) -> None:

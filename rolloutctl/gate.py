@@ -198,8 +198,11 @@ def evaluate(
     stage_started: datetime,
     now: datetime,
     consecutive_errors: int,
+    check_ratio: bool = True,
 ) -> GateResult:
-    """Judge the stage's gate from measurements already taken (pure)."""
+    """Judge the stage's gate from measurements already taken (pure). `check_ratio=False`
+    skips the sample-ratio check, for arms that were not split by the flag (monitor compares
+    recent traffic with a baseline window)."""
     stage = playbook.stages[stage_index]
     analysis = playbook.analysis
     method = stage.method or analysis.method
@@ -383,7 +386,7 @@ def evaluate(
         if has_control
         else 1.0
     )
-    srm_ok = srm_p >= analysis.srm_p
+    srm_ok = srm_p >= analysis.srm_p or not check_ratio
     srm = {
         "p_value": srm_p, "ok": srm_ok, "counted": ratio_unit,
         "control_n": ratio_counts["control"], "canary_n": ratio_counts["canary"],
@@ -481,6 +484,11 @@ def evaluate(
 def decide(playbook: Playbook, stage_index: int, result: GateResult) -> str:
     """What a verdict means for the rollout: rollback, pause, advance, complete or hold."""
     stage = playbook.stages[stage_index]
+    if stage.kind == "monitor":  # watches and alerts; only a rollback trigger moves the flag
+        if result.trigger_action == "rollback":
+            return "rollback"
+        done = result.verdict == "pass" and result.max_duration_passed
+        return "complete" if done and stage_index + 1 >= len(playbook.stages) else "hold"
     if result.verdict == "fail":
         return "rollback"
     if result.trigger_action == "pause":

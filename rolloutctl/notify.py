@@ -23,14 +23,12 @@ from typing import Any
 from rolloutctl import envvars
 from rolloutctl.atomic import atomic_write
 
-EVENTS = ("advance", "hold", "pause", "rollback", "control", "complete")
+EVENTS = ("advance", "hold", "pause", "rollback", "control", "complete", "drift")
 TRIES = 3
 TIMEOUT = 2.0  # seconds per try (connect, read, write)
 BACKOFF = (0.2, 0.5)  # seconds before the second and third tries
 DEADLINE = 6.0  # seconds for all notifications of one command, whatever the endpoints do
 
-# The same `${VAR}` / `${VAR:-default}` syntax as the playbook loader's `resolve_env`
-# (rolloutctl.playbook.load), which cannot be imported here without pydantic and PyYAML.
 # ---------------------------------------------------------------- stored configuration
 
 

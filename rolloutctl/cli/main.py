@@ -272,10 +272,11 @@ def report(rollout: str, json_out: JsonOpt = False) -> None:
 
 # ---------------------------------------------------------------- playbooks, data, demo
 
-from rolloutctl.cli import playbook_cmds, sim_cmds  # noqa: E402
+from rolloutctl.cli import playbook_cmds, sim_cmds, stage_cmds  # noqa: E402
 
 playbook_cmds.register(app)
 sim_cmds.register(app)
+stage_cmds.register(app)
 
 
 def run() -> None:

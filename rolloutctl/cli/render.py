@@ -2,48 +2,46 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from rolloutctl import formatting as fmt
+
 _STYLE = {"pass": "green", "fail": "bold red", "inconclusive": "yellow", "error": "magenta"}
+COMPARED = ("proportion", "mean", "quantile", "ratio")  # rows comparing two arms
 
 
-def _v(value: Any, kind: str) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "—"
-    if kind == "proportion":
-        return f"{value:.3%}"
-    return f"{value:.4g}"
-
-
-def _d(value: Any, kind: str, relative: bool) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "—"
-    if relative:
-        return f"{value:+.1%}"
-    return f"{value * 100:+.3f}pt" if kind == "proportion" else f"{value:+.4g}"
+def _seg(m: Any) -> str:
+    return "" if m.segment is None else ", ".join(f"{k}={v}" for k, v in m.segment.items())
 
 
 def gate_table(result: Any) -> Table:
-    table = Table(title=f"{result.rollout} · {result.stage} · window {result.elapsed}")
+    title = f"{result.rollout} · {result.stage} · window {result.elapsed}"
+    shown = [m for m in result.metrics if m.segment is None or m.verdict == "fail"]
+    if all(m.kind not in COMPARED for m in shown):  # a smoke, eval or shadow stage's checks
+        table = Table(title=title)
+        for col in ("check", "segment", "verdict", "why"):
+            table.add_column(col)
+        for m in shown:
+            table.add_row(m.title, _seg(m), f"[{_STYLE.get(m.verdict, '')}]{m.verdict}[/]",
+                          m.note)  # fmt: skip
+        return table
+    table = Table(title=title)
     for col in ("metric", "segment", "control (n)", "canary (n)", "estimate", "interval",
                 "margin", "verdict"):  # fmt: skip
         table.add_column(col, justify="left" if col in ("metric", "segment") else "right")
-    shown = [m for m in result.metrics if m.segment is None or m.verdict == "fail"]
     for m in shown:
         rel = m.margin_kind == "relative"
-        seg = "" if m.segment is None else ", ".join(f"{k}={v}" for k, v in m.segment.items())
         table.add_row(
             m.title + (" *" if m.critical else "") + (" (advisory)" if m.advisory else ""),
-            seg,
-            f"{_v(m.control['value'], m.kind)} ({m.control['n']})",
-            f"{_v(m.canary['value'], m.kind)} ({m.canary['n']})",
-            _d(m.estimate, m.kind, rel),
-            f"[{_d(m.ci[0], m.kind, rel)}, {_d(m.ci[1], m.kind, rel)}]",
-            _d(m.margin, m.kind, rel),
+            _seg(m),
+            f"{fmt.value(m.control['value'], m.kind)} ({m.control['n']})",
+            f"{fmt.value(m.canary['value'], m.kind)} ({m.canary['n']})",
+            fmt.delta(m.estimate, m.kind, rel),
+            f"[{fmt.delta(m.ci[0], m.kind, rel)}, {fmt.delta(m.ci[1], m.kind, rel)}]",
+            fmt.delta(m.margin, m.kind, rel),
             f"[{_STYLE.get(m.verdict, '')}]{m.verdict}[/]",
         )
     return table
@@ -56,7 +54,7 @@ def print_gate(result: Any) -> None:
     console.print(f"[{style}]gate {result.verdict}[/] → {result.decision}")
     for reason in result.reasons:
         console.print(f"  • {reason}", markup=False)
-    if not result.srm["ok"]:
+    if result.srm and not result.srm["ok"]:
         console.print(f"  sample ratio mismatch p={result.srm['p_value']:.2g}")
     if result.report:
         console.print(f"  report: {result.report}", markup=False)

@@ -29,6 +29,22 @@ class MeasureRequest:
     scope: expr.Node | None = None  # who could get the canary; both arms filtered alike
     max_segments: int = 60
     units: bool = True  # count distinct unit_id per arm (the sample-ratio check needs it)
+    # Window-compared arms (post-launch monitoring): when set, the control arm is the control
+    # variant's traffic in [control_window) (e.g. the pre-rollout baseline) and the canary arm
+    # the canary variant's in [start, end). The arms then differ in time, not by a random
+    # split: the sample-ratio check means nothing and must be skipped. None: both in
+    # [start, end). Only the request-log source implements it.
+    control_window: tuple[datetime, datetime] | None = None
+
+    def __post_init__(self) -> None:
+        if self.control_window is not None:
+            lo, hi = self.control_window
+            if not lo < hi:
+                raise ValueError(
+                    f"control_window must be [start, end) with start < end: {lo}, {hi}"
+                )
+            if self.control == self.canary:  # arms are told apart by variant
+                raise ValueError(f"control_window needs two variants, both are {self.control!r}")
 
 
 @dataclass

@@ -7,6 +7,7 @@ before they become SQL."""
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 from collections.abc import Sequence
@@ -44,6 +45,26 @@ def _literal(value: str) -> str:
 
 def _ts_sql(ts: datetime) -> str:
     return f"TIMESTAMPTZ '{ts.astimezone(UTC).isoformat()}'"
+
+
+def _window_sql(start: datetime, end: datetime) -> str:
+    return f"__ts >= {_ts_sql(start)} AND __ts < {_ts_sql(end)}"
+
+
+def _arm_rows(request: MeasureRequest) -> tuple[str, str]:
+    """SQL for the rows that belong to either arm, and for the rows of any variant in the
+    windows looked at (where unknown variants are counted). Without a control window both
+    arms share [start, end); with one, each arm has its own window."""
+    window = _window_sql(request.start, request.end)
+    if request.control_window is None:
+        arms = f"({_literal(request.control)}, {_literal(request.canary)})"
+        return f"{window} AND variant IN {arms}", window
+    baseline = _window_sql(*request.control_window)
+    return (
+        f"((variant = {_literal(request.control)} AND {baseline})"
+        f" OR (variant = {_literal(request.canary)} AND {window}))",
+        f"(({baseline}) OR ({window}))",
+    )
 
 
 WHOLE = -1  # the bin of rows aggregated over the whole window (segments, when not per look)
@@ -222,8 +243,61 @@ class RequestLogSource:
         one pass over the log (each interval aggregated in SQL, then summed): how `backtest`
         replays a gate look by look. With `segments_per_look=False` only the overall numbers
         are kept per look and segments come with the last look alone: the gate's own
-        measurement plus the series its report charts, for about the price of one look."""
+        measurement plus the series its report charts, for about the price of one look.
+
+        With `request.control_window` the looks divide the canary's window only; the control
+        arm is the whole baseline window at every look (it does not grow)."""
         return self._run(request, every, segments_per_look)
+
+    def segment_mix(self, request: MeasureRequest) -> dict[str, list[tuple[str, int, int]]]:
+        """Per dimension of the request that is a column: (value, baseline rows, recent rows),
+        NULL as "(missing)", largest recent count first, from one query. Baseline rows are the
+        control variant's in `control_window` (else in [start, end)), recent rows the canary's
+        in [start, end), both within the scope. Every value is kept, none pooled into
+        '(other)': new query patterns are what this is for. Dimensions that are not columns
+        are left out; a glob that matches no file yet gives {}. The input of `stats.drift`."""
+        if all(glob.has_magic(p) for p in self.paths) and not self._matches():
+            return {}
+        con = self.connect()
+        try:
+            types = self.open(con)
+            dims = [d for d in request.dimensions if d in types]
+            if not dims:
+                return {}
+            scope_sql = "TRUE"
+            if request.scope is not None:
+                with contextlib.suppress(expr.ExprError):  # ignored, as `measure` does
+                    scope_sql = expr.to_sql(request.scope, set(types))
+            arm_rows, _ = _arm_rows(request)
+            baseline = _window_sql(*(request.control_window or (request.start, request.end)))
+            recent = _window_sql(request.start, request.end)
+            seg_names = [sql_ident("seg_" + d) for d in dims]
+            seg_cols = "".join(
+                f", {self._dim_expr(d, None)} AS {n}" for d, n in zip(dims, seg_names, strict=True)
+            )
+            query = (
+                f"SELECT {', '.join([*seg_names, *(f'grouping({n})' for n in seg_names)])}, "
+                f"count(*) FILTER (WHERE variant = {_literal(request.control)} AND {baseline}), "
+                f"count(*) FILTER (WHERE variant = {_literal(request.canary)} AND {recent}) "
+                f"FROM (SELECT variant, __ts{seg_cols} FROM log "
+                f"WHERE {arm_rows} AND ({scope_sql})) "
+                f"GROUP BY GROUPING SETS ({', '.join(f'({n})' for n in seg_names)})"
+            )
+            try:
+                rows = con.execute(query).fetchall()
+            except duckdb.Error as exc:
+                raise InvalidInput(
+                    f"request log {self.name!r}: query failed: {str(exc).splitlines()[0]}"
+                ) from None
+        finally:
+            con.close()
+        mix: dict[str, list[tuple[str, int, int]]] = {d: [] for d in dims}
+        for r in rows:  # (segment values..., grouping flags..., baseline, recent)
+            i = list(r[len(dims) : 2 * len(dims)]).index(0)
+            mix[dims[i]].append((str(r[i]), int(r[-2]), int(r[-1])))
+        for values in mix.values():
+            values.sort(key=lambda v: (-v[2], -v[1], v[0]))
+        return mix
 
     def _run(
         self, request: MeasureRequest, every: timedelta | None, segments_per_look: bool = True
@@ -256,7 +330,8 @@ class RequestLogSource:
         out = Measurement()  # what every look shares: notes, bad rows, errors, queries
         columns = set(types)
         arms = f"({_literal(request.control)}, {_literal(request.canary)})"
-        window = f"__ts >= {_ts_sql(request.start)} AND __ts < {_ts_sql(request.end)}"
+        window = _window_sql(request.start, request.end)  # the canary's: freshness is judged on it
+        arm_rows, span = _arm_rows(request)
         scope_sql = "TRUE"
         if request.scope is not None:
             try:
@@ -274,12 +349,18 @@ class RequestLogSource:
             bin_sql = (
                 f"CAST(floor((epoch(__ts) - {start_s!r}) / {every.total_seconds()!r}) AS BIGINT)"
             )
+            if request.control_window is not None:
+                # Looks follow the canary's window; the baseline is whole at every look, so
+                # it goes to the first bin, which every cumulative look includes.
+                bin_sql = (
+                    f"CASE WHEN variant = {_literal(request.control)} THEN 0 ELSE {bin_sql} END"
+                )
 
         # Bad rows and freshness, and segment cardinality, in one scan.
         card = ", ".join(f"approx_count_distinct({sql_ident(d)})" for d in dims) or "0"
         health_sql = (
             f"SELECT count(*) FILTER (WHERE __ts IS NULL),"
-            f" count(*) FILTER (WHERE {window} AND (variant IS NULL OR (variant NOT IN {arms}"
+            f" count(*) FILTER (WHERE {span} AND (variant IS NULL OR (variant NOT IN {arms}"
             f" AND variant NOT LIKE 'shadow:%'))),"
             f" epoch_ms(max(__ts) FILTER (WHERE {window})), {card},"
             f" count(*) FILTER (WHERE {window}) FROM log"
@@ -295,8 +376,8 @@ class RequestLogSource:
         for i, d in enumerate(dims):
             if (row[3 + i] or 0) > request.max_segments:
                 top = con.execute(
-                    f"SELECT CAST({sql_ident(d)} AS VARCHAR) v FROM log WHERE {window} "
-                    f"AND variant IN {arms} GROUP BY v ORDER BY count(*) DESC, v "
+                    f"SELECT CAST({sql_ident(d)} AS VARCHAR) v FROM log WHERE {arm_rows} "
+                    f"GROUP BY v ORDER BY count(*) DESC, v "
                     f"LIMIT {request.max_segments}"
                 ).fetchall()
                 segment_values[d] = [str(t[0]) for t in top]
@@ -307,7 +388,7 @@ class RequestLogSource:
             else:
                 segment_values[d] = None
 
-        where = f"{window} AND variant IN {arms} AND ({scope_sql})"
+        where = f"{arm_rows} AND ({scope_sql})"
         dim_exprs = {d: self._dim_expr(d, segment_values[d]) for d in dims}
         seg_names = [sql_ident("seg_" + d) for d in dims]
         seg_bin = "__bin, " if segments_per_look else ""

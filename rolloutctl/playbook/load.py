@@ -361,6 +361,12 @@ def semantic_problems(data: Any, positions: dict[Loc, tuple[int, int]], path: Pa
         source = stage.get("source")
         if isinstance(source, str) and source not in sources:
             at(("stages", i, "source"), f"unknown source {source!r}; sources: {source_names}")
+        elif isinstance(source, str):
+            kind = stage.get("kind", "canary")
+            wanted = {"offline_eval": "evalfile", "shadow": "requestlog", "monitor": "requestlog"}
+            if kind in wanted and source_kind(source) != wanted[kind]:
+                at(("stages", i, "source"), f"a {kind} stage reads a {wanted[kind]} source; "
+                   f"{source!r} is a {source_kind(source)} source")  # fmt: skip
 
     arm_names = [f"{arm}.{m}" for arm in ("canary", "control") for m in metric_names]
     for i, trigger in _items(data, "triggers"):

@@ -411,19 +411,47 @@ class Stage(Strict):
     pass_requires: Literal["non_inferiority", "no_failure"] | None = None
     metrics: list[str] | None = Field(None, description="judge only these metrics here")
     # stage kinds other than canary
-    source: str | None = None
-    endpoint: str | None = None
-    model: str | None = None
-    api_key: str | None = None
-    timeout: Duration | None = None
+    source: str | None = Field(
+        None, description="offline_eval: the evalfile source; shadow, monitor: the request log"
+    )
+    endpoint: str | None = Field(
+        None, description="smoke: OpenAI-compatible base URL, e.g. ${CANDIDATE_BASE_URL}"
+    )
+    model: str | None = Field(None, description="smoke: the model name the endpoint must serve")
+    api_key: str | None = Field(
+        None, description="smoke: the key, as ${ENV} (never written in the playbook itself)"
+    )
+    route: str = Field("/v1/chat/completions", description="smoke: chat completions path")
+    calls: int = Field(3, ge=1, le=20, description="smoke: sequential calls timed for latency")
+    max_latency: Duration | None = Field(
+        None, description="smoke: limit on the median latency of those calls"
+    )
+    timeout: Duration | None = Field(None, description="smoke: timeout of each call")
     min_pass_rate: float | None = Field(None, ge=0, le=1)
-    no_new_failures_in: list[str] | None = None
-    baseline: str | None = None
+    no_new_failures_in: list[str] | None = Field(
+        None, description="offline_eval: categories where any sample that passed must still pass"
+    )
+    baseline: Literal["pre-rollout"] | None = Field(
+        None, description="monitor: what recent traffic is compared with"
+    )
+    window: Duration | None = Field(
+        None, description="monitor: the recent window compared with the baseline (default 24h)"
+    )
 
     @model_validator(mode="after")
     def _traffic_for_kind(self) -> Stage:
         if self.kind in ("canary", "ab") and self.traffic is None:
             raise ValueError(f"a {self.kind} stage needs traffic (percent for the canary)")
+        if self.kind in ("smoke", "offline_eval", "monitor") and self.traffic is not None:
+            raise ValueError(f"a {self.kind} stage does not move traffic; remove `traffic`")
+        if self.kind == "shadow" and self.traffic not in (None, 0):
+            raise ValueError("a shadow stage keeps the flag at 0%; remove `traffic`")
+        if self.kind == "smoke" and (not self.endpoint or not self.model):
+            raise ValueError("a smoke stage needs `endpoint` and `model`")
+        if self.kind == "offline_eval" and not self.source:
+            raise ValueError("an offline_eval stage needs `source` (an evalfile source)")
+        if self.kind == "ab" and (self.method or "sequential") == "fixed" and not self.duration:
+            raise ValueError("an A/B stage with `method: fixed` needs its planned `duration`")
         if (
             self.min_duration
             and self.max_duration
@@ -449,7 +477,7 @@ class Control(Strict):
     set: dict[str, Any] = Field(description="flag key -> value (or {canary_percent: N})")
 
 
-NotifyEvent = Literal["advance", "hold", "pause", "rollback", "control", "complete"]
+NotifyEvent = Literal["advance", "hold", "pause", "rollback", "control", "complete", "drift"]
 
 
 class Notify(Strict):

@@ -22,6 +22,7 @@ _env = Environment(
 )
 
 GROUPS = ("safety", "quality", "technical", "product")
+COMPARED = ("proportion", "mean", "quantile", "ratio")  # rows that compare two arms
 
 
 _env.filters["num"] = fmt.value
@@ -52,7 +53,8 @@ def headline(data: dict[str, Any], acted: bool = True) -> str:
                 "hold": f"Holding at {stage}"}.get(decision or "", f"Gate {verdict} at {stage}")  # fmt: skip
     else:
         done = f"Checked {stage}: would {decision}" if decision else f"Gate {verdict} at {stage}"
-    failing = [m for m in data["metrics"] if m["verdict"] == "fail" and m["vetoes"]]
+    failing = [m for m in data["metrics"] if m["verdict"] == "fail" and m["vetoes"]
+               and m["kind"] in COMPARED]  # fmt: skip
     if verdict == "fail" and failing:
         m = min(failing, key=lambda r: r.get("p_adjusted") or 1.0)
         rel = m["margin_kind"] == "relative"

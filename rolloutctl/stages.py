@@ -1,0 +1,268 @@
+"""Gates of the stage kinds that do not compare two arms of live traffic in one window: smoke,
+offline_eval, shadow and monitor.
+
+Each judge returns the same GateResult a canary gate does: a verdict, plain-language reasons
+and one row per check, so the engine acts, records, reports, notifies and writes JSON,
+Markdown and JUnit the same way for every stage. The analyses themselves live with their
+data: `smoke.py` (the endpoint), `metrics/evalfile.py` (eval runs), `shadow.py` (paired
+requests) and the request-log source with `stats/drift.py` (monitor)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from rolloutctl.durations import format_duration, parse_duration
+from rolloutctl.errors import InvalidInput
+from rolloutctl.gate import GateResult, GateVerdict, MetricResult
+from rolloutctl.playbook.load import LoadedPlaybook, resolve_env
+from rolloutctl.playbook.model import Stage
+
+JUDGED_HERE = ("smoke", "offline_eval", "shadow", "monitor")
+
+
+def row(
+    name: str,
+    title: str,
+    group: str,
+    verdict: str,
+    note: str,
+    *,
+    kind: str = "check",
+    segment: dict[str, str] | None = None,
+    control: tuple[int, float | None] = (0, None),
+    canary: tuple[int, float | None] = (0, None),
+    estimate: float | None = None,
+    ci: Sequence[float | None] = (None, None),
+    margin: float = 0.0,
+    margin_kind: str = "absolute",
+    worse: str = "higher",
+    vetoes: bool = True,
+    p_value: float | None = None,
+    p_adjusted: float | None = None,
+    test: str = "",
+) -> MetricResult:
+    """One line of a gate report for a check (not a metric comparison of two live arms)."""
+    return MetricResult(
+        name=name, title=title, group=group, kind=kind, segment=segment, critical=vetoes,
+        advisory=not vetoes, vetoes=vetoes,
+        control={"n": control[0], "value": control[1]},
+        canary={"n": canary[0], "value": canary[1]},
+        estimate=estimate, ci=list(ci), margin=margin, margin_kind=margin_kind, worse=worse,
+        verdict=verdict, note=note, p_value=p_value, p_adjusted=p_adjusted, test=test,
+    )  # fmt: skip
+
+
+def result(
+    loaded: LoadedPlaybook,
+    stage_index: int,
+    *,
+    started: datetime,
+    now: datetime,
+    verdict: GateVerdict,
+    reasons: list[str],
+    rows: list[MetricResult],
+    notes: Sequence[str] = (),
+    window: dict[str, str] | None = None,
+    no_data: bool = False,
+    errors: int = 0,
+) -> GateResult:
+    stage = loaded.playbook.stages[stage_index]
+    elapsed = now - started
+    min_duration = parse_duration(stage.min_duration) if stage.min_duration else timedelta(0)
+    max_duration = parse_duration(stage.max_duration) if stage.max_duration else None
+    return GateResult(
+        rollout=loaded.playbook.rollout, stage=stage.name, stage_index=stage_index,
+        verdict=verdict, reasons=reasons, srm={}, metrics=rows, triggers=[],
+        window=window or {"start": started.isoformat(), "end": now.isoformat()},
+        evaluated_at=now.isoformat(), elapsed=format_duration(elapsed),
+        min_duration_met=elapsed >= min_duration,
+        max_duration_passed=max_duration is not None and elapsed >= max_duration,
+        no_data=no_data, errors=errors, notes=list(notes),
+    )  # fmt: skip
+
+
+def judge(
+    loaded: LoadedPlaybook,
+    stage_index: int,
+    *,
+    started: datetime,
+    now: datetime,
+    control: str,
+    canary: str,
+    rollout_started: datetime,
+) -> GateResult:
+    """The gate of a smoke, offline_eval, shadow or monitor stage at `now`."""
+    stage = loaded.playbook.stages[stage_index]
+    common: dict[str, Any] = {"started": started, "now": now}
+    if stage.kind == "smoke":
+        return judge_smoke(loaded, stage_index, **common)
+    if stage.kind == "offline_eval":
+        return judge_offline_eval(loaded, stage_index, **common)
+    if stage.kind == "shadow":
+        return judge_shadow(loaded, stage_index, control=control, canary=canary, **common)
+    if stage.kind == "monitor":
+        return judge_monitor(loaded, stage_index, control=control, canary=canary,
+                             rollout_started=rollout_started, **common)  # fmt: skip
+    raise AssertionError(stage.kind)
+
+
+# ---------------------------------------------------------------- smoke
+
+
+def smoke_settings(loaded: LoadedPlaybook, stage: Stage) -> dict[str, Any]:
+    """The smoke stage's call settings with ${ENV} resolved (InvalidInput names a missing
+    variable; the key's value is never part of a message)."""
+    where = f"{loaded.path}: stage {stage.name}"
+    assert stage.endpoint and stage.model
+    timeout = parse_duration(stage.timeout).total_seconds() if stage.timeout else 20.0
+    limit = parse_duration(stage.max_latency).total_seconds() * 1000 if stage.max_latency else None
+    return {
+        "endpoint": resolve_env(stage.endpoint, where=where),
+        "model": resolve_env(stage.model, where=where),
+        "api_key": resolve_env(stage.api_key, where=where) if stage.api_key else None,
+        "timeout_s": timeout,
+        "route": stage.route,
+        "calls": stage.calls,
+        "max_latency_ms": limit,
+    }
+
+
+def judge_smoke(
+    loaded: LoadedPlaybook, stage_index: int, *, started: datetime, now: datetime
+) -> GateResult:
+    from rolloutctl.smoke import run_smoke
+
+    stage = loaded.playbook.stages[stage_index]
+    settings = smoke_settings(loaded, stage)
+    endpoint, model = settings.pop("endpoint"), settings.pop("model")
+    try:
+        outcome = run_smoke(endpoint, model, **settings)
+    except ValueError as exc:
+        raise InvalidInput(f"{loaded.path}: stage {stage.name}: {exc}") from None
+    rows = [
+        row(c.name, c.title, "smoke", "pass" if c.passed else "fail", c.reason, canary=(1, c.value))
+        for c in outcome.checks
+    ]
+    failed = [c for c in outcome.checks if not c.passed]
+    if failed:
+        reasons = [f"smoke test of {outcome.endpoint} ({model}) failed: {c.title}: {c.reason}"
+                   for c in failed if not c.reason.startswith("skipped")]  # fmt: skip
+        return result(loaded, stage_index, started=started, now=now, verdict="fail",
+                      reasons=reasons or [failed[0].reason], rows=rows)  # fmt: skip
+    return result(
+        loaded, stage_index, started=started, now=now, verdict="pass", rows=rows,
+        reasons=[f"all {len(rows)} smoke checks of {outcome.endpoint} ({model}) passed"],
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------- offline eval
+
+
+def judge_offline_eval(
+    loaded: LoadedPlaybook, stage_index: int, *, started: datetime, now: datetime
+) -> GateResult:
+    """Pass rate against `min_pass_rate`; per category, a regression is more new failures
+    than fixes on the same samples (exact one-sided McNemar, Holm across categories); in the
+    `no_new_failures_in` categories any sample that passed on the baseline must still pass."""
+    from rolloutctl.metrics.evalfile import EvalFileSource, check_new_failures, offline_eval
+    from rolloutctl.metrics.registry import build_source
+    from rolloutctl.stats import multiple
+
+    pb = loaded.playbook
+    stage = pb.stages[stage_index]
+    assert stage.source is not None
+    source = build_source(stage.source, loaded)
+    assert isinstance(source, EvalFileSource)
+    baseline, candidate = source.load()
+    alpha = pb.analysis.alpha
+    checks = offline_eval(baseline, candidate, min_pass_rate=stage.min_pass_rate,
+                          no_new_failures_in=stage.no_new_failures_in, alpha=alpha)  # fmt: skip
+    rows: list[MetricResult] = []
+    reasons: list[str] = []
+    overall = checks.rates[0]
+    if checks.pass_rate is not None:
+        ok = checks.pass_rate.ok
+        need = f"{checks.pass_rate.threshold:.1%}"
+        note = f"candidate {overall.candidate.rate:.1%} {'≥' if ok else '<'} {need} required"
+        if not ok:
+            reasons.append(f"offline eval pass rate {overall.candidate.rate:.1%} is below the "
+                           f"required {need} ({overall.candidate.n} samples)")  # fmt: skip
+    else:
+        ok, note = True, "no minimum pass rate set; shown for the record"
+    rows.append(row(
+        "pass_rate", "eval pass rate", "offline eval", "pass" if ok else "fail", note,
+        kind="proportion", worse="lower", margin=0.0,
+        control=(overall.baseline.n, overall.baseline.rate),
+        canary=(overall.candidate.n, overall.candidate.rate),
+        estimate=overall.candidate.rate - overall.baseline.rate,
+        ci=[overall.candidate_ci[0] - overall.baseline.rate,
+            overall.candidate_ci[1] - overall.baseline.rate],
+        test="observed pass rate against the threshold (Wilson interval shown)",
+    ))  # fmt: skip
+
+    categories = [r.category for r in checks.rates[1:] if r.category is not None]
+    per_category = check_new_failures(baseline, candidate, categories, alpha=alpha,
+                                      tolerate_noise=True) if baseline.has_samples else []  # fmt: skip
+    rejected, adjusted = multiple.holm([f.test.p_worse for f in per_category], alpha)
+    rates = {r.category: r for r in checks.rates[1:]}
+    for f, reject, adj in zip(per_category, rejected, adjusted, strict=True):
+        rate = rates[f.category]
+        verdict = "fail" if reject else "pass"
+        note = (f"{len(f.new_failures)} new failures, {len(f.fixed)} fixed on {f.pairs} "
+                f"samples (exact McNemar, one-sided)")  # fmt: skip
+        if reject:
+            reasons.append(f"category {f.category} regressed: {len(f.new_failures)} samples "
+                           f"that passed now fail, {len(f.fixed)} fixed (adjusted p = "
+                           f"{adj:.2g})")  # fmt: skip
+        rows.append(row(
+            "pass_rate", "eval pass rate", "offline eval", verdict, note, kind="proportion",
+            segment={"category": f.category}, worse="lower",
+            control=(rate.baseline.n, rate.baseline.rate),
+            canary=(rate.candidate.n, rate.candidate.rate),
+            estimate=rate.candidate.rate - rate.baseline.rate, p_value=f.test.p_worse,
+            p_adjusted=adj, test="exact McNemar on paired samples, Holm across categories",
+        ))  # fmt: skip
+    for f in checks.new_failures:
+        ids = ", ".join(f.new_failures[:10]) + (" …" if len(f.new_failures) > 10 else "")
+        note = f.note or (f"new failures: {ids}" if f.new_failures else
+                          f"no sample that passed now fails ({f.pairs} samples)")  # fmt: skip
+        if not f.ok:
+            reasons.append(
+                f"new failures in {f.category}: {ids}" if f.new_failures
+                else f"no new failures in {f.category} cannot be shown: {f.note}"
+            )  # fmt: skip
+        rows.append(row(
+            "new_failures", "new failures (must be none)", "offline eval",
+            "pass" if f.ok else "fail", note, kind="count", segment={"category": f.category},
+            canary=(f.pairs, float(len(f.new_failures))), p_value=f.test.p_worse,
+            test="any sample that passed on the baseline and fails on the candidate",
+        ))  # fmt: skip
+    notes = [*baseline.notes, *candidate.notes]
+    if reasons:
+        return result(loaded, stage_index, started=started, now=now, verdict="fail",
+                      reasons=reasons, rows=rows, notes=notes)  # fmt: skip
+    summary = (f"offline eval passed: {overall.candidate.rate:.1%} of "
+               f"{overall.candidate.n} samples pass (baseline {overall.baseline.rate:.1%})")  # fmt: skip
+    if stage.no_new_failures_in:
+        summary += f"; no new failures in {', '.join(stage.no_new_failures_in)}"
+    return result(loaded, stage_index, started=started, now=now, verdict="pass",
+                  reasons=[summary], rows=rows, notes=notes)  # fmt: skip
+
+
+# ---------------------------------------------------------------- shadow, monitor
+
+
+def judge_shadow(
+    loaded: LoadedPlaybook, stage_index: int, *, started: datetime, now: datetime,
+    control: str, canary: str,
+) -> GateResult:  # fmt: skip
+    raise NotImplementedError
+
+
+def judge_monitor(
+    loaded: LoadedPlaybook, stage_index: int, *, started: datetime, now: datetime,
+    control: str, canary: str, rollout_started: datetime,
+) -> GateResult:  # fmt: skip
+    raise NotImplementedError
