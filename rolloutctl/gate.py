@@ -105,9 +105,22 @@ def json_safe(value: Any) -> Any:
 
 
 def stage_metrics(playbook: Playbook, stage: Stage) -> list[Metric]:
-    if stage.metrics is None:
+    """The metrics a stage measures. An A/B stage measures them all: its `metrics:` names the
+    product metrics compared at the end, and every other metric keeps guarding."""
+    if stage.metrics is None or stage.kind == "ab":
         return list(playbook.metrics)
     return [playbook.metric(name) for name in stage.metrics]
+
+
+def ab_metrics(playbook: Playbook, stage: Stage) -> set[str]:
+    """An A/B stage's product metrics (its `metrics:`, else the product group); empty for
+    other stages. With `method: fixed` they are compared once, at the planned end, with
+    fixed-horizon tests; the other metrics keep their sequential guard throughout."""
+    if stage.kind != "ab":
+        return set()
+    if stage.metrics is not None:
+        return set(stage.metrics)
+    return {m.name for m in playbook.metrics if m.group == "product"}
 
 
 def _value_and_n(metric: Metric, stat: Stat) -> tuple[int, float]:
@@ -207,6 +220,11 @@ def evaluate(
     analysis = playbook.analysis
     method = stage.method or analysis.method
     metrics = stage_metrics(playbook, stage)
+    # An A/B stage with a fixed horizon: its product metrics wait for the planned end and
+    # are then tested once (fixed); every other metric guards sequentially meanwhile.
+    at_end_only = ab_metrics(playbook, stage) if method == "fixed" else set()
+    horizon = parse_duration(stage.duration) if at_end_only and stage.duration else None
+    at_end = horizon is None or now - stage_started >= horizon
     traffic = stage.traffic if stage.traffic is not None else 0.0
     has_control = traffic < 100
     min_samples = stage.min_samples_per_arm or analysis.min_samples_per_arm
@@ -230,7 +248,7 @@ def evaluate(
 
     # ---- which comparisons veto, so alpha can be split over them
     def vetoes(metric: Metric, segment: SegmentKey) -> bool:
-        if metric.advisory:
+        if metric.advisory or (metric.name in at_end_only and not at_end):
             return False
         if segment is None:
             return True
@@ -294,12 +312,29 @@ def evaluate(
                 note=f"too few samples to judge ({min(cn, tn)} < {min_segment} per arm)",
             ))  # fmt: skip
             continue
+        if metric.name in at_end_only and not at_end:
+            assert horizon is not None
+            results.append(MetricResult(
+                **base, estimate=None, ci=[None, None], margin=margin_value,
+                verdict="inconclusive", test=_test_name(metric, "fixed"),
+                note=f"A/B metric: compared once, at the end of the planned {stage.duration} "
+                f"({format_duration(horizon - (now - stage_started))} left)",
+            ))  # fmt: skip
+            continue
+        own_method = method if not at_end_only or metric.name in at_end_only else "sequential"
         alpha = alpha_each if veto else analysis.alpha
-        comp = compare_metric(metric, control, canary, alpha, method, rho2)
+        comp = compare_metric(metric, control, canary, alpha, own_method, rho2)
+        note = comp.note
+        if metric.name in at_end_only and comp.ci[0] is not None and comp.ci[1] is not None:
+            lo, hi = comp.ci
+            better = hi < 0 if metric.worse == "higher" else lo > 0
+            if better:
+                note = (note + "; " if note else "") + "better than the control (the interval "
+                note += "excludes no change)"
         result = MetricResult(
             **base, estimate=comp.estimate, ci=list(comp.ci), margin=comp.margin,
-            verdict=comp.verdict, note=comp.note, alpha=alpha, p_value=comp.p_fail,
-            test=_test_name(metric, method),
+            verdict=comp.verdict, note=note, alpha=alpha, p_value=comp.p_fail,
+            test=_test_name(metric, own_method),
         )  # fmt: skip
         if segment is None and isinstance(control, Histogram) and isinstance(canary, Histogram):
             result.rank = _rank_view(control, canary)
@@ -445,6 +480,12 @@ def evaluate(
             waiting.append(
                 f"minimum duration not reached ({format_duration(elapsed)} of {stage.min_duration})"
             )
+        if not at_end:
+            waiting.append(
+                f"A/B test runs its planned {stage.duration} ({format_duration(elapsed)} so far): "
+                f"{', '.join(sorted(at_end_only))} are compared once, at the end; the other "
+                "metrics guard throughout"
+            )
         if has_control and min(counts.values()) < min_samples:
             waiting.append(
                 f"minimum samples not reached (control {counts['control']}, canary "
@@ -453,7 +494,10 @@ def evaluate(
         undecided = [
             m.name
             for m in deciding
-            if has_control and pass_requires == "non_inferiority" and not overall_pass.get(m.name)
+            if has_control
+            and pass_requires == "non_inferiority"
+            and not overall_pass.get(m.name)
+            and (at_end or m.name not in at_end_only)
         ]
         if undecided and not no_data:
             waiting.append("non-inferiority not yet shown for " + ", ".join(undecided))

@@ -14,7 +14,7 @@ from typing import Any
 
 from rolloutctl.durations import parse_duration
 from rolloutctl.errors import InvalidInput
-from rolloutctl.gate import planned_vetoes, stage_metrics
+from rolloutctl.gate import ab_metrics, planned_vetoes, stage_metrics
 from rolloutctl.playbook.load import LoadedPlaybook
 from rolloutctl.playbook.model import Metric
 from rolloutctl.stats import sequential
@@ -175,16 +175,19 @@ def plan_rollout(
         method = stage.method or pb.analysis.method
         expected = stage.expected_samples_per_arm or pb.analysis.expected_samples_per_arm
         rho2 = sequential.tune_rho2(alpha, int(expected / max(min(share, 1 - share), 1e-3)))
+        at_end = ab_metrics(pb, stage) if method == "fixed" else set()
         rows = []
         for m in metrics:
-            entry: dict[str, Any] = {"name": m.name, "samples_per_arm": None, "hours": None}
+            own = method if not at_end or m.name in at_end else "sequential"
+            entry: dict[str, Any] = {"name": m.name, "samples_per_arm": None, "hours": None,
+                                     "method": own}  # fmt: skip
             entry["margin"] = (
                 f"{m.margin.relative:.0%} relative" if m.margin.relative is not None
                 else f"{m.margin.absolute:g} absolute"
             )  # fmt: skip
             found = _sigma2_and_margin(m, baseline.get(m.name))
             if found and 0 < share < 1:
-                n = samples_needed(found[0], found[1], share, alpha, method, rho2)
+                n = samples_needed(found[0], found[1], share, alpha, own, rho2)
                 entry["samples_per_arm"] = n
                 if n and volume:
                     entry["hours"] = n / (volume * share)
@@ -192,10 +195,19 @@ def plan_rollout(
         for entry, queries in zip(rows, _explained(loaded, stage, metrics, now), strict=True):
             if queries:
                 entry["queries"] = queries
+        ab: dict[str, Any] | None = None
+        if at_end:  # how long the A/B metrics need, against the planned duration
+            hours = [r["hours"] for r in rows if r["name"] in at_end]
+            needed = max(hours) if hours and None not in hours else None
+            planned = parse_duration(stage.duration).total_seconds() / 3600 if stage.duration \
+                else None  # fmt: skip
+            ab = {"metrics": sorted(at_end), "hours_needed": needed, "planned_hours": planned,
+                  "enough": None if needed is None or planned is None else needed <= planned}  # fmt: skip
         stages.append({
-            "name": stage.name, "kind": stage.kind, "traffic": traffic,
+            "name": stage.name, "kind": stage.kind, "traffic": traffic, "ab": ab,
             "scope": stage.scope, "approval": stage.approval,
             "min_duration": stage.min_duration, "max_duration": stage.max_duration,
+            "duration": stage.duration,
             "min_samples_per_arm": stage.min_samples_per_arm or pb.analysis.min_samples_per_arm,
             "alpha_per_metric": alpha, "method": method,
             "metrics": rows,

@@ -121,7 +121,15 @@ def plan(
             eta = f", about {m['hours']:.1f} h" if m.get("hours") is not None else ""
             common.say(
                 f"    {m['name']}: ~{m['samples_per_arm']:,} canary samples to show the "
-                f"{m['margin']} margin{eta}"
+                f"{m['margin']} margin{eta} ({m['method']})"
+            )
+        ab = stage.get("ab")
+        if ab and ab["hours_needed"] is not None:
+            verdict = "enough" if ab["enough"] else "NOT enough"
+            common.say(
+                f"    A/B metrics ({', '.join(ab['metrics'])}) need about "
+                f"{ab['hours_needed']:.1f} h at this traffic; the planned "
+                f"{stage['duration'] or '?'} is {verdict}"
             )
         for m in stage["metrics"]:
             for query in m.get("queries", []):
