@@ -3,8 +3,16 @@
 Real canary logs are hard to share and never contain the regression you want to rehearse, so
 this module fabricates them: one row per request, with segments, latency, cost and quality
 signals whose shapes (heavy latency tails, segment-dependent hallucination, sticky per-user
-assignment) resemble production. Each scenario breaks the canary arm in one known way from an
-onset time on, so a gate can be checked against a known answer.
+assignment) resemble production. Each scenario breaks the candidate in one known way, so a gate
+can be checked against a known answer. There is data for every stage kind of a rollout:
+
+- canary, ramp and A/B: `generate` (SCENARIOS), a sticky split between control and canary;
+- shadow: `generate_shadow` (SHADOW_SCENARIOS), the control serves every request and the
+  candidate answers most of them again in the background, paired by request_id;
+- offline eval: `write_eval_runs` (EVAL_SCENARIOS, in rolloutctl.simulate_evals), a baseline
+  and a candidate run of one eval set in a format rolloutctl.metrics.evalformats reads;
+- post-launch monitoring: `generate_post_launch` (POST_LAUNCH_SCENARIOS), all traffic on the
+  candidate, against the pre-rollout baseline from `generate_baseline`.
 
 Everything is vectorised numpy and driven by one seeded generator: the same arguments give the
 same frame, and different scenarios or canary percentages with the same seed share every random
@@ -15,10 +23,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import os
 import tempfile
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -29,8 +38,23 @@ import numpy.typing as npt
 import pandas as pd
 
 from rolloutctl.errors import UsageError
+from rolloutctl.simulate_evals import EVAL_FORMATS, EVAL_SCENARIOS, write_eval_runs
 
-__all__ = ["SCENARIOS", "generate", "write"]
+__all__ = [
+    "EVAL_FORMATS",
+    "EVAL_SCENARIOS",
+    "NEW_CATEGORY",
+    "POST_LAUNCH_SCENARIOS",
+    "SCENARIOS",
+    "SHADOW_SCENARIOS",
+    "USER_SIGNALS",
+    "generate",
+    "generate_baseline",
+    "generate_post_launch",
+    "generate_shadow",
+    "write",
+    "write_eval_runs",
+]
 
 SCENARIOS: dict[str, str] = {
     "healthy": "the canary is slightly better on quality, 3% slower and 5% dearer: every gate "
@@ -46,6 +70,30 @@ SCENARIOS: dict[str, str] = {
     "sample_ratio_mismatch": "the canary is healthy but loses every log line of about 12% of its "
     "users, so the observed split no longer matches the configured one",
 }
+
+SHADOW_SCENARIOS: dict[str, str] = {
+    "healthy": "the shadow candidate answers as well as the control or slightly better (10% "
+    "fewer hallucinations), 3% slower and 5% dearer: the shadow comparison should pass",
+    "latency_regression": "the shadow candidate is about 30% slower on average, with about "
+    "twice as many timeouts",
+    "safety_regression_segment": "the shadow candidate's safety violations rise twelvefold in "
+    "the health category only; every other segment looks healthy",
+    "shadow_errors": "about 8% of the shadow candidate's calls fail with status error (the "
+    "control's error rate stays under 1%)",
+}
+
+NEW_CATEGORY = "tax_filing"
+POST_LAUNCH_SCENARIOS: dict[str, str] = {
+    "stable": "all traffic on the candidate, behaving exactly as the healthy canary did: a "
+    "drift monitor should stay quiet",
+    "drift": f"from drift_start a new query pattern appears (category {NEW_CATEGORY!r}, about 6% "
+    "of traffic) where answers hallucinate about 3x as often and take about 50% longer; cost "
+    "per request creeps up, reaching about +15% six hours after drift_start",
+}
+
+# Reactions of the user to the answer they saw. Nobody sees a shadow answer, so shadow rows
+# leave these empty (null) instead of inventing them.
+USER_SIGNALS = ("escalated", "reformulated", "task_completed", "source_clicked", "feedback")
 
 _Array = npt.NDArray[Any]
 _F64 = npt.NDArray[np.float64]
@@ -64,6 +112,9 @@ _CATEGORIES = (
     "entertainment",
 )
 _CATEGORY_P = (0.28, 0.13, 0.10, 0.12, 0.10, 0.09, 0.05, 0.04, 0.09)
+# The post-launch drift's new query pattern gets the next code; it is never drawn otherwise.
+_ALL_CATEGORIES = (*_CATEGORIES, NEW_CATEGORY)
+_NEW = len(_CATEGORIES)
 _DEVICES = ("mobile", "desktop", "tablet")
 _DEVICE_P = (0.58, 0.37, 0.05)
 _REGIONS = ("na", "eu", "apac", "latam", "mea")
@@ -83,12 +134,12 @@ _HEALTH = _CATEGORIES.index("health")
 _POLITICS = _CATEGORIES.index("politics")
 _DESKTOP = _DEVICES.index("desktop")
 
-# Per-category multipliers, in _CATEGORIES order.
-_CAT_INPUT = np.array([1.0, 0.9, 1.0, 1.6, 1.2, 1.1, 1.5, 1.0, 0.8])
-_CAT_OUTPUT = np.array([0.9, 0.9, 1.1, 1.5, 1.1, 1.1, 1.4, 1.0, 0.8])
-_CAT_LATENCY = np.array([1.0, 0.95, 1.05, 1.45, 1.1, 1.05, 1.4, 1.0, 0.9])
-_CAT_HALLUCINATION = np.array([0.8, 0.7, 0.8, 1.1, 1.8, 1.3, 2.0, 1.2, 0.7])
-_CAT_REFUSAL = np.array([0.6, 0.4, 0.5, 0.6, 2.2, 1.4, 2.2, 3.0, 0.6])
+# Per-category multipliers, in _ALL_CATEGORIES order (the last one is NEW_CATEGORY).
+_CAT_INPUT = np.array([1.0, 0.9, 1.0, 1.6, 1.2, 1.1, 1.5, 1.0, 0.8, 1.5])
+_CAT_OUTPUT = np.array([0.9, 0.9, 1.1, 1.5, 1.1, 1.1, 1.4, 1.0, 0.8, 1.4])
+_CAT_LATENCY = np.array([1.0, 0.95, 1.05, 1.45, 1.1, 1.05, 1.4, 1.0, 0.9, 1.45])
+_CAT_HALLUCINATION = np.array([0.8, 0.7, 0.8, 1.1, 1.8, 1.3, 2.0, 1.2, 0.7, 3.0])
+_CAT_REFUSAL = np.array([0.6, 0.4, 0.5, 0.6, 2.2, 1.4, 2.2, 3.0, 0.6, 1.4])
 _LANG_HALLUCINATION = np.array([0.95, 1.35, 1.0, 1.0, 1.0, 1.15, 1.0])
 _DEV_LATENCY = np.array([1.08, 0.92, 1.0])
 
@@ -102,20 +153,35 @@ _DIURNAL_AMPLITUDE = 0.3
 _DIURNAL_PEAK_HOUR = 15.0
 _SESSION_MS = 30 * 60 * 1000
 
+# Shadow: how closely the candidate's answer to a request follows the control's. Request
+# difficulty (prompt and answer length, latency body) correlates at _PAIR_RHO in log space;
+# every other random number is the control's own with probability _PAIR_SHARE.
+_PAIR_RHO = 0.9
+_PAIR_SHARE = 0.8
+_SHADOW_DELAY_MS = (100, 500)  # the shadow row is logged this much after the control's
+
+# Post-launch drift.
+_NEW_SHARE = 0.06  # of traffic after drift_start
+_COST_CREEP = 0.13  # longer prompts and answers; with the new pattern's, cost per request +15%
+_CREEP_HOURS = 6.0
+
 
 @dataclass(frozen=True)
 class _Effects:
-    """How one arm behaves; the canary's numbers are relative to control."""
+    """How one arm behaves; the candidate's numbers are relative to control."""
 
     latency: float = 1.0
     tail_prob: float = 0.02
     tail_scale: float = 1.0
+    input_tokens: float = 1.0
     output_tokens: float = 1.0
     price: float = 1.0
     hallucination: float = 1.0
     grounded_delta: float = 0.0
     completed_delta: float = 0.0
     health_safety: float = 1.0
+    extra_timeout: float = 0.0  # added to each request's chance of timing out
+    extra_error: float = 0.0  # added to each request's chance of failing with an error
     drop: float = 0.0
 
 
@@ -164,6 +230,15 @@ _REGRESSED: dict[str, _Effects] = {
     ),
 }
 assert set(_REGRESSED) == set(SCENARIOS)
+_SHADOW: dict[str, _Effects] = {
+    "healthy": _HEALTHY,
+    "latency_regression": replace(
+        _HEALTHY, latency=1.28, tail_prob=0.025, tail_scale=1.2, extra_timeout=0.003
+    ),
+    "safety_regression_segment": replace(_HEALTHY, health_safety=12.0),
+    "shadow_errors": replace(_HEALTHY, extra_error=0.072),
+}
+assert set(_SHADOW) == set(SHADOW_SCENARIOS)
 
 _U64 = np.uint64
 
@@ -261,9 +336,302 @@ def _by_arm(arm: _Array, effects: Sequence[_Effects], field: str) -> _F64:
     return np.array([getattr(e, field) for e in effects], dtype=np.float64)[arm]
 
 
-def _normalised(weights: _F64) -> _F64:
-    mean = float(weights.mean()) if len(weights) else 1.0
+def _row_effects(arm: _Array, effects: Sequence[_Effects]) -> dict[str, _F64]:
+    """Every effect field as a per-row array, so a scenario can also vary it continuously."""
+    return {f.name: _by_arm(arm, effects, f.name) for f in fields(_Effects)}
+
+
+def _normalised(weights: _F64, ref: _Array | None = None) -> _F64:
+    """Weights scaled to mean 1 over the reference rows (all rows when ref is None)."""
+    base = weights if ref is None else weights[ref]
+    mean = float(base.mean()) if len(base) else 1.0
     return weights / mean
+
+
+def _scenario(name: str, valid: Mapping[str, str], kind: str) -> None:
+    if name not in valid:
+        raise UsageError(
+            f"unknown {kind}scenario {name!r}; valid scenarios: {', '.join(valid)}",
+            hint="`rolloutctl simulate --help` describes each scenario",
+        )
+
+
+def _window(start: datetime, end: datetime) -> tuple[int, int]:
+    start_ns = _utc_ns(start, "start")
+    end_ns = _utc_ns(end, "end")
+    if end_ns <= start_ns:
+        raise UsageError(f"end ({end.isoformat()}) must be after start ({start.isoformat()})")
+    return start_ns, end_ns
+
+
+def _check_rate_and_seed(requests_per_hour: float, seed: int) -> None:
+    if not np.isfinite(requests_per_hour) or requests_per_hour < 0:
+        raise UsageError(f"requests_per_hour must be >= 0, got {requests_per_hour}")
+    if seed < 0:
+        raise UsageError(f"seed must be >= 0, got {seed}")
+
+
+@dataclass(frozen=True)
+class _Traffic:
+    """Who asked what, and when: one entry per request, codes into the segment tuples."""
+
+    salt: int
+    hi_ms: int
+    ts_ms: _Array
+    user: _Array  # index into the user pool
+    unit_vals: _Array  # the pool's 32-bit unit ids
+    user_region: _Array  # per user
+    user_tier: _Array  # per user
+    language: _Array
+    category: _Array
+    device: _Array
+
+    def segments(self, rows: _Array | None = None) -> pd.DataFrame:
+        def pick(values: _Array) -> _Array:
+            return values if rows is None else values[rows]
+
+        return pd.DataFrame(
+            {
+                "language": _labels(pick(self.language), _LANGUAGES),
+                "category": _labels(pick(self.category), _ALL_CATEGORIES),
+                "device": _labels(pick(self.device), _DEVICES),
+                "region": _labels(pick(self.user_region[self.user]), _REGIONS),
+                "user_tier": _labels(pick(self.user_tier[self.user]), _TIERS),
+            }
+        )
+
+
+def _traffic(
+    rng: np.random.Generator, start_ns: int, end_ns: int, requests_per_hour: float, seed: int
+) -> _Traffic:
+    """Arrival times and a pool of users with sticky attributes and skewed activity."""
+    salt = int(_splitmix64(np.array([seed % 2**64], dtype=np.uint64))[0])
+    lo_ms = -(-start_ns // 1_000_000)
+    hi_ms = -(-end_ns // 1_000_000)
+    hours = (end_ns - start_ns) / 3.6e12
+    expected = requests_per_hour * hours
+    n = int(rng.poisson(expected)) if hi_ms > lo_ms else 0
+    ts_ms = _arrival_ms(rng, n, lo_ms, hi_ms)
+
+    pool = max(1000, int(expected / 5))
+    unit_vals = _lowbias32((np.arange(pool, dtype=np.uint64) + _U64(salt)) & _U64(0xFFFFFFFF))
+    user_lang = _categorical(rng, pool, _LANGUAGE_P)
+    region_cum = np.cumsum(np.array(_REGION_GIVEN_LANGUAGE), axis=1)[user_lang]
+    user_region = np.minimum((rng.random(pool)[:, None] >= region_cum).sum(axis=1), 4)
+    user_device = _categorical(rng, pool, _DEVICE_P)
+    user_tier = _categorical(rng, pool, _TIER_P)
+    user = np.minimum((pool * rng.random(n) ** _ACTIVITY_SKEW).astype(np.int64), pool - 1)
+    category = _categorical(rng, n, _CATEGORY_P)
+    return _Traffic(
+        salt=salt,
+        hi_ms=hi_ms,
+        ts_ms=ts_ms,
+        user=user,
+        unit_vals=unit_vals,
+        user_region=user_region,
+        user_tier=user_tier,
+        language=user_lang[user],
+        category=category,
+        device=user_device[user],
+    )
+
+
+def _hash_uniform(keys: _Array, salt: int) -> _F64:
+    """A uniform in [0, 1) per key that uses no generator draw, so adding one to a scenario
+    leaves every other draw where it was."""
+    mixed = _splitmix64(keys.astype(np.uint64) ^ _U64(salt))
+    return (mixed >> _U64(11)).astype(np.float64) * 2.0**-53
+
+
+class _Draws:
+    """The random numbers behind one set of answers, in the order the answers use them.
+
+    A fresh set draws from the generator exactly as generate() always has. A paired set (the
+    shadow candidate answering the same requests) follows its parent's numbers: lognormal
+    request-difficulty draws correlate at `rho` in log space, every other number is the
+    parent's own with probability `share`. The marginals stay the same, so one scenario's
+    effects still read off directly, but the two answers to one request share its difficulty
+    and paired differences are far less noisy than unpaired ones."""
+
+    def __init__(
+        self,
+        rng: np.random.Generator,
+        n: int,
+        *,
+        record: bool = False,
+        parent: _Draws | None = None,
+        rho: float = _PAIR_RHO,
+        share: float = _PAIR_SHARE,
+    ) -> None:
+        self.rng, self.n, self.parent, self.rho, self.share = rng, n, parent, rho, share
+        self.drawn: list[_Array] | None = [] if record else None
+        self._count = 0
+
+    def _take(self, fresh: _Array, lognormal: bool = False, mean: float | None = None) -> _Array:
+        """fresh, or for a paired set its mix with the parent's draw at the same position."""
+        if self.parent is not None:
+            assert self.parent.drawn is not None, "a parent must record its draws"
+            own = self.parent.drawn[self._count]
+            keep = math.sqrt(1.0 - self.rho**2)
+            if lognormal:
+                fresh = np.exp(self.rho * np.log(own) + keep * np.log(fresh))
+            elif mean is not None:  # a continuous score: same mean and spread, correlated
+                fresh = np.clip(mean + self.rho * (own - mean) + keep * (fresh - mean), 0, 1)
+            else:
+                fresh = np.where(self.rng.random(self.n) < self.share, own, fresh)
+        self._count += 1
+        if self.drawn is not None:
+            self.drawn.append(fresh)
+        return fresh
+
+    def random(self) -> _F64:
+        return self._take(self.rng.random(self.n))
+
+    def lognormal(self, sigma: float) -> _F64:
+        return self._take(self.rng.lognormal(0.0, sigma, self.n), lognormal=True)
+
+    def pareto(self, a: float) -> _F64:
+        return self._take(self.rng.pareto(a, self.n))
+
+    def beta(self, a: float, b: float) -> _F64:
+        return self._take(self.rng.beta(a, b, self.n), mean=a / (a + b))
+
+    def integers(self, low: int, high: int) -> _Array:
+        return self._take(self.rng.integers(low, high, self.n))
+
+
+def _answers(
+    d: _Draws, t: _Traffic, fx: Mapping[str, _F64], ref: _Array | None = None
+) -> dict[str, _Array]:
+    """What one model's answers cost and how they went, per request of t. `ref` marks the
+    rows whose mix defines "average" for segment-relative rates (all rows when None)."""
+    category, language, device = t.category, t.language, t.device
+
+    # --- tokens and cost ---------------------------------------------------------------------
+    input_tokens = np.clip(520.0 * _CAT_INPUT[category] * d.lognormal(0.45), 20, 16_000)
+    output_base = np.clip(260.0 * _CAT_OUTPUT[category] * d.lognormal(0.65), 8, 4_096)
+    length_risk = _normalised(np.sqrt(output_base), ref)
+
+    # --- latency: lognormal body x segment factors, plus a Pareto tail ------------------------
+    body = (
+        _LATENCY_MEDIAN_MS
+        * d.lognormal(0.5)
+        * _CAT_LATENCY[category]
+        * _DEV_LATENCY[device]
+        * (output_base / 260.0) ** 0.35
+    )
+    tail_u = d.random()
+    tail = _TAIL_SCALE_MS * d.pareto(1.7)
+    tail_hit = tail_u < fx["tail_prob"]
+    latency = (body + np.where(tail_hit, tail * fx["tail_scale"], 0.0)) * fx["latency"]
+
+    # --- status -------------------------------------------------------------------------------
+    timeout = (d.random() < 0.0035 * length_risk + fx["extra_timeout"]) | (latency >= _TIMEOUT_MS)
+    error = ~timeout & (d.random() < 0.008 * length_risk + fx["extra_error"])
+    ok = ~(timeout | error)
+    fail_fast = 0.1 + 0.5 * d.random()
+    latency = np.where(timeout, _TIMEOUT_MS, np.where(error, latency * fail_fast, latency))
+    ttft = latency * (0.25 + 0.15 * d.random())
+    status = np.where(timeout, 2, np.where(error, 1, 0))
+
+    output = output_base * fx["output_tokens"]
+    output = np.where(ok, output, np.minimum(output, d.integers(0, 16)))
+    input_i = np.rint(input_tokens * fx["input_tokens"]).astype(np.int64)
+    output_i = np.rint(output).astype(np.int64)
+    cost = (input_i * _PRICE_IN + output_i * _PRICE_OUT) * fx["price"]
+
+    # --- quality -----------------------------------------------------------------------------
+    hall_w = _normalised(_CAT_HALLUCINATION[category] * _LANG_HALLUCINATION[language], ref)
+    p_hall = 0.025 * hall_w * fx["hallucination"]
+    hallucination = ok & (d.random() < p_hall)
+    relevance = d.beta(9.0, 2.5) * np.where(hallucination, 0.7, 1.0) * np.where(ok, 1.0, 0.3)
+    p_grounded = 0.895 - 0.30 * hallucination + fx["grounded_delta"]
+    grounded = ok & (d.random() < p_grounded)
+    p_safety = np.where(category == _POLITICS, 0.00125, 0.0005)
+    p_safety = np.where(category == _HEALTH, p_safety * fx["health_safety"], p_safety)
+    safety = ok & (d.random() < p_safety)
+    refusal = ok & (d.random() < 0.015 * _normalised(_CAT_REFUSAL[category], ref))
+    p_reform = 0.105 + 0.25 * hallucination + 0.30 * ~ok + 0.25 * (0.78 - relevance)
+    reformulated = d.random() < p_reform
+    p_done = (
+        0.665
+        - 0.35 * hallucination
+        - 0.15 * refusal
+        + 0.15 * (relevance - 0.78)
+        + fx["completed_delta"]
+    )
+    completed = ok & (d.random() < p_done)
+    p_click = 0.20 + 0.10 * grounded + 0.05 * (device == _DESKTOP)
+    clicked = ok & (d.random() < p_click)
+    escalated = d.random() < 0.0042 + 0.3 * safety + 0.05 * refusal + 0.01 * ~ok
+    fallback = d.random() < 0.009 + 0.15 * timeout
+    json_valid = ok & (d.random() >= 0.003)
+    p_negative = 0.015 + 0.12 * hallucination + 0.06 * reformulated + 0.08 * ~ok
+    p_positive = 0.04 + 0.06 * completed
+    fb_u = d.random()
+    feedback = np.where(fb_u < p_negative, -1, np.where(fb_u >= 1.0 - p_positive, 1, 0))
+
+    return {
+        "status": status,
+        "latency_ms": latency,
+        "ttft_ms": ttft,
+        "input_tokens": input_i,
+        "output_tokens": output_i,
+        "cost_usd": cost,
+        "fallback_used": fallback,
+        "json_valid": json_valid,
+        "citation_grounded": grounded,
+        "hallucination": hallucination,
+        "safety_violation": safety,
+        "refusal": refusal,
+        "escalated": escalated,
+        "reformulated": reformulated,
+        "task_completed": completed,
+        "source_clicked": clicked,
+        "feedback": feedback.astype(np.int64),
+        "eval.relevance": np.clip(relevance, 0.0, 1.0),
+    }
+
+
+def _frame(
+    t: _Traffic,
+    answers: Mapping[str, _Array],
+    variant: pd.Series,
+    *,
+    rows: _Array | None = None,
+    ts_ms: _Array | None = None,
+) -> pd.DataFrame:
+    """The request-log rows of t picked by `rows` (all when None), in the documented columns.
+    ts_ms overrides the logged time (a shadow call is logged after its control call); ids and
+    sessions always follow the request itself."""
+
+    def pick(values: _Array) -> _Array:
+        return values if rows is None else values[rows]
+
+    n = len(t.ts_ms)
+    row_keys = _splitmix64(np.arange(n, dtype=np.uint64) ^ _U64(t.salt))
+    unit = t.unit_vals[t.user]
+    unit_mix = _splitmix64(unit.astype(np.uint64))
+    phase = (unit_mix % _U64(_SESSION_MS)).astype(np.int64)
+    session_keys = _splitmix64(unit_mix ^ ((t.ts_ms + phase) // _SESSION_MS).astype(np.uint64))
+    unit_ids = _hex_ids(t.unit_vals.astype(np.uint64), "u-", 8).array
+    segments = t.segments(rows)
+    shown = t.ts_ms if ts_ms is None else ts_ms
+    return pd.DataFrame(
+        {
+            "ts": pd.to_datetime(pick(shown) * 1_000_000, unit="ns", utc=True),
+            "request_id": _hex_ids(pick(row_keys), "r-", 16),
+            "session_id": _hex_ids(pick(session_keys), "s-", 12),
+            "unit_id": pd.Series(unit_ids.take(pick(t.user))),
+            "variant": variant,
+            **{c: segments[c] for c in segments.columns},
+            "status": _labels(pick(answers["status"]), ["ok", "error", "timeout"]),
+            **{name: pick(values) for name, values in answers.items() if name != "status"},
+        }
+    )
+
+
+# ------------------------------------------------------------------ canary, ramp, A/B
 
 
 def generate(
@@ -289,184 +657,176 @@ def generate(
     on one arm); category varies per request. A unit's bucket in [0, 100) is
     splitmix64(int(unit_id[2:], 16) ^ 0x5EED0F0CA2A4F00D) >> 11, scaled by 100 / 2**53.
     """
-    if scenario not in SCENARIOS:
-        valid = ", ".join(SCENARIOS)
-        raise UsageError(
-            f"unknown scenario {scenario!r}; valid scenarios: {valid}",
-            hint="`rolloutctl simulate --help` describes each scenario",
-        )
-    start_ns = _utc_ns(start, "start")
-    end_ns = _utc_ns(end, "end")
+    _scenario(scenario, SCENARIOS, "")
+    start_ns, end_ns = _window(start, end)
     onset_ns = start_ns if onset is None else _utc_ns(onset, "onset")
-    if end_ns <= start_ns:
-        raise UsageError(f"end ({end.isoformat()}) must be after start ({start.isoformat()})")
-    if not np.isfinite(requests_per_hour) or requests_per_hour < 0:
-        raise UsageError(f"requests_per_hour must be >= 0, got {requests_per_hour}")
+    _check_rate_and_seed(requests_per_hour, seed)
     if not 0.0 <= canary_percent <= 100.0:
         raise UsageError(f"canary_percent must be within 0..100, got {canary_percent}")
     if control == canary:
         raise UsageError(f"control and canary must differ, both are {control!r}")
-    if seed < 0:
-        raise UsageError(f"seed must be >= 0, got {seed}")
 
     rng = np.random.default_rng(seed)
-    salt = int(_splitmix64(np.array([seed % 2**64], dtype=np.uint64))[0])
-    lo_ms = -(-start_ns // 1_000_000)
-    hi_ms = -(-end_ns // 1_000_000)
-    hours = (end_ns - start_ns) / 3.6e12
-    expected = requests_per_hour * hours
-    n = int(rng.poisson(expected)) if hi_ms > lo_ms else 0
-    ts_ms = _arrival_ms(rng, n, lo_ms, hi_ms)
-
-    # --- users: a pool with sticky attributes and skewed activity -------------------------
-    pool = max(1000, int(expected / 5))
-    unit_vals = _lowbias32((np.arange(pool, dtype=np.uint64) + _U64(salt)) & _U64(0xFFFFFFFF))
-    user_lang = _categorical(rng, pool, _LANGUAGE_P)
-    region_cum = np.cumsum(np.array(_REGION_GIVEN_LANGUAGE), axis=1)[user_lang]
-    user_region = np.minimum((rng.random(pool)[:, None] >= region_cum).sum(axis=1), 4)
-    user_device = _categorical(rng, pool, _DEVICE_P)
-    user_tier = _categorical(rng, pool, _TIER_P)
-    user = np.minimum((pool * rng.random(n) ** _ACTIVITY_SKEW).astype(np.int64), pool - 1)
-    category = _categorical(rng, n, _CATEGORY_P)
-    language = user_lang[user]
-    device = user_device[user]
-    unit = unit_vals[user]
-
-    segments = pd.DataFrame(
-        {
-            "language": _labels(language, _LANGUAGES),
-            "category": _labels(category, _CATEGORIES),
-            "device": _labels(device, _DEVICES),
-            "region": _labels(user_region[user], _REGIONS),
-            "user_tier": _labels(user_tier[user], _TIERS),
-        }
-    )
+    t = _traffic(rng, start_ns, end_ns, requests_per_hour, seed)
+    n = len(t.ts_ms)
 
     # --- assignment: sticky hash bucket AND stage scope ------------------------------------
-    in_canary = (_unit_bucket(unit_vals) < canary_percent)[user]
+    in_canary = (_unit_bucket(t.unit_vals) < canary_percent)[t.user]
     if eligible is not None:
-        mask = np.asarray(eligible(segments.copy(deep=False)), dtype=bool)
+        mask = np.asarray(eligible(t.segments()), dtype=bool)
         if mask.shape != (n,):
             raise ValueError(f"eligible() returned shape {mask.shape}, expected ({n},)")
         in_canary &= mask
-    regressed = in_canary & (ts_ms * 1_000_000 >= onset_ns)
+    regressed = in_canary & (t.ts_ms * 1_000_000 >= onset_ns)
     arm = in_canary.astype(np.intp) + regressed
-    fx = (_CONTROL, _HEALTHY, _REGRESSED[scenario])
-
-    # --- tokens and cost ---------------------------------------------------------------------
-    input_tokens = np.clip(520.0 * _CAT_INPUT[category] * rng.lognormal(0.0, 0.45, n), 20, 16_000)
-    output_base = np.clip(260.0 * _CAT_OUTPUT[category] * rng.lognormal(0.0, 0.65, n), 8, 4_096)
-    length_risk = _normalised(np.sqrt(output_base))
-
-    # --- latency: lognormal body x segment factors, plus a Pareto tail ------------------------
-    body = (
-        _LATENCY_MEDIAN_MS
-        * rng.lognormal(0.0, 0.5, n)
-        * _CAT_LATENCY[category]
-        * _DEV_LATENCY[device]
-        * (output_base / 260.0) ** 0.35
-    )
-    tail_u = rng.random(n)
-    tail = _TAIL_SCALE_MS * rng.pareto(1.7, n)
-    tail_hit = tail_u < _by_arm(arm, fx, "tail_prob")
-    latency = (body + np.where(tail_hit, tail * _by_arm(arm, fx, "tail_scale"), 0.0)) * _by_arm(
-        arm, fx, "latency"
-    )
-
-    # --- status -------------------------------------------------------------------------------
-    timeout = (rng.random(n) < 0.0035 * length_risk) | (latency >= _TIMEOUT_MS)
-    error = ~timeout & (rng.random(n) < 0.008 * length_risk)
-    ok = ~(timeout | error)
-    fail_fast = 0.1 + 0.5 * rng.random(n)
-    latency = np.where(timeout, _TIMEOUT_MS, np.where(error, latency * fail_fast, latency))
-    ttft = latency * (0.25 + 0.15 * rng.random(n))
-    status = np.where(timeout, 2, np.where(error, 1, 0))
-
-    output = output_base * _by_arm(arm, fx, "output_tokens")
-    output = np.where(ok, output, np.minimum(output, rng.integers(0, 16, n)))
-    input_i = np.rint(input_tokens).astype(np.int64)
-    output_i = np.rint(output).astype(np.int64)
-    cost = (input_i * _PRICE_IN + output_i * _PRICE_OUT) * _by_arm(arm, fx, "price")
-
-    # --- quality -----------------------------------------------------------------------------
-    hall_w = _normalised(_CAT_HALLUCINATION[category] * _LANG_HALLUCINATION[language])
-    p_hall = 0.025 * hall_w * _by_arm(arm, fx, "hallucination")
-    hallucination = ok & (rng.random(n) < p_hall)
-    relevance = rng.beta(9.0, 2.5, n) * np.where(hallucination, 0.7, 1.0) * np.where(ok, 1.0, 0.3)
-    p_grounded = 0.895 - 0.30 * hallucination + _by_arm(arm, fx, "grounded_delta")
-    grounded = ok & (rng.random(n) < p_grounded)
-    p_safety = np.where(category == _POLITICS, 0.00125, 0.0005)
-    p_safety = np.where(category == _HEALTH, p_safety * _by_arm(arm, fx, "health_safety"), p_safety)
-    safety = ok & (rng.random(n) < p_safety)
-    refusal = ok & (rng.random(n) < 0.015 * _normalised(_CAT_REFUSAL[category]))
-    p_reform = 0.105 + 0.25 * hallucination + 0.30 * ~ok + 0.25 * (0.78 - relevance)
-    reformulated = rng.random(n) < p_reform
-    p_done = (
-        0.665
-        - 0.35 * hallucination
-        - 0.15 * refusal
-        + 0.15 * (relevance - 0.78)
-        + _by_arm(arm, fx, "completed_delta")
-    )
-    completed = ok & (rng.random(n) < p_done)
-    p_click = 0.20 + 0.10 * grounded + 0.05 * (device == _DESKTOP)
-    clicked = ok & (rng.random(n) < p_click)
-    escalated = rng.random(n) < 0.0042 + 0.3 * safety + 0.05 * refusal + 0.01 * ~ok
-    fallback = rng.random(n) < 0.009 + 0.15 * timeout
-    json_valid = ok & (rng.random(n) >= 0.003)
-    p_negative = 0.015 + 0.12 * hallucination + 0.06 * reformulated + 0.08 * ~ok
-    p_positive = 0.04 + 0.06 * completed
-    fb_u = rng.random(n)
-    feedback = np.where(fb_u < p_negative, -1, np.where(fb_u >= 1.0 - p_positive, 1, 0))
-
-    # --- identifiers -------------------------------------------------------------------------
-    row_keys = _splitmix64(np.arange(n, dtype=np.uint64) ^ _U64(salt))
-    unit_mix = _splitmix64(unit.astype(np.uint64))
-    phase = (unit_mix % _U64(_SESSION_MS)).astype(np.int64)
-    session_keys = _splitmix64(unit_mix ^ ((ts_ms + phase) // _SESSION_MS).astype(np.uint64))
-    unit_ids = _hex_ids(unit_vals.astype(np.uint64), "u-", 8).array
+    fx = _row_effects(arm, (_CONTROL, _HEALTHY, _REGRESSED[scenario]))
+    answers = _answers(_Draws(rng, n), t, fx)
 
     # A crashing canary loses every log line of the users it crashes for, so the loss shows in
     # unit counts as well as in request counts.
-    crash_u = (_splitmix64(unit_vals.astype(np.uint64) ^ _U64(0xC4A5)) >> _U64(11)) * 2.0**-53
-    keep = ~(crash_u[user] < _by_arm(arm, fx, "drop"))
-    all_kept = bool(keep.all())
-    if not all_kept:
-        segments = segments[keep].reset_index(drop=True)
+    crash_u = _hash_uniform(t.unit_vals, 0xC4A5)
+    keep = ~(crash_u[t.user] < fx["drop"])
+    rows = None if bool(keep.all()) else np.flatnonzero(keep)
+    codes = in_canary.astype(np.intp)
+    variant = _labels(codes if rows is None else codes[rows], [control, canary])
+    return _frame(t, answers, variant, rows=rows)
 
-    def k(values: _Array) -> _Array:
-        """Rows that made it into the log (sample_ratio_mismatch loses some canary lines)."""
-        return values if all_kept else values[keep]
 
-    frame = pd.DataFrame(
-        {
-            "ts": pd.to_datetime(k(ts_ms) * 1_000_000, unit="ns", utc=True),
-            "request_id": _hex_ids(k(row_keys), "r-", 16),
-            "session_id": _hex_ids(k(session_keys), "s-", 12),
-            "unit_id": pd.Series(unit_ids.take(k(user))),
-            "variant": _labels(k(in_canary).astype(np.intp), [control, canary]),
-            **{c: segments[c] for c in segments.columns},
-            "status": _labels(k(status), ["ok", "error", "timeout"]),
-            "latency_ms": k(latency),
-            "ttft_ms": k(ttft),
-            "input_tokens": k(input_i),
-            "output_tokens": k(output_i),
-            "cost_usd": k(cost),
-            "fallback_used": k(fallback),
-            "json_valid": k(json_valid),
-            "citation_grounded": k(grounded),
-            "hallucination": k(hallucination),
-            "safety_violation": k(safety),
-            "refusal": k(refusal),
-            "escalated": k(escalated),
-            "reformulated": k(reformulated),
-            "task_completed": k(completed),
-            "source_clicked": k(clicked),
-            "feedback": k(feedback).astype(np.int64),
-            "eval.relevance": np.clip(k(relevance), 0.0, 1.0),
-        }
+# ------------------------------------------------------------------ shadow
+
+
+def generate_shadow(
+    scenario: str,
+    start: datetime,
+    end: datetime,
+    *,
+    requests_per_hour: float = 20_000,
+    control: str = "v1",
+    candidate: str = "v2",
+    coverage: float = 0.97,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Fabricate a shadow stage: `control` serves every request (variant = control) and, for
+    about `coverage` of them, the candidate answers the same request in the background.
+
+    A shadow call is a second row with the same request_id, session_id, unit_id and segment
+    values, variant "shadow:<candidate>", logged 100-500 ms after its control row, with its own
+    status, latency, tokens, cost and quality columns. The two answers share the request's
+    difficulty (see _Draws), so paired differences are much less noisy than unpaired ones. The
+    user signals (USER_SIGNALS) are null on shadow rows: nobody saw those answers.
+
+    With the same seed, the control rows equal generate(..., canary_percent=0)'s rows, and
+    every scenario and coverage shares every random draw.
+    """
+    _scenario(scenario, SHADOW_SCENARIOS, "shadow ")
+    start_ns, end_ns = _window(start, end)
+    _check_rate_and_seed(requests_per_hour, seed)
+    if not 0.0 <= coverage <= 1.0:
+        raise UsageError(f"coverage must be within 0..1, got {coverage}")
+    if control == candidate:
+        raise UsageError(f"control and candidate must differ, both are {control!r}")
+
+    rng = np.random.default_rng(seed)
+    t = _traffic(rng, start_ns, end_ns, requests_per_hour, seed)
+    n = len(t.ts_ms)
+    zeros = np.zeros(n, dtype=np.intp)
+    served = _Draws(rng, n, record=True)
+    control_answers = _answers(served, t, _row_effects(zeros, (_CONTROL,)))
+    shadow_answers = _answers(
+        _Draws(rng, n, parent=served), t, _row_effects(zeros, (_SHADOW[scenario],))
     )
-    return frame
+    covered = np.flatnonzero(rng.random(n) < coverage)
+    delay = rng.integers(_SHADOW_DELAY_MS[0], _SHADOW_DELAY_MS[1] + 1, n)
+    shadow_ts = np.minimum(t.ts_ms + delay, t.hi_ms - 1)
+
+    served_rows = _frame(t, control_answers, _labels(zeros, [control]))
+    shadow_rows = _frame(
+        t,
+        shadow_answers,
+        _labels(zeros[covered], [f"shadow:{candidate}"]),
+        rows=covered,
+        ts_ms=shadow_ts,
+    )
+    nullable = {c: "Int64" if c == "feedback" else "boolean" for c in USER_SIGNALS}
+    served_rows = served_rows.astype(nullable)
+    shadow_rows = shadow_rows.astype(nullable)
+    shadow_rows.loc[:, list(USER_SIGNALS)] = pd.NA
+    # Stable sort: each control row stays ahead of its own shadow row when their ts tie.
+    both = pd.concat([served_rows, shadow_rows], ignore_index=True)
+    return both.sort_values("ts", kind="stable", ignore_index=True)
+
+
+# ------------------------------------------------------------------ post-launch
+
+
+def generate_post_launch(
+    scenario: str,
+    start: datetime,
+    end: datetime,
+    *,
+    variant: str = "v2",
+    requests_per_hour: float = 20_000,
+    drift_start: datetime | None = None,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Fabricate traffic after launch: every request served by `variant` (100%).
+
+    "stable" is exactly generate("healthy", ..., canary_percent=100, canary=variant) with the
+    same seed. "drift" changes it from drift_start on (default: the middle of the window): about
+    6% of requests become a new query pattern, category NEW_CATEGORY, with higher hallucination
+    and latency, and prompts and answers grow longer, so cost per request creeps up over six
+    hours to about +15%. Other categories keep their rates: the rest of traffic is unchanged.
+
+    Compare it with the pre-rollout baseline from generate_baseline(), with a different seed
+    (the same seed and window length would repeat every random draw).
+    """
+    _scenario(scenario, POST_LAUNCH_SCENARIOS, "post-launch ")
+    start_ns, end_ns = _window(start, end)
+    drift_ns = (
+        (start_ns + end_ns) // 2 if drift_start is None else _utc_ns(drift_start, "drift_start")
+    )
+    _check_rate_and_seed(requests_per_hour, seed)
+
+    rng = np.random.default_rng(seed)
+    t = _traffic(rng, start_ns, end_ns, requests_per_hour, seed)
+    n = len(t.ts_ms)
+    fx = _row_effects(np.ones(n, dtype=np.intp), (_CONTROL, _HEALTHY))
+    ref = None
+    if scenario == "drift":
+        since_ns = t.ts_ms * 1_000_000 - drift_ns
+        new = (since_ns >= 0) & (_hash_uniform(np.arange(n), t.salt ^ 0xD41F7) < _NEW_SHARE)
+        t = replace(t, category=np.where(new, _NEW, t.category))
+        ref = ~new
+        growth = 1.0 + _COST_CREEP * np.clip(since_ns / (_CREEP_HOURS * 3.6e12), 0.0, 1.0)
+        fx["input_tokens"] = fx["input_tokens"] * growth
+        fx["output_tokens"] = fx["output_tokens"] * growth
+    answers = _answers(_Draws(rng, n), t, fx, ref)
+    return _frame(t, answers, _labels(np.zeros(n, dtype=np.intp), [variant]))
+
+
+def generate_baseline(
+    start: datetime,
+    end: datetime,
+    *,
+    requests_per_hour: float = 20_000,
+    variant: str = "v1",
+    seed: int = 0,
+) -> pd.DataFrame:
+    """The pre-rollout baseline: every request served by the old `variant`, i.e.
+    generate("healthy", ..., canary_percent=0, control=variant)."""
+    return generate(
+        "healthy",
+        start,
+        end,
+        requests_per_hour=requests_per_hour,
+        canary_percent=0.0,
+        control=variant,
+        canary=f"{variant}+candidate",
+        seed=seed,
+    )
+
+
+# ------------------------------------------------------------------ files
 
 
 def write(frame: pd.DataFrame, path: str | Path) -> Path:

@@ -19,38 +19,118 @@ def register(app: typer.Typer) -> None:
     app.command()(demo)
 
 
+_STAGES = ("canary", "shadow", "eval", "post-launch", "baseline")
+_DEFAULT_SCENARIO = {"canary": "healthy", "shadow": "healthy", "eval": "healthy",
+                     "post-launch": "stable"}  # fmt: skip
+
+
 def simulate(
-    scenario: Annotated[str, typer.Option(help="healthy, latency_regression, cost_blowup, safety_regression_segment, hallucination_regression, sample_ratio_mismatch")],
-    out: Annotated[Path, typer.Option(help="output file: .jsonl, .csv or .parquet")],
+    out: Annotated[Path, typer.Option(help="output file: .jsonl, .csv or .parquet; for --stage eval, a folder")],
+    scenario: Annotated[str | None, typer.Option(help="what goes wrong; per stage -- canary: healthy, latency_regression, cost_blowup, safety_regression_segment, hallucination_regression, sample_ratio_mismatch; shadow: healthy, latency_regression, safety_regression_segment, shadow_errors; eval: healthy, new_failure_in_health, lower_pass_rate; post-launch: stable, drift [healthy; post-launch: stable]")] = None,
+    stage: Annotated[str, typer.Option(help="canary, shadow, eval, post-launch or baseline (see above)")] = "canary",
     hours: Annotated[float, typer.Option(help="how many hours of traffic")] = 6.0,
     start: Annotated[str | None, typer.Option(help="ISO start time [now - hours]")] = None,
     rate: Annotated[float, typer.Option(help="requests per hour")] = 20_000,
-    canary_percent: Annotated[float, typer.Option(help="percent served by the canary")] = 10.0,
-    control: Annotated[str, typer.Option()] = "v1",
-    canary: Annotated[str, typer.Option()] = "v2",
-    onset: Annotated[float | None, typer.Option(help="hours after start when the regression begins")] = None,
+    canary_percent: Annotated[float | None, typer.Option(help="percent served by the canary (canary stage) [10]")] = None,
+    control: Annotated[str, typer.Option(help="the old variant: control, shadow's server, baseline")] = "v1",
+    canary: Annotated[str, typer.Option(help="the candidate: canary, shadow candidate, launched variant, eval model")] = "v2",
+    onset: Annotated[float | None, typer.Option(help="hours after start when the regression (canary) or the drift (post-launch) begins [canary: at start; post-launch: mid-window]")] = None,
+    coverage: Annotated[float | None, typer.Option(help="share of requests the shadow candidate also answers (shadow) [0.97]")] = None,
+    eval_format: Annotated[str | None, typer.Option("--format", help="eval file format: promptfoo, inspect, lm_eval or jsonl (eval) [promptfoo]")] = None,
+    samples: Annotated[int | None, typer.Option(help="eval set size (eval) [400]")] = None,
     seed: Annotated[int, typer.Option()] = 0,
 ) -> None:  # fmt: skip
-    """Write realistic synthetic request logs for an AI search product."""
+    """Write realistic synthetic data for one stage kind of an AI rollout, with a known defect.
+
+    \b
+    --stage canary       request log split between control and canary (canary, ramp, A/B)
+    --stage shadow       the control serves every request; the candidate answers about 97%
+                         again in the background: rows with the same request_id, variant
+                         shadow:<canary>, user signals left empty
+    --stage eval         a baseline and a candidate run of one offline eval set, written to
+                         the --out folder in the --format promptfoo, inspect, lm_eval or jsonl
+    --stage post-launch  all traffic on the candidate; "drift" adds a new query category
+                         (tax_filing) and a creeping cost from --onset on
+    --stage baseline     all traffic on the control: the pre-rollout baseline for monitoring
+    """
     from rolloutctl import simulate as sim
 
-    if scenario not in sim.SCENARIOS:
+    if stage not in _STAGES:
+        raise UsageError(f"unknown stage {stage!r}; valid stages: {', '.join(_STAGES)}")
+    only = [("--canary-percent", canary_percent, ("canary",)),
+            ("--onset", onset, ("canary", "post-launch")), ("--coverage", coverage, ("shadow",)),
+            ("--format", eval_format, ("eval",)), ("--samples", samples, ("eval",))]  # fmt: skip
+    for flag, value, owners in only:
+        if value is not None and stage not in owners:
+            raise UsageError(f"{flag} applies to --stage {' and '.join(owners)}, not {stage}")
+    valid: dict[str, dict[str, str]] = {
+        "canary": sim.SCENARIOS, "shadow": sim.SHADOW_SCENARIOS, "eval": sim.EVAL_SCENARIOS,
+        "post-launch": sim.POST_LAUNCH_SCENARIOS, "baseline": {},
+    }  # fmt: skip
+    if stage == "baseline" and scenario is not None:
+        raise UsageError("--stage baseline takes no --scenario: it is the control alone")
+    scenario = scenario or _DEFAULT_SCENARIO.get(stage, "")
+    if stage != "baseline" and scenario not in valid[stage]:
         raise UsageError(
-            f"unknown scenario {scenario!r}", hint="one of: " + ", ".join(sorted(sim.SCENARIOS))
+            f"unknown {stage} scenario {scenario!r}",
+            hint=f"{stage} scenarios: " + ", ".join(valid[stage]),
         )
-    begin = common.parse_now(start) or (datetime.now(UTC) - timedelta(hours=hours)).replace(
-        microsecond=0
-    )
-    frame = sim.generate(
-        scenario, begin, begin + timedelta(hours=hours), requests_per_hour=rate,
-        canary_percent=canary_percent, control=control, canary=canary,
-        onset=begin + timedelta(hours=onset) if onset is not None else None, seed=seed,
-    )  # fmt: skip
-    path = sim.write(frame, out)
-    if common.current().json:
-        common.emit_json({"out": str(path), "rows": len(frame), "scenario": scenario})
+    g = common.current()
+
+    if stage == "eval":
+        base_path, cand_path = sim.write_eval_runs(
+            out, scenario=scenario, n=400 if samples is None else samples,
+            fmt=eval_format or "promptfoo", baseline=control, candidate=canary, seed=seed,
+        )  # fmt: skip
+        if g.json:
+            common.emit_json({"stage": stage, "scenario": scenario, "baseline": str(base_path),
+                              "candidate": str(cand_path), "format": eval_format or "promptfoo",
+                              "samples": 400 if samples is None else samples})  # fmt: skip
+        else:
+            common.say(f"wrote eval runs ({scenario}): baseline {base_path}, candidate {cand_path}")
+        return
+
+    begin = common.parse_now(start, "--start") or (
+        datetime.now(UTC) - timedelta(hours=hours)
+    ).replace(microsecond=0)
+    end = begin + timedelta(hours=hours)
+    at = begin + timedelta(hours=onset) if onset is not None else None
+    extra: dict[str, int] = {}
+    if stage == "canary":
+        frame = sim.generate(
+            scenario, begin, end, requests_per_hour=rate,
+            canary_percent=10.0 if canary_percent is None else canary_percent,
+            control=control, canary=canary, onset=at, seed=seed,
+        )  # fmt: skip
+    elif stage == "shadow":
+        frame = sim.generate_shadow(
+            scenario, begin, end, requests_per_hour=rate, control=control, candidate=canary,
+            coverage=0.97 if coverage is None else coverage, seed=seed,
+        )  # fmt: skip
+        shadow_calls = int(frame["variant"].str.startswith("shadow:").sum())
+        extra = {"requests": len(frame) - shadow_calls, "shadow_calls": shadow_calls}
+    elif stage == "post-launch":
+        frame = sim.generate_post_launch(
+            scenario, begin, end, variant=canary, requests_per_hour=rate, drift_start=at,
+            seed=seed,
+        )  # fmt: skip
     else:
+        frame = sim.generate_baseline(begin, end, requests_per_hour=rate, variant=control,
+                                      seed=seed)  # fmt: skip
+    path = sim.write(frame, out)
+    label = scenario or "control only"
+    if g.json:
+        common.emit_json({"out": str(path), "rows": len(frame), "scenario": scenario or None,
+                          "stage": stage, **extra})  # fmt: skip
+    elif extra:
+        common.say(
+            f"wrote {extra['requests']:,} requests and {extra['shadow_calls']:,} shadow calls "
+            f"({stage}, {label}) to {path}"
+        )
+    elif stage == "canary":
         common.say(f"wrote {len(frame):,} requests ({scenario}) to {path}")
+    else:
+        common.say(f"wrote {len(frame):,} requests ({stage}, {label}) to {path}")
 
 
 def demo(
