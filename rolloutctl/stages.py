@@ -255,11 +255,67 @@ def judge_offline_eval(
 # ---------------------------------------------------------------- shadow, monitor
 
 
+_SHADOW_KINDS = {"paired_mean": "mean", "paired_proportion": "proportion",
+                 "paired_quantile": "quantile", "ratio": "ratio", "rate": "proportion"}  # fmt: skip
+
+
 def judge_shadow(
     loaded: LoadedPlaybook, stage_index: int, *, started: datetime, now: datetime,
     control: str, canary: str,
 ) -> GateResult:  # fmt: skip
-    raise NotImplementedError
+    """The candidate answered the same requests in the background (`shadow:<canary>` rows):
+    paired comparisons per request (`shadow.analyze_shadow`), with the stage's minimum
+    duration and pairs. The flag stays at 0% throughout."""
+    from rolloutctl.gate import planned_vetoes
+    from rolloutctl.metrics.registry import build_source
+    from rolloutctl.metrics.requestlog import RequestLogSource
+    from rolloutctl.shadow import analyze_shadow
+    from rolloutctl.stats import sequential
+
+    pb = loaded.playbook
+    stage = pb.stages[stage_index]
+    name = _requestlog_source(loaded, stage)
+    source = build_source(name, loaded)
+    if not isinstance(source, RequestLogSource):
+        raise InvalidInput(f"{loaded.path}: stage {stage.name}: shadow reads a request log; "
+                           f"source {name!r} is a {pb.sources[name].kind} source")  # fmt: skip
+    metrics = [m for m in gate_metrics(loaded, stage) if m.source == name]
+    expected = stage.expected_samples_per_arm or pb.analysis.expected_samples_per_arm
+    alpha = pb.analysis.alpha
+    outcome = analyze_shadow(
+        source, start=started, end=now, control=control, candidate=canary, metrics=metrics,
+        dimensions=pb.segments.dimensions, alpha=alpha,
+        rho2=sequential.tune_rho2(alpha / planned_vetoes(pb, metrics), expected),
+        min_pairs=stage.min_samples_per_arm or pb.analysis.min_samples_per_arm,
+        min_segment_pairs=pb.analysis.min_samples_per_segment,
+    )  # fmt: skip
+    worse = {m.name: m.worse for m in metrics}
+    rows = []
+    for c in outcome.comparisons:
+        note = c.note
+        if c.mcnemar_p is not None:
+            note = (note + "; " if note else "") + f"exact McNemar p = {fmt.p_value(c.mcnemar_p)}"
+        rows.append(row(
+            c.name, c.title, c.group, c.verdict, note, kind=_SHADOW_KINDS.get(c.kind, c.kind),
+            segment=c.segment, control=(c.n_pairs, c.control_value),
+            canary=(c.n_pairs, c.shadow_value), estimate=c.estimate, ci=c.ci,
+            margin=c.margin or 0.0, margin_kind="relative" if c.relative else "absolute",
+            worse=worse.get(c.name, "higher"), vetoes=c.vetoes, p_value=c.p_value,
+            p_adjusted=c.p_adjusted, test=f"{c.kind.replace('_', ' ')}, paired by request_id",
+        ))  # fmt: skip
+    if rows:
+        rows[0].query = outcome.query
+    verdict: GateVerdict = outcome.verdict  # type: ignore[assignment]
+    reasons = list(outcome.reasons)
+    elapsed = now - started
+    if verdict == "pass" and stage.min_duration and elapsed < parse_duration(stage.min_duration):
+        verdict = "inconclusive"
+        reasons = [f"minimum duration not reached ({format_duration(elapsed)} of "
+                   f"{stage.min_duration}); the shadow comparison passes so far"]  # fmt: skip
+    notes = [*outcome.notes, f"{outcome.pairs:,} requests answered by both {control} and "
+             f"shadow:{canary}; the flag stays at 0% in this stage"]  # fmt: skip
+    return result(loaded, stage_index, started=started, now=now, verdict=verdict,
+                  reasons=reasons, rows=rows, notes=notes, no_data=outcome.pairs == 0)  # fmt: skip
 
 
 def _requestlog_source(loaded: LoadedPlaybook, stage: Stage) -> str:
