@@ -88,7 +88,7 @@ DEMO_REPORTS: dict[str, Callable[[Demo], Path]] = {
     "rollout-v3": lambda d: d.reports / UNSAFE / "index.html",
     "gate-pass-v2": lambda d: d.gate_report(HEALTHY, "pass"),
     "gate-fail-v3": lambda d: d.gate_report(UNSAFE, "fail"),
-    "gate-inconclusive-v3": lambda d: d.gate_report(UNSAFE, "inconclusive"),
+    "gate-inconclusive-v2": lambda d: d.gate_report(HEALTHY, "inconclusive"),
 }
 
 
