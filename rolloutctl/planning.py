@@ -160,6 +160,15 @@ def _explained(
     return out
 
 
+_NOTES = {
+    "smoke": "no traffic: judged on a few calls to the candidate's endpoint",
+    "offline_eval": "no traffic: judged on the baseline and candidate eval runs",
+    "shadow": "the flag stays at 0%; samples are request pairs (an upper bound: pairing only "
+    "removes noise)",
+    "monitor": "recent traffic against the pre-rollout baseline; samples per window",
+}
+
+
 def plan_rollout(
     loaded: LoadedPlaybook, log: Path | None, now: datetime | None = None
 ) -> dict[str, Any]:
@@ -170,7 +179,21 @@ def plan_rollout(
     for stage in pb.stages:
         traffic = stage.traffic or 0.0
         share = traffic / 100
+        note = _NOTES.get(stage.kind)
+        if stage.kind in ("smoke", "offline_eval"):
+            stages.append({"name": stage.name, "kind": stage.kind, "traffic": traffic, "ab": None,
+                           "scope": None, "approval": stage.approval, "note": note,
+                           "min_duration": stage.min_duration, "max_duration": stage.max_duration,
+                           "duration": stage.duration, "metrics": []})  # fmt: skip
+            continue
+        # Shadow pairs and monitor windows are sized like an even split: for pairs an upper
+        # bound (pairing only removes noise), and every request counts, not a share of them.
+        per_request = stage.kind in ("shadow", "monitor")
+        if per_request:
+            share = 0.5
         metrics = [m for m in stage_metrics(pb, stage) if not m.advisory]
+        if stage.kind == "shadow":  # nobody sees a shadow answer: no product metric, no ratio
+            metrics = [m for m in metrics if m.group != "product" and m.kind != "ratio"]
         alpha = pb.analysis.alpha / planned_vetoes(pb, metrics)
         method = stage.method or pb.analysis.method
         expected = stage.expected_samples_per_arm or pb.analysis.expected_samples_per_arm
@@ -190,7 +213,7 @@ def plan_rollout(
                 n = samples_needed(found[0], found[1], share, alpha, own, rho2)
                 entry["samples_per_arm"] = n
                 if n and volume:
-                    entry["hours"] = n / (volume * share)
+                    entry["hours"] = n / (volume if per_request else volume * share)
             rows.append(entry)
         for entry, queries in zip(rows, _explained(loaded, stage, metrics, now), strict=True):
             if queries:
@@ -204,7 +227,7 @@ def plan_rollout(
             ab = {"metrics": sorted(at_end), "hours_needed": needed, "planned_hours": planned,
                   "enough": None if needed is None or planned is None else needed <= planned}  # fmt: skip
         stages.append({
-            "name": stage.name, "kind": stage.kind, "traffic": traffic, "ab": ab,
+            "name": stage.name, "kind": stage.kind, "traffic": traffic, "ab": ab, "note": note,
             "scope": stage.scope, "approval": stage.approval,
             "min_duration": stage.min_duration, "max_duration": stage.max_duration,
             "duration": stage.duration,

@@ -114,13 +114,18 @@ def plan(
             f"{', approval required' if stage['approval'] == 'required' else ''}):"
             f" min {stage['min_duration'] or '0'}, max {stage['max_duration'] or '∞'}"
         )
+        if stage.get("note"):
+            common.say(f"    ({stage['note']})")
         for m in stage["metrics"]:
             if m["samples_per_arm"] is None:
                 common.say(f"    {m['name']}: no baseline to size it (pass --log)")
                 continue
             eta = f", about {m['hours']:.1f} h" if m.get("hours") is not None else ""
+            unit = {"shadow": "request pairs", "monitor": "recent requests"}.get(
+                stage["kind"], "canary samples"
+            )
             common.say(
-                f"    {m['name']}: ~{m['samples_per_arm']:,} canary samples to show the "
+                f"    {m['name']}: ~{m['samples_per_arm']:,} {unit} to show the "
                 f"{m['margin']} margin{eta} ({m['method']})"
             )
         ab = stage.get("ab")

@@ -133,3 +133,24 @@ def test_the_smoke_command_runs_the_checks_without_a_rollout(
     monkeypatch.delenv("CANDIDATE_API_KEY")
     unset = ws.run("smoke", str(ws.playbook))
     assert unset.code == 3 and "CANDIDATE_API_KEY" in unset.err
+
+
+def test_plan_says_what_each_stage_kind_is_judged_on(ws: Workspace) -> None:
+    ws.playbook.write_text(
+        playbook(EVALS / "v2.jsonl").replace(
+            "  - {name: c1, traffic: 20, min_duration: 1h}\n",
+            "  - {name: shadow, kind: shadow, min_duration: 1h}\n"
+            "  - {name: c1, traffic: 20, min_duration: 1h}\n",
+        )
+    )
+    ws.log("healthy", START, 1, 0, "history", seed=3)
+    r = ws.run("--json", "plan", str(ws.playbook))
+    assert r.code == 0, r.err
+    stages = {s["name"]: s for s in r.json()["stages"]}
+    assert stages["smoke"]["metrics"] == [] and "endpoint" in stages["smoke"]["note"]
+    assert stages["offline-eval"]["metrics"] == [] and "eval runs" in stages["offline-eval"]["note"]
+    shadow = stages["shadow"]
+    assert "pairs" in shadow["note"]
+    assert all(m["samples_per_arm"] for m in shadow["metrics"])  # sized from the log's v1 rows
+    text = ws.run("plan", str(ws.playbook)).out
+    assert "request pairs to show" in text and "no traffic: judged on" in text
