@@ -22,13 +22,13 @@ from typing import Any
 
 from rolloutctl import gate
 from rolloutctl.durations import format_duration
-from rolloutctl.engine import scope_text
 from rolloutctl.errors import InvalidInput
 from rolloutctl.metrics.base import Measurement, MeasureRequest
 from rolloutctl.metrics.requestlog import RequestLogSource
 from rolloutctl.playbook import expr
 from rolloutctl.playbook.load import LoadedPlaybook
 from rolloutctl.playbook.model import Playbook
+from rolloutctl.playbook.scope import scope_text
 from rolloutctl.stats.compare import srm_p_value
 
 REPLAYED_KINDS = ("canary", "ab")

@@ -15,10 +15,11 @@ import json
 from typing import Any
 
 from rolloutctl.atomic import atomic_write
-from rolloutctl.engine import Context, Outcome, _snapshot
+from rolloutctl.engine import Context, Outcome
 from rolloutctl.errors import ExitCode, StateConflict, UsageError
 from rolloutctl.flags.registry import build_backend
 from rolloutctl.state.store import ACTIVE, RolloutState
+from rolloutctl.state.store import snapshot as _snapshot
 
 # Seconds a control waits for the rollout's lock: a gate evaluation holds it for a few
 # seconds, and an operator's kill switch should wait for it rather than fail.

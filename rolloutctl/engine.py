@@ -3,7 +3,11 @@
 The engine takes its store, clock, actor and report folder as arguments (no globals), so
 tests drive time. Heavy modules (DuckDB, the stats engine, reports) are imported inside the
 functions that need them: `rollback`, `pause`, `resume` and `status` stay fast and work when
-every metrics backend is down."""
+every metrics backend is down.
+
+Beside it: `reconcile.py` (the flag and the state disagree), `stages.py` (the gates of smoke,
+offline-eval, shadow and monitor stages), `report/records.py` (gate records and pages) and
+`playbook/scope.py` (who may get the canary at each stage)."""
 
 from __future__ import annotations
 
@@ -13,9 +17,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rolloutctl import reconcile
 from rolloutctl.errors import BackendError, ExitCode, InvalidInput, StateConflict
 from rolloutctl.flags.registry import build_backend
-from rolloutctl.state.store import ACTIVE, RolloutState, StateStore
+from rolloutctl.playbook.scope import effective_scopes, scope_text
+from rolloutctl.report import records
+from rolloutctl.state.store import ACTIVE, RolloutState, StateStore, snapshot
 
 if TYPE_CHECKING:
     from rolloutctl.gate import GateResult
@@ -69,38 +76,7 @@ class Outcome:
         return data
 
 
-def _snapshot(state: RolloutState) -> dict[str, Any]:
-    return {
-        "status": state.status,
-        "stage": state.stage,
-        "canary_percent": state.canary_percent,
-        "version": state.version,
-    }
-
-
 # ---------------------------------------------------------------- playbook helpers
-
-
-def effective_scopes(loaded: LoadedPlaybook) -> list[Any]:
-    """Per stage, the JsonLogic scope (None = everyone); a stage inherits until changed."""
-    from rolloutctl.playbook import expr
-
-    scopes: list[Any] = []
-    current: Any = None
-    for stage in loaded.playbook.stages:
-        if stage.scope is not None:
-            text = stage.scope.strip()
-            current = None if text.lower() == "all" else expr.to_jsonlogic(expr.parse(text))
-        scopes.append(current)
-    return scopes
-
-
-def scope_text(loaded: LoadedPlaybook, index: int) -> str | None:
-    current: str | None = None
-    for stage in loaded.playbook.stages[: index + 1]:
-        if stage.scope is not None:
-            current = None if stage.scope.strip().lower() == "all" else stage.scope
-    return current
 
 
 def _flag_spec(loaded: LoadedPlaybook) -> dict[str, Any]:
@@ -166,7 +142,7 @@ def start(ctx: Context, loaded: LoadedPlaybook) -> Outcome:
         store.save(state)
         store.audit(
             pb.rollout, actor=ctx.actor, command="start", reason=None, before=None,
-            after=_snapshot(state), at=now.isoformat(),
+            after=snapshot(state), at=now.isoformat(),
         )  # fmt: skip
     return Outcome(
         pb.rollout, "start", state.status, state.stage, state.canary_percent,
@@ -248,19 +224,6 @@ def _check_sources(loaded: LoadedPlaybook) -> None:
 # ---------------------------------------------------------------- gate evaluation
 
 
-def _warm_report_renderer() -> None:
-    """Load the chart renderer (matplotlib and its fonts: most of a second) on a thread while
-    the queries run; DuckDB releases the GIL as it scans, so the two overlap."""
-    import threading
-
-    def warm() -> None:
-        from rolloutctl.report import charts
-
-        charts.warm_up()
-
-    threading.Thread(target=warm, name="warm-charts", daemon=True).start()
-
-
 def measure_and_judge(
     ctx: Context, loaded: LoadedPlaybook, state: RolloutState, now: datetime
 ) -> tuple[GateResult, dict[str, Any], dict[str, Any]]:
@@ -284,7 +247,7 @@ def measure_and_judge(
             rollout_started=_exposure_started(ctx, state),
         )  # fmt: skip
         return judged, {}, {}
-    _warm_report_renderer()
+    records.warm_renderer()
     metrics = gate.stage_metrics(pb, stage)
     scope = scope_text(loaded, state.stage_index)
     measurements: dict[str, Measurement] = {}
@@ -343,115 +306,18 @@ def _resolve_stage(loaded: LoadedPlaybook, state: RolloutState) -> None:
     state.stage_index = names.index(state.stage)
 
 
-def flag_drift(state: RolloutState) -> str | None:
-    """A message when the flag no longer looks as rolloutctl last left it."""
-    backend = build_backend(state.flag)
-    current = backend.read()
-    if current is None:
-        return f"flag {state.flag['key']!r} is missing from {state.flag.get('path', 'the backend')}"
-    if state.flag_fingerprint and current.fingerprint != state.flag_fingerprint:
-        return (
-            f"flag {state.flag['key']!r} was changed outside rolloutctl: it now sends "
-            f"{current.canary_percent:g}% to {state.flag['canary']} (rolloutctl set "
-            f"{state.canary_percent:g}%)"
-        )
-    return None
-
-
-def _report_path(ctx: Context, rollout: str, result: GateResult) -> str:
-    from rolloutctl.report.html import gate_report_name
-
-    name = gate_report_name(result.stage_index, result.stage, result.evaluated_at)
-    return str(ctx.reports_dir / rollout / name)
-
-
-def _write_report(
-    ctx: Context,
-    loaded: LoadedPlaybook,
-    state: RolloutState,
-    result: Any,
-    measurements: dict[str, Any],
-    looks: dict[str, Any],
-    stage_traffic: float,
-    *,
-    acted: bool = True,
-) -> list[str]:
-    """Collect the report's evidence, store its record beside the state (so `report` can
-    re-render it), and write the gate page and the indexes. Returns warnings: a report that
-    cannot be written is said, never raised, so it cannot undo or hide a decision."""
-    try:
-        _write_report_now(ctx, loaded, state, result, measurements, looks, stage_traffic, acted)
-    except Exception as exc:  # the decision stands whatever went wrong in the report
-        return [f"the gate report was not written ({type(exc).__name__}: {exc})"]
-    return []
-
-
-def _write_report_now(
-    ctx: Context,
-    loaded: LoadedPlaybook,
-    state: RolloutState,
-    result: Any,
-    measurements: dict[str, Any],
-    looks: dict[str, Any],
-    stage_traffic: float,
-    acted: bool,
-) -> None:
-    import json
-
-    from rolloutctl.atomic import atomic_write
-    from rolloutctl.report import evidence, html
-
-    scope = scope_text(loaded, result.stage_index)
-    series = ctx.charts == "all" or result.decision not in (None, "hold")
-    collected: dict[str, Any] = {}
-    if measurements:  # smoke, eval, shadow and monitor gates carry their evidence in rows
-        collected = evidence.collect(
-            loaded, result.stage_index, result, measurements, looks if series else None
-        )
-    name = html.gate_report_name(result.stage_index, result.stage, result.evaluated_at)
-    audit = ctx.store.history(state.rollout)
-    record = html.build_record(loaded, state, result, audit, collected, stage_traffic, scope)
-    record["acted"] = acted
-    records = ctx.store.dir(state.rollout) / "gates"
-    records.mkdir(parents=True, exist_ok=True)
-    atomic_write(records / (name.removesuffix(".html") + ".json"),
-                 json.dumps(record, indent=1, sort_keys=True, default=str).encode())  # fmt: skip
-    rendered_at = ctx.clock().isoformat()
-    html.write_gate_report(ctx.reports_dir, record, rendered_at)
-    html.write_rollout_index(ctx.reports_dir, state.rollout, audit, rendered_at)
-
-
-def rerender_reports(ctx: Context, rollout: str) -> Path:
-    """Every gate page of the rollout again from its stored records, and the indexes."""
-    import json
-
-    from rolloutctl.report import html
-
-    ctx.store.load(rollout)
-    rendered_at = ctx.clock().isoformat()
-    for path in sorted((ctx.store.dir(rollout) / "gates").glob("*.json")):
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise InvalidInput(f"{path}: unreadable report record: {exc}") from None
-        html.write_gate_report(ctx.reports_dir, record, rendered_at)
-    return html.write_rollout_index(
-        ctx.reports_dir, rollout, ctx.store.history(rollout), rendered_at
-    )
-
-
 def check(ctx: Context, rollout: str) -> Outcome:
     state = ctx.store.load(rollout)
     loaded = _load_playbook_for(state)
     _resolve_stage(loaded, state)
     warnings = []
-    drift = flag_drift(state)
+    drift = reconcile.flag_drift(state)
     if drift:
         warnings.append(drift)
     result, measurements, looks = measure_and_judge(ctx, loaded, state, ctx.clock())
     result.decision = _would_do(loaded, state, result)
-    result.report = _report_path(ctx, state.rollout, result)
-    warnings += _write_report(ctx, loaded, state, result, measurements, looks,
+    result.report = records.report_path(ctx, state.rollout, result)
+    warnings += records.write_report(ctx, loaded, state, result, measurements, looks,
                               state.canary_percent, acted=False)  # fmt: skip
     code = {
         "pass": ExitCode.OK, "fail": ExitCode.GATE_FAILED,
@@ -477,7 +343,7 @@ def advance(ctx: Context, rollout: str, *, force: bool = False) -> Outcome:
     store = ctx.store
     with store.lock(rollout, "advance", ctx.lock_wait):
         state = store.load(rollout)
-        _reconcile_pending(ctx, state)
+        reconcile.reconcile_pending(ctx, state)
         if state.status == "completed":
             return Outcome(rollout, "advance", state.status, state.stage, state.canary_percent,
                            f"{rollout} is already completed")  # fmt: skip
@@ -500,9 +366,11 @@ def advance(ctx: Context, rollout: str, *, force: bool = False) -> Outcome:
         loaded = _load_playbook_for(state)
         _resolve_stage(loaded, state)
         warnings: list[str] = []
-        drift = flag_drift(state)
+        drift = reconcile.flag_drift(state)
         if drift:
-            _reconcile_rollback(ctx, state)  # raises when the flag already serves the control
+            reconcile.reconcile_rollback(
+                ctx, state
+            )  # raises when the flag already serves the control
             if not force:
                 raise StateConflict(
                     drift + "; refusing to act on a flag someone else changed",
@@ -514,7 +382,7 @@ def advance(ctx: Context, rollout: str, *, force: bool = False) -> Outcome:
         stage_traffic = state.canary_percent
         decision = _would_do(loaded, state, result)
         result.decision = decision
-        before = _snapshot(state)
+        before = snapshot(state)
         version = state.version
         state.last_verdict, state.last_decision = result.verdict, decision
         state.last_reasons, state.last_checked_at = result.reasons, now.isoformat()
@@ -550,17 +418,19 @@ def advance(ctx: Context, rollout: str, *, force: bool = False) -> Outcome:
         else:
             message = f"holding at {state.stage}: {result.reasons[0] if result.reasons else ''}"
             code = ExitCode.BACKEND if result.verdict == "error" else ExitCode.GATE_INCONCLUSIVE
-        result.report = _report_path(ctx, state.rollout, result)
+        result.report = records.report_path(ctx, state.rollout, result)
         state.last_report = result.report
         store.save(state, expected_version=version)
         store.audit(
             rollout, actor=ctx.actor, command="advance", reason=None, before=before,
-            after=_snapshot(state), at=now.isoformat(),
+            after=snapshot(state), at=now.isoformat(),
             verdict={"verdict": result.verdict, "decision": decision,
                      "reasons": result.reasons[:5], "report": result.report},
         )  # fmt: skip
         # After the action is recorded: a report that cannot be written never undoes it.
-        warnings += _write_report(ctx, loaded, state, result, measurements, looks, stage_traffic)
+        warnings += records.write_report(
+            ctx, loaded, state, result, measurements, looks, stage_traffic
+        )
     event = decision if decision != "hold" or result.max_duration_passed else None
     if decision == "hold" and result.verdict == "fail":
         event = "drift"
@@ -593,59 +463,6 @@ def monitor(ctx: Context, rollout: str) -> Outcome:
     if outcome.gate is not None and outcome.gate.verdict == "pass":
         outcome.exit_code = ExitCode.OK
     return outcome
-
-
-def _reconcile_pending(ctx: Context, state: RolloutState) -> None:
-    """A stage change whose state write never happened (pending.json is still there). If the
-    flag shows the stage it was moving to, the change happened: record it (audited as
-    `reconcile`). If the flag is as the state last left it, the change never reached the
-    flag: forget it. Anything else is left to the drift check, which refuses to act."""
-    intent = ctx.store.read_intent(state.rollout)
-    if intent is None:
-        return
-    real = build_backend(state.flag).read()
-    if real is None:
-        return
-    if real.fingerprint == state.flag_fingerprint:
-        ctx.store.clear_intent(state.rollout)
-        return
-    target = intent.get("canary_percent")
-    if not isinstance(target, int | float) or abs(real.canary_percent - float(target)) > 1e-9:
-        return
-    before, version = _snapshot(state), state.version
-    reason = (f"the flag already serves stage {intent.get('stage')} ({float(target):g}%): "
-              f"an interrupted {intent.get('command', 'change')} wrote the flag but not the "
-              "state; recorded it now")  # fmt: skip
-    state.stage_index, state.stage = int(intent["stage_index"]), str(intent["stage"])
-    state.stage_started_at = str(intent.get("at") or ctx.clock().isoformat())
-    state.canary_percent, state.scope = float(target), intent.get("scope")
-    state.flag_fingerprint = real.fingerprint
-    state.status, state.paused_reason, state.consecutive_errors = "running", None, 0
-    ctx.store.save(state, expected_version=version)
-    ctx.store.audit(state.rollout, actor=ctx.actor, command="reconcile", reason=reason,
-                    before=before, after=_snapshot(state), at=ctx.clock().isoformat())  # fmt: skip
-
-
-def _reconcile_rollback(ctx: Context, state: RolloutState) -> None:
-    """The flag serves only the control while the state says the canary has traffic: a
-    rollback whose state write never happened (a crash between the two writes), or one made
-    by hand. Either way the safe reading is the flag's: record the rollback, then refuse to
-    advance. Never re-opens canary traffic; other differences still need a person."""
-    real = build_backend(state.flag).read()
-    if real is None or real.canary_percent > 0 or state.canary_percent <= 0:
-        return
-    before, version = _snapshot(state), state.version
-    reason = "the flag already serves only the control (an interrupted or manual rollback)"
-    state.flag_fingerprint, state.canary_percent = real.fingerprint, 0.0
-    state.status, state.paused_reason = "rolled_back", reason
-    ctx.store.save(state, expected_version=version)
-    ctx.store.audit(state.rollout, actor=ctx.actor, command="reconcile", reason=reason,
-                    before=before, after=_snapshot(state), at=ctx.clock().isoformat())  # fmt: skip
-    raise StateConflict(
-        f"rollout {state.rollout!r} was rolled back at stage {state.stage}: {reason}; "
-        "recorded it in the state now",
-        hint="`rolloutctl retry` restarts that stage; `rolloutctl start` begins anew",
-    )
 
 
 def _enter_stage(
@@ -686,7 +503,7 @@ def rollback(ctx: Context, rollout: str, reason: str) -> Outcome:
         if state.status == "rolled_back":
             return Outcome(rollout, "rollback", state.status, state.stage, 0.0,
                            f"{rollout} is already rolled back")  # fmt: skip
-        before, version = _snapshot(state), state.version
+        before, version = snapshot(state), state.version
         backend = build_backend(state.flag)
         try:
             split = backend.rollback(rollout=rollout, reason=reason)
@@ -702,7 +519,7 @@ def rollback(ctx: Context, rollout: str, reason: str) -> Outcome:
         state.status, state.paused_reason = "rolled_back", reason
         store.save(state, expected_version=version)
         store.audit(rollout, actor=ctx.actor, command="rollback", reason=reason,
-                    before=before, after=_snapshot(state), at=ctx.clock().isoformat())  # fmt: skip
+                    before=before, after=snapshot(state), at=ctx.clock().isoformat())  # fmt: skip
     message = f"rolled back {rollout}: all traffic on {state.flag['control']}"
     # The flag is flipped and recorded, the lock released: a notification cannot undo it.
     warnings = _notify(ctx, state, "rollback", message, decision="rollback",
@@ -722,7 +539,7 @@ def _set_status(ctx: Context, rollout: str, command: str, reason: str, target: s
     store = ctx.store
     with store.lock(rollout, command, ctx.lock_wait):
         state = store.load(rollout)
-        _reconcile_pending(ctx, state)
+        reconcile.reconcile_pending(ctx, state)
         if state.status == target:
             return Outcome(rollout, command, state.status, state.stage, state.canary_percent,
                            f"{rollout} is already {target}")  # fmt: skip
@@ -736,12 +553,12 @@ def _set_status(ctx: Context, rollout: str, command: str, reason: str, target: s
                 f"{rollout!r} is waiting for approval: {state.paused_reason}",
                 hint="`rolloutctl promote ROLLOUT --reason ...` approves and advances",
             )
-        before, version = _snapshot(state), state.version
+        before, version = snapshot(state), state.version
         state.status = target
         state.paused_reason = reason if target == "paused" else None
         store.save(state, expected_version=version)
         store.audit(rollout, actor=ctx.actor, command=command, reason=reason, before=before,
-                    after=_snapshot(state), at=ctx.clock().isoformat())  # fmt: skip
+                    after=snapshot(state), at=ctx.clock().isoformat())  # fmt: skip
     verb = "paused" if target == "paused" else "resumed"
     message = f"{verb} {rollout} at {state.stage}"
     warnings = []
@@ -758,7 +575,7 @@ def promote(ctx: Context, rollout: str, reason: str) -> Outcome:
     store = ctx.store
     with store.lock(rollout, "promote", ctx.lock_wait):
         state = store.load(rollout)
-        _reconcile_pending(ctx, state)
+        reconcile.reconcile_pending(ctx, state)
         if state.status not in ACTIVE:
             raise StateConflict(
                 f"cannot promote {rollout!r}: it is {state.status}",
@@ -767,7 +584,7 @@ def promote(ctx: Context, rollout: str, reason: str) -> Outcome:
         _refuse_while_held(ctx, state, "promote")
         loaded = _load_playbook_for(state)
         _resolve_stage(loaded, state)
-        before, version = _snapshot(state), state.version
+        before, version = snapshot(state), state.version
         now = ctx.clock()
         if state.stage_index + 1 >= len(loaded.playbook.stages):
             state.status, state.paused_reason = "completed", None
@@ -779,7 +596,7 @@ def promote(ctx: Context, rollout: str, reason: str) -> Outcome:
         state.last_decision = "promote"
         store.save(state, expected_version=version)
         store.audit(rollout, actor=ctx.actor, command="promote", reason=reason, before=before,
-                    after=_snapshot(state), at=now.isoformat())  # fmt: skip
+                    after=snapshot(state), at=now.isoformat())  # fmt: skip
     event = "complete" if state.status == "completed" else "advance"
     warnings = _notify(ctx, state, event, message, decision="promote", reasons=[reason],
                        report=state.last_report)  # fmt: skip
@@ -802,20 +619,20 @@ def retry(ctx: Context, rollout: str, reason: str | None) -> Outcome:
     store = ctx.store
     with store.lock(rollout, "retry", ctx.lock_wait):
         state = store.load(rollout)
-        _reconcile_pending(ctx, state)
+        reconcile.reconcile_pending(ctx, state)
         if state.status == "completed":
             raise StateConflict(f"cannot retry {rollout!r}: it is completed")
         _refuse_while_held(ctx, state, "retry")
         loaded = _load_playbook_for(state)
         _resolve_stage(loaded, state)
-        before, version = _snapshot(state), state.version
+        before, version = snapshot(state), state.version
         now = ctx.clock()
         _enter_stage(ctx, loaded, state, build_backend(state.flag), state.stage_index, now,
                      "retry")  # fmt: skip
         state.last_verdict = state.last_decision = None
         store.save(state, expected_version=version)
         store.audit(rollout, actor=ctx.actor, command="retry", reason=reason, before=before,
-                    after=_snapshot(state), at=now.isoformat())  # fmt: skip
+                    after=snapshot(state), at=now.isoformat())  # fmt: skip
     return Outcome(
         rollout,
         "retry",
@@ -836,7 +653,7 @@ def status(ctx: Context, rollout: str | None) -> list[dict[str, Any]]:
         if intent is not None:
             row["pending"] = intent
         try:
-            row["flag_warning"] = flag_drift(state)
+            row["flag_warning"] = reconcile.flag_drift(state)
         except BackendError as exc:
             row["flag_warning"] = exc.message
         rows.append(row)

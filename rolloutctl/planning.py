@@ -135,10 +135,10 @@ def _explained(
 ) -> list[list[str]]:
     """Per metric, the exact queries a source that can explain itself (prometheus) would send
     at the stage's minimum duration (or one hour) after it begins; [] for the others."""
-    from rolloutctl.engine import scope_text
     from rolloutctl.metrics.base import MeasureRequest
     from rolloutctl.metrics.registry import build_source
     from rolloutctl.playbook import expr
+    from rolloutctl.playbook.scope import scope_text
 
     pb = loaded.playbook
     window = parse_duration(stage.min_duration) if stage.min_duration else timedelta(hours=1)

@@ -259,11 +259,11 @@ def retry(rollout: str, reason: ReasonOpt = None, json_out: JsonOpt = False) -> 
 def report(rollout: str, json_out: JsonOpt = False) -> None:
     """Re-render every gate page and the indexes from the stored records and the audit log
     (no query runs; the same records give the same pages apart from the rendered-at line)."""
-    from rolloutctl import engine
+    from rolloutctl.report import records
 
     ctx = context()
     name = resolve_rollout(rollout)
-    path = engine.rerender_reports(ctx, name)
+    path = records.rerender_reports(ctx, name)
     if json_out or common.current().json:
         common.emit_json({"rollout": name, "report": str(path)})
     else:

@@ -53,6 +53,16 @@ class RolloutState:
         return asdict(self)
 
 
+def snapshot(state: RolloutState) -> dict[str, Any]:
+    """What the audit log records of a state before and after each command."""
+    return {
+        "status": state.status,
+        "stage": state.stage,
+        "canary_percent": state.canary_percent,
+        "version": state.version,
+    }
+
+
 def now_iso() -> str:
     return datetime.now(UTC).isoformat()
 
