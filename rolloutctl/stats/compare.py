@@ -81,7 +81,7 @@ def one_sided_width(variance: float, n_total: int, alpha: float, method: Method,
     return z * math.sqrt(variance)
 
 
-def _decide(
+def decide(
     control_value: float,
     canary_value: float,
     theta: float,
@@ -150,7 +150,7 @@ def compare_proportions(
     var_c = pc * (1 - pc) / (control.n + 2)
     var_t = pt * (1 - pt) / (canary.n + 2)
     theta, variance = _contrast(pc, var_c, pt, var_t, margin.relative)
-    return _decide(
+    return decide(
         control.rate, canary.rate, theta, variance, control.n + canary.n,
         margin, worse, alpha, method, rho2,
     )  # fmt: skip
@@ -268,7 +268,7 @@ def compare_means(
         control.mean, control.variance / control.n,
         canary.mean, canary.variance / canary.n, margin.relative,
     )  # fmt: skip
-    return _decide(
+    return decide(
         control.mean, canary.mean, theta, variance, control.n + canary.n,
         margin, worse, alpha, method, rho2,
     )  # fmt: skip
@@ -303,9 +303,7 @@ def compare_ratios(
     if math.isnan(rc) or math.isnan(rt):
         return _undefined(rc, rt, margin, worse, method, "a denominator sums to zero")
     theta, variance = _contrast(rc, vc, rt, vt, margin.relative)
-    return _decide(
-        rc, rt, theta, variance, control.n + canary.n, margin, worse, alpha, method, rho2
-    )
+    return decide(rc, rt, theta, variance, control.n + canary.n, margin, worse, alpha, method, rho2)
 
 
 def compare_quantiles(

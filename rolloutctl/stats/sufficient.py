@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Self
 
 # Quantile metrics travel as log-spaced histograms: bucket b holds values in
 # [GAMMA**b, GAMMA**(b+1)); values <= 0 go to ZERO_BUCKET. 1% relative resolution.
@@ -50,8 +51,10 @@ class Moments:
 
 
 @dataclass(frozen=True)
-class RatioMoments:
-    """Per-unit sums for a ratio of sums (e.g. cost per completed task)."""
+class BivariateSums:
+    """n units that each carry two values x and y: n, and the sums of x, y, x^2, y^2, x y.
+    What x and y are belongs to the subclass: numerator and denominator (`RatioMoments`), or
+    the control's and the shadow's value of one request (`stats.paired.PairedMoments`)."""
 
     n: int
     sum_x: float
@@ -60,12 +63,8 @@ class RatioMoments:
     sum_y2: float
     sum_xy: float
 
-    @property
-    def ratio(self) -> float:
-        return self.sum_x / self.sum_y if self.sum_y else math.nan
-
-    def __add__(self, other: RatioMoments) -> RatioMoments:
-        return RatioMoments(
+    def __add__(self, other: Self) -> Self:
+        return type(self)(
             self.n + other.n,
             self.sum_x + other.sum_x,
             self.sum_y + other.sum_y,
@@ -73,6 +72,15 @@ class RatioMoments:
             self.sum_y2 + other.sum_y2,
             self.sum_xy + other.sum_xy,
         )
+
+
+@dataclass(frozen=True)
+class RatioMoments(BivariateSums):
+    """Per-unit sums for a ratio of sums (e.g. cost per completed task): x / y."""
+
+    @property
+    def ratio(self) -> float:
+        return self.sum_x / self.sum_y if self.sum_y else math.nan
 
 
 @dataclass(frozen=True)
