@@ -470,7 +470,7 @@ def test_write_unknown_suffix(tmp_path: Path, small: pd.DataFrame) -> None:
 def test_failed_write_keeps_old_file_and_leaves_no_temp(
     tmp_path: Path, small: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import rolloutctl.simulate as simulate
+    from rolloutctl.simulate import files
 
     target = tmp_path / "log.csv"
     target.write_text("old\n")
@@ -479,7 +479,7 @@ def test_failed_write_keeps_old_file_and_leaves_no_temp(
         path.write_text("half a fi")
         raise OSError("disk full")
 
-    monkeypatch.setattr(simulate, "_copy_with_duckdb", broken)
+    monkeypatch.setattr(files, "_copy_with_duckdb", broken)
     with pytest.raises(OSError, match="disk full"):
         write(small, target)
     assert target.read_text() == "old\n"
