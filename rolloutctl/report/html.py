@@ -51,6 +51,8 @@ def headline(data: dict[str, Any], acted: bool = True) -> str:
         done = {"rollback": f"Rolled back at {stage}", "advance": f"Advanced from {stage}",
                 "complete": f"Completed at {stage}", "pause": f"Paused at {stage}",
                 "hold": f"Holding at {stage}"}.get(decision or "", f"Gate {verdict} at {stage}")  # fmt: skip
+        if decision == "hold" and verdict == "fail":  # the monitor: drift alerts, flag stays
+            done = f"Drift found at {stage} (the flag is unchanged)"
     else:
         done = f"Checked {stage}: would {decision}" if decision else f"Gate {verdict} at {stage}"
     failing = [m for m in data["metrics"] if m["verdict"] == "fail" and m["vetoes"]
