@@ -109,6 +109,10 @@ def main() -> None:
 
     playbook = files("rolloutctl.playbook").joinpath("starter.yaml").read_text()
     playbook = playbook.replace("data/requests/*.parquet", "data/requests.parquet")
+    # The gate of a canary stage: the stages before it judge an endpoint, eval runs, pairs.
+    playbook = "\n".join(line for line in playbook.splitlines()
+                          if not any(f"kind: {k}," in line for k in ("smoke", "offline_eval",
+                                                                     "shadow")))  # fmt: skip
     playbook = playbook.replace("traffic: 1, min_duration", "traffic: 10, min_duration")
     (root / "rollout.yaml").write_text(playbook)
     env = {**os.environ, "ROLLOUTCTL_STATE_DIR": str(root / "state"),
