@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from rolloutctl.gate import GateResult
     from rolloutctl.playbook.load import LoadedPlaybook
 
-SUPPORTED_STAGE_KINDS = ("canary", "ab", "smoke", "offline_eval", "shadow", "monitor")
+JUDGED_ELSEWHERE = ("smoke", "offline_eval", "shadow", "monitor")  # by rolloutctl/stages.py
 
 
 @dataclass
@@ -105,13 +105,6 @@ def _parse_time(text: str) -> datetime:
 
 def start(ctx: Context, loaded: LoadedPlaybook) -> Outcome:
     pb = loaded.playbook
-    unsupported = [s.name for s in pb.stages if s.kind not in SUPPORTED_STAGE_KINDS]
-    if unsupported:
-        raise InvalidInput(
-            f"{loaded.path}: stage(s) {', '.join(unsupported)} are of a kind this version "
-            f"cannot run yet (it runs: {', '.join(SUPPORTED_STAGE_KINDS)})",
-            hint="remove those stages or run them by hand, then start again",
-        )
     _check_sources(loaded)
     store = ctx.store
     with store.lock(pb.rollout, "start", ctx.lock_wait):
@@ -238,7 +231,7 @@ def measure_and_judge(
 
     pb = loaded.playbook
     stage = pb.stages[state.stage_index]
-    if stage.kind in ("smoke", "offline_eval", "shadow", "monitor"):
+    if stage.kind in JUDGED_ELSEWHERE:
         from rolloutctl import stages
 
         judged = stages.judge(

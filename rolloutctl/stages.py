@@ -20,8 +20,6 @@ from rolloutctl.gate import GateResult, GateVerdict, MetricResult
 from rolloutctl.playbook.load import LoadedPlaybook, resolve_env
 from rolloutctl.playbook.model import Stage
 
-JUDGED_HERE = ("smoke", "offline_eval", "shadow", "monitor")
-
 
 def row(
     name: str,
