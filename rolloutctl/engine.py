@@ -332,7 +332,11 @@ def _would_do(loaded: LoadedPlaybook, state: RolloutState, result: GateResult) -
 # ---------------------------------------------------------------- advance
 
 
-def advance(ctx: Context, rollout: str, *, force: bool = False) -> Outcome:
+def advance(
+    ctx: Context, rollout: str, *, force: bool = False, only_monitor: bool = False
+) -> Outcome:
+    """Evaluate the current gate and act on it. `only_monitor` (the `monitor` command)
+    refuses unless the rollout is running its monitor stage."""
     store = ctx.store
     with store.lock(rollout, "advance", ctx.lock_wait):
         state = store.load(rollout)
@@ -358,12 +362,13 @@ def advance(ctx: Context, rollout: str, *, force: bool = False) -> Outcome:
                            "`rolloutctl control revert` releases it", ExitCode.PAUSED)  # fmt: skip
         loaded = _load_playbook_for(state)
         _resolve_stage(loaded, state)
+        if only_monitor:
+            _require_monitor_stage(loaded, state)
         warnings: list[str] = []
         drift = reconcile.flag_drift(state)
         if drift:
-            reconcile.reconcile_rollback(
-                ctx, state
-            )  # raises when the flag already serves the control
+            # Raises when the flag already serves only the control (a rollback to record).
+            reconcile.reconcile_rollback(ctx, state)
             if not force:
                 raise StateConflict(
                     drift + "; refusing to act on a flag someone else changed",
@@ -439,23 +444,23 @@ def monitor(ctx: Context, rollout: str) -> Outcome:
     """One look of the post-launch monitor: `advance` at a monitor stage (drift is reported
     and notified, the flag moves only when a rollback trigger fires). Exit 0 when no drift
     is seen, 10 when it is, 11 while the baseline or the recent window has too little data."""
-    state = ctx.store.load(rollout)
-    loaded = _load_playbook_for(state)
-    _resolve_stage(loaded, state)
-    stage = loaded.playbook.stages[state.stage_index]
-    if stage.kind != "monitor" or state.status not in ACTIVE:
-        kinds = [s.name for s in loaded.playbook.stages if s.kind == "monitor"]
-        raise StateConflict(
-            f"rollout {rollout!r} is {state.status} at stage {state.stage} ({stage.kind}); "
-            "monitor runs at a monitor stage, after the rollout reached 100%",
-            hint=f"`rolloutctl advance {rollout}` moves it on"
-            + (f" to {kinds[0]}" if kinds else "; add a `kind: monitor` stage to the playbook"),
-        )
-    outcome = advance(ctx, rollout)
+    outcome = advance(ctx, rollout, only_monitor=True)
     outcome.action = "monitor"
     if outcome.gate is not None and outcome.gate.verdict == "pass":
         outcome.exit_code = ExitCode.OK
     return outcome
+
+
+def _require_monitor_stage(loaded: LoadedPlaybook, state: RolloutState) -> None:
+    stage = loaded.playbook.stages[state.stage_index]
+    if stage.kind != "monitor":
+        kinds = [s.name for s in loaded.playbook.stages if s.kind == "monitor"]
+        raise StateConflict(
+            f"rollout {state.rollout!r} is {state.status} at stage {state.stage} "
+            f"({stage.kind}); monitor runs at a monitor stage, after the rollout reached 100%",
+            hint=f"`rolloutctl advance {state.rollout}` moves it on"
+            + (f" to {kinds[0]}" if kinds else "; add a `kind: monitor` stage to the playbook"),
+        )
 
 
 def _enter_stage(
@@ -469,7 +474,7 @@ def _enter_stage(
 ) -> None:
     """Set the flag for stage `index` and move the state there (the caller saves it). The
     intent is written first: a crash between the flag write and the state write leaves
-    pending.json, and the next command reconciles from the flag (_reconcile_pending)."""
+    pending.json, and the next command reconciles from the flag (reconcile_pending)."""
     stage = loaded.playbook.stages[index]
     scope = effective_scopes(loaded)[index]
     percent = stage.traffic if stage.traffic is not None else state.canary_percent

@@ -97,12 +97,6 @@ def slack_text(body: dict[str, Any]) -> str:
 # ---------------------------------------------------------------- sending
 
 
-def _where(url: str) -> str:
-    """Scheme and host only: a webhook URL's path is often its secret."""
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://{rest.split('/', 1)[0]}" if rest else "(no URL)"
-
-
 def send(store: Any, rollout: str, body: dict[str, Any]) -> list[str]:
     """Post the event to every entry that wants it; return one warning per failure.
     Never raises: whatever goes wrong here, the command's action stands."""
@@ -127,7 +121,9 @@ def send(store: Any, rollout: str, body: dict[str, Any]) -> list[str]:
             error, url = f"{type(exc).__name__}: {exc}", ""
         if error is None:
             continue
-        where = f" to {_where(url)}" if url else ""
+        from rolloutctl.flags.transport import redact  # loaded only when something failed
+
+        where = f" to {redact(url)}" if url else ""  # scheme and host: never path, query, user
         message = f"{kind} notification of {body['event']}{where} failed: {error}"
         warnings.append(message)
         with contextlib.suppress(OSError):  # the warning still reaches stderr

@@ -28,7 +28,7 @@ shadow health rows instead: paired error and timeout rates, and shadow coverage.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -175,12 +175,14 @@ def analyze_shadow(
     min_pairs: int = 1000,
     min_segment_pairs: int = 200,
     min_coverage: float = 0.9,
+    critical_segments: Collection[tuple[str, str]] = (),
 ) -> ShadowResult:
     """Pair control and `shadow:<candidate>` rows by request_id in [start, end) and judge
     the candidate on the same requests (see the module docstring for the statistics).
 
     FAIL when a vetoing comparison (every non-advisory metric overall; critical per-segment
-    metrics in each segment with >= `min_segment_pairs` pairs; the error / timeout rate when
+    metrics in each segment, and critical metrics in the `critical_segments` (dimension,
+    value) as the canary gate does, with >= `min_segment_pairs` pairs; the error / timeout rate when
     the playbook has a `status = 'error'` / `'timeout'` metric) fails after Holm at `alpha`.
     PASS only with >= `min_pairs` pairs, non-inferiority shown for every non-advisory metric,
     no excess of shadow errors or timeouts and shadow coverage >= `min_coverage`.
@@ -196,7 +198,8 @@ def analyze_shadow(
                 f"on its shadow call (variant 'shadow:{candidate}')",
             )
         return _Analysis(con, types, start, end, control, candidate, metrics, dimensions,
-                         alpha, rho2, min_pairs, min_segment_pairs, min_coverage).run()  # fmt: skip
+                         alpha, rho2, min_pairs, min_segment_pairs, min_coverage,
+                         critical_segments).run()  # fmt: skip
     finally:
         con.close()
 
@@ -207,6 +210,7 @@ class _Analysis:
         end: datetime, control: str, candidate: str, metrics: Sequence[Metric],
         dimensions: Sequence[str], alpha: float, rho2: float, min_pairs: int,
         min_segment_pairs: int, min_coverage: float,
+        critical_segments: Collection[tuple[str, str]] = (),
     ) -> None:  # fmt: skip
         self.con, self.columns = con, set(types)
         self.start, self.end, self.control, self.shadow = start, end, control, "shadow:" + candidate
@@ -215,6 +219,7 @@ class _Analysis:
             min_pairs, min_segment_pairs, min_coverage,
         )  # fmt: skip
         self.notes: list[str] = []
+        self.critical_segments = set(critical_segments)
         self.dims = [d for d in dimensions if d in self.columns]
         self.notes += [f"segment dimension {d!r} is not a column of the log"
                        for d in dimensions if d not in self.columns]  # fmt: skip
@@ -276,7 +281,9 @@ class _Analysis:
             self.items.append(_Item(
                 metric.name, title, metric.group, kind, col,
                 "__paired" if uses_status else "__answered", metric,
-                segmented=metric.critical and metric.per_segment and bool(self.dims),
+                segmented=metric.critical and bool(self.dims) and (
+                    metric.per_segment or any(d in self.dims for d, _ in self.critical_segments)
+                ),
             ))  # fmt: skip
         for which, rate_metric in health.items():
             name, title = f"shadow_{which}_rate", f"shadow {which} rate"
@@ -374,13 +381,13 @@ class _Analysis:
         ctl, shd = _literal(self.control), _literal(self.shadow)
         aggs = [
             "count(*) AS __requests",
-            "count_if(__paired) AS __pairs",
-            f"(SELECT {{'control_rows': count_if(variant = {ctl}), 'shadow_rows': "
-            f"count_if(variant = {shd}), 'control_no_id': count_if(variant = {ctl} AND "
-            f"request_id IS NULL), 'shadow_no_id': count_if(variant = {shd} AND request_id IS "
+            "count(*) FILTER (WHERE __paired) AS __pairs",
+            f"(SELECT {{'control_rows': count(*) FILTER (WHERE variant = {ctl}), 'shadow_rows': "
+            f"count(*) FILTER (WHERE variant = {shd}), 'control_no_id': count(*) FILTER (WHERE variant = {ctl} AND "
+            f"request_id IS NULL), 'shadow_no_id': count(*) FILTER (WHERE variant = {shd} AND request_id IS "
             f"NULL)}} FROM win) AS __rows",
-            f"(SELECT {{'control_dup': count_if(variant = {ctl} AND __rank > 1), 'shadow_dup': "
-            f"count_if(variant = {shd} AND __rank > 1), 'shadow_ids': count_if(variant = {shd} "
+            f"(SELECT {{'control_dup': count(*) FILTER (WHERE variant = {ctl} AND __rank > 1), 'shadow_dup': "
+            f"count(*) FILTER (WHERE variant = {shd} AND __rank > 1), 'shadow_ids': count(*) FILTER (WHERE variant = {shd} "
             f"AND __rank = 1)}} FROM side) AS __ids",
         ]
         for item in self.items:
@@ -465,7 +472,11 @@ class _Analysis:
         for item in self.items:
             for r in rows:
                 seg = r["__segment"]
-                if seg is not None and (not item.segmented or seg[0] not in self.dims):
+                if seg is not None and not (
+                    item.segmented
+                    and (item.metric is None or item.metric.per_segment
+                         or tuple(seg) in self.critical_segments)
+                ):  # fmt: skip
                     continue
                 n = int(r[f"n{item.key}"] or 0) if item.kind != "paired_quantile" else int(
                     quantiles.get((item.name, seg), {}).get("n", 0))  # fmt: skip
@@ -483,9 +494,7 @@ class _Analysis:
 
         # ---- Holm over the vetoing comparisons
         vetoing = [c for c in results if c.vetoes and c.p_value is not None]
-        rejected, adjusted = multiple.holm(
-            [1.0 if c.p_value is None else c.p_value for c in vetoing], self.alpha
-        )
+        rejected, adjusted = multiple.holm([c.p_value or 0.0 for c in vetoing], self.alpha)
         for c, reject, adj in zip(vetoing, rejected, adjusted, strict=True):
             c.p_adjusted = adj
             c.verdict = "fail" if reject else "inconclusive" if c.verdict == "fail" else c.verdict

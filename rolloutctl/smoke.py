@@ -33,6 +33,7 @@ replaced by "***" before it goes into a reason. Network and HTTP failures become
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import time
 from collections.abc import Callable
@@ -287,7 +288,9 @@ def _model(body: dict[str, Any], model: str, mask: Callable[[str], str]) -> tupl
         return False, "the answer has no model field"
     if not isinstance(answered, str):
         return False, f"model is {_kind(answered)}, not a string"
-    if answered == model or answered.startswith(model):
+    if answered == model or re.fullmatch(
+        rf"{re.escape(model)}-\d{{4}}-?\d{{2}}-?\d{{2}}", answered
+    ):
         return True, f"answered by {_quote(answered, mask)}"
     return False, (
         f"the answer came from {_quote(answered, mask)}, not {_quote(model, mask)}: "

@@ -16,7 +16,7 @@ from typing import Any
 from rolloutctl import formatting as fmt
 from rolloutctl.durations import format_duration, parse_duration
 from rolloutctl.errors import InvalidInput
-from rolloutctl.gate import GateResult, GateVerdict, MetricResult
+from rolloutctl.gate import GateResult, GateVerdict, MetricResult, stage_metrics
 from rolloutctl.playbook.load import LoadedPlaybook, resolve_env
 from rolloutctl.playbook.model import Stage
 
@@ -277,7 +277,7 @@ def judge_shadow(
     if not isinstance(source, RequestLogSource):
         raise InvalidInput(f"{loaded.path}: stage {stage.name}: shadow reads a request log; "
                            f"source {name!r} is a {pb.sources[name].kind} source")  # fmt: skip
-    metrics = [m for m in gate_metrics(loaded, stage) if m.source == name]
+    metrics = [m for m in stage_metrics(loaded.playbook, stage) if m.source == name]
     expected = stage.expected_samples_per_arm or pb.analysis.expected_samples_per_arm
     alpha = pb.analysis.alpha
     outcome = analyze_shadow(
@@ -286,6 +286,7 @@ def judge_shadow(
         rho2=sequential.tune_rho2(alpha / planned_vetoes(pb, metrics), expected),
         min_pairs=stage.min_samples_per_arm or pb.analysis.min_samples_per_arm,
         min_segment_pairs=pb.analysis.min_samples_per_segment,
+        critical_segments={(d, v) for d, values in pb.segments.critical.items() for v in values},
     )  # fmt: skip
     worse = {m.name: m.worse for m in metrics}
     rows = []
@@ -322,19 +323,13 @@ def _requestlog_source(loaded: LoadedPlaybook, stage: Stage) -> str:
     pb = loaded.playbook
     if stage.source:
         return stage.source
-    for metric in gate_metrics(loaded, stage):
+    for metric in stage_metrics(loaded.playbook, stage):
         if pb.sources[metric.source].kind == "requestlog":
             return metric.source
     raise InvalidInput(
         f"{loaded.path}: stage {stage.name} ({stage.kind}) needs a request-log source",
         hint="set the stage's `source:` to a requestlog source",
     )
-
-
-def gate_metrics(loaded: LoadedPlaybook, stage: Stage) -> list[Any]:
-    from rolloutctl.gate import stage_metrics
-
-    return stage_metrics(loaded.playbook, stage)
 
 
 def judge_monitor(
@@ -368,7 +363,7 @@ def judge_monitor(
                       reasons=["the monitor stage has just started: no recent traffic yet"],
                       rows=[], no_data=True)  # fmt: skip
     baseline = (rollout_started - (now - recent_start), rollout_started)
-    metrics = tuple(m for m in gate_metrics(loaded, stage) if m.source == name)
+    metrics = tuple(m for m in stage_metrics(loaded.playbook, stage) if m.source == name)
     request = MeasureRequest(
         metrics=metrics, start=recent_start, end=now, control=control, canary=canary,
         dimensions=tuple(pb.segments.dimensions), max_segments=pb.analysis.max_segments,

@@ -223,3 +223,16 @@ def test_an_approval_stage_pauses_notifies_and_waits_for_a_named_promoter(
         "promote", "alice", "reviewed the c1 report")  # fmt: skip
     assert [body["event"] for _, body in hook.bodies] == ["pause", "advance"]
     assert hook.bodies[-1][1]["actor"] == "alice"
+
+
+def test_a_failure_names_only_scheme_and_host_of_the_url(envws: Workspace, hook: Hook) -> None:
+    hook.status = 500
+    secret_url = hook.url.replace("http://", "http://user:pa55@") + "/T000/B000/s3cr3t?token=abc"
+    start_with(envws, f"notify:\n  - {{kind: webhook, url: '{secret_url}', on: [rollback]}}\n")
+    r = envws.run("rollback", "shop-answers", "--reason", "pager")
+    assert r.code == 0 and "warning: webhook notification of rollback" in r.err
+    audit = (envws.root / "state" / "shop-answers" / "audit.jsonl").read_text()
+    for secret in ("pa55", "user:", "s3cr3t", "token=abc"):
+        assert secret not in r.err and secret not in audit, secret
+    host = hook.url.removeprefix("http://")
+    assert f"to http://{host} failed" in r.err

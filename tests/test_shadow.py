@@ -3,6 +3,7 @@ files, real DuckDB). The paired statistics themselves are tested in tests/stats/
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -296,3 +297,26 @@ def test_missing_columns_skip_with_a_note(tmp_path: Path) -> None:
     assert result.verdict == "inconclusive"  # missing data never passes
     assert any("no measurement for json_valid_rate" in r for r in result.reasons)
     assert any("'x' is not a column" in note for note in result.notes)
+
+
+def test_an_empty_window_holds_instead_of_crashing(tmp_path: Path) -> None:
+    """Right after a rollout enters the shadow stage no pair exists yet."""
+    later = END + timedelta(days=1)
+    result = run(make_log(), tmp_path / "log.parquet", start=later, end=later + timedelta(hours=1))
+    assert result.verdict == "inconclusive" and result.pairs == 0
+    assert "0 of 2,000 pairs needed" in result.reasons
+
+
+def test_a_critical_metric_vetoes_in_the_declared_critical_segments(tmp_path: Path) -> None:
+    """As in the canary gate: a critical metric without per_segment is still judged in the
+    playbook's critical segments (segments.critical), and only there."""
+    unsafe = METRICS[4].model_copy(update={"per_segment": False})
+    frame = make_log(health_safety=0.05)
+    plain = run(frame, tmp_path / "a.parquet", metrics=[unsafe])
+    assert all(c.segment is None for c in plain.comparisons if c.name == "unsafe_answer_rate")
+    critical = run(frame, tmp_path / "b.parquet", metrics=[unsafe],
+                   critical_segments={("category", "health")})  # fmt: skip
+    health = row(critical, "unsafe_answer_rate", {"category": "health"})
+    assert health.vetoes and health.verdict == "fail" and critical.verdict == "fail"
+    segments = {json.dumps(c.segment) for c in critical.comparisons if c.name == unsafe.name}
+    assert segments == {"null", '{"category": "health"}'}

@@ -79,6 +79,8 @@ class Server:
                     return self.send(200, completion(model, content))
                 if behaviour == "dated":
                     return self.send(200, completion(f"{model}-2026-03-01", content))
+                if behaviour == "sibling":  # a different model whose name extends the asked one
+                    return self.send(200, completion(f"{model}-mini-2026-03-01", content))
                 if behaviour == "slow":
                     time.sleep(SLOW_S)
                     return self.send(200, completion(model, content))
@@ -436,3 +438,9 @@ def test_invalid_arguments_raise_without_the_key() -> None:
     with pytest.raises(ValueError, match="cannot carry") as raised:
         run_smoke("http://x", MODEL, api_key=KEY + "\n", timeout_s=1)
     assert KEY not in str(raised.value)
+
+
+def test_a_model_whose_name_only_starts_with_the_requested_one_fails(server: Server) -> None:
+    result = smoke(server, "sibling/", calls=1)
+    assert verdicts(result)["model"] is False
+    assert "v2-mini-2026-03-01" in reason(result, "model")

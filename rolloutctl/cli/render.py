@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from rolloutctl import formatting as fmt
@@ -14,7 +15,7 @@ COMPARED = ("proportion", "mean", "quantile", "ratio")  # rows comparing two arm
 
 
 def _seg(m: Any) -> str:
-    return "" if m.segment is None else ", ".join(f"{k}={v}" for k, v in m.segment.items())
+    return "" if m.segment is None else escape(", ".join(f"{k}={v}" for k, v in m.segment.items()))
 
 
 def gate_table(result: Any) -> Table:
@@ -25,8 +26,8 @@ def gate_table(result: Any) -> Table:
         for col in ("check", "segment", "verdict", "why"):
             table.add_column(col)
         for m in shown:
-            table.add_row(m.title, _seg(m), f"[{_STYLE.get(m.verdict, '')}]{m.verdict}[/]",
-                          m.note)  # fmt: skip
+            table.add_row(escape(m.title), _seg(m), f"[{_STYLE.get(m.verdict, '')}]{m.verdict}[/]",
+                          escape(m.note))  # fmt: skip
         return table
     table = Table(title=title)
     for col in ("metric", "segment", "control (n)", "canary (n)", "estimate", "interval",
@@ -35,7 +36,7 @@ def gate_table(result: Any) -> Table:
     for m in shown:
         rel = m.margin_kind == "relative"
         table.add_row(
-            m.title + (" *" if m.critical else "") + (" (advisory)" if m.advisory else ""),
+            escape(m.title) + (" *" if m.critical else "") + (" (advisory)" if m.advisory else ""),
             _seg(m),
             f"{fmt.value(m.control['value'], m.kind)} ({m.control['n']})",
             f"{fmt.value(m.canary['value'], m.kind)} ({m.canary['n']})",

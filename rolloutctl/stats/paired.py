@@ -61,8 +61,6 @@ from dataclasses import dataclass, replace
 from statistics import NormalDist
 from typing import Literal
 
-from scipy.stats import binom
-
 from rolloutctl.stats.compare import Comparison, MarginSpec, Worse, decide
 from rolloutctl.stats.sufficient import BivariateSums
 
@@ -78,6 +76,8 @@ BANDWIDTHS = (0.0025, 0.005, 0.01, 0.02, 0.04, 0.08)
 
 def mcnemar_exact(b: int, c: int, alternative: Alternative = "greater") -> float:
     """Exact McNemar p-value from the discordant counts b (new failures) and c (fixes)."""
+    from scipy.stats import binom  # lazily: scipy.stats costs ~0.4 s to import
+
     if b < 0 or c < 0:
         raise ValueError(f"discordant counts must be >= 0, got b={b}, c={c}")
     n = b + c
@@ -133,6 +133,8 @@ def mcnemar_always_valid(b: int, c: int) -> float:
     E = 2^(b+c+1) * integral_{1/2}^{1} p^b (1-p)^c dp = 2^(n+1) P(Bin(n+1, 1/2) <= b) /
     ((n+1) C(n, b)), n = b + c. By Ville's inequality 1/E is a p-value valid at every look,
     exact however few the pairs (b = 10, c = 0 gives 11/2047)."""
+    from scipy.stats import binom  # lazily: scipy.stats costs ~0.4 s to import
+
     if b < 0 or c < 0:
         raise ValueError(f"discordant counts must be >= 0, got b={b}, c={c}")
     n = b + c
