@@ -411,7 +411,7 @@ def evaluate(
     counts = {"control": 0, "canary": 0}
     ratio_counts, ratio_unit = counts, "requests"
     for m in measurements.values():
-        if m.arm_counts.get(None):
+        if any((m.arm_counts.get(None) or {}).values()):  # a source's zero placeholder hides none
             counts = ratio_counts = m.arm_counts[None]
             if m.unit_counts.get(None):
                 ratio_counts, ratio_unit = m.unit_counts[None], "units"

@@ -581,6 +581,7 @@ class PrometheusSource:
         keep = self._kept_values(totals, dims, request, out, metric)
         n = self._sums(totals, dims, keep)
         s = self._sums(sums, dims, keep)
+        self._arm_counts(out, n)  # the _count increase counts requests, as a proportion's total
         variance = self._interval_variance(client, metric, total_template, request, by,
                                            dims, keep, scope_names, out, rendered)  # fmt: skip
         for key, arms in n.items():

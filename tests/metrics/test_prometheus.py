@@ -222,11 +222,8 @@ def test_per_arm_template_and_stage_scope(prometheus_url: str, traffic: Traffic)
 
 def test_mean_from_a_histogram_and_from_sum_and_count(prometheus_url: str, traffic: Traffic
                                                       ) -> None:  # fmt: skip
-    class MetricWithTotal(Metric):  # the `total` field, as the source reads it
-        total: str | None = None
-
     from_buckets = metric(kind="mean", histogram=BUCKETS, name="mean_latency")
-    sum_count = MetricWithTotal(
+    sum_count = Metric(
         name="mean_latency_exact", group="technical", source="prom", kind="mean",
         query='sum by ({{by}}) (increase(llm_request_duration_seconds_sum{variant=~"{{variant}}"}'
               "[{{window}}]))",
@@ -251,6 +248,12 @@ def test_mean_from_a_histogram_and_from_sum_and_count(prometheus_url: str, traff
         # between-interval estimate from 12 five-minute means: within a factor of two
         assert x.var() / 2 < exact.variance < x.var() * 2
     assert "[range, step 300s]" in m.queries["mean_latency_exact"]
+    # Alone, the _count increase gives the gate its request counts (no "no data" hold).
+    alone = source.measure(make_request(sum_count, end=at(1)))
+    assert alone.arm_counts[None] == {
+        arm: int((frame.variant == variant).sum()) for arm, variant in (("control", "v1"),
+                                                                          ("canary", "v2"))
+    }  # fmt: skip
 
 
 def test_unreachable_server_is_a_backend_error() -> None:
