@@ -43,8 +43,8 @@ def load_book(store: Any, rollout: str) -> dict[str, Any]:
     except (OSError, ValueError) as exc:
         raise StateConflict(
             f"{path} is corrupt ({exc}); nothing was changed",
-            hint="`rolloutctl start` writes it again from the playbook; the audit log "
-            "records which controls were applied",
+            hint=f"restore {path.name} from a backup; or delete it, then revert by hand the "
+            "controls the audit log shows as applied (`rolloutctl history`)",
         ) from None
     data.setdefault("controls", [])
     data.setdefault("applied", {})

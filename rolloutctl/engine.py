@@ -126,12 +126,11 @@ def start(ctx: Context, loaded: LoadedPlaybook) -> Outcome:
             flag=flag, status="running", stage_index=0, stage=first.name,
             stage_started_at=now.isoformat(), canary_percent=first.traffic or 0.0, scope=scope,
         )  # fmt: skip
-        # Record the intent first: a crash after the flip leaves state that names the flag.
+        _store_operations(store, loaded)  # before the flip: an unreadable book stops here
         split = backend.set_split(state.canary_percent, scope, rollout=pb.rollout, stage=first.name)
         state.flag_fingerprint = split.fingerprint
         for control in pb.controls:
             _ensure_control_default(backend, control, flag)
-        _store_operations(store, loaded)
         store.save(state)
         store.audit(
             pb.rollout, actor=ctx.actor, command="start", reason=None, before=None,

@@ -42,9 +42,11 @@ def save_config(store: Any, rollout: str, entries: list[dict[str, Any]]) -> None
 
 
 def load_config(store: Any, rollout: str) -> list[dict[str, Any]]:
+    """The stored targets; none when never stored. An unreadable file raises (`send` turns
+    that into a warning), so notifications never stop silently."""
     try:
         data = json.loads(_path(store, rollout).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except FileNotFoundError:
         return []
     entries = data.get("notify") if isinstance(data, dict) else None
     return [e for e in entries or [] if isinstance(e, dict)]
@@ -103,7 +105,10 @@ def send(store: Any, rollout: str, body: dict[str, Any]) -> list[str]:
     try:
         entries = [e for e in load_config(store, rollout) if body["event"] in e.get("on", [])]
     except Exception as exc:  # an unreadable config is a warning like any other
-        return [f"notifications skipped: {type(exc).__name__}: {exc}"]
+        return [
+            f"notifications skipped: {_path(store, rollout)} is unreadable ({exc}); "
+            "`rolloutctl start` writes it again from the playbook's notify:"
+        ]
     if not entries:
         return []
     warnings = []

@@ -236,3 +236,12 @@ def test_a_failure_names_only_scheme_and_host_of_the_url(envws: Workspace, hook:
         assert secret not in r.err and secret not in audit, secret
     host = hook.url.removeprefix("http://")
     assert f"to http://{host} failed" in r.err
+
+
+def test_an_unreadable_notify_file_is_a_warning_not_silence(envws: Workspace, hook: Hook) -> None:
+    start_with(envws, f"notify:\n  - {{kind: webhook, url: '{hook.url}/j', on: [rollback]}}\n")
+    (envws.root / "state" / "shop-answers" / "notify.json").write_text("{oops")
+    r = envws.run("rollback", "shop-answers", "--reason", "pager")
+    assert r.code == 0 and envws.state()["status"] == "rolled_back"
+    assert "notifications skipped" in r.err and "notify.json is unreadable" in r.err
+    assert hook.bodies == []

@@ -196,3 +196,15 @@ def test_control_does_not_import_heavy_modules(cws: Workspace) -> None:
         assert "rolloutctl" in imported and not imported & heavy, (argv, imported & heavy)
     assert [e["after"]["operation"] for e in cws.audit() if e["command"] == "control"] == [
         "apply", "revert"]  # fmt: skip
+
+
+def test_a_corrupt_control_book_stops_start_before_the_flag_moves(cws: Workspace) -> None:
+    assert cws.run("rollback", "shop-answers", "--reason", "pager").code == 0
+    book = cws.root / "state" / "shop-answers" / "controls.json"
+    book.write_text("{not json")
+    before = json.dumps(flags(cws), sort_keys=True)
+    again = cws.run("start", str(cws.playbook), now=START)
+    assert again.code == 5 and "controls.json is corrupt" in again.err
+    assert "rolloutctl start" not in again.err  # the hint must not suggest what just failed
+    assert json.dumps(flags(cws), sort_keys=True) == before  # no canary traffic reopened
+    assert cws.state()["status"] == "rolled_back"
