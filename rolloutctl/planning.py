@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from rolloutctl.durations import parse_duration
-from rolloutctl.errors import InvalidInput
+from rolloutctl.errors import BackendError, InvalidInput
 from rolloutctl.gate import ab_metrics, planned_vetoes, stage_metrics
 from rolloutctl.playbook.load import LoadedPlaybook
 from rolloutctl.playbook.model import Metric
@@ -143,12 +143,21 @@ def _explained(
     pb = loaded.playbook
     window = parse_duration(stage.min_duration) if stage.min_duration else timedelta(hours=1)
     scope = scope_text(loaded, pb.stages.index(stage))
+    built: dict[str, Any] = {}  # one source per name; None when it cannot be built here
+
+    def source_of(name: str) -> Any:
+        if name not in built:
+            try:  # nothing is sent, so missing credentials only mean no query text
+                built[name] = build_source(name, loaded)
+            except (InvalidInput, BackendError):
+                built[name] = None
+        return built[name]
+
     out: list[list[str]] = []
     for metric in metrics:
         queries: list[str] = []
         if pb.sources[metric.source].kind == "prometheus":
-            source = build_source(metric.source, loaded)
-            explain = getattr(source, "explain", None)
+            explain = getattr(source_of(metric.source), "explain", None)
             if explain is not None:
                 request = MeasureRequest(
                     metrics=(metric,), start=now - window, end=now, control=pb.flag.control,

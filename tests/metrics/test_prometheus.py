@@ -560,3 +560,12 @@ def test_plan_shows_the_exact_queries_without_sending_any(tmp_path: Path) -> Non
     assert query == (
         'sum by (variant, category, status) (increase(llm_requests_total{variant=~"v1|v2"}[7200s]))'
     )
+    # A token variable that is not set only costs the query text: plan sends nothing anyway.
+    text = playbook.read_text().replace("retries: 0}", "retries: 0, bearer_token_env: PROM_UNSET}")
+    playbook.write_text(text)
+    unset = subprocess.run(
+        [sys.executable, "-m", "rolloutctl", "--json", "plan", str(playbook)],
+        capture_output=True, text=True, env=cli_env(tmp_path), cwd=tmp_path, timeout=60,
+    )  # fmt: skip
+    assert unset.returncode == 0, unset.stderr
+    assert "queries" not in json.loads(unset.stdout)["stages"][0]["metrics"][0]
