@@ -99,6 +99,12 @@ def cli_env(root: Path) -> dict[str, str]:
 
 @pytest.fixture
 def ws(tmp_path: Path) -> Workspace:
+    return make_workspace(tmp_path)
+
+
+def make_workspace(tmp_path: Path) -> Workspace:
+    """A folder with the test playbook and a runner of the real CLI in it (also used by
+    benchmarks/bench_report.py)."""
     playbook = tmp_path / "rollout.yaml"
     playbook.write_text(PLAYBOOK)
 

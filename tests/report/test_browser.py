@@ -35,7 +35,6 @@ LONG = ("नमस्ते दुनिया 🚀🌍👩🏽‍💻 مرحب�
 HOSTILE = {"script": SCRIPT, "img": IMG, "long unicode": LONG}
 
 MAX_REPORT_BYTES = 3_000_000
-MAX_LOAD_MS = 2_000.0
 
 
 def assert_clean(rendered: Rendered) -> None:
@@ -183,9 +182,9 @@ METRIC_SHAPES: list[dict[str, Any]] = [
 GROUPS = ("quality", "technical", "product", "safety")
 
 
-def test_fifty_metrics_by_twenty_segments_is_small_and_loads_fast(
-    render: Render, ws: Workspace, tmp_path: Path
-) -> None:
+def fifty_by_twenty_report(ws: Workspace) -> tuple[Path, dict[str, Any], list[str]]:
+    """A gate report of 50 metrics x 20 segments (also loaded by benchmarks/bench_report.py):
+    its path, the gate result and the segment values."""
     metrics = []
     for i in range(50):
         shape = METRIC_SHAPES[i % len(METRIC_SHAPES)]
@@ -210,13 +209,19 @@ def test_fifty_metrics_by_twenty_segments_is_small_and_loads_fast(
     frame["category"] = [topics[i % SEGMENTS] for i in range(len(frame))]
     write_log(ws, frame)
     result = start_and_check(ws, hours=1)
+    return Path(result["report"]), result, topics
+
+
+def test_fifty_metrics_by_twenty_segments_is_small_and_loads_cleanly(
+    render: Render, ws: Workspace, tmp_path: Path
+) -> None:
+    """Its load time is a benchmark figure (benchmarks/bench_report.py), not a test."""
+    report, result, topics = fifty_by_twenty_report(ws)
     cells = [m for m in result["metrics"] if m["segment"] is not None]
     assert len(cells) == 50 * SEGMENTS
 
-    report = Path(result["report"])
     size = report.stat().st_size
     assert size < MAX_REPORT_BYTES, f"gate report is {size:,} bytes"
     rendered = render(report, tmp_path / "gate-50x20.png")
     assert_clean(rendered)
-    assert rendered.load_ms < MAX_LOAD_MS, f"navigation to load took {rendered.load_ms:.0f} ms"
     assert all(topic in rendered.text for topic in topics)
