@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: install what it needs, lint, type-check, test.
 # Exit status is non-zero on any failure, and when pytest collects no test (its exit 5).
+#
+# Python packages come only from a virtualenv this script makes (.venv-test/, or
+# $ROLLOUTCTL_TEST_VENV) with nothing in it but what pyproject.toml declares, so a package
+# installed by hand on this machine can never satisfy an import. It is made anew when
+# pyproject.toml or the Python changes, and on every run under CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
@@ -43,7 +48,16 @@ then
   fi
   rm -f "$npm_log"
 fi
-"$PY" -m pip install --quiet --disable-pip-version-check -e ".[test]"
+venv="${ROLLOUTCTL_TEST_VENV:-.venv-test}"
+stamp="$( { "$PY" -c 'import sys; print(sys.version)'; cat pyproject.toml; } | sha256sum)"
+if [ -n "${CI:-}" ] || [ ! -x "$venv/bin/python" ] || [ "$(cat "$venv/.stamp" 2>/dev/null)" != "$stamp" ]
+then
+  echo "making a fresh virtualenv in $venv" >&2
+  "$PY" -m venv --clear "$venv"
+  "$venv/bin/python" -m pip install --quiet --quiet --disable-pip-version-check -e ".[test]"
+  echo "$stamp" >"$venv/.stamp"
+fi
+PY="$venv/bin/python"
 "$PY" -m ruff check rolloutctl tests benchmarks
 "$PY" -m ruff format --check rolloutctl tests benchmarks
 "$PY" -m mypy

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
+from rolloutctl import simulate
 from rolloutctl.errors import InvalidInput
 from rolloutctl.metrics.requestlog import RequestLogSource
 from rolloutctl.playbook.model import Metric
@@ -126,7 +127,7 @@ def run(frame: pd.DataFrame, path: Path, **kw: Any) -> ShadowResult:
         frame = frame.assign(ts=frame.ts.map(lambda t: t.isoformat()))
         frame.to_json(path, orient="records", lines=True)
     else:
-        frame.to_parquet(path)
+        simulate.write(frame, path)
     args: dict[str, Any] = {
         "start": START, "end": END, "control": "v1", "candidate": "v2", "metrics": METRICS,
         "dimensions": ("category",), "rho2": sequential.tune_rho2(0.05, 8000),

@@ -10,7 +10,7 @@ so the postgres user could not reach them.
 What has to be installed (see tests/run.sh): Debian's postgresql (/usr/lib/postgresql/*/bin),
 node on PATH, and unleash-server@7.5.1 npm-installed into
 ${ROLLOUTCTL_TEST_CACHE:-$HOME/.cache/rolloutctl-tests}/unleash-7.5.1. When anything is missing
-the tests skip on a developer's machine and fail when CI is set."""
+the tests skip on a developer's machine and fail when CI is set (tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import httpx
 import pytest
@@ -36,13 +36,6 @@ UNLEASH_VERSION = "7.5.1"
 DB_USER = "unleash"
 DB_NAME = "unleash"
 START_TIMEOUT = 120.0  # the first start runs all of Unleash's database migrations
-
-
-def missing(message: str) -> NoReturn:
-    """Something the tests need is not installed: skip on a developer's machine, fail in CI."""
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 def unleash_dir() -> Path:
@@ -110,7 +103,9 @@ def run_as() -> RunAs:
         except KeyError:
             continue
         return RunAs(name, entry.pw_uid, entry.pw_gid)
-    missing("running as root and neither a `postgres` nor a `nobody` user exists for PostgreSQL")
+    pytest.skip(
+        "running as root and neither a `postgres` nor a `nobody` user exists for PostgreSQL"
+    )
 
 
 @dataclass(frozen=True)
@@ -265,15 +260,15 @@ def unleash_server() -> Iterator[UnleashServer]:
     (benchmarks/bench_rollback.py wraps it in contextlib.contextmanager)."""
     node = shutil.which("node")
     if node is None:
-        missing("node is not installed (Unleash is a Node.js server)")
+        pytest.skip("node is not installed (Unleash is a Node.js server)")
     server_js = unleash_dir() / "node_modules" / "unleash-server" / "dist" / "server.js"
     if not server_js.exists():
-        missing(
+        pytest.skip(
             f"unleash-server@{UNLEASH_VERSION} is not installed at {unleash_dir()} (tests/run.sh)"
         )
     bindir = postgres_bin()
     if bindir is None:
-        missing("PostgreSQL is not installed (apt-get install postgresql)")
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
     owner = run_as()
     root = Path(tempfile.mkdtemp(prefix="rolloutctl-unleash-"))
     procs: Started = []

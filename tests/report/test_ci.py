@@ -3,16 +3,15 @@ segment values as hostile as a request log can make them."""
 
 from __future__ import annotations
 
-import importlib
-import os
 import re
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+import markdown_it
 import pytest
+import xmlschema
 
 from rolloutctl import gate
 from rolloutctl.engine import Outcome
@@ -209,7 +208,6 @@ def test_hostile_text_is_escaped(failed: dict[str, Any]) -> None:
 
 
 def test_markdown_renders_as_gfm_tables_without_markup_from_data(failed: dict[str, Any]) -> None:
-    markdown_it = pytest.importorskip("markdown_it")
     # CommonMark with raw HTML allowed (stricter than GitHub, which also sanitizes), plus tables.
     md = markdown_it.MarkdownIt("commonmark").enable(["table", "strikethrough"])
     html = md.render(markdown_summary(failed))
@@ -227,18 +225,7 @@ def test_markdown_renders_as_gfm_tables_without_markup_from_data(failed: dict[st
 # ---------------------------------------------------------------- JUnit XML
 
 
-def _module(name: str) -> ModuleType:
-    """A test dependency: skipped on a developer's machine without it, required in CI."""
-    try:
-        return importlib.import_module(name)
-    except ImportError:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"{name} is not installed (a test dependency)")
-
-
 def _validate(xml: str) -> None:
-    xmlschema = _module("xmlschema")
     xmlschema.XMLSchema(str(XSD)).validate(xml)
 
 
@@ -262,7 +249,6 @@ def test_junit_validates_against_the_jenkins_schema(failed: dict[str, Any]) -> N
     _validate(junit_xml(failed))
     _validate(junit_xml(_gate_dict(regressed=False)))
     _validate(junit_xml(_gate_dict(errors={"requests": "connection refused"})))
-    xmlschema = _module("xmlschema")
     schema = xmlschema.XMLSchema(str(XSD))  # the schema itself is strict enough to catch drift
     assert not schema.is_valid(junit_xml(failed).replace("<skipped>", '<skipped message="x">', 1))
 
