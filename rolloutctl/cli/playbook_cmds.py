@@ -143,16 +143,35 @@ def plan(
 
 def backtest(
     playbook: Path,
-    log: Annotated[list[str] | None, typer.Option(help="request log path or glob (repeatable); default: the playbook's sources")] = None,
+    log: Annotated[
+        list[str] | None,
+        typer.Option(help="request log path or glob (repeatable); default: the playbook's sources"),
+    ] = None,
     every: Annotated[str, typer.Option(help="time between looks, e.g. 15m")] = "15m",
-    start: Annotated[str | None, typer.Option(help="replay from this ISO time (default: the log's first row)")] = None,
-    end: Annotated[str | None, typer.Option(help="replay until this ISO time (default: the log's last row)")] = None,
-    stage: Annotated[str | None, typer.Option(help="start at this stage instead of the first")] = None,
+    start: Annotated[
+        str | None, typer.Option(help="replay from this ISO time (default: the log's first row)")
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option(help="replay until this ISO time (default: the log's last row)")
+    ] = None,
+    stage: Annotated[
+        str | None, typer.Option(help="start at this stage instead of the first")
+    ] = None,
+    at_log_split: Annotated[
+        bool,
+        typer.Option(
+            "--at-log-split",
+            help="judge each look at the log's observed split, without the sample-ratio check "
+            "(for a log whose split was set by history, not by this playbook)",
+        ),
+    ] = False,
     looks: Annotated[bool, typer.Option(help="print every look, not only changes")] = False,
     json_out: Annotated[bool, typer.Option("--json")] = False,
-) -> None:  # fmt: skip
+) -> None:
     """Replay the playbook's gates over a historical log, look by look: when it would have
-    failed, passed or held, and why. Writes nothing. Exit 10 if it would have rolled back."""
+    failed, passed or held, and why. Each look is judged at the stage's configured split with
+    the sample-ratio check on, as the live gate judges. Writes nothing. Exit 10 if it would
+    have rolled back."""
     from rolloutctl.backtest import backtest as run_backtest
     from rolloutctl.durations import parse_duration
     from rolloutctl.playbook.load import load_playbook
@@ -162,23 +181,37 @@ def backtest(
     except ValueError as exc:
         raise UsageError(f"--every {every!r}: {exc}") from None
     result = run_backtest(
-        load_playbook(playbook), log=log, every=interval, start=common.parse_now(start, "--start"),
-        end=common.parse_now(end, "--end"), first_stage=stage,
-    )  # fmt: skip
+        load_playbook(playbook),
+        log=log,
+        every=interval,
+        start=common.parse_now(start, "--start"),
+        end=common.parse_now(end, "--end"),
+        first_stage=stage,
+        at_log_split=at_log_split,
+    )
     code = ExitCode.GATE_FAILED if result.outcome.startswith("rolled back") else ExitCode.OK
     if json_out or common.current().json:
         common.emit_json({**result.to_dict(), "exit_code": int(code)})
         raise typer.Exit(int(code))
-    common.say(f"backtest of {result.rollout} over {result.start} → {result.end}, a look every "
-               f"{result.every}")  # fmt: skip
+    split = {
+        "configured": "judged at each stage's configured split",
+        "log": "judged at the log's split (--at-log-split, no sample-ratio check)",
+    }[result.split]
+    common.say(
+        f"backtest of {result.rollout} over {result.start} → {result.end}, a look every "
+        f"{result.every}, {split}"
+    )
     previous: tuple[str, str, str] | None = None
     for look in result.looks:
-        # Collapse runs of the same hold ("minimum duration not reached (15m of 2h)", ...).
-        key = (look.stage, look.verdict, look.reasons[0].split("(")[0] if look.reasons else "")
+        # Collapse runs of the same hold ("minimum duration not reached (15m of 2h)", "sample
+        # ratio mismatch: canary has 6.75% ...", ...): its figures change at every look.
+        why = look.reasons[0] if look.reasons else ""
+        key = (look.stage, look.verdict, why.split("(")[0].split(":")[0])
         if looks or key != previous or look.decision != "hold":
-            why = look.reasons[0] if look.reasons else ""
-            common.say(f"  {look.time}  {look.stage:<12} +{look.elapsed:<7} {look.verdict:<12} "
-                       f"{look.decision:<8} {why}")  # fmt: skip
+            common.say(
+                f"  {look.time}  {look.stage:<12} +{look.elapsed:<7} {look.verdict:<12} "
+                f"{look.decision:<8} {why}"
+            )
         previous = key
     for note in result.notes:
         common.say(f"note: {note}")

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+from pathlib import Path
+
 from tests.conftest import START, Workspace
 
 
 def test_a_healthy_log_replays_to_completion(ws: Workspace) -> None:
-    ws.log("healthy", START, 3, 20, "history", seed=4)
+    # Each hour served at the split of the stage the replay is in then: 20%, 50%, 100%.
+    ws.log("healthy", START, 1, 20, "c1", seed=4)
+    ws.log("healthy", START + timedelta(hours=1), 1, 50, "c2", seed=5)
+    ws.log("healthy", START + timedelta(hours=2), 1, 100, "full", seed=6)
     result = ws.run("--json", "backtest", str(ws.playbook), "--every", "15m")
     assert result.code == 0, result.err
     data = result.json()
     assert data["outcome"].startswith("completed")
+    assert data["split"] == "configured"
     assert [(s["name"], s["result"]) for s in data["stages"]] == [
         ("c1", "passed"), ("c2", "passed"), ("full", "passed"),
     ]  # fmt: skip
@@ -18,9 +25,73 @@ def test_a_healthy_log_replays_to_completion(ws: Workspace) -> None:
     # Held until the stage's minimum duration (1h), then passed at that look.
     assert [look["decision"] for look in c1] == ["hold", "hold", "hold", "advance"]
     assert c1[-1]["elapsed"] == "1h"
-    # The log served 20% throughout; c2 asks for 50%, so the replay says how it judged.
-    assert any("c2: the log's split differs" in note for note in data["notes"])
+    assert data["notes"] == []
     assert not (ws.root / "state").exists()  # a backtest writes nothing
+
+
+def _playbook(ws: Workspace, name: str, c1: str) -> Path:
+    """The test playbook with its first stage replaced by `c1` (a YAML flow mapping)."""
+    path = ws.root / name
+    stage = "{name: c1, traffic: 20, min_duration: 1h}"
+    path.write_text(ws.playbook.read_text().replace(stage, c1))
+    return path
+
+
+def test_a_broken_split_holds_on_sample_ratio_mismatch(ws: Workspace) -> None:
+    """The canary got 6.75% of units where the stage configures 5%: the live gate holds on
+    the sample-ratio mismatch, and so does the backtest, unless told to judge at the log's
+    split."""
+    ws.log("healthy", START, 2, 6.75, "broken", seed=7)
+    playbook = _playbook(ws, "five.yaml", "{name: c1, traffic: 5, min_duration: 1h}")
+    data = ws.run("--json", "backtest", str(playbook), "--every", "15m").json()
+    assert data["split"] == "configured"
+    c1 = [look for look in data["looks"] if look["stage"] == "c1"]
+    assert c1 and all(look["decision"] == "hold" for look in c1)
+    held = [look for look in c1 if look["elapsed"] in ("1h", "1h30m", "2h")]
+    assert held and all(look["reasons"][0].startswith("sample ratio mismatch") for look in held)
+    assert (data["stages"][0]["result"], data["stages"][0]["ended"]) == ("held", None)
+    assert data["outcome"].startswith("still at c1 (held)")
+    text = ws.run("backtest", str(playbook), "--every", "15m")
+    assert "configured 5%" in text.out and "sample ratio mismatch" in text.out
+
+    at_log = ws.run("--json", "backtest", str(playbook), "--every", "15m", "--at-log-split")
+    data = at_log.json()
+    assert data["split"] == "log"
+    reasons = [reason for look in data["looks"] for reason in look["reasons"]]
+    assert not any(reason.startswith("sample ratio mismatch") for reason in reasons)
+    assert any("judged at the log's split" in note for note in data["notes"])
+    assert any(note.startswith("c1: the log's split differs") for note in data["notes"])
+    assert data["stages"][0]["result"] == "passed"
+    text = ws.run("backtest", str(playbook), "--every", "15m", "--at-log-split")
+    assert "judged at the log's split (--at-log-split" in text.out
+
+
+def test_the_last_look_reaches_a_stage_that_ends_with_the_log(ws: Workspace) -> None:
+    """A 24 h log's last row falls just short of 24 h; a 24 h stage is judged at its end."""
+    ws.log("healthy", START, 24, 20, "day", seed=9, rate=5_000)
+    day_end = (START + timedelta(hours=24)).isoformat()
+
+    passing = _playbook(ws, "min.yaml", "{name: c1, traffic: 20, min_duration: 24h}")
+    data = ws.run("--json", "backtest", str(passing), "--every", "15m").json()
+    last = data["looks"][-1]
+    assert (last["time"], last["stage"], last["decision"]) == (day_end, "c1", "advance")
+    assert data["stages"][0]["result"] == "passed" and data["stages"][0]["ended"] == day_end
+    assert data["outcome"].startswith(f"c1 passed at {day_end}")
+    assert any(note.startswith("c1: the log ends") for note in data["notes"])
+
+    # Never enough samples, so inconclusive until max_duration decides.
+    stage = (
+        "{name: c1, traffic: 20, min_duration: 1h, max_duration: 24h, "
+        "min_samples_per_arm: 10000000, on_inconclusive_at_max: rollback}"
+    )
+    at_max = _playbook(ws, "max.yaml", stage)
+    result = ws.run("--json", "backtest", str(at_max), "--every", "15m")
+    assert result.code == 10, result.err
+    last = result.json()["looks"][-1]
+    judged = [last[key] for key in ("time", "verdict", "decision")]
+    assert judged == [day_end, "inconclusive", "rollback"]
+    assert last["reasons"][0].startswith("minimum samples not reached")
+    assert result.json()["outcome"].startswith("rolled back at c1 after 1d")
 
 
 def test_would_this_playbook_have_caught_the_incident(ws: Workspace) -> None:
@@ -30,7 +101,8 @@ def test_would_this_playbook_have_caught_the_incident(ws: Workspace) -> None:
     ws.log("healthy", START, 1, 20, "before", seed=1, rate=150_000)
     ws.log("safety_regression_segment", START.replace(hour=10), 4, 20, "incident", seed=2,
            rate=150_000)  # fmt: skip
-    missed = ws.run("--json", "backtest", str(ws.playbook), "--every", "15m")
+    # The log served 20% throughout, so c2 (50%) is judged at the log's split.
+    missed = ws.run("--json", "backtest", str(ws.playbook), "--every", "15m", "--at-log-split")
     assert missed.code == 0 and missed.json()["outcome"].startswith("completed")
 
     tuned = ws.root / "tuned.yaml"
