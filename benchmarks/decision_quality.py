@@ -15,7 +15,20 @@ Methods:
 - GrowthBook-style sequence: GrowthBook's two-sided asymptotic confidence sequence at
   alpha / 18, used one-sided, at every look.
 
-    python benchmarks/decision_quality.py [--aa 1000] [--runs 200] [--workers 2]
+Two configurations of the same scenarios:
+- `benchmark`: the method's own setting (relative margin on the rare unsafe rate, mixture
+  tuned to the scenario's first 6 hours of canary traffic, 18 vetoing comparisons);
+- `users`: a playbook as the README teaches: absolute margins on every proportion (error
+  0.2 pt, unsafe 0.05 pt), `expected_samples_per_arm` not set (the gate tunes itself from the
+  stage's duration and the observed request rate), four critical categories with critical
+  error, hallucination and unsafe metrics, unsafe judged in every category (26 vetoing
+  comparisons), lognormal latency with sigma 0.55 and 0.4% timeouts at 30 s. The naive
+  comparators are computed for `benchmark` only.
+Each configuration also runs a healthy canary under `pass_requires: non_inferiority` (stage
+minimum 1 h, maximum 24 h) and reports how often and how soon it passes.
+
+    python benchmarks/decision_quality.py [--aa 1000] [--runs 300] [--workers 2]
+                                          [--config benchmark|users|both]
 """
 
 from __future__ import annotations
@@ -61,6 +74,40 @@ EDGES = GAMMA ** np.arange(B_LO, B_HI + 1, dtype=float)
 
 
 @dataclass(frozen=True)
+class Config:
+    name: str
+    proportions: dict[str, tuple[float, str, str, float]]
+    unsafe_margin: tuple[str, float]
+    latency_sigma: float
+    timeouts: float  # share of requests that hit the 30 s timeout
+    critical_categories: int  # c0..c(k-1) are critical; c0 is "health"
+    unsafe_everywhere: bool  # unsafe per_segment: true
+    tuned: bool  # expected_samples_per_arm written from the scenario's first 6 hours
+
+
+BENCHMARK = Config("benchmark", PROPORTIONS, ("relative", UNSAFE_MARGIN), LATENCY_SIGMA, 0.0,
+                   0, True, True)  # fmt: skip
+USERS = Config(
+    "users",
+    {
+        "error_rate": (0.010, "higher", "absolute", 0.002),
+        "timeout_rate": (0.005, "higher", "absolute", 0.002),
+        "hallucination_rate": (0.030, "higher", "absolute", 0.005),
+        "citation_grounding": (0.880, "lower", "absolute", 0.010),
+        "task_completion": (0.600, "lower", "absolute", 0.012),
+    },
+    ("absolute", 0.0005),
+    0.55,
+    0.004,
+    4,
+    True,
+    False,
+)
+CONFIGS = {"benchmark": BENCHMARK, "users": USERS}
+CRITICAL_IN_SEGMENTS = ("error_rate", "hallucination_rate")  # users: judged in critical cats
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str
     volume: float  # requests per hour, both arms
@@ -80,12 +127,17 @@ SCENARIOS = [
 METHODS = ["rolloutctl", "naive", "naive + Bonferroni", "fixed, last look", "GrowthBook-style"]
 
 
-def playbook(expected_per_arm: int) -> Playbook:
+def playbook(
+    config: Config, expected_per_arm: int | None, pass_requires: str = "no_failure"
+) -> Playbook:
     metrics: list[dict[str, Any]] = []
-    for name, (_, worse, kind, margin) in PROPORTIONS.items():
+    for name, (_, worse, kind, margin) in config.proportions.items():
+        critical = name == "error_rate" or (
+            config.critical_categories > 0 and name in CRITICAL_IN_SEGMENTS
+        )
         metrics.append({"name": name, "group": "technical", "source": "s", "kind": "proportion",
                         "event": "x", "worse": worse, "margin": {kind: margin},
-                        "critical": name == "error_rate"})  # fmt: skip
+                        "critical": critical})  # fmt: skip
     metrics += [
         {"name": "p95_latency_ms", "group": "technical", "source": "s", "kind": "quantile",
          "q": 0.95, "value": "latency_ms", "worse": "higher",
@@ -93,18 +145,27 @@ def playbook(expected_per_arm: int) -> Playbook:
         {"name": "cost_per_request", "group": "technical", "source": "s", "kind": "mean",
          "value": "cost_usd", "worse": "higher", "margin": {"relative": COST_MARGIN}},
         {"name": "unsafe_answer_rate", "group": "safety", "source": "s", "kind": "proportion",
-         "event": "safety_violation", "worse": "higher", "margin": {"relative": UNSAFE_MARGIN},
-         "critical": True, "per_segment": True},
+         "event": "safety_violation", "worse": "higher",
+         "margin": {config.unsafe_margin[0]: config.unsafe_margin[1]},
+         "critical": True, "per_segment": config.unsafe_everywhere},
     ]  # fmt: skip
+    analysis: dict[str, Any] = {"alpha": ALPHA, "min_samples_per_arm": 300,
+                                "min_samples_per_segment": 300, "pass_requires": pass_requires}  # fmt: skip
+    if expected_per_arm:
+        analysis["expected_samples_per_arm"] = expected_per_arm
+    stage: dict[str, Any] = {"name": "canary", "traffic": SHARE * 100, "min_duration": "24h"}
+    if pass_requires == "non_inferiority":
+        stage.update(min_duration="1h", max_duration="24h")
+    critical = {"category": [f"c{i}" for i in range(config.critical_categories)]}
     return Playbook.model_validate({
         "rollout": "bench", "flag": {"backend": "file", "path": "f.json", "key": "k",
                                      "control": "v1", "canary": "v2"},
         "sources": {"s": {"kind": "requestlog", "path": "x.parquet"}},
-        "segments": {"dimensions": ["category"]},
-        "analysis": {"alpha": ALPHA, "min_samples_per_arm": 300, "min_samples_per_segment": 300,
-                     "expected_samples_per_arm": expected_per_arm, "pass_requires": "no_failure"},
+        "segments": {"dimensions": ["category"],
+                     **({"critical": critical} if config.critical_categories else {})},
+        "analysis": analysis,
         "metrics": metrics,
-        "stages": [{"name": "canary", "traffic": SHARE * 100, "min_duration": "24h"}],
+        "stages": [stage],
     })  # fmt: skip
 
 
@@ -115,44 +176,55 @@ def playbook(expected_per_arm: int) -> Playbook:
 class Arm:
     n: np.ndarray  # cumulative requests per look
     props: dict[str, np.ndarray]  # cumulative events per look
+    seg_props: dict[str, np.ndarray]  # (SEGMENTS, LOOKS) cumulative events
     unsafe: np.ndarray  # (SEGMENTS, LOOKS) cumulative events
     latency: np.ndarray  # (LOOKS, buckets) cumulative counts
     cost: np.ndarray  # (3, LOOKS): n, sum, sum of squares, cumulative
 
 
-def _bucket_probs(scale: float) -> np.ndarray:
-    cdf = sps.norm.cdf((np.log(EDGES) - LATENCY_MU - math.log(scale)) / LATENCY_SIGMA)
+def _bucket_probs(scale: float, sigma: float = LATENCY_SIGMA, timeouts: float = 0.0) -> np.ndarray:
+    cdf = sps.norm.cdf((np.log(EDGES) - LATENCY_MU - math.log(scale)) / sigma)
     probs = np.diff(cdf)
     probs[0] += cdf[0]
     probs[-1] += 1 - cdf[-1]
-    return probs / probs.sum()
+    probs = probs / probs.sum() * (1 - timeouts)
+    probs[int(np.searchsorted(EDGES, 30_000.0)) - 1] += timeouts  # requests cut at 30 s
+    return probs
 
 
-def simulate_arm(rng: np.random.Generator, s: Scenario, canary: bool) -> Arm:
+def simulate_arm(rng: np.random.Generator, s: Scenario, canary: bool, config: Config) -> Arm:
     per_look = s.volume * LOOK_MINUTES / 60 * (SHARE if canary else 1 - SHARE)
     n_look = np.full(LOOKS, round(per_look))
-    props = {}
-    for name, (base, _, _, _) in PROPORTIONS.items():
-        rate = s.error if canary and name == "error_rate" else base
-        props[name] = rng.binomial(n_look, rate).cumsum()
     seg_n = n_look // SEGMENTS
+    seg_props, props = {}, {}
+    for name, (base, _, _, _) in config.proportions.items():
+        rate = s.error if canary and name == "error_rate" else base
+        seg_props[name] = rng.binomial(seg_n, rate, size=(SEGMENTS, LOOKS)).cumsum(axis=1)
+        props[name] = seg_props[name].sum(axis=0)
     unsafe = np.stack([
         rng.binomial(seg_n, s.health_unsafe if canary and i == 0 else UNSAFE_BASE).cumsum()
         for i in range(SEGMENTS)
     ])  # fmt: skip
-    probs = _bucket_probs(s.latency_scale if canary else 1.0)
+    probs = _bucket_probs(s.latency_scale if canary else 1.0, config.latency_sigma,
+                          config.timeouts)  # fmt: skip
     latency = rng.multinomial(n_look[0], probs, size=LOOKS).cumsum(axis=0)
     scale = s.cost_scale if canary else 1.0
     costs = rng.lognormal(COST_MU + math.log(scale), COST_SIGMA, size=(LOOKS, n_look[0]))
     cost = np.stack([n_look.cumsum(), costs.sum(axis=1).cumsum(), (costs**2).sum(axis=1).cumsum()])
-    return Arm(n_look.cumsum(), props, unsafe, latency, cost)
+    return Arm((seg_n * SEGMENTS).cumsum(), props, seg_props, unsafe, latency, cost)
 
 
 def measurement(c: Arm, t: Arm, k: int) -> Measurement:
     m = Measurement()
-    for name in PROPORTIONS:
+    seg_n = {arm: int(a.n[k]) // SEGMENTS for arm, a in (("control", c), ("canary", t))}
+    for name in c.props:
         m.stats[(name, None)] = {"control": Proportion(int(c.n[k]), int(c.props[name][k])),
                                  "canary": Proportion(int(t.n[k]), int(t.props[name][k]))}  # fmt: skip
+        for i in range(SEGMENTS):
+            m.stats[(name, ("category", f"c{i}"))] = {
+                arm: Proportion(seg_n[arm], int(a.seg_props[name][i, k]))
+                for arm, a in (("control", c), ("canary", t))
+            }
 
     def hist(arm: Arm) -> Histogram:
         row = arm.latency[k]
@@ -163,7 +235,6 @@ def measurement(c: Arm, t: Arm, k: int) -> Measurement:
         arm: Moments(int(a.cost[0, k]), float(a.cost[1, k]), float(a.cost[2, k]))
         for arm, a in (("control", c), ("canary", t))
     }
-    seg_n = {arm: int(a.n[k]) // SEGMENTS for arm, a in (("control", c), ("canary", t))}
     m.stats[("unsafe_answer_rate", None)] = {
         arm: Proportion(seg_n[arm] * SEGMENTS, int(a.unsafe[:, k].sum()))
         for arm, a in (("control", c), ("canary", t))
@@ -194,10 +265,10 @@ def _z_prop(ec: np.ndarray, nc: np.ndarray, et: np.ndarray, nt: np.ndarray, wors
 
 def naive_z(c: Arm, t: Arm, s: Scenario) -> tuple[np.ndarray, np.ndarray]:
     """(TESTS, LOOKS) z statistics and variances of the 18 vetoing tests."""
-    zs, vs = [], []
+    tests: list[tuple[np.ndarray, np.ndarray]] = []
     for name, (_, worse, kind, margin) in PROPORTIONS.items():
         z, v = _z_prop(c.props[name], c.n, t.props[name], t.n, worse, kind, margin)
-        zs.append(z), vs.append(v)
+        tests.append((z, v))
     # p95 through exceedance of the control's p95 (the same idea, fixed-horizon).
     cum_c = c.latency.cumsum(axis=1)
     q_bucket = (cum_c < 0.95 * c.n[:, None]).sum(axis=1)
@@ -206,19 +277,20 @@ def naive_z(c: Arm, t: Arm, s: Scenario) -> tuple[np.ndarray, np.ndarray]:
     shifted = np.clip(q_bucket - round(math.log1p(LATENCY_MARGIN) / math.log(GAMMA)), 0, None)
     implied = (c.n - cum_c[np.arange(LOOKS), shifted] - above_c) / c.n
     z, v = _z_prop(above_c, c.n, above_t, t.n, "higher", "absolute", 0.0)
-    zs.append(z - implied / np.sqrt(v)), vs.append(v)
+    tests.append((z - implied / np.sqrt(v), v))
     mc, mt = c.cost[1] / c.cost[0], t.cost[1] / t.cost[0]
     var_c = (c.cost[2] - c.cost[0] * mc**2) / (c.cost[0] - 1) / c.cost[0]
     var_t = (t.cost[2] - t.cost[0] * mt**2) / (t.cost[0] - 1) / t.cost[0]
-    zs.append((mt - mc * (1 + COST_MARGIN)) / np.sqrt(var_c + var_t)), vs.append(var_c + var_t)
+    var = np.clip(var_c + var_t, 1e-300, None)
+    tests.append(((mt - mc * (1 + COST_MARGIN)) / np.sqrt(var), var))
     seg_c, seg_t = c.n // SEGMENTS, t.n // SEGMENTS
     z, v = _z_prop(c.unsafe.sum(axis=0), seg_c * SEGMENTS, t.unsafe.sum(axis=0),
                    seg_t * SEGMENTS, "higher", "relative", UNSAFE_MARGIN)  # fmt: skip
-    zs.append(z), vs.append(v)
+    tests.append((z, v))
     for i in range(SEGMENTS):
         z, v = _z_prop(c.unsafe[i], seg_c, t.unsafe[i], seg_t, "higher", "relative", UNSAFE_MARGIN)
-        zs.append(z), vs.append(v)
-    return np.array(zs), np.array(vs)
+        tests.append((z, v))
+    return np.array([z for z, _ in tests]), np.array([v for _, v in tests])
 
 
 # ---------------------------------------------------------------- one rollout
@@ -227,15 +299,12 @@ def naive_z(c: Arm, t: Arm, s: Scenario) -> tuple[np.ndarray, np.ndarray]:
 @dataclass
 class Outcome:
     first_fail: dict[str, int | None] = field(default_factory=dict)  # method -> look index
+    first_pass: int | None = None  # the healthy run: first look that passed
     gate_ms: list[float] = field(default_factory=list)
 
 
-def run_one(args: tuple[Scenario, int]) -> Outcome:
-    s, seed = args
-    rng = np.random.default_rng(seed)
-    c, t = simulate_arm(rng, s, False), simulate_arm(rng, s, True)
-    pb = playbook(int(s.volume * SHARE * TUNE_HOURS))
-    out = Outcome()
+def _naive(c: Arm, t: Arm, s: Scenario, out: Outcome) -> None:
+    """The comparators, vectorized over looks (benchmark configuration only)."""
     judged = (np.minimum(t.n, c.n) // SEGMENTS >= 300)[None, :] | (np.arange(TESTS) < 8)[:, None]
     judged &= (t.n >= 300)[None, :]
     z, var = naive_z(c, t, s)
@@ -262,7 +331,8 @@ def run_one(args: tuple[Scenario, int]) -> Outcome:
                 gb[i, k] = z[i, k] * math.sqrt(var[i, k]) > width
     out.first_fail["GrowthBook-style"] = first(gb)
 
-    out.first_fail["rolloutctl"] = None
+
+def _first_look(pb: Playbook, c: Arm, t: Arm, verdict: str, out: Outcome) -> int | None:
     for k in range(LOOKS):
         m = measurement(c, t, k)
         started = time.perf_counter()
@@ -271,9 +341,26 @@ def run_one(args: tuple[Scenario, int]) -> Outcome:
             now=START + timedelta(minutes=LOOK_MINUTES * (k + 1)), consecutive_errors=0,
         )  # fmt: skip
         out.gate_ms.append((time.perf_counter() - started) * 1000)
-        if result.verdict == "fail":
-            out.first_fail["rolloutctl"] = k
-            break
+        if result.verdict == verdict:
+            return k
+        if result.verdict == "fail":  # a healthy run rolled back: it never passes
+            return None
+    return None
+
+
+def run_one(args: tuple[Scenario, int, Config, bool]) -> Outcome:
+    s, seed, config, healthy_pass = args
+    rng = np.random.default_rng(seed)
+    c, t = simulate_arm(rng, s, False, config), simulate_arm(rng, s, True, config)
+    tuned = int(s.volume * SHARE * TUNE_HOURS) if config.tuned else None
+    out = Outcome()
+    if healthy_pass:
+        pb = playbook(config, tuned, "non_inferiority")
+        out.first_pass = _first_look(pb, c, t, "pass", out)
+        return out
+    if config.name == "benchmark":
+        _naive(c, t, s, out)
+    out.first_fail["rolloutctl"] = _first_look(playbook(config, tuned), c, t, "fail", out)
     return out
 
 
@@ -281,14 +368,14 @@ def gate_timing() -> float:
     """Median ms of gate.evaluate with 8 metrics, every one judged in 10 segments."""
     s = SCENARIOS[0]
     rng = np.random.default_rng(1)
-    c, t = simulate_arm(rng, s, False), simulate_arm(rng, s, True)
-    data = playbook(int(s.volume * SHARE * 12)).model_dump()
+    c, t = simulate_arm(rng, s, False, USERS), simulate_arm(rng, s, True, USERS)
+    data = playbook(USERS, None).model_dump(exclude_none=True)
     for m in data["metrics"]:
         m["critical"], m["per_segment"] = True, True
     pb = Playbook.model_validate(data)
     m = measurement(c, t, LOOKS - 1)
     for (name, seg), arms in list(m.stats.items()):
-        if seg is None and name != "unsafe_answer_rate":
+        if seg is None and (name, ("category", "c0")) not in m.stats:
             for i in range(SEGMENTS):  # a tenth of the traffic per segment, same shape
                 m.stats[(name, ("category", f"c{i}"))] = arms
     times = []
@@ -300,34 +387,48 @@ def gate_timing() -> float:
     return statistics.median(times)
 
 
+def _hours(looks: list[int]) -> str:
+    return f", median {statistics.median(looks) * LOOK_MINUTES / 60 + 0.25:.2f} h" if looks else ""
+
+
+def run_config(config: Config, pool: ProcessPoolExecutor, aa: int, runs: int) -> list[float]:
+    print(f"== configuration: {config.name}")
+    gate_ms: list[float] = []
+    methods = METHODS if config.name == "benchmark" else ["rolloutctl"]
+    for index, s in enumerate(SCENARIOS):
+        n = aa if index == 0 else runs
+        jobs = [(s, 1000 * index + i, config, False) for i in range(n)]
+        outcomes = list(pool.map(run_one, jobs, chunksize=8))
+        print(f"{s.name} ({n} rollouts)")
+        for method in methods:
+            looks = [k for o in outcomes if (k := o.first_fail[method]) is not None]
+            print(f"  {method:<20} rolled back {len(looks) / n:7.1%}{_hours(looks)}")
+        gate_ms += [ms for o in outcomes for ms in o.gate_ms]
+    healthy = SCENARIOS[0]
+    jobs = [(healthy, 90_000 + i, config, True) for i in range(runs)]
+    outcomes = list(pool.map(run_one, jobs, chunksize=8))
+    looks = [k for o in outcomes if (k := o.first_pass) is not None]
+    print(f"healthy canary at {healthy.volume:,.0f}/h, pass_requires: non_inferiority "
+          f"({runs} rollouts)")  # fmt: skip
+    print(f"  rolloutctl           passed by 24 h {len(looks) / runs:7.1%}{_hours(looks)}\n")
+    return gate_ms
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--aa", type=int, default=1000, help="A/A rollouts")
-    parser.add_argument("--runs", type=int, default=200, help="rollouts per regression")
+    parser.add_argument("--runs", type=int, default=300, help="rollouts per regression")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--config", choices=["benchmark", "users", "both"], default="both")
     args = parser.parse_args()
-    print(f"{LOOKS} looks every {LOOK_MINUTES} min, {SHARE:.0%} canary, {TESTS} vetoing tests "
-          f"per look, alpha {ALPHA}\n")  # fmt: skip
+    print(f"{LOOKS} looks every {LOOK_MINUTES} min, {SHARE:.0%} canary, alpha {ALPHA}\n")
     began = time.perf_counter()
+    names = ["benchmark", "users"] if args.config == "both" else [args.config]
     gate_ms: list[float] = []
     with ProcessPoolExecutor(args.workers) as pool:
-        for index, s in enumerate(SCENARIOS):
-            runs = args.aa if index == 0 else args.runs
-            outcomes = list(pool.map(run_one, [(s, 1000 * index + i) for i in range(runs)],
-                                     chunksize=8))  # fmt: skip
-            print(f"{s.name} ({runs} rollouts)")
-            for method in METHODS:
-                looks = [o.first_fail[method] for o in outcomes if o.first_fail[method] is not None]
-                share = len(looks) / runs
-                median = (
-                    f", median {statistics.median(looks) * LOOK_MINUTES / 60 + 0.25:.1f} h"
-                    if looks
-                    else ""
-                )
-                print(f"  {method:<20} rolled back {share:7.1%}{median}")
-            gate_ms += [ms for o in outcomes for ms in o.gate_ms]
-            print()
-    print(f"gate.evaluate per look (18 comparisons): median {statistics.median(gate_ms):.2f} ms")
+        for name in names:
+            gate_ms += run_config(CONFIGS[name], pool, args.aa, args.runs)
+    print(f"gate.evaluate per look: median {statistics.median(gate_ms):.2f} ms")
     print(f"gate.evaluate, 8 metrics x 10 segments: median {gate_timing():.1f} ms")
     print(f"(benchmark ran {time.perf_counter() - began:.0f} s)")
 

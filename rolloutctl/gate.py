@@ -83,6 +83,7 @@ class GateResult:
     no_data: bool
     errors: int  # deciding metrics without a measurement this time
     trigger_action: str | None = None  # rollback | pause when a trigger fired
+    tuned_at: int = 0  # total requests at which the sequential mixture is tightest
     bad_rows: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     decision: str | None = None  # filled by the engine
@@ -135,7 +136,12 @@ def _value_and_n(metric: Metric, stat: Stat) -> tuple[int, float]:
 
 
 def compare_metric(
-    metric: Metric, control: Stat, canary: Stat, alpha: float, method: compare.Method, rho2: float
+    metric: Metric,
+    control: Stat,
+    canary: Stat,
+    alpha: float,
+    method: compare.Method,
+    rho2: sequential.Rho2,
 ) -> Comparison:
     margin = MarginSpec(
         metric.margin.relative
@@ -156,16 +162,50 @@ def compare_metric(
     return compare.compare_quantiles(control, canary, metric.q or 0.5, *args)
 
 
-def stage_rho2(playbook: Playbook, stage_index: int) -> float:
-    """The stage's mixture tuning, from the playbook alone (never from the data): tightest at
-    the total sample where the smaller arm reaches its expected size, for the alpha a
-    comparison gets when split over the planned vetoing comparisons."""
-    stage = playbook.stages[stage_index]
+FALLBACK_SAMPLES_PER_ARM = 20_000  # tuning before any traffic, or for a stage with no duration
+
+
+def _share(stage: Stage) -> float:
     traffic = stage.traffic if stage.traffic is not None else 0.0
-    share = min(traffic, 100 - traffic) / 100 if 0 < traffic < 100 else 0.5
-    expected = stage.expected_samples_per_arm or playbook.analysis.expected_samples_per_arm
+    return min(traffic, 100 - traffic) / 100 if 0 < traffic < 100 else 0.5
+
+
+def stage_horizon(stage: Stage) -> timedelta | None:
+    """When the stage can first end: its minimum duration, else its maximum, else an A/B
+    stage's planned duration."""
+    for text in (stage.min_duration, stage.max_duration, stage.duration):
+        if text:
+            return parse_duration(text)
+    return None
+
+
+def tuned_total(
+    playbook: Playbook, stage_index: int, requests_per_hour: float | None = None
+) -> int:
+    """Total requests (both arms) at which the stage's sequential mixture is tightest.
+
+    Written in the playbook (`expected_samples_per_arm`, per arm), or else the traffic the
+    stage sees by its horizon at the request rate observed so far, rounded to a power of two
+    so that the mixture stays the same from look to look while traffic is steady. It depends
+    on how many requests arrive, never on their outcomes."""
+    stage = playbook.stages[stage_index]
+    share = _share(stage)
+    written = stage.expected_samples_per_arm or playbook.analysis.expected_samples_per_arm
+    if written:
+        return int(written / share)
+    horizon = stage_horizon(stage)
+    if horizon is None or not requests_per_hour or requests_per_hour <= 0:
+        return int(FALLBACK_SAMPLES_PER_ARM / share)
+    projected = requests_per_hour * horizon.total_seconds() / 3600
+    return max(int(2 ** round(math.log2(max(projected, 2.0)))), 100)
+
+
+def stage_rho2(playbook: Playbook, stage_index: int, tuned_at: int) -> sequential.Rho2:
+    """The stage's mixture tuning for a total of `tuned_at` requests (`tuned_total`), for the
+    alpha a comparison gets when split over the planned vetoing comparisons."""
+    stage = playbook.stages[stage_index]
     planned = planned_vetoes(playbook, stage_metrics(playbook, stage))
-    return sequential.tune_rho2(playbook.analysis.alpha / planned, int(expected / share))
+    return sequential.tune_grid(playbook.analysis.alpha / planned, tuned_at)
 
 
 def planned_vetoes(playbook: Playbook, metrics: list[Metric]) -> int:
@@ -202,6 +242,21 @@ def _fmt_theta(metric: Metric, value: float) -> str:
     return formatting.delta(value, metric.kind, metric.margin.relative is not None)
 
 
+def _arm_counts(
+    measurements: dict[str, Measurement],
+) -> tuple[dict[str, int], dict[str, int], str]:
+    """Requests per arm over the whole window, and what the sample-ratio check counts
+    (distinct units when the source knows them, else requests) with its unit's name."""
+    for m in measurements.values():
+        if any((m.arm_counts.get(None) or {}).values()):  # a source's zero placeholder hides none
+            counts = m.arm_counts[None]
+            if m.unit_counts.get(None):
+                return counts, m.unit_counts[None], "units"
+            return counts, counts, "requests"
+    empty = {"control": 0, "canary": 0}
+    return empty, empty, "requests"
+
+
 def evaluate(
     playbook: Playbook,
     stage_index: int,
@@ -229,7 +284,10 @@ def evaluate(
     has_control = traffic < 100
     min_samples = stage.min_samples_per_arm or analysis.min_samples_per_arm
     min_segment = analysis.min_samples_per_segment
-    rho2 = stage_rho2(playbook, stage_index)
+    counts, ratio_counts, ratio_unit = _arm_counts(measurements)
+    hours = (now - stage_started).total_seconds() / 3600
+    tuned_at = tuned_total(playbook, stage_index, sum(counts.values()) / hours if hours else None)
+    rho2 = stage_rho2(playbook, stage_index, tuned_at)
     pass_requires = stage.pass_requires or analysis.pass_requires
     elapsed = now - stage_started
     min_duration = parse_duration(stage.min_duration) if stage.min_duration else timedelta(0)
@@ -408,14 +466,6 @@ def evaluate(
                 trigger_action = trig.action
 
     # ---- sample ratio
-    counts = {"control": 0, "canary": 0}
-    ratio_counts, ratio_unit = counts, "requests"
-    for m in measurements.values():
-        if any((m.arm_counts.get(None) or {}).values()):  # a source's zero placeholder hides none
-            counts = ratio_counts = m.arm_counts[None]
-            if m.unit_counts.get(None):
-                ratio_counts, ratio_unit = m.unit_counts[None], "units"
-            break
     srm_p = (
         compare.srm_p_value(ratio_counts["control"], ratio_counts["canary"], traffic)
         if has_control
@@ -521,7 +571,7 @@ def evaluate(
         min_duration_met=elapsed >= min_duration,
         max_duration_passed=max_duration is not None and elapsed >= max_duration,
         no_data=no_data, errors=len(deciding_errors), trigger_action=trigger_action,
-        bad_rows=bad_rows, notes=notes,
+        bad_rows=bad_rows, notes=notes, tuned_at=tuned_at,
     )  # fmt: skip
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from rolloutctl.durations import parse_duration
 from rolloutctl.errors import BackendError, InvalidInput
-from rolloutctl.gate import ab_metrics, planned_vetoes, stage_metrics
+from rolloutctl.gate import ab_metrics, planned_vetoes, stage_metrics, tuned_total
 from rolloutctl.playbook.load import LoadedPlaybook
 from rolloutctl.playbook.model import Metric
 from rolloutctl.stats import sequential
@@ -109,7 +109,7 @@ def _sigma2_and_margin(metric: Metric, stat: Stat | None) -> tuple[float, float]
 
 
 def samples_needed(sigma2: float, margin: float, share: float, alpha: float, method: Any,
-                   rho2: float) -> int | None:  # fmt: skip
+                   rho2: sequential.Rho2) -> int | None:  # fmt: skip
     """Smallest canary sample whose bound half-width is within the margin (doubling + bisect)."""
     if margin <= 0 or sigma2 <= 0:
         return None
@@ -205,8 +205,8 @@ def plan_rollout(
             metrics = [m for m in metrics if m.group != "product" and m.kind != "ratio"]
         alpha = pb.analysis.alpha / planned_vetoes(pb, metrics)
         method = stage.method or pb.analysis.method
-        expected = stage.expected_samples_per_arm or pb.analysis.expected_samples_per_arm
-        rho2 = sequential.tune_rho2(alpha, int(expected / max(min(share, 1 - share), 1e-3)))
+        # Tuned as the gate will tune it: at the traffic the stage sees by its horizon.
+        rho2 = sequential.tune_grid(alpha, tuned_total(pb, pb.stages.index(stage), volume))
         at_end = ab_metrics(pb, stage) if method == "fixed" else set()
         rows = []
         for m in metrics:

@@ -171,7 +171,7 @@ def analyze_shadow(
     metrics: Sequence[Metric],
     dimensions: Sequence[str] = (),
     alpha: float = 0.05,
-    rho2: float,
+    rho2: sequential.Rho2,
     min_pairs: int = 1000,
     min_segment_pairs: int = 200,
     min_coverage: float = 0.9,
@@ -208,7 +208,7 @@ class _Analysis:
     def __init__(
         self, con: duckdb.DuckDBPyConnection, types: dict[str, str], start: datetime,
         end: datetime, control: str, candidate: str, metrics: Sequence[Metric],
-        dimensions: Sequence[str], alpha: float, rho2: float, min_pairs: int,
+        dimensions: Sequence[str], alpha: float, rho2: sequential.Rho2, min_pairs: int,
         min_segment_pairs: int, min_coverage: float,
         critical_segments: Collection[tuple[str, str]] = (),
     ) -> None:  # fmt: skip

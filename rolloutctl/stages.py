@@ -16,7 +16,13 @@ from typing import Any
 from rolloutctl import formatting as fmt
 from rolloutctl.durations import format_duration, parse_duration
 from rolloutctl.errors import InvalidInput
-from rolloutctl.gate import GateResult, GateVerdict, MetricResult, stage_metrics
+from rolloutctl.gate import (
+    FALLBACK_SAMPLES_PER_ARM,
+    GateResult,
+    GateVerdict,
+    MetricResult,
+    stage_metrics,
+)
 from rolloutctl.playbook.load import LoadedPlaybook, resolve_env
 from rolloutctl.playbook.model import Stage
 
@@ -278,7 +284,13 @@ def judge_shadow(
         raise InvalidInput(f"{loaded.path}: stage {stage.name}: shadow reads a request log; "
                            f"source {name!r} is a {pb.sources[name].kind} source")  # fmt: skip
     metrics = [m for m in stage_metrics(loaded.playbook, stage) if m.source == name]
-    expected = stage.expected_samples_per_arm or pb.analysis.expected_samples_per_arm
+    # Pairs are per request; without a written size, tune at the fallback (pairing only
+    # removes noise, so the normal sequence's tuning is not critical here).
+    expected = (
+        stage.expected_samples_per_arm
+        or pb.analysis.expected_samples_per_arm
+        or FALLBACK_SAMPLES_PER_ARM
+    )
     alpha = pb.analysis.alpha
     outcome = analyze_shadow(
         source, start=started, end=now, control=control, candidate=canary, metrics=metrics,

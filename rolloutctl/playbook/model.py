@@ -279,10 +279,12 @@ class Analysis(Strict):
     min_samples_per_segment: int = Field(
         200, ge=1, description="segments with fewer samples per arm are shown but not judged"
     )
-    expected_samples_per_arm: int = Field(
-        20_000,
+    expected_samples_per_arm: int | None = Field(
+        None,
         ge=100,
-        description="sample size at which the sequential interval is tuned to be tightest",
+        description="sample size per arm at which the sequential interval is tuned to be "
+        "tightest; by default the traffic the stage sees by its minimum (else maximum) "
+        "duration at the observed request rate",
     )
     max_segments: int = Field(
         60, ge=1, description="cap on segment values judged per dimension (guards explosion)"

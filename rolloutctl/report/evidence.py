@@ -41,7 +41,7 @@ def collect(
     pb = loaded.playbook
     stage = pb.stages[stage_index]
     method = stage.method or pb.analysis.method
-    rho2 = gate.stage_rho2(pb, stage_index)
+    rho2 = gate.stage_rho2(pb, stage_index, result.tuned_at or gate.tuned_total(pb, stage_index))
     overall = {r.name: r for r in result.metrics if r.segment is None and r.alpha is not None}
     evidence: dict[str, Any] = {"series": {}, "distributions": {}, "notes": []}
 

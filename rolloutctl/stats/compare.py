@@ -73,7 +73,7 @@ def half_width(variance: float, n_total: int, alpha: float, method: Method, tune
 
 
 def one_sided_width(variance: float, n_total: int, alpha: float, method: Method,
-                    rho2: float) -> float:  # fmt: skip
+                    rho2: sequential.Rho2) -> float:  # fmt: skip
     """Distance from the estimate to its one-sided bound at level alpha."""
     if variance <= 0 or n_total <= 0:
         return 0.0
@@ -91,7 +91,7 @@ def decide(
     worse: Worse,
     alpha: float,
     method: Method,
-    rho2: float,
+    rho2: sequential.Rho2,
     note: str = "",
 ) -> Comparison:
     signed_margin = margin.value if worse == "higher" else -margin.value
@@ -138,7 +138,7 @@ def compare_proportions(
     worse: Worse,
     alpha: float,
     method: Method = "sequential",
-    rho2: float = DEFAULT_RHO2,
+    rho2: sequential.Rho2 = DEFAULT_RHO2,
 ) -> Comparison:
     """Difference (or ratio) of two rates, with the Agresti-Caffo adjustment (one pseudo-event
     and one pseudo-non-event per arm) so zero counts still give an honest width. With one
@@ -228,25 +228,42 @@ def compare_rare_events(
     worse: Worse,
     alpha: float,
     method: Method = "sequential",
-    rho2: float = DEFAULT_RHO2,
+    rho2: sequential.Rho2 = DEFAULT_RHO2,
 ) -> Comparison:
-    """A rare, severe event rate (unsafe answers). FAIL comes from two tests at half of
-    alpha each (Bonferroni): the exact conditional test of `stats.exact`, which stays valid
-    and powerful with a handful of events, and the proportion comparison above, which is
-    stronger once counts are moderate and an absolute margin is small against the base rate.
-    The estimate, interval and the PASS side (non-inferiority) come from the latter."""
+    """A rare, severe event rate (unsafe answers). FAIL comes from one always-valid test built
+    for a handful of events (`stats.exact`): the exact conditional test under a relative
+    margin, universal inference under an absolute one. The interval's harmful end is that
+    test inverted, so the bound shown lies beyond the margin exactly when the verdict is fail;
+    the other end and the PASS side (non-inferiority) come from the proportion comparison."""
     base = compare_proportions(control, canary, margin, worse, alpha, method, rho2)
-    result = exact.rare_event_test(
-        control, canary,
-        relative=margin.value if margin.relative else None,
-        absolute=None if margin.relative else margin.value,
-        alpha=alpha / 2, worse_higher=worse == "higher",
-    )  # fmt: skip
-    p_fail = min(1.0, 2 * min(result.p_value, base.p_fail))
+    if worse == "lower" and not margin.relative:
+        note = "an absolute margin on a falling rare rate is judged by the normal sequence"
+        return replace(base, note=note)
+    if margin.relative:
+        p_fail, note = _conditional_test(control, canary, margin.value, alpha, worse)
+        observed = canary.rate / control.rate - 1 if control.events else math.inf
+        lower = exact.largest_rejected(
+            lambda r: _conditional_test(control, canary, r, alpha, worse)[0] <= alpha,
+            margin.value,
+            observed,
+        ) if worse == "higher" else base.ci[0]  # fmt: skip
+    else:
+        result = exact.absolute_margin_test(control, canary, margin.value, alpha)
+        p_fail, note, lower = result.p_value, result.note, result.lower
+    ci = (lower, base.ci[1]) if worse == "higher" else base.ci
     verdict: Verdict = (
         "fail" if p_fail <= alpha else "pass" if base.p_pass <= alpha else "inconclusive"
     )
-    return replace(base, verdict=verdict, p_fail=p_fail, note=result.note)
+    return replace(base, ci=ci, verdict=verdict, p_fail=p_fail, note=note)
+
+
+def _conditional_test(
+    control: Proportion, canary: Proportion, relative: float, alpha: float, worse: Worse
+) -> tuple[float, str]:
+    result = exact.rare_event_test(
+        control, canary, relative=relative, alpha=alpha, worse_higher=worse == "higher"
+    )
+    return result.p_value, result.note
 
 
 def compare_means(
@@ -256,7 +273,7 @@ def compare_means(
     worse: Worse,
     alpha: float,
     method: Method = "sequential",
-    rho2: float = DEFAULT_RHO2,
+    rho2: sequential.Rho2 = DEFAULT_RHO2,
 ) -> Comparison:
     """Difference (or ratio) of means with unequal variances (Welch's standard error; with
     one planned look and an absolute margin, Welch's t test itself)."""
@@ -295,7 +312,7 @@ def compare_ratios(
     worse: Worse,
     alpha: float,
     method: Method = "sequential",
-    rho2: float = DEFAULT_RHO2,
+    rho2: sequential.Rho2 = DEFAULT_RHO2,
 ) -> Comparison:
     """Ratio-of-sums metrics (cost per completed task) by the delta method."""
     rc, vc = _ratio_and_variance(control)
@@ -314,7 +331,7 @@ def compare_quantiles(
     worse: Worse,
     alpha: float,
     method: Method = "sequential",
-    rho2: float = DEFAULT_RHO2,
+    rho2: sequential.Rho2 = DEFAULT_RHO2,
 ) -> Comparison:
     """A quantile (p95) judged through exceedance shares, which are proportions.
 

@@ -16,19 +16,29 @@ Its value E is an e-value at every look: Ville's inequality gives P(E ever >= 1/
 <= alpha, and min(1, 1/E) is an always-valid p-value. E depends on (X, K) only, so looking
 at cumulative counts is enough.
 
-An absolute margin d (canary rate <= control rate + d) becomes the ratio 1 + d / L, where L
-is a time-uniform lower confidence bound of the control's rate (a conjugate beta-binomial
-confidence sequence, Robbins 1970) at half of alpha; the test then runs at the other half.
-With no control events L is 0 and an absolute margin cannot be tested this way: the
-comparison says so and stays inconclusive.
+An absolute margin d (canary rate <= control rate + d) has no such exact form: the control's
+rate is a nuisance. `absolute_margin_test` uses universal inference instead (Wasserman,
+Ramdas & Balakrishnan 2020, "Universal inference", PNAS 117(29), §6 on its sequential form):
+the marginal likelihood of both arms' counts under a prior, divided by the likelihood
+maximised over the null set {p_canary <= p_control + d}. The numerator, a Bayes mixture, is a
+probability of the whole event sequence; the denominator is at least the likelihood at the
+true null parameters, so the ratio is dominated by a test martingale and Ville's inequality
+applies at every look. The control's rate is estimated with all of its (usually ten to a
+hundred times larger) data instead of through a conservative confidence bound.
+
+The prior only moves power, never validity. It is fixed by the margin alone: for each arm an
+equal mixture of Beta(1, 1/m - 1) with means m = d, 2d, 4d and 8d (rare rates near the
+margin's scale, with the heavy right tail of shape 1 for anything larger).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from scipy import special
+from scipy.special import logsumexp
 
 from rolloutctl.stats.sufficient import Proportion
 
@@ -65,71 +75,31 @@ def log_e_value(canary_events: int, total_events: int, p0: float) -> float:
     return mixed - null
 
 
-def rate_lower_bound(p: Proportion, alpha: float) -> float:
-    """Time-uniform lower confidence bound of a rate: the smallest q whose beta-binomial
-    mixture martingale (Jeffreys prior) stays under 1/alpha."""
-    x, n = p.events, p.n
-    if x == 0 or n == 0:
-        return 0.0
-    log_mix = float(special.betaln(0.5 + x, 0.5 + n - x) - special.betaln(0.5, 0.5))
-    target = -math.log(alpha)
-
-    def log_m(q: float) -> float:
-        return log_mix - x * math.log(q) - (n - x) * math.log1p(-q)
-
-    hi = x / n
-    if log_m(hi) >= target:
-        return hi
-    lo = 1e-300
-    for _ in range(200):  # bisection on a log scale
-        mid = math.sqrt(lo * hi)
-        if log_m(mid) >= target:
-            lo = mid
-        else:
-            hi = mid
-        if hi / lo < 1 + 1e-9:
-            break
-    return hi
-
-
 def rare_event_test(
     control: Proportion,
     canary: Proportion,
     *,
-    relative: float | None,
-    absolute: float | None,
+    relative: float,
     alpha: float,
     worse_higher: bool = True,
 ) -> ExactResult:
-    """Always-valid p-value that the canary's event rate is worse than the margin allows."""
+    """Always-valid p-value that the canary's event rate is worse than a relative margin
+    allows (absolute margins: `absolute_margin_test`)."""
     if control.n == 0 or canary.n == 0:
         return ExactResult(1.0, 1.0, math.nan, math.nan, "no requests in one arm")
     share = canary.n / (canary.n + control.n)
     x, k = canary.events, canary.events + control.events
-    test_alpha = alpha
     if not worse_higher:
         # Harm is fewer canary events: test the control's share against the inverse ratio.
-        ratio = 1 / (1 - relative) if relative is not None and relative < 1 else math.inf
-        if absolute is not None:
-            return ExactResult(1.0, 1.0, math.nan, math.nan,
-                               "an absolute margin on a falling rare rate is not supported")  # fmt: skip
+        ratio = 1 / (1 - relative) if relative < 1 else math.inf
         share, x = 1 - share, control.events
-    elif relative is not None:
-        ratio = 1 + relative
     else:
-        floor = rate_lower_bound(control, alpha / 2)
-        test_alpha = alpha / 2
-        if floor <= 0:
-            return ExactResult(1.0, 1.0, math.nan, math.inf,
-                               "no control events yet: an absolute margin needs a control rate")  # fmt: skip
-        ratio = 1 + (absolute or 0.0) / floor
+        ratio = 1 + relative
     if not math.isfinite(ratio):
         return ExactResult(1.0, 1.0, 1.0, ratio, "the margin allows any rate")
     p0 = share * ratio / (share * ratio + 1 - share)
     log_e = log_e_value(x, k, p0)
     p = min(1.0, math.exp(-log_e)) if log_e > 0 else 1.0
-    # Spend only the test's share of alpha: scale so p <= alpha exactly when E >= 1/test_alpha.
-    p = min(1.0, p * alpha / test_alpha)
     e = math.exp(min(log_e, 700.0))
     note = (
         f"exact conditional test on {k} events ({canary.events} canary, {control.events} "
@@ -137,3 +107,113 @@ def rare_event_test(
         f"(rate ratio {ratio:.3g}); e-value {e:.3g}"
     )
     return ExactResult(p, e, p0, ratio, note)
+
+
+_PRIOR_MEAN_STEPS = (1.0, 2.0, 4.0, 8.0)  # prior means in units of the absolute margin
+
+
+def _log_marginal(events: int, n: int, means: tuple[float, ...]) -> float:
+    """log probability of one event sequence with `events` of `n` under the Beta mixture."""
+    terms = [
+        float(special.betaln(1 + events, 1 / m - 1 + n - events) - special.betaln(1, 1 / m - 1))
+        for m in means
+    ]
+    return float(logsumexp(terms)) - math.log(len(means))
+
+
+def _log_lik(events: int, n: int, p: float) -> float:
+    if p <= 0.0:
+        return 0.0 if events == 0 else -math.inf
+    if p >= 1.0:
+        return 0.0 if events == n else -math.inf
+    return events * math.log(p) + (n - events) * math.log1p(-p)
+
+
+def _log_null_max(control: Proportion, canary: Proportion, d: float) -> float:
+    """The largest log likelihood with p_canary <= p_control + d. When the arms' own rates
+    are outside that set the maximum lies on its edge p_canary = p_control + d, where the log
+    likelihood is concave in p_control: bisection on the derivative."""
+    xc, nc, xt, nt = control.events, control.n, canary.events, canary.n
+    pc, pt = xc / nc, xt / nt
+    if pt <= pc + d:
+        return _log_lik(xc, nc, pc) + _log_lik(xt, nt, pt)
+    lo, hi = max(0.0, -d), min(1.0, 1.0 - d)
+
+    def slope(q: float) -> float:
+        r = q + d
+        return (
+            (xc / q if xc else 0.0)
+            - ((nc - xc) / (1 - q) if nc > xc else 0.0)
+            + (xt / r if xt else 0.0)
+            - ((nt - xt) / (1 - r) if nt > xt else 0.0)
+        )
+
+    a, b = lo + 1e-15, hi - 1e-15
+    for _ in range(100):
+        mid = 0.5 * (a + b)
+        if slope(mid) > 0:
+            a = mid
+        else:
+            b = mid
+        if b - a < 1e-15 + 1e-12 * b:
+            break
+    q = 0.5 * (a + b)
+    return _log_lik(xc, nc, q) + _log_lik(xt, nt, q + d)
+
+
+@dataclass(frozen=True)
+class MarginTest:
+    p_value: float  # always valid, of "canary rate <= control rate + margin"
+    e_value: float
+    lower: float  # always-valid lower bound of canary - control at the given alpha
+    note: str
+
+
+def absolute_margin_test(
+    control: Proportion,
+    canary: Proportion,
+    margin: float,
+    alpha: float,
+    prior_scale: float | None = None,
+) -> MarginTest:
+    """Universal-inference e-value that the canary's rate exceeds the control's by more than
+    `margin`, and the lower confidence bound of the difference it implies (the largest
+    difference still rejected at alpha), so the interval shown is the one the verdict used."""
+    if control.n == 0 or canary.n == 0:
+        return MarginTest(1.0, 1.0, -math.inf, "no requests in one arm")
+    scale = prior_scale or (margin if margin > 0 else 1e-4)  # the playbook's margin
+    means = tuple(min(0.5, scale * k) for k in _PRIOR_MEAN_STEPS)
+    numerator = _log_marginal(control.events, control.n, means) + _log_marginal(
+        canary.events, canary.n, means
+    )
+
+    def log_e(d: float) -> float:
+        return numerator - _log_null_max(control, canary, d)
+
+    at_margin = log_e(margin)
+    target = -math.log(alpha)
+    lower = largest_rejected(lambda d: log_e(d) >= target, margin, canary.rate - control.rate)
+    e = math.exp(min(at_margin, 700.0))
+    note = (
+        f"universal-inference test on {canary.events} canary and {control.events} control "
+        f"events: e-value {e:.3g} against canary ≤ control + {margin:g} (needs {1 / alpha:.3g})"
+    )
+    return MarginTest(min(1.0, math.exp(-at_margin)), e, lower, note)
+
+
+def largest_rejected(rejects: Callable[[float], bool], margin: float, observed: float) -> float:
+    """The largest margin whose null is still rejected, by bisection between the playbook's
+    margin and the observed difference. Starting from the margin keeps the bound consistent
+    with the verdict: above the margin exactly when the test at the margin rejects."""
+    if rejects(margin):
+        lo, hi = margin, max(observed, margin)
+        if rejects(hi):
+            return hi
+    else:
+        lo, hi = min(-0.5, observed, margin), margin
+        if not rejects(lo):
+            return -math.inf
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if rejects(mid) else (lo, mid)
+    return lo

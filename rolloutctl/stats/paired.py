@@ -61,6 +61,7 @@ from dataclasses import dataclass, replace
 from statistics import NormalDist
 from typing import Literal
 
+from rolloutctl.stats import sequential
 from rolloutctl.stats.compare import Comparison, MarginSpec, Worse, decide
 from rolloutctl.stats.sufficient import BivariateSums
 
@@ -213,7 +214,7 @@ def compare_paired(
     margin: MarginSpec,
     worse: Worse,
     alpha: float,
-    rho2: float,
+    rho2: sequential.Rho2,
     *,
     binary: bool = False,
     zero_tolerance: bool = False,
@@ -307,7 +308,7 @@ def quantile_contrast(s: PairedQuantiles, relative: bool) -> tuple[float, float]
 
 
 def compare_paired_quantiles(
-    s: PairedQuantiles, margin: MarginSpec, worse: Worse, alpha: float, rho2: float,
+    s: PairedQuantiles, margin: MarginSpec, worse: Worse, alpha: float, rho2: sequential.Rho2,
     fixed: bool = False,
 ) -> Comparison:  # fmt: skip
     theta, var = quantile_contrast(s, margin.relative)

@@ -18,7 +18,14 @@ margin". So 1/M is an always-valid p-value, and the bound is where M = 1/alpha.
 
 `rho2` sets where the sequence is tightest: `tune_rho2(alpha, n)` makes it tightest near a
 total of n observations (GrowthBook's `sequential_tuning_parameter`), the sample a stage
-expects. It must not depend on the data; the gate fixes it per stage from the playbook.
+expects. It must not depend on the outcomes; the gate fixes it per stage.
+
+A single tuning point is slow far before it: a mixture tuned at 120,000 observations needs
+z = 5.2 at 6,000 where one tuned there needs 3.85, so a large harm caught early waits hours.
+`tune_grid` therefore averages the martingales of four tuning points, n, n/4, n/16 and n/64:
+an average of test martingales is one (its mixing measure is the average of the four
+half-normals), Ville's inequality still holds, and the boundary stays within about 0.15 of
+the best single tuning over that whole range.
 """
 
 from __future__ import annotations
@@ -28,6 +35,14 @@ from statistics import NormalDist
 
 _NORMAL = NormalDist()
 _SQRT2 = math.sqrt(2.0)
+
+Rho2 = float | tuple[float, ...]  # one mixture precision, or several averaged
+GRID_STEPS = (1, 4, 16, 64)  # tune_grid: tuning points at n / step
+
+
+def tune_grid(alpha: float, expected_n: int) -> tuple[float, ...]:
+    """Mixture precisions tightest near n, n/4, n/16 and n/64 observations, to be averaged."""
+    return tuple(tune_rho2(alpha, max(expected_n // step, 1)) for step in GRID_STEPS)
 
 
 def tune_rho2(alpha: float, expected_n: int) -> float:
@@ -47,14 +62,21 @@ def _log_phi(z: float) -> float:
     )
 
 
-def log_mixture(z: float, n: int, rho2: float) -> float:
-    """log of the one-sided mixture martingale at standardized harm z after n observations."""
+def log_mixture(z: float, n: int, rho2: Rho2) -> float:
+    """log of the one-sided mixture martingale at standardized harm z after n observations
+    (the average over the precisions when several are given)."""
+    if isinstance(rho2, tuple):
+        if len(rho2) == 1:
+            return log_mixture(z, n, rho2[0])
+        logs = [log_mixture(z, n, r) for r in rho2]
+        top = max(logs)
+        return top + math.log(sum(math.exp(v - top) for v in logs) / len(logs))
     x = n * rho2
     k = math.sqrt(x / (x + 1))
     return math.log(2) - 0.5 * math.log1p(x) + 0.5 * (k * z) ** 2 + _log_phi(k * z)
 
 
-def p_value(z: float, n: int, rho2: float, fixed: bool = False) -> float:
+def p_value(z: float, n: int, rho2: Rho2, fixed: bool = False) -> float:
     """One-sided p-value of "harm <= 0" given standardized harm z: always valid when
     sequential, the ordinary normal tail when `fixed` (one planned look)."""
     if not math.isfinite(z):
@@ -66,12 +88,28 @@ def p_value(z: float, n: int, rho2: float, fixed: bool = False) -> float:
     return min(1.0, math.exp(-log_mixture(z, n, rho2)))
 
 
-def critical_z(alpha: float, n: int, rho2: float, fixed: bool = False) -> float:
+def critical_z(alpha: float, n: int, rho2: Rho2, fixed: bool = False) -> float:
     """The standardized distance from the estimate to its one-sided bound at level alpha."""
     if fixed:
         return _NORMAL.inv_cdf(1 - alpha)
     if n <= 0:
         return math.inf
+    if isinstance(rho2, tuple):
+        if len(rho2) == 1:
+            return critical_z(alpha, n, rho2[0])
+        # The average reaches 1/alpha no sooner than the best member and no later than the
+        # best member reaches len/alpha: bisect between the two.
+        lo = min(critical_z(alpha, n, r) for r in rho2)
+        hi = min(critical_z(alpha / len(rho2), n, r) for r in rho2)
+        target = -math.log(alpha)
+        for _ in range(40):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if log_mixture(mid, n, rho2) < target else (lo, mid)
+        return hi
+    return _critical_z_one(alpha, n, rho2)
+
+
+def _critical_z_one(alpha: float, n: int, rho2: float) -> float:
     x = n * rho2
     k2 = x / (x + 1)
     k = math.sqrt(k2)

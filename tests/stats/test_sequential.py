@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats as sps
 
@@ -62,7 +62,7 @@ def test_exact_test_is_never_bolder_than_the_one_look_binomial_test() -> None:
     """With one look, the e-value's p is at least the exact conditional binomial p-value
     (scipy.stats.binomtest), as an always-valid p must be."""
     control, canary = Proportion(19_000, 10), Proportion(1_000, 6)
-    result = exact.rare_event_test(control, canary, relative=0.0, absolute=None, alpha=0.05)
+    result = exact.rare_event_test(control, canary, relative=0.0, alpha=0.05)
     share = canary.n / (canary.n + control.n)
     one_look = sps.binomtest(6, 16, share, alternative="greater").pvalue
     assert one_look < 0.001
@@ -81,8 +81,9 @@ def test_exact_test_keeps_false_alarms_under_alpha_with_tiny_counts() -> None:
             nt, nc = nt + 50, nc + 950
             xt += rng.binomial(50, 0.0005)
             xc += rng.binomial(950, 0.0005)
-            r = exact.rare_event_test(Proportion(nc, xc), Proportion(nt, xt),
-                                      relative=0.0, absolute=None, alpha=alpha)  # fmt: skip
+            r = exact.rare_event_test(
+                Proportion(nc, xc), Proportion(nt, xt), relative=0.0, alpha=alpha
+            )
             if r.p_value <= alpha:
                 failed += 1
                 break
@@ -101,17 +102,84 @@ def test_exact_test_catches_what_the_normal_sequence_misses() -> None:
     assert normal.verdict != "fail"
 
 
-def test_absolute_margin_uses_a_lower_bound_of_the_control_rate() -> None:
-    control, canary = Proportion(100_000, 50), Proportion(5_000, 30)
-    low = exact.rate_lower_bound(control, 0.025)
-    assert 0 < low < 50 / 100_000
-    # Coverage of the bound: scipy's exact (Clopper-Pearson) one-look bound is tighter.
-    assert low <= sps.binomtest(50, 100_000).proportion_ci(0.95, method="exact").low
-    result = exact.rare_event_test(control, canary, relative=None, absolute=0.001, alpha=0.05)
-    assert result.ratio == pytest.approx(1 + 0.001 / low)
-    none = exact.rare_event_test(Proportion(5_000, 0), canary, relative=None, absolute=0.001,
-                                 alpha=0.05)  # fmt: skip
-    assert none.p_value == 1.0 and "no control events" in none.note
+def test_absolute_margin_catches_a_tenfold_rate_in_one_segment() -> None:
+    """The case a report once called inconclusive: 34 unsafe of 72,969 in the control, 18 of
+    3,818 in the canary (ten times the rate) against a 0.05 pt margin, at the first Holm step
+    of 26 vetoing comparisons. Universal inference rejects it, and the interval's lower end
+    lies beyond the margin, as the verdict says."""
+    control, canary = Proportion(72_969, 34), Proportion(3_818, 18)
+    alpha = 0.05 / 26
+    result = exact.absolute_margin_test(control, canary, 0.0005, alpha)
+    assert result.e_value > 1 / alpha
+    assert 0.0005 < result.lower < canary.rate - control.rate
+    comp = compare_rare_events(control, canary, MarginSpec(0.0005, False), "higher", alpha)
+    assert comp.verdict == "fail" and comp.ci[0] == result.lower
+
+
+def test_the_mixture_numerator_is_the_beta_binomial_likelihood() -> None:
+    """One prior component of the numerator equals scipy's beta-binomial pmf without the
+    binomial coefficient (the probability of one sequence rather than of the count)."""
+    from scipy.special import comb
+
+    k, n, m = 7, 3_000, 0.002
+    ours = exact._log_marginal(k, n, (m,))
+    scipys = sps.betabinom.logpmf(k, n, 1, 1 / m - 1) - math.log(comb(n, k, exact=True))
+    assert ours == pytest.approx(scipys, rel=1e-9)
+
+
+def test_the_null_maximum_matches_a_numerical_optimiser() -> None:
+    from scipy.optimize import minimize_scalar
+
+    control, canary, d = Proportion(40_000, 20), Proportion(2_000, 9), 0.0005
+
+    def negative(q: float) -> float:
+        return -(
+            exact._log_lik(control.events, control.n, q)
+            + exact._log_lik(canary.events, canary.n, q + d)
+        )
+
+    best = minimize_scalar(negative, bounds=(1e-9, 0.01), method="bounded",
+                           options={"xatol": 1e-13})  # fmt: skip
+    assert exact._log_null_max(control, canary, d) == pytest.approx(-best.fun, abs=1e-7)
+
+
+def test_absolute_margin_test_keeps_false_alarms_under_alpha_on_the_margin() -> None:
+    """The canary exactly at control + margin (the null's edge), 96 looks: the chance of
+    ever failing stays under alpha."""
+    rng = np.random.default_rng(5)
+    runs, looks, alpha, d = 300, 96, 0.05, 0.0005
+    failed = 0
+    for _ in range(runs):
+        xc = rng.binomial(950, 0.0005, size=looks).cumsum()
+        xt = rng.binomial(50, 0.0005 + d, size=looks).cumsum()
+        for k in range(0, looks, 4):
+            n = k + 1
+            r = exact.absolute_margin_test(
+                Proportion(950 * n, int(xc[k])), Proportion(50 * n, int(xt[k])), d, alpha
+            )
+            if r.p_value <= alpha:
+                failed += 1
+                break
+    assert failed / runs <= alpha
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 30), st.integers(0, 30), st.floats(0.0001, 0.01))
+def test_absolute_margin_p_value_falls_as_the_margin_tightens(xc: int, xt: int, d: float) -> None:
+    control, canary = Proportion(50_000, xc), Proportion(3_000, xt)
+    """With the prior fixed (it comes from the playbook's margin), a tighter null margin is
+    rejected at least as readily."""
+    loose = exact.absolute_margin_test(control, canary, d * 2, 0.01, prior_scale=d).p_value
+    tight = exact.absolute_margin_test(control, canary, d, 0.01, prior_scale=d).p_value
+    assert tight <= loose + 1e-12
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 40), st.integers(0, 40), st.floats(0.0001, 0.005))
+def test_the_interval_shown_is_the_one_the_verdict_used(xc: int, xt: int, d: float) -> None:
+    control, canary = Proportion(60_000, xc), Proportion(3_000, xt)
+    comp = compare_rare_events(control, canary, MarginSpec(d, False), "higher", 0.002)
+    assert (comp.verdict == "fail") == (comp.ci[0] > d)
 
 
 @given(st.integers(0, 40), st.integers(0, 400), st.floats(0.001, 0.9))
