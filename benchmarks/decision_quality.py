@@ -25,7 +25,8 @@ Two configurations of the same scenarios:
   comparisons), lognormal latency with sigma 0.55 and 0.4% timeouts at 30 s. The naive
   comparators are computed for `benchmark` only.
 Each configuration also runs a healthy canary under `pass_requires: non_inferiority` (stage
-minimum 1 h, maximum 24 h) and reports how often and how soon it passes.
+minimum 1 h, maximum 24 h) and reports what `rolloutctl plan` says of its time to pass (from
+a day of the control's data), how often it passes by that time, and by 24 h.
 
     python benchmarks/decision_quality.py [--aa 1000] [--runs 300] [--workers 2]
                                           [--config benchmark|users|both]
@@ -45,7 +46,7 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
-from rolloutctl import gate
+from rolloutctl import gate, planning
 from rolloutctl.metrics.base import Measurement
 from rolloutctl.playbook.model import Playbook
 from rolloutctl.stats.compare import half_width
@@ -405,13 +406,34 @@ def run_config(config: Config, pool: ProcessPoolExecutor, aa: int, runs: int) ->
             print(f"  {method:<20} rolled back {len(looks) / n:7.1%}{_hours(looks)}")
         gate_ms += [ms for o in outcomes for ms in o.gate_ms]
     healthy = SCENARIOS[0]
+    to_pass = planned_time_to_pass(config, healthy)
     jobs = [(healthy, 90_000 + i, config, True) for i in range(runs)]
     outcomes = list(pool.map(run_one, jobs, chunksize=8))
     looks = [k for o in outcomes if (k := o.first_pass) is not None]
     print(f"healthy canary at {healthy.volume:,.0f}/h, pass_requires: non_inferiority "
           f"({runs} rollouts)")  # fmt: skip
+    if to_pass["hours"] is not None:
+        by_plan = sum(1 for k in looks if (k + 1) * LOOK_MINUTES / 60 <= to_pass["hours"] + 1e-9)
+        print(f"  plan: passes in {to_pass['hours']:.2f} h (9 in 10); can pass within 24 h: "
+              f"{to_pass['can_pass']}")  # fmt: skip
+        print(f"  rolloutctl           passed by the planned time {by_plan / runs:7.1%}")
+    else:
+        print(f"  plan: {to_pass['reason']}")
     print(f"  rolloutctl           passed by 24 h {len(looks) / runs:7.1%}{_hours(looks)}\n")
     return gate_ms
+
+
+def planned_time_to_pass(config: Config, s: Scenario) -> dict[str, Any]:
+    """What `plan` says of the healthy stage, from a day of the control's data (as `plan`
+    reads it from a request log) and the scenario's volume."""
+    rng = np.random.default_rng(4242)
+    c, t = simulate_arm(rng, s, False, config), simulate_arm(rng, s, True, config)
+    stats = measurement(c, t, LOOKS - 1).stats
+    baseline = {name: arms["control"] for (name, seg), arms in stats.items() if seg is None}
+    tuned = int(s.volume * SHARE * TUNE_HOURS) if config.tuned else None
+    pb = playbook(config, tuned, "non_inferiority")
+    to_pass: dict[str, Any] = planning.plan_stage(pb, 0, baseline, s.volume)["to_pass"]
+    return to_pass
 
 
 def main() -> None:

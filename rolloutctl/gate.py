@@ -55,7 +55,8 @@ class MetricResult:
     verdict: str  # pass | fail | inconclusive | error
     note: str = ""
     limit: float | None = None
-    alpha: float | None = None
+    alpha: float | None = None  # of the harmful side: fail (split over the vetoing comparisons)
+    alpha_pass: float | None = None  # of the safe side: pass (an intersection-union test)
     query: str | None = None
     p_value: float | None = None  # always-valid one-sided p of "not worse than the margin"
     p_adjusted: float | None = None  # Holm for vetoing comparisons, BH for diagnostic ones
@@ -142,6 +143,7 @@ def compare_metric(
     alpha: float,
     method: compare.Method,
     rho2: sequential.Rho2,
+    alpha_pass: float | None = None,
 ) -> Comparison:
     margin = MarginSpec(
         metric.margin.relative
@@ -149,7 +151,7 @@ def compare_metric(
         else metric.margin.absolute or 0.0,
         metric.margin.relative is not None,
     )
-    args = (margin, metric.worse, alpha, method, rho2)
+    args = (margin, metric.worse, alpha, method, rho2, alpha_pass)
     if isinstance(control, Proportion) and isinstance(canary, Proportion):
         if metric.exact:
             return compare.compare_rare_events(control, canary, *args)
@@ -333,7 +335,10 @@ def evaluate(
         if vetoes(metric, segment)
         and min(arms["control"].n if has_control else min_segment, arms["canary"].n) >= min_segment
     )
-    alpha_each = analysis.alpha / max(n_veto, 1)  # for bounds shown; Holm decides below
+    # FAIL: alpha split over the vetoing comparisons (the bounds shown; Holm decides below).
+    # PASS: every deciding metric shown non-inferior at the full alpha, an intersection-union
+    # test that needs no split (stats.compare explains why).
+    alpha_each = analysis.alpha / max(n_veto, 1)
 
     results: list[MetricResult] = []
     judged: list[tuple[MetricResult, Comparison]] = []
@@ -381,7 +386,7 @@ def evaluate(
             continue
         own_method = method if not at_end_only or metric.name in at_end_only else "sequential"
         alpha = alpha_each if veto else analysis.alpha
-        comp = compare_metric(metric, control, canary, alpha, own_method, rho2)
+        comp = compare_metric(metric, control, canary, alpha, own_method, rho2, analysis.alpha)
         note = comp.note
         if metric.name in at_end_only and comp.ci[0] is not None and comp.ci[1] is not None:
             lo, hi = comp.ci
@@ -391,7 +396,8 @@ def evaluate(
                 note += "excludes no change)"
         result = MetricResult(
             **base, estimate=comp.estimate, ci=list(comp.ci), margin=comp.margin,
-            verdict=comp.verdict, note=note, alpha=alpha, p_value=comp.p_fail,
+            verdict=comp.verdict, note=note, alpha=alpha, alpha_pass=analysis.alpha,
+            p_value=comp.p_fail,
             test=_test_name(metric, own_method),
         )  # fmt: skip
         if segment is None and isinstance(control, Histogram) and isinstance(canary, Histogram):

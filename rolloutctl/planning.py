@@ -1,22 +1,30 @@
-"""`plan`: how many samples, and how much time, each gate needs to show its margins.
+"""`plan`: how many samples, and how much time, each gate needs to pass a healthy canary.
 
-The sample size solves "one-sided bound width = margin" for the stage's method, alpha split
-and mixture tuning — exactly what the gate uses — at a true difference of zero: the samples a
-healthy canary needs to pass, which are also the samples at which a canary worse by twice the
-margin fails. Baseline rates and variances come from the request log when one is readable,
-and the log's recent volume turns samples into hours."""
+A healthy canary (true difference zero) passes a metric once the safe-side bound — at the full
+alpha, with the stage's method and mixture tuning, exactly what the gate uses — is within the
+margin. Its estimate is noisy, so the plan asks for the samples at which that happens in 9 of
+10 healthy canaries (`PASS_POWER`), per metric; the stage needs every deciding metric at once,
+so its time is where the product of those chances reaches 9 of 10. Each chance is that of a
+single look at that sample (the gate looks many times, so it does at least as well). Baseline
+rates and variances come from the request log when one is readable, and the log's recent
+volume turns samples into hours. A stage whose time is beyond its `max_duration` can never
+pass at that traffic, and the plan says so."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
 from rolloutctl.durations import parse_duration
 from rolloutctl.errors import BackendError, InvalidInput
 from rolloutctl.gate import ab_metrics, planned_vetoes, stage_metrics, tuned_total
 from rolloutctl.playbook.load import LoadedPlaybook
-from rolloutctl.playbook.model import Metric
+from rolloutctl.playbook.model import Metric, Playbook, Stage
 from rolloutctl.stats import sequential
 from rolloutctl.stats.compare import one_sided_width
 from rolloutctl.stats.sufficient import Histogram, Moments, Proportion, RatioMoments, Stat
@@ -80,6 +88,27 @@ def _baseline(
     return stats, volume, f"{source.paths[0]}, last {hours:.1f} h"
 
 
+@dataclass(frozen=True)
+class Sizing:
+    """What sizes one metric: the per-observation variance, the margin in absolute units and,
+    for a rate judged on an absolute margin, the rate (its variance moves with it)."""
+
+    variance: float
+    margin: float
+    rate: float | None = None
+
+
+def _sizing(metric: Metric, stat: Stat | None) -> Sizing | None:
+    """The metric's sizing from the control's baseline statistics."""
+    found = _sigma2_and_margin(metric, stat)
+    if found is None:
+        return None
+    rate = None
+    if isinstance(stat, Proportion) and metric.margin.relative is None:
+        rate = min(max(stat.rate, 1 / (stat.n + 2)), 1 - 1 / (stat.n + 2))
+    return Sizing(found[0], found[1], rate)
+
+
 def _sigma2_and_margin(metric: Metric, stat: Stat | None) -> tuple[float, float] | None:
     """Per-observation variance and the margin in absolute units, from the baseline."""
     rel = metric.margin.relative
@@ -108,26 +137,66 @@ def _sigma2_and_margin(metric: Metric, stat: Stat | None) -> tuple[float, float]
     return None
 
 
-def samples_needed(sigma2: float, margin: float, share: float, alpha: float, method: Any,
-                   rho2: sequential.Rho2) -> int | None:  # fmt: skip
-    """Smallest canary sample whose bound half-width is within the margin (doubling + bisect)."""
-    if margin <= 0 or sigma2 <= 0:
-        return None
+PASS_POWER = 0.9  # the plan sizes a stage so that 9 of 10 healthy canaries pass by its time
 
-    def width(n_canary: int) -> float:
-        n_control = n_canary * (1 - share) / share
-        variance = sigma2 / n_canary + sigma2 / n_control
-        return one_sided_width(variance, int(n_canary + n_control), alpha, method, rho2)
 
+def pass_chance(sizing: Sizing, share: float, alpha: float, method: Any,
+                rho2: sequential.Rho2, n_canary: float) -> float:  # fmt: skip
+    """Chance that a healthy canary's safe-side bound, estimate + z * sd, is within the margin
+    at `n_canary` canary samples (one look; the control has `(1 - share) / share` times as
+    many). For a rate, sd is estimated from the rates themselves and grows with the canary's,
+    so the bound moves more than the estimate does (delta method on p(1 - p))."""
+    if sizing.margin <= 0 or sizing.variance <= 0 or n_canary < 1:
+        return 0.0
+    n_control = n_canary * (1 - share) / share
+    variance = sizing.variance / n_canary + sizing.variance / n_control
+    sd = math.sqrt(variance)
+    width = one_sided_width(variance, int(n_canary + n_control), alpha, method, rho2)
+    spread = sd
+    if sizing.rate is not None:  # d(bound)/d(rate) on each arm: 1 + z * d(sd)/d(rate)
+        z, slope = width / sd, (1 - 2 * sizing.rate) / (2 * sd)
+        canary_gain, control_gain = 1 + z * slope / n_canary, 1 - z * slope / n_control
+        spread = math.sqrt(
+            sizing.variance * (canary_gain**2 / n_canary + control_gain**2 / n_control)
+        )
+    return NormalDist().cdf((sizing.margin - width) / spread)
+
+
+def smallest_sample(chance: Callable[[int], float], target: float) -> int | None:
+    """Smallest canary sample whose chance reaches the target (doubling, then bisection to
+    half a percent); None beyond 10^10."""
     lo, hi = 1, 2
-    while width(hi) > margin:
+    while chance(hi) < target:
         lo, hi = hi, hi * 2
         if hi > 10**10:
             return None
     while hi - lo > max(1, lo // 200):
         mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if width(mid) > margin else (lo, mid)
+        lo, hi = (mid, hi) if chance(mid) < target else (lo, mid)
     return hi
+
+
+def samples_needed(sizing: Sizing, share: float, alpha: float, method: Any,
+                   rho2: sequential.Rho2, power: float = PASS_POWER) -> int | None:  # fmt: skip
+    """Smallest canary sample at which a healthy canary passes this one metric with chance
+    `power` (0.5: about where the bound's half-width equals the margin)."""
+    if sizing.margin <= 0 or sizing.variance <= 0:
+        return None
+    return smallest_sample(lambda n: pass_chance(sizing, share, alpha, method, rho2, n), power)
+
+
+def stage_samples(sized: list[Sizing], share: float, alpha: float, method: Any,
+                  rho2: sequential.Rho2, minimum: int) -> int | None:  # fmt: skip
+    """Canary samples at which a healthy canary passes every metric of `sized` at once with
+    chance PASS_POWER, taking them as independent; at least the stage's minimum samples."""
+    if not sized or any(s.margin <= 0 or s.variance <= 0 for s in sized):
+        return None
+
+    def all_pass(n: int) -> float:
+        return math.prod(pass_chance(s, share, alpha, method, rho2, n) for s in sized)
+
+    found = smallest_sample(all_pass, PASS_POWER)
+    return None if found is None else max(found, minimum)
 
 
 def _explained(
@@ -169,6 +238,67 @@ def _explained(
     return out
 
 
+def _time_to_pass(
+    stage: Any,
+    rows: list[dict[str, Any]],
+    sized: dict[str, list[Sizing]],
+    share: float,
+    alpha_pass: float,
+    rho2: sequential.Rho2,
+    min_samples: int,
+    per_hour: float | None,
+    pass_requires: str,
+) -> dict[str, Any] | None:
+    """When a healthy canary passes the whole stage (every deciding metric at once, for
+    PASS_POWER of them; with `pass_requires: no_failure`, its minimum samples), against the
+    stage's durations: `can_pass` is False when that is beyond `max_duration`, and `reason`
+    says what to change."""
+    if stage.kind in ("shadow", "monitor") or not rows or not 0 < share < 1:
+        return None
+    unsized = [r["name"] for r in rows if r["samples_per_arm"] is None]
+    if pass_requires == "no_failure":
+        n: int | None = min_samples
+    elif unsized:
+        return {"samples_per_arm": None, "hours": None, "can_pass": None,
+                "reason": "no baseline to size " + ", ".join(unsized)}  # fmt: skip
+    else:
+        samples = [stage_samples(sized[own], share, alpha_pass, own, rho2, min_samples)
+                   for own in sized]  # fmt: skip
+        n = None if None in samples else max(s for s in samples if s is not None)
+    if n is None:
+        return {"samples_per_arm": None, "hours": None, "can_pass": False,
+                "reason": "no sample is large enough for these margins"}  # fmt: skip
+    hours = n / per_hour if per_hour else None
+    floor = parse_duration(stage.min_duration).total_seconds() / 3600 if stage.min_duration else 0
+    limit = (
+        parse_duration(stage.max_duration).total_seconds() / 3600 if stage.max_duration else None
+    )
+    result: dict[str, Any] = {"samples_per_arm": n, "hours": hours, "can_pass": None,
+                              "reason": ""}  # fmt: skip
+    if hours is None:
+        result["reason"] = "no request volume to turn samples into hours (pass --log)"
+        return result
+    hours = max(hours, floor)
+    result["hours"] = hours
+    if limit is None or hours <= limit:
+        result["can_pass"] = True
+        return result
+    traffic = 100 * share * hours / limit
+    result["can_pass"] = False
+    if pass_requires == "no_failure":
+        why = f"its {min_samples:,} minimum samples per arm"
+    else:
+        slowest = max(rows, key=lambda r: r["hours"] or 0)
+        why = f"non-inferiority on every metric; slowest {slowest['name']} ({slowest['margin']})"
+    result["reason"] = (
+        f"a healthy canary needs about {hours:.1f} h at this traffic for {why}: beyond "
+        f"max_duration {stage.max_duration}, so the stage ends in on_inconclusive_at_max "
+        f"({stage.on_inconclusive_at_max}). Give it about {min(traffic, 50):.2g}% of traffic, "
+        "a longer max_duration or a wider margin"
+    )
+    return result
+
+
 _NOTES = {
     "smoke": "no traffic: judged on a few calls to the candidate's endpoint",
     "offline_eval": "no traffic: judged on the baseline and candidate eval runs",
@@ -178,6 +308,83 @@ _NOTES = {
 }
 
 
+def plan_stage(
+    pb: Playbook, stage_index: int, baseline: dict[str, Stat], volume: float | None
+) -> dict[str, Any]:
+    """One stage's plan from the control's baseline statistics and the requests per hour."""
+    stage = pb.stages[stage_index]
+    traffic = stage.traffic or 0.0
+    share = traffic / 100
+    note = _NOTES.get(stage.kind)
+    entry: dict[str, Any] = {
+        "name": stage.name, "kind": stage.kind, "traffic": traffic, "ab": None, "note": note,
+        "scope": stage.scope, "approval": stage.approval, "min_duration": stage.min_duration,
+        "max_duration": stage.max_duration, "duration": stage.duration, "metrics": [],
+    }  # fmt: skip
+    if traffic >= 100 and stage.kind not in ("shadow", "monitor"):
+        entry["note"] = "100%: no control arm left; judged on limits and triggers"
+        return entry
+    if stage.kind in ("smoke", "offline_eval"):
+        return entry
+    # Shadow pairs and monitor windows are sized like an even split: for pairs an upper
+    # bound (pairing only removes noise), and every request counts, not a share of them.
+    per_request = stage.kind in ("shadow", "monitor")
+    if per_request:
+        share = 0.5
+    metrics = plan_metrics(pb, stage)
+    alpha = pb.analysis.alpha / planned_vetoes(pb, metrics)  # to fail: split (Holm)
+    alpha_pass = pb.analysis.alpha  # to pass: every metric at once (intersection-union)
+    method = stage.method or pb.analysis.method
+    # Tuned as the gate will tune it: at the traffic the stage sees by its horizon.
+    rho2 = sequential.tune_grid(alpha, tuned_total(pb, stage_index, volume))
+    at_end = ab_metrics(pb, stage) if method == "fixed" else set()
+    min_samples = stage.min_samples_per_arm or pb.analysis.min_samples_per_arm
+    rows = []
+    sized: dict[str, list[Sizing]] = {}  # per method
+    for m in metrics:
+        own = method if not at_end or m.name in at_end else "sequential"
+        row: dict[str, Any] = {"name": m.name, "samples_per_arm": None, "hours": None,
+                               "method": own}  # fmt: skip
+        row["margin"] = (
+            f"{m.margin.relative:.0%} relative" if m.margin.relative is not None
+            else f"{m.margin.absolute:g} absolute"
+        )  # fmt: skip
+        found = _sizing(m, baseline.get(m.name))
+        if found and 0 < share < 1:
+            n = samples_needed(found, share, alpha_pass, own, rho2)
+            row["samples_per_arm"] = n
+            if n and volume:
+                row["hours"] = n / (volume if per_request else volume * share)
+            sized.setdefault(own, []).append(found)
+        rows.append(row)
+    per_hour = None if not volume else volume if per_request else volume * share
+    pass_requires = stage.pass_requires or pb.analysis.pass_requires
+    to_pass = _time_to_pass(
+        stage, rows, sized, share, alpha_pass, rho2, min_samples, per_hour, pass_requires
+    )
+    if at_end:  # how long the A/B metrics need, against the planned duration
+        hours = [r["hours"] for r in rows if r["name"] in at_end]
+        needed = max(hours) if hours and None not in hours else None
+        planned = parse_duration(stage.duration).total_seconds() / 3600 if stage.duration \
+            else None  # fmt: skip
+        entry["ab"] = {"metrics": sorted(at_end), "hours_needed": needed, "planned_hours": planned,
+                       "enough": None if needed is None or planned is None else needed <= planned}  # fmt: skip
+    entry.update({
+        "min_samples_per_arm": min_samples, "alpha_per_metric": alpha,
+        "alpha_to_pass": alpha_pass, "method": method, "to_pass": to_pass, "metrics": rows,
+    })  # fmt: skip
+    return entry
+
+
+def plan_metrics(pb: Playbook, stage: Stage) -> list[Metric]:
+    """The deciding metrics a stage is sized on (a shadow stage has no product metric and no
+    ratio: nobody sees a shadow answer)."""
+    metrics = [m for m in stage_metrics(pb, stage) if not m.advisory]
+    if stage.kind == "shadow":
+        metrics = [m for m in metrics if m.group != "product" and m.kind != "ratio"]
+    return metrics
+
+
 def plan_rollout(
     loaded: LoadedPlaybook, log: Path | None, now: datetime | None = None
 ) -> dict[str, Any]:
@@ -185,65 +392,14 @@ def plan_rollout(
     pb = loaded.playbook
     baseline, volume, volume_source = _baseline(loaded, log)
     stages = []
-    for stage in pb.stages:
-        traffic = stage.traffic or 0.0
-        share = traffic / 100
-        note = _NOTES.get(stage.kind)
-        if stage.kind in ("smoke", "offline_eval"):
-            stages.append({"name": stage.name, "kind": stage.kind, "traffic": traffic, "ab": None,
-                           "scope": None, "approval": stage.approval, "note": note,
-                           "min_duration": stage.min_duration, "max_duration": stage.max_duration,
-                           "duration": stage.duration, "metrics": []})  # fmt: skip
-            continue
-        # Shadow pairs and monitor windows are sized like an even split: for pairs an upper
-        # bound (pairing only removes noise), and every request counts, not a share of them.
-        per_request = stage.kind in ("shadow", "monitor")
-        if per_request:
-            share = 0.5
-        metrics = [m for m in stage_metrics(pb, stage) if not m.advisory]
-        if stage.kind == "shadow":  # nobody sees a shadow answer: no product metric, no ratio
-            metrics = [m for m in metrics if m.group != "product" and m.kind != "ratio"]
-        alpha = pb.analysis.alpha / planned_vetoes(pb, metrics)
-        method = stage.method or pb.analysis.method
-        # Tuned as the gate will tune it: at the traffic the stage sees by its horizon.
-        rho2 = sequential.tune_grid(alpha, tuned_total(pb, pb.stages.index(stage), volume))
-        at_end = ab_metrics(pb, stage) if method == "fixed" else set()
-        rows = []
-        for m in metrics:
-            own = method if not at_end or m.name in at_end else "sequential"
-            entry: dict[str, Any] = {"name": m.name, "samples_per_arm": None, "hours": None,
-                                     "method": own}  # fmt: skip
-            entry["margin"] = (
-                f"{m.margin.relative:.0%} relative" if m.margin.relative is not None
-                else f"{m.margin.absolute:g} absolute"
-            )  # fmt: skip
-            found = _sigma2_and_margin(m, baseline.get(m.name))
-            if found and 0 < share < 1:
-                n = samples_needed(found[0], found[1], share, alpha, own, rho2)
-                entry["samples_per_arm"] = n
-                if n and volume:
-                    entry["hours"] = n / (volume if per_request else volume * share)
-            rows.append(entry)
-        for entry, queries in zip(rows, _explained(loaded, stage, metrics, now), strict=True):
-            if queries:
-                entry["queries"] = queries
-        ab: dict[str, Any] | None = None
-        if at_end:  # how long the A/B metrics need, against the planned duration
-            hours = [r["hours"] for r in rows if r["name"] in at_end]
-            needed = max(hours) if hours and None not in hours else None
-            planned = parse_duration(stage.duration).total_seconds() / 3600 if stage.duration \
-                else None  # fmt: skip
-            ab = {"metrics": sorted(at_end), "hours_needed": needed, "planned_hours": planned,
-                  "enough": None if needed is None or planned is None else needed <= planned}  # fmt: skip
-        stages.append({
-            "name": stage.name, "kind": stage.kind, "traffic": traffic, "ab": ab, "note": note,
-            "scope": stage.scope, "approval": stage.approval,
-            "min_duration": stage.min_duration, "max_duration": stage.max_duration,
-            "duration": stage.duration,
-            "min_samples_per_arm": stage.min_samples_per_arm or pb.analysis.min_samples_per_arm,
-            "alpha_per_metric": alpha, "method": method,
-            "metrics": rows,
-        })  # fmt: skip
+    for index, stage in enumerate(pb.stages):
+        entry = plan_stage(pb, index, baseline, volume)
+        if entry["metrics"]:
+            explained = _explained(loaded, stage, plan_metrics(pb, stage), now)
+            for row, queries in zip(entry["metrics"], explained, strict=True):
+                if queries:
+                    row["queries"] = queries
+        stages.append(entry)
     return {
         "rollout": pb.rollout,
         "segments": pb.segments.model_dump(),
@@ -251,6 +407,7 @@ def plan_rollout(
         "volume_source": volume_source,
         "stages": stages,
         "triggers": [t.model_dump() for t in pb.triggers],
-        "method_note": "canary samples at which the gate's one-sided bound is as wide as the "
-        "margin: a healthy canary passes there, one worse by twice the margin fails there",
+        "method_note": f"canary samples (and hours) by which {PASS_POWER:.0%} of healthy "
+        "canaries show the metric within its margin; a stage's to_pass needs every deciding "
+        "metric at once",
     }

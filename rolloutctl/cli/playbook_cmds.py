@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -128,6 +128,7 @@ def plan(
                 f"    {m['name']}: ~{m['samples_per_arm']:,} {unit} to show the "
                 f"{m['margin']} margin{eta} ({m['method']})"
             )
+        _say_time_to_pass(stage.get("to_pass"))
         ab = stage.get("ab")
         if ab and ab["hours_needed"] is not None:
             verdict = "enough" if ab["enough"] else "NOT enough"
@@ -139,6 +140,20 @@ def plan(
         for m in stage["metrics"]:
             for query in m.get("queries", []):
                 common.say(f"    {m['name']} query: {query}")
+
+
+def _say_time_to_pass(to_pass: dict[str, Any] | None) -> None:
+    if not to_pass:
+        return
+    if to_pass["can_pass"] is False:
+        common.say(f"    CANNOT PASS within max_duration at this traffic: {to_pass['reason']}")
+    elif to_pass["hours"] is not None:
+        common.say(
+            f"    a healthy canary passes the whole gate in about {to_pass['hours']:.1f} h "
+            f"(~{to_pass['samples_per_arm']:,} canary samples; 9 in 10 by then)"
+        )
+    elif to_pass["reason"]:
+        common.say(f"    time to pass: {to_pass['reason']}")
 
 
 def backtest(

@@ -150,6 +150,8 @@ def _detail(m: dict[str, Any]) -> str:
     )
     if fmt.finite(m.get("alpha")):
         text += f", α = {m['alpha']:.3g}"
+        if fmt.finite(m.get("alpha_pass")) and m["alpha_pass"] != m["alpha"]:
+            text += f" to fail, {m['alpha_pass']:.3g} to pass"
     if m.get("test"):
         text += f"; test: {m['test']}"
     if m.get("note"):

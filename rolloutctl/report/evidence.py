@@ -75,7 +75,8 @@ def collect(
             c, t = arms.get("control"), arms.get("canary")
             if c is None or t is None or min(c.n, t.n) < 2:
                 continue
-            comp = gate.compare_metric(metric, c, t, final.alpha or pb.analysis.alpha, method, rho2)
+            alpha = final.alpha or pb.analysis.alpha
+            comp = gate.compare_metric(metric, c, t, alpha, method, rho2, final.alpha_pass)
             points.append({
                 "time": moment.isoformat(), "control": comp.control_value,
                 "canary": comp.canary_value, "estimate": comp.estimate,

@@ -8,7 +8,16 @@ the control's own noise enters the variance; it is never treated as a constant).
 Each comparison returns two p-values, both one-sided:
 - `p_fail` for "not worse than the margin": small when the canary is shown worse (FAIL);
 - `p_pass` for "worse than the margin": small when non-inferiority is shown (PASS);
-and the bounds [lo, hi] at the given alpha, each one-sided (a 1 - 2 alpha interval).
+and the bounds [lo, hi], each one-sided: the bound on the harmful side at `alpha` (it lies
+beyond the margin exactly when the verdict is fail), the bound on the safe side at
+`alpha_pass` (within the margin exactly when the verdict is pass; `alpha` when not given).
+
+The two levels differ because the two errors are controlled differently. A FAIL by any one
+vetoing comparison rolls back, so the gate splits alpha over them (Holm). A PASS needs every
+deciding metric's non-inferiority shown at once: an intersection-union test, whose chance of
+passing a canary that is worse on any one metric is at most the largest of the single tests'
+levels (Berger 1982, "Multiparameter hypothesis testing and acceptance sampling",
+Technometrics 24(4)), so each is shown at the full alpha and nothing is split.
 
 - `sequential` (default): always-valid p-values and bounds (`stats.sequential`), so the gate
   can look every few minutes and keep its false-rollback chance under alpha;
@@ -81,6 +90,13 @@ def one_sided_width(variance: float, n_total: int, alpha: float, method: Method,
     return z * math.sqrt(variance)
 
 
+def bound_levels(worse: Worse, alpha: float, alpha_pass: float | None) -> tuple[float, float]:
+    """The alphas of the lower and the upper bound: the harmful side at `alpha`, the safe side
+    at `alpha_pass`."""
+    safe = alpha if alpha_pass is None else alpha_pass
+    return (alpha, safe) if worse == "higher" else (safe, alpha)
+
+
 def decide(
     control_value: float,
     canary_value: float,
@@ -93,6 +109,7 @@ def decide(
     method: Method,
     rho2: sequential.Rho2,
     note: str = "",
+    alpha_pass: float | None = None,
 ) -> Comparison:
     signed_margin = margin.value if worse == "higher" else -margin.value
     if not all(math.isfinite(x) for x in (theta, variance)):
@@ -100,8 +117,9 @@ def decide(
             control_value, canary_value, margin, worse, method,
             note or "the estimate is undefined (a zero control value under a relative margin?)",
         )  # fmt: skip
-    width = one_sided_width(variance, n_total, alpha, method, rho2)
-    lo, hi = theta - width, theta + width
+    alpha_lo, alpha_hi = bound_levels(worse, alpha, alpha_pass)
+    lo = theta - one_sided_width(variance, n_total, alpha_lo, method, rho2)
+    hi = theta + one_sided_width(variance, n_total, alpha_hi, method, rho2)
     sign = 1.0 if worse == "higher" else -1.0
     harm = sign * (theta - signed_margin)  # > 0: worse than the margin allows
     fixed = method == "fixed"
@@ -111,11 +129,17 @@ def decide(
         p_pass = sequential.p_value(-z, n_total, rho2, fixed)
     else:  # no spread at all: the estimate is the truth
         p_fail, p_pass = (0.0, 1.0) if harm > 0 else (1.0, 0.0) if harm < 0 else (1.0, 1.0)
-    verdict: Verdict = "fail" if p_fail <= alpha else "pass" if p_pass <= alpha else "inconclusive"
+    verdict = _verdict(p_fail, p_pass, alpha, alpha_pass)
     return Comparison(
         control_value, canary_value, theta, (lo, hi), signed_margin, verdict, method, note,
         p_fail, p_pass,
     )  # fmt: skip
+
+
+def _verdict(p_fail: float, p_pass: float, alpha: float, alpha_pass: float | None) -> Verdict:
+    if p_fail <= alpha:
+        return "fail"
+    return "pass" if p_pass <= (alpha if alpha_pass is None else alpha_pass) else "inconclusive"
 
 
 def _contrast(
@@ -139,12 +163,13 @@ def compare_proportions(
     alpha: float,
     method: Method = "sequential",
     rho2: sequential.Rho2 = DEFAULT_RHO2,
+    alpha_pass: float | None = None,
 ) -> Comparison:
     """Difference (or ratio) of two rates, with the Agresti-Caffo adjustment (one pseudo-event
     and one pseudo-non-event per arm) so zero counts still give an honest width. With one
     planned look and an absolute margin: Newcombe's hybrid score interval instead."""
     if method == "fixed" and not margin.relative and control.n and canary.n:
-        return _newcombe(control, canary, margin, worse, alpha)
+        return _newcombe(control, canary, margin, worse, alpha, alpha_pass)
     pc = (control.events + 1) / (control.n + 2)
     pt = (canary.events + 1) / (canary.n + 2)
     var_c = pc * (1 - pc) / (control.n + 2)
@@ -152,12 +177,17 @@ def compare_proportions(
     theta, variance = _contrast(pc, var_c, pt, var_t, margin.relative)
     return decide(
         control.rate, canary.rate, theta, variance, control.n + canary.n,
-        margin, worse, alpha, method, rho2,
+        margin, worse, alpha, method, rho2, alpha_pass=alpha_pass,
     )  # fmt: skip
 
 
 def _newcombe(
-    control: Proportion, canary: Proportion, margin: MarginSpec, worse: Worse, alpha: float
+    control: Proportion,
+    canary: Proportion,
+    margin: MarginSpec,
+    worse: Worse,
+    alpha: float,
+    alpha_pass: float | None,
 ) -> Comparison:
     """One planned look at a difference of rates: Newcombe's interval at 1 - 2 alpha gives
     the one-sided bounds; the p-values invert it (the smallest alpha whose bound reaches the
@@ -187,8 +217,10 @@ def _newcombe(
         return hi_a
 
     p_fail, p_pass = invert(harm_bound), invert(safe_bound)
-    lo, hi = fixed.newcombe_interval(control, canary, 1 - 2 * alpha)
-    verdict: Verdict = "fail" if p_fail <= alpha else "pass" if p_pass <= alpha else "inconclusive"
+    alpha_lo, alpha_hi = bound_levels(worse, alpha, alpha_pass)
+    lo = fixed.newcombe_interval(control, canary, 1 - 2 * alpha_lo)[0]
+    hi = fixed.newcombe_interval(control, canary, 1 - 2 * alpha_hi)[1]
+    verdict = _verdict(p_fail, p_pass, alpha, alpha_pass)
     note = ""
     if worse == "higher" and margin.value == 0 and min(control.events, canary.events) < 5:
         note = f"Fisher exact one-sided p = {fixed.fisher_exact_greater(control, canary):.3g}"
@@ -199,7 +231,12 @@ def _newcombe(
 
 
 def _welch(
-    control: Moments, canary: Moments, margin: MarginSpec, worse: Worse, alpha: float
+    control: Moments,
+    canary: Moments,
+    margin: MarginSpec,
+    worse: Worse,
+    alpha: float,
+    alpha_pass: float | None,
 ) -> Comparison:
     """One planned look at a difference of means: Welch's t with Satterthwaite's df."""
     from scipy.stats import t as t_dist
@@ -207,16 +244,19 @@ def _welch(
     from rolloutctl.stats import fixed
 
     signed_margin = margin.value if worse == "higher" else -margin.value
-    result = fixed.welch(control, canary, 1 - 2 * alpha)
+    alpha_lo, alpha_hi = bound_levels(worse, alpha, alpha_pass)
+    result = fixed.welch(control, canary, 1 - 2 * alpha_lo)
+    upper = fixed.welch(control, canary, 1 - 2 * alpha_hi).ci[1]
     if not math.isfinite(result.df) or result.se <= 0:
         return _undefined(control.mean, canary.mean, margin, worse, "fixed (Welch)",
                           "no spread in either arm")  # fmt: skip
     harm = (1.0 if worse == "higher" else -1.0) * (result.difference - signed_margin)
     p_fail = float(t_dist.sf(harm / result.se, result.df))
     p_pass = float(t_dist.cdf(harm / result.se, result.df))
-    verdict: Verdict = "fail" if p_fail <= alpha else "pass" if p_pass <= alpha else "inconclusive"
+    verdict = _verdict(p_fail, p_pass, alpha, alpha_pass)
     return Comparison(
-        control.mean, canary.mean, result.difference, result.ci, signed_margin, verdict,
+        control.mean, canary.mean, result.difference, (result.ci[0], upper), signed_margin,
+        verdict,
         "fixed (Welch)", f"Welch t, {result.df:.0f} df", p_fail, p_pass,
     )  # fmt: skip
 
@@ -229,13 +269,14 @@ def compare_rare_events(
     alpha: float,
     method: Method = "sequential",
     rho2: sequential.Rho2 = DEFAULT_RHO2,
+    alpha_pass: float | None = None,
 ) -> Comparison:
     """A rare, severe event rate (unsafe answers). FAIL comes from one always-valid test built
     for a handful of events (`stats.exact`): the exact conditional test under a relative
     margin, universal inference under an absolute one. The interval's harmful end is that
     test inverted, so the bound shown lies beyond the margin exactly when the verdict is fail;
     the other end and the PASS side (non-inferiority) come from the proportion comparison."""
-    base = compare_proportions(control, canary, margin, worse, alpha, method, rho2)
+    base = compare_proportions(control, canary, margin, worse, alpha, method, rho2, alpha_pass)
     if worse == "lower" and not margin.relative:
         note = "an absolute margin on a falling rare rate is judged by the normal sequence"
         return replace(base, note=note)
@@ -251,9 +292,7 @@ def compare_rare_events(
         result = exact.absolute_margin_test(control, canary, margin.value, alpha)
         p_fail, note, lower = result.p_value, result.note, result.lower
     ci = (lower, base.ci[1]) if worse == "higher" else base.ci
-    verdict: Verdict = (
-        "fail" if p_fail <= alpha else "pass" if base.p_pass <= alpha else "inconclusive"
-    )
+    verdict = _verdict(p_fail, base.p_pass, alpha, alpha_pass)
     return replace(base, ci=ci, verdict=verdict, p_fail=p_fail, note=note)
 
 
@@ -274,20 +313,21 @@ def compare_means(
     alpha: float,
     method: Method = "sequential",
     rho2: sequential.Rho2 = DEFAULT_RHO2,
+    alpha_pass: float | None = None,
 ) -> Comparison:
     """Difference (or ratio) of means with unequal variances (Welch's standard error; with
     one planned look and an absolute margin, Welch's t test itself)."""
     if control.n < 2 or canary.n < 2:
         return _undefined(control.mean, canary.mean, margin, worse, method, "fewer than 2 values")
     if method == "fixed" and not margin.relative:
-        return _welch(control, canary, margin, worse, alpha)
+        return _welch(control, canary, margin, worse, alpha, alpha_pass)
     theta, variance = _contrast(
         control.mean, control.variance / control.n,
         canary.mean, canary.variance / canary.n, margin.relative,
     )  # fmt: skip
     return decide(
         control.mean, canary.mean, theta, variance, control.n + canary.n,
-        margin, worse, alpha, method, rho2,
+        margin, worse, alpha, method, rho2, alpha_pass=alpha_pass,
     )  # fmt: skip
 
 
@@ -313,6 +353,7 @@ def compare_ratios(
     alpha: float,
     method: Method = "sequential",
     rho2: sequential.Rho2 = DEFAULT_RHO2,
+    alpha_pass: float | None = None,
 ) -> Comparison:
     """Ratio-of-sums metrics (cost per completed task) by the delta method."""
     rc, vc = _ratio_and_variance(control)
@@ -320,7 +361,10 @@ def compare_ratios(
     if math.isnan(rc) or math.isnan(rt):
         return _undefined(rc, rt, margin, worse, method, "a denominator sums to zero")
     theta, variance = _contrast(rc, vc, rt, vt, margin.relative)
-    return decide(rc, rt, theta, variance, control.n + canary.n, margin, worse, alpha, method, rho2)
+    return decide(
+        rc, rt, theta, variance, control.n + canary.n, margin, worse, alpha, method, rho2,
+        alpha_pass=alpha_pass,
+    )  # fmt: skip
 
 
 def compare_quantiles(
@@ -332,6 +376,7 @@ def compare_quantiles(
     alpha: float,
     method: Method = "sequential",
     rho2: sequential.Rho2 = DEFAULT_RHO2,
+    alpha_pass: float | None = None,
 ) -> Comparison:
     """A quantile (p95) judged through exceedance shares, which are proportions.
 
@@ -356,8 +401,9 @@ def compare_quantiles(
         above_t = Proportion(nt, nt - canary.count_above(qc))
         implied = Proportion(nc, nc - control.count_above(shifted)).rate - above_c.rate
     exceed = compare_proportions(
-        above_c, above_t, MarginSpec(max(implied, 0.0), False), "higher", alpha, method, rho2
-    )
+        above_c, above_t, MarginSpec(max(implied, 0.0), False), "higher", alpha, method, rho2,
+        alpha_pass,
+    )  # fmt: skip
     # Report the quantile difference with conservative order-statistic bounds.
     z = NormalDist().inv_cdf(1 - alpha)
 

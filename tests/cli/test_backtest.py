@@ -161,3 +161,51 @@ def test_check_explain_prints_the_exact_queries(ws: Workspace) -> None:
     assert "window: 2026-03-02T09:00:00+00:00 → 2026-03-02T10:00:00+00:00" in result.out
     assert "GROUPING SETS" in result.out and "read_parquet" not in result.out
     assert "-- error_rate, hallucination_rate" in result.out
+
+
+def test_plan_says_when_a_healthy_canary_passes_and_the_gate_agrees(ws: Workspace) -> None:
+    """With pass_requires: non_inferiority, plan's time to pass is when 9 in 10 healthy
+    canaries have shown every metric within its margin; a healthy log replayed through the
+    gate passes c1 by then. A max_duration shorter than that is named as a stage that cannot
+    pass, with what to change."""
+    ws.log("healthy", START, 6, 20, "history", seed=3)
+    strict = ws.root / "strict.yaml"
+    strict.write_text(
+        ws.playbook.read_text().replace(
+            "pass_requires: no_failure", "pass_requires: non_inferiority"
+        )
+    )
+    log = str(ws.root / "data/*.parquet")
+    data = ws.run("--json", "plan", str(strict), "--log", log).json()
+    c1, full = data["stages"][0], data["stages"][2]
+    assert c1["alpha_to_pass"] == 0.05 and c1["alpha_per_metric"] < 0.05
+    slowest = max(c1["metrics"], key=lambda m: m["hours"])
+    assert c1["to_pass"]["can_pass"] is True
+    assert c1["to_pass"]["hours"] >= slowest["hours"] > 1.0
+    assert full["metrics"] == [] and "no control arm" in full["note"]
+
+    replay = ws.run("--json", "backtest", str(strict), "--log", log, "--every", "15m").json()
+    passed = replay["stages"][0]
+    assert passed["result"] == "passed", replay["looks"][-1]["reasons"]
+    last = next(
+        look for look in replay["looks"] if look["stage"] == "c1" and look["decision"] == "advance"
+    )
+    hours, minutes = last["elapsed"].partition("h")[::2]
+    assert int(hours) + int(minutes.rstrip("m") or 0) / 60 <= c1["to_pass"]["hours"] + 0.25
+
+    short = ws.root / "short.yaml"
+    short.write_text(
+        strict.read_text().replace(
+            "{name: c1, traffic: 20, min_duration: 1h}",
+            "{name: c1, traffic: 20, min_duration: 1h, max_duration: 90m}",
+        )
+    )
+    limited = ws.run("--json", "plan", str(short), "--log", log).json()["stages"][0]["to_pass"]
+    assert limited["can_pass"] is False
+    assert "max_duration 90m" in limited["reason"] and slowest["name"] in limited["reason"]
+    text = ws.run("plan", str(short), "--log", log).out
+    assert "CANNOT PASS within max_duration" in text
+
+    lenient = ws.run("--json", "plan", str(ws.playbook), "--log", log).json()["stages"][0]
+    assert lenient["to_pass"]["samples_per_arm"] == 1000  # no_failure: its minimum samples
+    assert lenient["to_pass"]["hours"] == 1.0  # ... reached before min_duration

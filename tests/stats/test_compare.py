@@ -154,3 +154,63 @@ def test_mean_comparison_invariants(n: int, mean: float, cv: float, lift: float)
     fixed = compare_means(control, canary, MarginSpec(0.1, True), "higher", 0.05, "fixed")
     # One look is bolder than the always-valid bound at the same alpha.
     assert fixed.p_fail <= result.p_fail + 1e-12
+
+
+@given(
+    st.integers(200, 50_000), st.floats(0.01, 0.5), st.integers(200, 50_000),
+    st.floats(0.01, 0.5), st.floats(0.0, 0.05), st.sampled_from(["higher", "lower"]),
+    st.sampled_from(["sequential", "fixed"]),
+)  # fmt: skip
+def test_each_side_of_the_interval_is_the_test_of_its_verdict(
+    n_c: int, p_c: float, n_t: int, p_t: float, margin: float, worse: str, method: str
+) -> None:
+    """FAIL at alpha / 26, PASS at alpha: the harmful-side bound lies beyond the margin exactly
+    when the canary fails, the safe-side bound within it exactly when it passes, and the
+    safe side is the narrower one."""
+    control, canary = Proportion(n_c, round(n_c * p_c)), Proportion(n_t, round(n_t * p_t))
+    spec = MarginSpec(margin, False)
+    alpha, alpha_pass = 0.05 / 26, 0.05
+    two = compare_proportions(
+        control, canary, spec, worse, alpha, method, alpha_pass=alpha_pass  # type: ignore[arg-type]
+    )
+    one = compare_proportions(control, canary, spec, worse, alpha, method)  # type: ignore[arg-type]
+    lo, hi = two.ci
+    harm_end, safe_end = (lo, hi) if worse == "higher" else (-hi, -lo)
+    signed = two.margin if worse == "higher" else -two.margin
+    assert (two.verdict == "fail") == (harm_end > signed) or abs(harm_end - signed) < 1e-9
+    if two.verdict != "fail":
+        assert (two.verdict == "pass") == (safe_end < signed) or abs(safe_end - signed) < 1e-9
+    # The harmful side is the same as with one level; the safe side is tighter.
+    assert two.p_fail == one.p_fail and two.p_pass == one.p_pass
+    assert (lo == one.ci[0]) if worse == "higher" else (hi == one.ci[1])
+    assert (hi <= one.ci[1]) if worse == "higher" else (lo >= one.ci[0])
+    assert not (one.verdict == "pass" and two.verdict != "pass")
+
+
+def test_passing_every_metric_at_full_alpha_keeps_false_passes_under_alpha() -> None:
+    """Intersection-union (Berger 1982): with five metrics, one of them worse than its margin
+    by exactly the margin's edge and four healthy, the gate that passes only when each is shown
+    non-inferior at alpha passes at most alpha of the time, looking 40 times."""
+    rng = np.random.default_rng(11)
+    runs, looks, per_look, alpha, margin = 600, 40, 250, 0.05, 0.01
+    rho2 = tune_rho2(alpha / 5, 20_000)
+    rates = [0.10, 0.10, 0.10, 0.10, 0.10]
+    harmed = [0.11, 0.10, 0.10, 0.10, 0.10]  # metric 0 sits on its margin: not non-inferior
+    false_pass = 0
+    for _ in range(runs):
+        c = rng.binomial(per_look * 4, rates, (looks, 5)).cumsum(axis=0)
+        t = rng.binomial(per_look, harmed, (looks, 5)).cumsum(axis=0)
+        for k in range(looks):
+            n_t, n_c = per_look * (k + 1), per_look * 4 * (k + 1)
+            verdicts = [
+                compare_proportions(
+                    Proportion(n_c, int(c[k, i])), Proportion(n_t, int(t[k, i])),
+                    MarginSpec(margin, False), "higher", alpha / 5, "sequential", rho2,
+                    alpha_pass=alpha,
+                ).verdict
+                for i in range(5)
+            ]  # fmt: skip
+            if all(v == "pass" for v in verdicts):
+                false_pass += 1
+                break
+    assert false_pass / runs <= alpha
