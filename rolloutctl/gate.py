@@ -213,9 +213,22 @@ def stage_rho2(playbook: Playbook, stage_index: int, tuned_at: int) -> sequentia
 def planned_vetoes(playbook: Playbook, metrics: list[Metric]) -> int:
     """How many vetoing comparisons the playbook plans (overall deciding metrics, plus
     critical metrics in declared critical segments); tunes the sequential mixture."""
+    return max(1, round(sum(_planned_comparisons(playbook, m) for m in metrics)))
+
+
+def planned_alpha(playbook: Playbook, metrics: list[Metric], metric: Metric) -> float:
+    """The alpha a vetoing comparison of `metric` starts with in Holm's weighted procedure,
+    over the comparisons the playbook plans."""
+    total = sum(m.weight * _planned_comparisons(playbook, m) for m in metrics)
+    share = metric.weight / total if total else 1.0
+    return min(playbook.analysis.alpha, playbook.analysis.alpha * share)
+
+
+def _planned_comparisons(playbook: Playbook, metric: Metric) -> int:
+    if metric.advisory:
+        return 0
     critical_values = sum(len(v) for v in playbook.segments.critical.values())
-    deciding = [m for m in metrics if not m.advisory]
-    return max(1, len(deciding) + critical_values * sum(1 for m in deciding if m.critical))
+    return 1 + (critical_values if metric.critical else 0)
 
 
 def _rank_view(control: Histogram, canary: Histogram) -> dict[str, float]:
@@ -329,16 +342,16 @@ def evaluate(
             if name == metric.name:  # every segment is shown; vetoes() says which decide
                 planned.append((metric, segment, arms, query))
 
-    n_veto = sum(
-        1
+    veto_weight = sum(
+        metric.weight
         for metric, segment, arms, _ in planned
         if vetoes(metric, segment)
         and min(arms["control"].n if has_control else min_segment, arms["canary"].n) >= min_segment
     )
-    # FAIL: alpha split over the vetoing comparisons (the bounds shown; Holm decides below).
-    # PASS: every deciding metric shown non-inferior at the full alpha, an intersection-union
-    # test that needs no split (stats.compare explains why).
-    alpha_each = analysis.alpha / max(n_veto, 1)
+    # FAIL: alpha split over the vetoing comparisons by their metrics' weights (the bounds
+    # shown; Holm decides below). PASS: every deciding metric shown non-inferior at the full
+    # alpha, an intersection-union test that needs no split (stats.compare explains why).
+    alpha_unit = analysis.alpha / veto_weight if veto_weight else analysis.alpha
 
     results: list[MetricResult] = []
     judged: list[tuple[MetricResult, Comparison]] = []
@@ -385,7 +398,7 @@ def evaluate(
             ))  # fmt: skip
             continue
         own_method = method if not at_end_only or metric.name in at_end_only else "sequential"
-        alpha = alpha_each if veto else analysis.alpha
+        alpha = min(alpha_unit * metric.weight, analysis.alpha) if veto else analysis.alpha
         comp = compare_metric(metric, control, canary, alpha, own_method, rho2, analysis.alpha)
         note = comp.note
         if metric.name in at_end_only and comp.ci[0] is not None and comp.ci[1] is not None:
@@ -407,7 +420,13 @@ def evaluate(
 
     # ---- across comparisons: Holm over the vetoing ones, BH over the diagnostic segments
     vetoing = [(r, c) for r, c in judged if r.vetoes]
-    rejected, adjusted = multiple.holm([c.p_fail for _, c in vetoing], analysis.alpha)
+    rejected, adjusted = multiple.holm(
+        [c.p_fail for _, c in vetoing],
+        analysis.alpha,
+        [playbook.metric(r.name).weight for r, _ in vetoing],
+    )
+    weights = {playbook.metric(r.name).weight for r, _ in vetoing}
+    holm_name = "Holm" if len(weights) <= 1 else "Holm (weighted)"
     failing: list[MetricResult] = []
     for (r, _), reject, adj in zip(vetoing, rejected, adjusted, strict=True):
         r.p_adjusted = adj
@@ -503,7 +522,7 @@ def evaluate(
                 f"{r.title}{where} is worse than allowed: control {_fmt(metric, r.control['value'])}"
                 f" → canary {_fmt(metric, r.canary['value'])} ({_fmt_theta(metric, r.estimate or 0)}"
                 f" against a {_fmt_theta(metric, r.margin)} margin; always-valid p = "
-                f"{r.p_value:.2g}, {r.p_adjusted:.2g} after Holm over {len(vetoing)} vetoing "
+                f"{r.p_value:.2g}, {r.p_adjusted:.2g} after {holm_name} over {len(vetoing)} vetoing "
                 f"comparisons ≤ α = {analysis.alpha:g})"
             ))  # fmt: skip
         reasons.extend(limit_breaches)

@@ -22,7 +22,7 @@ from typing import Any
 
 from rolloutctl.durations import parse_duration
 from rolloutctl.errors import BackendError, InvalidInput
-from rolloutctl.gate import ab_metrics, planned_vetoes, stage_metrics, tuned_total
+from rolloutctl.gate import ab_metrics, planned_alpha, planned_vetoes, stage_metrics, tuned_total
 from rolloutctl.playbook.load import LoadedPlaybook
 from rolloutctl.playbook.model import Metric, Playbook, Stage
 from rolloutctl.stats import sequential
@@ -344,7 +344,7 @@ def plan_stage(
     for m in metrics:
         own = method if not at_end or m.name in at_end else "sequential"
         row: dict[str, Any] = {"name": m.name, "samples_per_arm": None, "hours": None,
-                               "method": own}  # fmt: skip
+                               "method": own, "alpha_to_fail": planned_alpha(pb, metrics, m)}  # fmt: skip
         row["margin"] = (
             f"{m.margin.relative:.0%} relative" if m.margin.relative is not None
             else f"{m.margin.absolute:g} absolute"

@@ -184,7 +184,8 @@ def analyze_shadow(
     metrics in each segment, and critical metrics in the `critical_segments` (dimension,
     value) as the canary gate does, with >= `min_segment_pairs` pairs; the error / timeout rate when
     the playbook has a `status = 'error'` / `'timeout'` metric) fails after Holm at `alpha`.
-    PASS only with >= `min_pairs` pairs, non-inferiority shown for every non-advisory metric,
+    PASS only with >= `min_pairs` pairs, non-inferiority shown for every non-advisory metric
+    (each at the full `alpha`: an intersection-union test, as in the canary gate),
     no excess of shadow errors or timeouts and shadow coverage >= `min_coverage`.
     INCONCLUSIVE otherwise, with the reasons."""
     con = source.connect()
@@ -543,7 +544,9 @@ class _Analysis:
                 p["qy_hi"], int(r[f"ax{item.key}{suffix}"]), int(r[f"ay{item.key}{suffix}"]),
                 int(r[f"axy{item.key}{suffix}"]),
             )  # fmt: skip
-            comp = compare_paired_quantiles(stats, margin, worse, alpha, self.rho2)
+            comp = compare_paired_quantiles(
+                stats, margin, worse, alpha, self.rho2, alpha_pass=self.alpha
+            )
             note = (f"paired p{metric.q * 100:g} of {metric.value} (Bahadur variance, "
                     f"density bandwidth {stats.delta:g})")  # fmt: skip
         else:
@@ -554,7 +557,7 @@ class _Analysis:
             binary = item.kind in ("paired_proportion", "rate")
             safety = binary and metric is not None and metric.group == "safety"
             comp = compare_paired(m, margin, worse, alpha, self.rho2, binary=binary,
-                                  zero_tolerance=safety)  # fmt: skip
+                                  zero_tolerance=safety, alpha_pass=self.alpha)  # fmt: skip
             note = f"paired mean of {metric.value}" if metric and item.kind == "paired_mean" else ""
             if binary:
                 disc = discordant(m, worse)

@@ -348,6 +348,14 @@ class Metric(Strict):
     critical: bool = Field(False, description="fails the gate on its own, in any segment")
     advisory: bool = Field(False, description="reported, never decides (a dry run)")
     per_segment: bool = Field(False, description="judge every segment value, not only overall")
+    weight: float = Field(
+        1.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="its share of the false-rollback budget (alpha) against the other metrics'"
+        " (each vetoing comparison of this metric weighs this much in Holm's weighted"
+        " procedure): raise it where harm must be caught fastest, e.g. safety",
+    )
     test: Literal["auto", "normal", "exact"] = Field(
         "auto",
         description="proportion: 'exact' judges harm with the exact conditional test built "

@@ -30,6 +30,8 @@ comparison in the benchmarks and tests.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -120,20 +122,23 @@ def decide(
     alpha_lo, alpha_hi = bound_levels(worse, alpha, alpha_pass)
     lo = theta - one_sided_width(variance, n_total, alpha_lo, method, rho2)
     hi = theta + one_sided_width(variance, n_total, alpha_hi, method, rho2)
-    sign = 1.0 if worse == "higher" else -1.0
-    harm = sign * (theta - signed_margin)  # > 0: worse than the margin allows
-    fixed = method == "fixed"
-    if variance > 0:
-        z = harm / math.sqrt(variance)
-        p_fail = sequential.p_value(z, n_total, rho2, fixed)
-        p_pass = sequential.p_value(-z, n_total, rho2, fixed)
-    else:  # no spread at all: the estimate is the truth
-        p_fail, p_pass = (0.0, 1.0) if harm > 0 else (1.0, 0.0) if harm < 0 else (1.0, 1.0)
+    p_fail, p_pass = p_values(theta, variance, n_total, signed_margin, worse, method, rho2)
     verdict = _verdict(p_fail, p_pass, alpha, alpha_pass)
     return Comparison(
         control_value, canary_value, theta, (lo, hi), signed_margin, verdict, method, note,
         p_fail, p_pass,
     )  # fmt: skip
+
+
+def p_values(theta: float, variance: float, n_total: int, signed_margin: float, worse: Worse,
+             method: Method, rho2: sequential.Rho2) -> tuple[float, float]:  # fmt: skip
+    """(p_fail, p_pass) of an asymptotically normal estimate against the margin."""
+    harm = (theta - signed_margin) * (1.0 if worse == "higher" else -1.0)  # > 0: worse
+    if variance <= 0:  # no spread at all: the estimate is the truth
+        return (0.0, 1.0) if harm > 0 else (1.0, 0.0) if harm < 0 else (1.0, 1.0)
+    z = harm / math.sqrt(variance)
+    fixed = method == "fixed"
+    return sequential.p_value(z, n_total, rho2, fixed), sequential.p_value(-z, n_total, rho2, fixed)
 
 
 def _verdict(p_fail: float, p_pass: float, alpha: float, alpha_pass: float | None) -> Verdict:
@@ -170,15 +175,20 @@ def compare_proportions(
     planned look and an absolute margin: Newcombe's hybrid score interval instead."""
     if method == "fixed" and not margin.relative and control.n and canary.n:
         return _newcombe(control, canary, margin, worse, alpha, alpha_pass)
-    pc = (control.events + 1) / (control.n + 2)
-    pt = (canary.events + 1) / (canary.n + 2)
-    var_c = pc * (1 - pc) / (control.n + 2)
-    var_t = pt * (1 - pt) / (canary.n + 2)
-    theta, variance = _contrast(pc, var_c, pt, var_t, margin.relative)
+    theta, variance = _rates_contrast(control, canary, margin.relative)
     return decide(
         control.rate, canary.rate, theta, variance, control.n + canary.n,
         margin, worse, alpha, method, rho2, alpha_pass=alpha_pass,
     )  # fmt: skip
+
+
+def _rates_contrast(control: Proportion, canary: Proportion, relative: bool) -> tuple[float, float]:
+    """theta and its variance for two rates, Agresti-Caffo adjusted."""
+    pc = (control.events + 1) / (control.n + 2)
+    pt = (canary.events + 1) / (canary.n + 2)
+    var_c = pc * (1 - pc) / (control.n + 2)
+    var_t = pt * (1 - pt) / (canary.n + 2)
+    return _contrast(pc, var_c, pt, var_t, relative)
 
 
 def _newcombe(
@@ -384,51 +394,106 @@ def compare_quantiles(
     value scaled by 1 + r, or shifted by a), the share of canary requests above c would equal
     the control's share above c / (1 + r) (or c - a). The test compares the canary's share
     above c with the control's share above c, against that implied exceedance margin, with
-    the proportion machinery above. Estimate and interval are reported for the quantile itself
-    (relative or absolute difference), from order-statistic bounds of each arm."""
+    the proportion machinery above. The interval of the quantile's difference is that test
+    inverted over the margin: its harmful end is the largest margin the fail test rejects,
+    its safe end the smallest at which the pass test shows non-inferiority, so each end is
+    beyond (or within) the playbook's margin exactly when the verdict is fail (or pass)."""
     nc, nt = control.n, canary.n
     if nc < 2 or nt < 2:
         return _undefined(math.nan, math.nan, margin, worse, method, "fewer than 2 values")
     qc, qt = control.quantile(q), canary.quantile(q)
-    if worse == "higher":
-        shifted = qc / (1 + margin.value) if margin.relative else qc - margin.value
-        above_c = Proportion(nc, control.count_above(qc))
-        above_t = Proportion(nt, canary.count_above(qc))
-        implied = Proportion(nc, control.count_above(shifted)).rate - above_c.rate
-    else:
-        shifted = qc / (1 - margin.value) if margin.relative else qc + margin.value
-        above_c = Proportion(nc, nc - control.count_above(qc))
-        above_t = Proportion(nt, nt - canary.count_above(qc))
-        implied = Proportion(nc, nc - control.count_above(shifted)).rate - above_c.rate
-    exceed = compare_proportions(
-        above_c, above_t, MarginSpec(max(implied, 0.0), False), "higher", alpha, method, rho2,
-        alpha_pass,
-    )  # fmt: skip
-    # Report the quantile difference with conservative order-statistic bounds.
-    z = NormalDist().inv_cdf(1 - alpha)
+    higher = worse == "higher"
+    tail_c, tail_t = _Tail(control, higher), _Tail(canary, higher)
+    above_c, above_t = Proportion(nc, tail_c.beyond(qc)), Proportion(nt, tail_t.beyond(qc))
 
-    def bounds(h: Histogram) -> tuple[float, float]:
-        n = h.n
-        spread = z * math.sqrt(n * q * (1 - q))
-        return h.value_at_rank(math.floor(n * q - spread)), h.value_at_rank(
-            math.ceil(n * q + spread) + 1
-        )
+    def implied(r: float) -> float:
+        """The rise in the control's share beyond c if the canary were worse by r."""
+        if margin.relative:
+            r = min(max(r, -0.999999), 0.999999) if not higher else max(r, -0.999999)
+            shifted = qc / (1 + r) if higher else qc / (1 - r)
+        else:
+            shifted = qc - r if higher else qc + r
+        return tail_c.beyond(shifted) / nc - above_c.rate
 
-    (c_lo, c_hi), (t_lo, t_hi) = bounds(control), bounds(canary)
-    if margin.relative:
-        theta = qt / qc - 1 if qc else math.nan
-        ci = (t_lo / c_hi - 1, t_hi / c_lo - 1) if c_lo > 0 and c_hi > 0 else (math.nan, math.nan)
+    def exceedance(r: float) -> Comparison:
+        return compare_proportions(
+            above_c, above_t, MarginSpec(implied(r), False), "higher", alpha, method, rho2,
+            alpha_pass,
+        )  # fmt: skip
+
+    exceed = exceedance(margin.value)
+    if method == "sequential":  # the same p-values as `exceedance`, without its bounds
+        e_theta, e_var = _rates_contrast(above_c, above_t, relative=False)
+
+        def p_at(r: float) -> tuple[float, float]:
+            return p_values(e_theta, e_var, nc + nt, implied(r), "higher", method, rho2)
     else:
-        theta, ci = qt - qc, (t_lo - c_hi, t_hi - c_lo)
-    signed_margin = margin.value if worse == "higher" else -margin.value
+
+        def p_at(r: float) -> tuple[float, float]:
+            found = exceedance(r)
+            return found.p_fail, found.p_pass
+
+    theta = (qt / qc - 1 if qc else math.nan) if margin.relative else qt - qc
+    harm = theta if higher else -theta  # the estimate, counted toward harm
+    scale = max(abs(margin.value), abs(harm) if math.isfinite(harm) else 0.0,
+                0.01 if margin.relative else 0.01 * abs(qc), 1e-12)  # fmt: skip
+    safe_alpha = alpha if alpha_pass is None else alpha_pass
+    fail_end = _boundary(lambda r: p_at(r)[0] <= alpha, margin.value, scale)
+    pass_end = -_boundary(lambda s: p_at(-s)[1] <= safe_alpha, -margin.value, scale)
+    ci = (fail_end, pass_end) if higher else (-pass_end, -fail_end)
+    signed_margin = margin.value if higher else -margin.value
+    beyond = "above" if higher else "at or below"
     note = (
-        f"share of canary above the control's p{q * 100:g} ({qc:.4g}): "
-        f"{above_t.rate:.2%} vs control {above_c.rate:.2%}, allowed +{max(implied, 0):.2%}"
+        f"share of canary {beyond} the control's p{q * 100:g} ({qc:.4g}): "
+        f"{above_t.rate:.2%} vs control {above_c.rate:.2%}, allowed "
+        f"+{implied(margin.value):.2%}"
     )
     return Comparison(
         qc, qt, theta, ci, signed_margin, exceed.verdict, method, note,
         exceed.p_fail, exceed.p_pass,
     )  # fmt: skip
+
+
+class _Tail:
+    """Counts of a histogram beyond a value (above it, or at and below it), by bisection over
+    cumulative bucket counts: the quantile test asks this many times."""
+
+    def __init__(self, h: Histogram, above: bool) -> None:
+        self.buckets = sorted(h.counts)
+        self.cumulative = list(itertools.accumulate(h.counts[b] for b in self.buckets))
+        self.n, self.above = h.n, above
+
+    def beyond(self, value: float) -> int:
+        cut = Histogram.bucket_of(value)
+        at_or_below = bisect.bisect_right(self.buckets, cut)
+        below = self.cumulative[at_or_below - 1] if at_or_below else 0
+        return self.n - below if self.above else below
+
+
+def _boundary(rejects: Callable[[float], bool], start: float, scale: float) -> float:
+    """sup {r : rejects(r)} for a test that rejects every r below some edge: bracketed from
+    `start` in steps that double from `scale`, then bisected to 1e-4 of the bracket;
+    +-inf when no edge lies within 2^30 scales."""
+    step = scale
+    if rejects(start):
+        lo, hi = start, start + step
+        while rejects(hi):
+            lo, step = hi, step * 2
+            hi = lo + step
+            if step > scale * 2**30:
+                return math.inf
+    else:
+        lo, hi = start - step, start
+        while not rejects(lo):
+            hi, step = lo, step * 2
+            lo = hi - step
+            if step > scale * 2**30:
+                return -math.inf
+    width = (hi - lo) * 1e-4
+    while hi - lo > width:
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if rejects(mid) else (lo, mid)
+    return lo
 
 
 def _undefined(

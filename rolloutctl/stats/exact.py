@@ -132,32 +132,37 @@ def _log_lik(events: int, n: int, p: float) -> float:
 def _log_null_max(control: Proportion, canary: Proportion, d: float) -> float:
     """The largest log likelihood with p_canary <= p_control + d. When the arms' own rates
     are outside that set the maximum lies on its edge p_canary = p_control + d, where the log
-    likelihood is concave in p_control: bisection on the derivative."""
+    likelihood is concave in p_control: Newton's method on its derivative, kept inside a
+    bracket that bisection shrinks when a step would leave it."""
     xc, nc, xt, nt = control.events, control.n, canary.events, canary.n
     pc, pt = xc / nc, xt / nt
     if pt <= pc + d:
         return _log_lik(xc, nc, pc) + _log_lik(xt, nt, pt)
-    lo, hi = max(0.0, -d), min(1.0, 1.0 - d)
 
-    def slope(q: float) -> float:
+    def slope_and_curvature(q: float) -> tuple[float, float]:
         r = q + d
-        return (
-            (xc / q if xc else 0.0)
-            - ((nc - xc) / (1 - q) if nc > xc else 0.0)
-            + (xt / r if xt else 0.0)
-            - ((nt - xt) / (1 - r) if nt > xt else 0.0)
-        )
+        slope = curvature = 0.0
+        for events, trials, p in ((xc, nc, q), (xt, nt, r)):
+            if events:
+                slope += events / p
+                curvature -= events / (p * p)
+            if trials > events:
+                slope -= (trials - events) / (1 - p)
+                curvature -= (trials - events) / ((1 - p) * (1 - p))
+        return slope, curvature
 
-    a, b = lo + 1e-15, hi - 1e-15
+    a, b = max(0.0, -d) + 1e-15, min(1.0, 1.0 - d) - 1e-15
+    q = min(max(0.5 * (pc + pt - d), a), b)  # between the two arms' own estimates
     for _ in range(100):
-        mid = 0.5 * (a + b)
-        if slope(mid) > 0:
-            a = mid
+        slope, curvature = slope_and_curvature(q)
+        if slope > 0:
+            a = q
         else:
-            b = mid
-        if b - a < 1e-15 + 1e-12 * b:
+            b = q
+        step = -slope / curvature if curvature < 0 else math.inf
+        q = q + step if a < q + step < b else 0.5 * (a + b)
+        if abs(step) < 1e-13 * max(q, 1e-300) or b - a < 1e-15 + 1e-12 * b:
             break
-    q = 0.5 * (a + b)
     return _log_lik(xc, nc, q) + _log_lik(xt, nt, q + d)
 
 
@@ -213,7 +218,10 @@ def largest_rejected(rejects: Callable[[float], bool], margin: float, observed: 
         lo, hi = min(-0.5, observed, margin), margin
         if not rejects(lo):
             return -math.inf
+    tolerance = 1e-5 * max(abs(margin), abs(observed) if math.isfinite(observed) else 0.0)
     for _ in range(40):
         mid = 0.5 * (lo + hi)
         lo, hi = (mid, hi) if rejects(mid) else (lo, mid)
+        if hi - lo <= tolerance:
+            break
     return lo

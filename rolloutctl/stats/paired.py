@@ -219,20 +219,23 @@ def compare_paired(
     binary: bool = False,
     zero_tolerance: bool = False,
     fixed: bool = False,
+    alpha_pass: float | None = None,
 ) -> Comparison:
     """Shadow against control on the same requests, one-sided toward harm, against a margin.
 
     `binary`: 0/1 values (rates), tested after the Agresti-Min adjustment. `zero_tolerance`
     (safety): FAIL on any significant excess — the normal test at margin 0 and the exact
     always-valid McNemar test, each at alpha / 2; PASS still needs the margin. `fixed`: one
-    planned look (the normal tail), for comparison with fixed-horizon tests."""
+    planned look (the normal tail), for comparison with fixed-horizon tests. PASS is shown at
+    `alpha_pass` (`alpha` when not given; see `stats.compare`)."""
     method: Literal["sequential", "fixed"] = "fixed" if fixed else "sequential"
     if m.n < 2:
         return decide(m.mean_x, m.mean_y, math.nan, math.nan, m.n, margin, worse, alpha,
                       method, rho2, "fewer than 2 pairs")  # fmt: skip
     test = agresti_min(m) if binary else m
     theta, var = paired_contrast(test, margin.relative)
-    comp = decide(m.mean_x, m.mean_y, theta, var, m.n, margin, worse, alpha, method, rho2)
+    comp = decide(m.mean_x, m.mean_y, theta, var, m.n, margin, worse, alpha, method, rho2,
+                  alpha_pass=alpha_pass)  # fmt: skip
     if not zero_tolerance or comp.note:
         return comp
     theta0, var0 = paired_contrast(test, relative=False)
@@ -242,8 +245,10 @@ def compare_paired(
     exact = mcnemar_always_valid(b, c) if binary else 1.0
     p_fail = min(1.0, 2 * min(at_zero.p_fail, exact)) if binary else at_zero.p_fail
     verdict: Literal["pass", "fail", "inconclusive"] = (
-        "fail" if p_fail <= alpha else "pass" if comp.p_pass <= alpha else "inconclusive"
-    )
+        "fail" if p_fail <= alpha
+        else "pass" if comp.p_pass <= (alpha if alpha_pass is None else alpha_pass)
+        else "inconclusive"
+    )  # fmt: skip
     note = "safety: any significant excess fails (margin 0 for failing"
     note += f"; exact always-valid McNemar p = {exact:.2g})" if binary else ")"
     return replace(comp, p_fail=p_fail, verdict=verdict, note=note)
@@ -309,9 +314,9 @@ def quantile_contrast(s: PairedQuantiles, relative: bool) -> tuple[float, float]
 
 def compare_paired_quantiles(
     s: PairedQuantiles, margin: MarginSpec, worse: Worse, alpha: float, rho2: sequential.Rho2,
-    fixed: bool = False,
+    fixed: bool = False, alpha_pass: float | None = None,
 ) -> Comparison:  # fmt: skip
     theta, var = quantile_contrast(s, margin.relative)
     note = "" if math.isfinite(var) else "no spread around the quantile (ties?) or too few pairs"
     return decide(s.qx, s.qy, theta, var, s.n, margin, worse, alpha,
-                  "fixed" if fixed else "sequential", rho2, note)  # fmt: skip
+                  "fixed" if fixed else "sequential", rho2, note, alpha_pass)  # fmt: skip

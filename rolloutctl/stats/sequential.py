@@ -30,6 +30,7 @@ the best single tuning over that whole range.
 
 from __future__ import annotations
 
+import functools
 import math
 from statistics import NormalDist
 
@@ -88,6 +89,7 @@ def p_value(z: float, n: int, rho2: Rho2, fixed: bool = False) -> float:
     return min(1.0, math.exp(-log_mixture(z, n, rho2)))
 
 
+@functools.lru_cache(maxsize=4096)  # a look asks it again for every metric with the same n
 def critical_z(alpha: float, n: int, rho2: Rho2, fixed: bool = False) -> float:
     """The standardized distance from the estimate to its one-sided bound at level alpha."""
     if fixed:
@@ -98,29 +100,54 @@ def critical_z(alpha: float, n: int, rho2: Rho2, fixed: bool = False) -> float:
         if len(rho2) == 1:
             return critical_z(alpha, n, rho2[0])
         # The average reaches 1/alpha no sooner than the best member and no later than the
-        # best member reaches len/alpha: bisect between the two.
+        # best member reaches len/alpha: Newton's method kept inside that bracket.
         lo = min(critical_z(alpha, n, r) for r in rho2)
         hi = min(critical_z(alpha / len(rho2), n, r) for r in rho2)
-        target = -math.log(alpha)
-        for _ in range(40):
-            mid = 0.5 * (lo + hi)
-            lo, hi = (mid, hi) if log_mixture(mid, n, rho2) < target else (lo, mid)
-        return hi
+        return _critical_z_average(-math.log(alpha), n, rho2, lo, hi)
     return _critical_z_one(alpha, n, rho2)
+
+
+def _critical_z_average(target: float, n: int, rho2: tuple[float, ...], lo: float,
+                        hi: float) -> float:  # fmt: skip
+    """Where the log of the averaged martingales reaches `target`, within [lo, hi]."""
+    z = 0.5 * (lo + hi)
+    for _ in range(60):
+        logs = [log_mixture(z, n, r) for r in rho2]
+        top = max(logs)
+        weights = [math.exp(v - top) for v in logs]
+        f = top + math.log(sum(weights) / len(weights)) - target
+        if f < 0:
+            lo = z
+        else:
+            hi = z
+        slope = sum(w * _dlog_mixture(z, n, r) for w, r in zip(weights, rho2, strict=True))
+        slope /= sum(weights)
+        step = f / slope if slope > 0 else math.inf
+        z = z - step if lo < z - step < hi else 0.5 * (lo + hi)
+        if abs(step) < 1e-10 * max(1.0, abs(z)) or hi - lo < 1e-12:
+            break
+    return z
+
+
+def _dlog_mixture(z: float, n: int, rho2: float) -> float:
+    """d/dz of log_mixture for one precision."""
+    x = n * rho2
+    k2 = x / (x + 1)
+    k = math.sqrt(k2)
+    kz = k * z
+    mills = math.exp(-0.5 * kz * kz - _log_phi(kz)) / math.sqrt(2 * math.pi)
+    return k2 * z + k * mills
 
 
 def _critical_z_one(alpha: float, n: int, rho2: float) -> float:
     x = n * rho2
     k2 = x / (x + 1)
-    k = math.sqrt(k2)
     target = -math.log(alpha)
     # Start from the two-sided boundary at 2 alpha (nearly the one-sided one), then Newton.
     z = math.sqrt(max(2 * math.log(math.sqrt(x + 1) / (2 * alpha)), 1e-12) / k2)
     for _ in range(8):
         f = log_mixture(z, n, rho2) - target
-        kz = k * z
-        mills = math.exp(-0.5 * kz * kz - _log_phi(kz)) / math.sqrt(2 * math.pi)
-        step = f / (k2 * z + k * mills)
+        step = f / _dlog_mixture(z, n, rho2)
         z -= step
         if abs(step) < 1e-10 * max(1.0, abs(z)):
             break

@@ -171,7 +171,13 @@ def test_each_side_of_the_interval_is_the_test_of_its_verdict(
     spec = MarginSpec(margin, False)
     alpha, alpha_pass = 0.05 / 26, 0.05
     two = compare_proportions(
-        control, canary, spec, worse, alpha, method, alpha_pass=alpha_pass  # type: ignore[arg-type]
+        control,
+        canary,
+        spec,
+        worse,
+        alpha,
+        method,
+        alpha_pass=alpha_pass,  # type: ignore[arg-type]
     )
     one = compare_proportions(control, canary, spec, worse, alpha, method)  # type: ignore[arg-type]
     lo, hi = two.ci
@@ -214,3 +220,53 @@ def test_passing_every_metric_at_full_alpha_keeps_false_passes_under_alpha() -> 
                 false_pass += 1
                 break
     assert false_pass / runs <= alpha
+
+
+def _latency_histogram(rng: np.random.Generator, n: int, scale: float) -> Histogram:
+    values = rng.lognormal(math.log(900 * scale), 0.55, n)
+    counts: dict[int, int] = {}
+    for b in (np.floor(np.log(values) / math.log(1.01))).astype(int):
+        counts[int(b)] = counts.get(int(b), 0) + 1
+    return Histogram(counts)
+
+
+@given(
+    st.integers(0, 10**6), st.floats(0.85, 1.4), st.floats(0.0, 0.3),
+    st.sampled_from(["higher", "lower"]), st.booleans(),
+)  # fmt: skip
+def test_the_quantile_interval_is_the_exceedance_test_inverted(
+    seed: int, lift: float, margin: float, worse: str, relative: bool
+) -> None:
+    """The interval shown for a p95 is the one its verdict used: the harmful end lies beyond
+    the margin exactly when the verdict is fail, the safe end within it exactly when it is
+    pass (fail at alpha / 20, pass at alpha)."""
+    rng = np.random.default_rng(seed)
+    control = _latency_histogram(rng, 6000, 1.0)
+    canary = _latency_histogram(rng, 1500, lift)
+    spec = MarginSpec(margin if relative else margin * 1000, relative)
+    result = compare_quantiles(
+        control,
+        canary,
+        0.95,
+        spec,
+        worse,
+        0.05 / 20,
+        alpha_pass=0.05,  # type: ignore[arg-type]
+    )
+    lo, hi = result.ci
+    harm_end, safe_end = (lo, hi) if worse == "higher" else (-hi, -lo)
+    edge = spec.value
+    assert (result.verdict == "fail") == (harm_end > edge)
+    assert (result.verdict == "pass") == (safe_end < edge and result.verdict != "fail")
+    assert harm_end <= safe_end
+
+
+def test_a_slower_canary_fails_with_its_interval_beyond_the_margin() -> None:
+    rng = np.random.default_rng(3)
+    control, canary = _latency_histogram(rng, 40_000, 1.0), _latency_histogram(rng, 4_000, 1.3)
+    result = compare_quantiles(control, canary, 0.95, MarginSpec(0.05, True), "higher", 0.05)
+    assert result.verdict == "fail" and result.ci[0] > 0.05
+    assert result.ci[0] < result.estimate < result.ci[1]
+    same = _latency_histogram(rng, 4_000, 1.0)
+    healthy = compare_quantiles(control, same, 0.95, MarginSpec(0.1, True), "higher", 0.05)
+    assert healthy.verdict == "pass" and healthy.ci[1] < 0.1 and healthy.ci[0] < 0 < healthy.ci[1]

@@ -199,6 +199,32 @@ def test_holm_step_down() -> None:
     assert rejected == [True, False, False, True]
 
 
+def test_weighted_holm_by_hand_and_at_the_boundary() -> None:
+    """Holm (1979, section 5), weights 3 and 1 (W = 4): in the order of p / w, the first is
+    compared with alpha * 3 / 4, the second with alpha * 1 / 1."""
+    rejected, adjusted = multiple.holm([0.02, 0.011], 0.05, [3.0, 1.0])
+    assert adjusted == pytest.approx([4 * 0.02 / 3, 4 * 0.02 / 3])
+    assert rejected == [True, True]
+    # Exactly at the level it rejects; just above it does not.
+    at, _ = multiple.holm([0.0375, 0.5], 0.05, [3.0, 1.0])
+    above, _ = multiple.holm([0.0376, 0.5], 0.05, [3.0, 1.0])
+    assert at == [True, False] and above == [False, False]
+    # The plain procedure reaches 0.0375 only at alpha / 2 = 0.025: weights moved alpha.
+    assert multiple.holm([0.0375, 0.5], 0.05)[0] == [False, False]
+    # Equal weights are the plain procedure.
+    p = [0.01, 0.04, 0.03, 0.005]
+    assert multiple.holm(p, 0.05, [2.0] * 4) == multiple.holm(p, 0.05)
+
+
+def test_weighted_holm_keeps_the_family_wise_error_under_alpha() -> None:
+    rng = np.random.default_rng(2)
+    weights = [8.0, 1.0, 1.0, 1.0, 1.0, 0.5]
+    rejections = sum(
+        any(multiple.holm(list(rng.uniform(size=6)), 0.1, weights)[0]) for _ in range(20_000)
+    )
+    assert rejections / 20_000 == pytest.approx(0.1, abs=0.008)  # Bonferroni's first step
+
+
 def test_benjamini_hochberg_matches_scipy() -> None:
     p = [0.001, 0.008, 0.039, 0.041, 0.042, 0.06, 0.074, 0.205, 0.212, 0.216]
     reference = sps.false_discovery_control(p, method="bh")
