@@ -6,8 +6,11 @@ returns a GateResult. It never touches flags or state; the engine acts on the ve
 Rules (DESIGN.md §5):
 - each deciding metric is compared overall; critical metrics also in every critical segment,
   and in every segment when `per_segment: true` (safety vetoes from one segment);
-- alpha is split over all vetoing comparisons (Bonferroni), so the chance of any false
-  rollback over the stage stays under the playbook's alpha;
+- FAIL: alpha is split over all vetoing comparisons (Holm, weighted by each metric's
+  `weight`), so the chance of any false rollback over the stage stays under the playbook's
+  alpha; PASS: every deciding metric is shown non-inferior at the full alpha (an
+  intersection-union test, so the chance of passing a canary worse on any one metric stays
+  under alpha too);
 - FAIL as soon as any vetoing comparison fails, an absolute limit is exceeded, or a
   rollback trigger fires; PASS only when every deciding metric has shown non-inferiority
   overall, no vetoing comparison fails, the sample split is as configured, and the stage's
@@ -272,6 +275,47 @@ def _arm_counts(
     return empty, empty, "requests"
 
 
+Planned = tuple[Metric, SegmentKey, dict[str, Stat], str | None]
+
+
+@dataclass(frozen=True)
+class _Look:
+    """What one evaluation of a stage's gate knows before comparing anything."""
+
+    playbook: Playbook
+    stage: Stage
+    stage_index: int
+    method: compare.Method
+    at_end_only: set[str]  # A/B metrics compared once, at the planned end
+    horizon: timedelta | None  # the A/B stage's planned duration
+    at_end: bool
+    has_control: bool
+    min_samples: int
+    min_segment: int
+    stage_started: datetime
+    now: datetime
+    tuned_at: int  # total requests the mixture is tuned for (`tuned_total`)
+    rho2: sequential.Rho2
+    critical_segments: set[tuple[str, str]]
+
+    @property
+    def elapsed(self) -> timedelta:
+        return self.now - self.stage_started
+
+    def vetoes(self, metric: Metric, segment: SegmentKey) -> bool:
+        """Does a failure of this comparison fail the gate?"""
+        if metric.advisory or (metric.name in self.at_end_only and not self.at_end):
+            return False
+        if segment is None:
+            return True
+        return metric.critical and (metric.per_segment or segment in self.critical_segments)
+
+    def judged(self, arms: dict[str, Stat]) -> bool:
+        """Enough samples in both arms to compare."""
+        control = arms["control"].n if self.has_control else self.min_segment
+        return min(control, arms["canary"].n) >= self.min_segment
+
+
 def evaluate(
     playbook: Playbook,
     stage_index: int,
@@ -285,51 +329,100 @@ def evaluate(
 ) -> GateResult:
     """Judge the stage's gate from measurements already taken (pure). `check_ratio=False`
     skips the sample-ratio check, for arms that were not split by the flag (monitor compares
-    recent traffic with a baseline window)."""
+    recent traffic with a baseline window).
+
+    The steps: measure (what each metric has, per segment), compare (each comparison at its
+    alpha), adjust (Holm over the vetoing comparisons, BH over the diagnostic ones), veto
+    (absolute limits and triggers), check the sample ratio, decide (the verdict and its
+    reasons)."""
+    counts, ratio_counts, ratio_unit = _arm_counts(measurements)
+    look = _look(playbook, stage_index, stage_started, now, sum(counts.values()))
+    planned, errors = _planned(look, measurements, source_errors)
+    results, judged = _compare_all(look, planned)
+    failing, n_vetoing, holm_name = _adjust(look, judged)
+    limit_breaches = _limit_breaches(look, results)
+    triggers, trigger_action, reasons = _triggers(look, results)
+    srm = _sample_ratio(look, ratio_counts, ratio_unit, check_ratio)
+    deciding_errors = [name for name in errors if not playbook.metric(name).advisory]
+    no_data = counts["canary"] == 0 or (look.has_control and counts["control"] == 0)
+    verdict: GateVerdict
+    if failing or limit_breaches or trigger_action == "rollback":
+        verdict = "fail"
+        reasons[:0] = [_failure_reason(look, r, n_vetoing, holm_name) for r in reversed(failing)]
+        reasons.extend(limit_breaches)
+    elif deciding_errors and consecutive_errors + 1 >= playbook.analysis.consecutive_error_limit:
+        verdict = "error"
+        reasons.append(
+            f"no measurement for {', '.join(deciding_errors)} "
+            f"{consecutive_errors + 1} times in a row: {errors[deciding_errors[0]]}"
+        )
+    else:
+        overall_pass = {
+            r.name: r.verdict == "pass" for r, _ in judged if r.segment is None and not r.advisory
+        }
+        waiting = _waiting(look, counts, srm, errors, deciding_errors, consecutive_errors,
+                           no_data, overall_pass, trigger_action)  # fmt: skip
+        reasons.extend(waiting)
+        verdict = "inconclusive" if waiting else "pass"
+        if not waiting:
+            reasons.append(
+                "every deciding metric is within its margin"
+                + ("" if look.has_control else " (100%: judged on limits and triggers)")
+                + f" after {format_duration(look.elapsed)} with {counts['canary']} canary requests"
+            )
+    notes = [note for m in measurements.values() for note in m.notes]
+    bad_rows: dict[str, int] = {}
+    for m in measurements.values():
+        for k, v in m.bad_rows.items():
+            bad_rows[k] = bad_rows.get(k, 0) + v
+    stage = look.stage
+    max_duration = parse_duration(stage.max_duration) if stage.max_duration else None
+    min_duration = parse_duration(stage.min_duration) if stage.min_duration else timedelta(0)
+    return GateResult(
+        rollout=playbook.rollout, stage=stage.name, stage_index=stage_index, verdict=verdict,
+        reasons=reasons, srm=srm, metrics=results, triggers=triggers,
+        window={"start": stage_started.isoformat(), "end": now.isoformat()},
+        evaluated_at=now.isoformat(), elapsed=format_duration(look.elapsed),
+        min_duration_met=look.elapsed >= min_duration,
+        max_duration_passed=max_duration is not None and look.elapsed >= max_duration,
+        no_data=no_data, errors=len(deciding_errors), trigger_action=trigger_action,
+        bad_rows=bad_rows, notes=notes, tuned_at=look.tuned_at,
+    )  # fmt: skip
+
+
+def _look(
+    playbook: Playbook, stage_index: int, stage_started: datetime, now: datetime, requests: int
+) -> _Look:
     stage = playbook.stages[stage_index]
     analysis = playbook.analysis
     method = stage.method or analysis.method
-    metrics = stage_metrics(playbook, stage)
     # An A/B stage with a fixed horizon: its product metrics wait for the planned end and
     # are then tested once (fixed); every other metric guards sequentially meanwhile.
     at_end_only = ab_metrics(playbook, stage) if method == "fixed" else set()
     horizon = parse_duration(stage.duration) if at_end_only and stage.duration else None
-    at_end = horizon is None or now - stage_started >= horizon
     traffic = stage.traffic if stage.traffic is not None else 0.0
-    has_control = traffic < 100
-    min_samples = stage.min_samples_per_arm or analysis.min_samples_per_arm
-    min_segment = analysis.min_samples_per_segment
-    counts, ratio_counts, ratio_unit = _arm_counts(measurements)
     hours = (now - stage_started).total_seconds() / 3600
-    tuned_at = tuned_total(playbook, stage_index, sum(counts.values()) / hours if hours else None)
-    rho2 = stage_rho2(playbook, stage_index, tuned_at)
-    pass_requires = stage.pass_requires or analysis.pass_requires
-    elapsed = now - stage_started
-    min_duration = parse_duration(stage.min_duration) if stage.min_duration else timedelta(0)
-    max_duration = parse_duration(stage.max_duration) if stage.max_duration else None
-    critical_segments = {
-        (dim, value) for dim, values in playbook.segments.critical.items() for value in values
-    }
+    tuned_at = tuned_total(playbook, stage_index, requests / hours if hours else None)
+    return _Look(
+        playbook=playbook, stage=stage, stage_index=stage_index, method=method,
+        at_end_only=at_end_only, horizon=horizon,
+        at_end=horizon is None or now - stage_started >= horizon, has_control=traffic < 100,
+        min_samples=stage.min_samples_per_arm or analysis.min_samples_per_arm,
+        min_segment=analysis.min_samples_per_segment, stage_started=stage_started, now=now,
+        tuned_at=tuned_at, rho2=stage_rho2(playbook, stage_index, tuned_at),
+        critical_segments={(dim, value) for dim, values in playbook.segments.critical.items()
+                           for value in values},
+    )  # fmt: skip
 
-    reasons: list[str] = []
-    notes: list[str] = []
-    bad_rows: dict[str, int] = {}
-    for m in measurements.values():
-        notes.extend(m.notes)
-        for k, v in m.bad_rows.items():
-            bad_rows[k] = bad_rows.get(k, 0) + v
 
-    # ---- which comparisons veto, so alpha can be split over them
-    def vetoes(metric: Metric, segment: SegmentKey) -> bool:
-        if metric.advisory or (metric.name in at_end_only and not at_end):
-            return False
-        if segment is None:
-            return True
-        return metric.critical and (metric.per_segment or segment in critical_segments)
-
-    planned: list[tuple[Metric, SegmentKey, dict[str, Stat], str | None]] = []
+def _planned(
+    look: _Look, measurements: dict[str, Measurement], source_errors: dict[str, str]
+) -> tuple[list[Planned], dict[str, str]]:
+    """Measure: every (metric, segment) with its arms' statistics, and the metrics that have
+    none (with why)."""
+    planned: list[Planned] = []
     errors: dict[str, str] = {}
-    for metric in metrics:
+    for metric in stage_metrics(look.playbook, look.stage):
         found = measurements.get(metric.source)
         if found is None or metric.name in found.errors:
             why = source_errors.get(metric.source) or (
@@ -341,92 +434,110 @@ def evaluate(
         for (name, segment), arms in found.stats.items():
             if name == metric.name:  # every segment is shown; vetoes() says which decide
                 planned.append((metric, segment, arms, query))
+    return planned, errors
 
+
+def _compare_all(
+    look: _Look, planned: list[Planned]
+) -> tuple[list[MetricResult], list[tuple[MetricResult, Comparison]]]:
+    """Compare: each comparison at its own alpha. FAIL: alpha split over the vetoing
+    comparisons by their metrics' weights (the bounds shown; Holm decides in `_adjust`).
+    PASS: every deciding metric shown non-inferior at the full alpha, an intersection-union
+    test that needs no split (stats.compare explains why)."""
+    alpha = look.playbook.analysis.alpha
     veto_weight = sum(
         metric.weight
         for metric, segment, arms, _ in planned
-        if vetoes(metric, segment)
-        and min(arms["control"].n if has_control else min_segment, arms["canary"].n) >= min_segment
+        if look.vetoes(metric, segment) and look.judged(arms)
     )
-    # FAIL: alpha split over the vetoing comparisons by their metrics' weights (the bounds
-    # shown; Holm decides below). PASS: every deciding metric shown non-inferior at the full
-    # alpha, an intersection-union test that needs no split (stats.compare explains why).
-    alpha_unit = analysis.alpha / veto_weight if veto_weight else analysis.alpha
-
+    alpha_unit = alpha / veto_weight if veto_weight else alpha
     results: list[MetricResult] = []
     judged: list[tuple[MetricResult, Comparison]] = []
     for metric, segment, arms, query in planned:
-        control, canary = arms["control"], arms["canary"]
-        cn, cv = _value_and_n(metric, control)
-        tn, tv = _value_and_n(metric, canary)
-        veto = vetoes(metric, segment)
-        seg_dict = None if segment is None else {segment[0]: segment[1]}
-        margin_value = (
-            metric.margin.relative
-            if metric.margin.relative is not None
-            else metric.margin.absolute or 0.0
-        )
-        base: dict[str, Any] = {
-            "name": metric.name, "title": metric.title or metric.name.replace("_", " "),
-            "group": metric.group, "kind": metric.kind, "segment": seg_dict,
-            "critical": metric.critical, "advisory": metric.advisory, "vetoes": veto,
-            "control": {"n": cn, "value": cv}, "canary": {"n": tn, "value": tv},
-            "margin_kind": "relative" if metric.margin.relative is not None else "absolute",
-            "worse": metric.worse, "limit": metric.limit, "query": query,
-        }  # fmt: skip
-        if not has_control:
-            results.append(MetricResult(
-                **base, estimate=None, ci=[None, None], margin=margin_value,
-                verdict="inconclusive", note="no control arm at 100% traffic",
-            ))  # fmt: skip
-            continue
-        if min(cn, tn) < min_segment:
-            results.append(MetricResult(
-                **base, estimate=None, ci=[None, None],
-                margin=margin_value if metric.worse == "higher" else -margin_value,
-                verdict="inconclusive",
-                note=f"too few samples to judge ({min(cn, tn)} < {min_segment} per arm)",
-            ))  # fmt: skip
-            continue
-        if metric.name in at_end_only and not at_end:
-            assert horizon is not None
-            results.append(MetricResult(
-                **base, estimate=None, ci=[None, None], margin=margin_value,
-                verdict="inconclusive", test=_test_name(metric, "fixed"),
-                note=f"A/B metric: compared once, at the end of the planned {stage.duration} "
-                f"({format_duration(horizon - (now - stage_started))} left)",
-            ))  # fmt: skip
-            continue
-        own_method = method if not at_end_only or metric.name in at_end_only else "sequential"
-        alpha = min(alpha_unit * metric.weight, analysis.alpha) if veto else analysis.alpha
-        comp = compare_metric(metric, control, canary, alpha, own_method, rho2, analysis.alpha)
-        note = comp.note
-        if metric.name in at_end_only and comp.ci[0] is not None and comp.ci[1] is not None:
-            lo, hi = comp.ci
-            better = hi < 0 if metric.worse == "higher" else lo > 0
-            if better:
-                note = (note + "; " if note else "") + "better than the control (the interval "
-                note += "excludes no change)"
-        result = MetricResult(
-            **base, estimate=comp.estimate, ci=list(comp.ci), margin=comp.margin,
-            verdict=comp.verdict, note=note, alpha=alpha, alpha_pass=analysis.alpha,
-            p_value=comp.p_fail,
-            test=_test_name(metric, own_method),
-        )  # fmt: skip
-        if segment is None and isinstance(control, Histogram) and isinstance(canary, Histogram):
-            result.rank = _rank_view(control, canary)
+        veto = look.vetoes(metric, segment)
+        own_alpha = min(alpha_unit * metric.weight, alpha) if veto else alpha
+        result, comp = _compare_one(look, metric, segment, arms, query, veto, own_alpha)
         results.append(result)
-        judged.append((result, comp))
+        if comp is not None:
+            judged.append((result, comp))
+    return results, judged
 
-    # ---- across comparisons: Holm over the vetoing ones, BH over the diagnostic segments
-    vetoing = [(r, c) for r, c in judged if r.vetoes]
-    rejected, adjusted = multiple.holm(
-        [c.p_fail for _, c in vetoing],
-        analysis.alpha,
-        [playbook.metric(r.name).weight for r, _ in vetoing],
+
+def _compare_one(
+    look: _Look,
+    metric: Metric,
+    segment: SegmentKey,
+    arms: dict[str, Stat],
+    query: str | None,
+    veto: bool,
+    alpha: float,
+) -> tuple[MetricResult, Comparison | None]:
+    control, canary = arms["control"], arms["canary"]
+    cn, cv = _value_and_n(metric, control)
+    tn, tv = _value_and_n(metric, canary)
+    margin_value = (
+        metric.margin.relative if metric.margin.relative is not None else metric.margin.absolute
+    ) or 0.0
+    base: dict[str, Any] = {
+        "name": metric.name, "title": metric.title or metric.name.replace("_", " "),
+        "group": metric.group, "kind": metric.kind,
+        "segment": None if segment is None else {segment[0]: segment[1]},
+        "critical": metric.critical, "advisory": metric.advisory, "vetoes": veto,
+        "control": {"n": cn, "value": cv}, "canary": {"n": tn, "value": tv},
+        "margin_kind": "relative" if metric.margin.relative is not None else "absolute",
+        "worse": metric.worse, "limit": metric.limit, "query": query,
+    }  # fmt: skip
+    if not look.has_control:
+        return MetricResult(
+            **base, estimate=None, ci=[None, None], margin=margin_value,
+            verdict="inconclusive", note="no control arm at 100% traffic",
+        ), None  # fmt: skip
+    if min(cn, tn) < look.min_segment:
+        return MetricResult(
+            **base, estimate=None, ci=[None, None],
+            margin=margin_value if metric.worse == "higher" else -margin_value,
+            verdict="inconclusive",
+            note=f"too few samples to judge ({min(cn, tn)} < {look.min_segment} per arm)",
+        ), None  # fmt: skip
+    if metric.name in look.at_end_only and not look.at_end:
+        assert look.horizon is not None
+        return MetricResult(
+            **base, estimate=None, ci=[None, None], margin=margin_value,
+            verdict="inconclusive", test=_test_name(metric, "fixed"),
+            note=f"A/B metric: compared once, at the end of the planned {look.stage.duration} "
+            f"({format_duration(look.horizon - look.elapsed)} left)",
+        ), None  # fmt: skip
+    own_method = (
+        look.method if not look.at_end_only or metric.name in look.at_end_only else "sequential"
     )
-    weights = {playbook.metric(r.name).weight for r, _ in vetoing}
-    holm_name = "Holm" if len(weights) <= 1 else "Holm (weighted)"
+    alpha_pass = look.playbook.analysis.alpha
+    comp = compare_metric(metric, control, canary, alpha, own_method, look.rho2, alpha_pass)
+    note = comp.note
+    if metric.name in look.at_end_only and comp.ci[0] is not None and comp.ci[1] is not None:
+        lo, hi = comp.ci
+        if hi < 0 if metric.worse == "higher" else lo > 0:
+            note = (note + "; " if note else "") + "better than the control (the interval "
+            note += "excludes no change)"
+    result = MetricResult(
+        **base, estimate=comp.estimate, ci=list(comp.ci), margin=comp.margin,
+        verdict=comp.verdict, note=note, alpha=alpha, alpha_pass=alpha_pass,
+        p_value=comp.p_fail, test=_test_name(metric, own_method),
+    )  # fmt: skip
+    if segment is None and isinstance(control, Histogram) and isinstance(canary, Histogram):
+        result.rank = _rank_view(control, canary)
+    return result, comp
+
+
+def _adjust(
+    look: _Look, judged: list[tuple[MetricResult, Comparison]]
+) -> tuple[list[MetricResult], int, str]:
+    """Adjust: Holm (weighted by the metrics' weights) over the vetoing comparisons, which
+    decides FAIL; Benjamini-Hochberg over the diagnostic segments, which only flags. Returns
+    the failing comparisons, how many vetoed, and the procedure's name."""
+    analysis = look.playbook.analysis
+    vetoing = [(r, c) for r, c in judged if r.vetoes]
+    weights = [look.playbook.metric(r.name).weight for r, _ in vetoing]
+    rejected, adjusted = multiple.holm([c.p_fail for _, c in vetoing], analysis.alpha, weights)
     failing: list[MetricResult] = []
     for (r, _), reject, adj in zip(vetoing, rejected, adjusted, strict=True):
         r.p_adjusted = adj
@@ -443,28 +554,35 @@ def evaluate(
             r.verdict = "fail"  # flagged for the report; vetoes is False, so it never decides
         elif r.verdict == "fail":
             r.verdict = "inconclusive"
-    overall_pass = {
-        r.name: r.verdict == "pass" for r, _ in judged if r.segment is None and not r.advisory
-    }
+    holm_name = "Holm" if len(set(weights)) <= 1 else "Holm (weighted)"
+    return failing, len(vetoing), holm_name
 
-    # ---- absolute limits on the canary's own value
-    limit_breaches: list[str] = []
+
+def _limit_breaches(look: _Look, results: list[MetricResult]) -> list[str]:
+    """Veto: absolute limits on the canary's own value."""
+    breaches: list[str] = []
     for r in results:
-        metric = playbook.metric(r.name)
+        metric = look.playbook.metric(r.name)
         if r.segment is not None or metric.limit is None or metric.advisory:
             continue
         value = r.canary["value"]
-        if r.canary["n"] < min_segment or value is None or not math.isfinite(value):
+        if r.canary["n"] < look.min_segment or value is None or not math.isfinite(value):
             continue
         beyond = value > metric.limit if metric.worse == "higher" else value < metric.limit
         if beyond:
-            limit_breaches.append(
+            breaches.append(
                 f"{r.title}: canary {_fmt(metric, value)} is beyond the limit "
                 f"{_fmt(metric, metric.limit)}"
             )
+    return breaches
 
-    # ---- triggers
-    overall = {(r.name): r for r in results if r.segment is None}
+
+def _triggers(
+    look: _Look, results: list[MetricResult]
+) -> tuple[list[dict[str, Any]], str | None, list[str]]:
+    """Veto: the playbook's triggers on the overall values; the strongest action that fired
+    (rollback over pause) and a reason per trigger that fired."""
+    overall = {r.name: r for r in results if r.segment is None}
 
     def lookup(name: str) -> Any:
         arm, _, metric_name = name.partition(".")
@@ -472,14 +590,15 @@ def evaluate(
         if r is None or arm not in ("canary", "control"):
             return None
         side = r.canary if arm == "canary" else r.control
-        if side["n"] < min_segment:
+        if side["n"] < look.min_segment:
             return None
         value = side["value"]
         return value if value is not None and math.isfinite(value) else None
 
     triggers: list[dict[str, Any]] = []
-    trigger_action: str | None = None
-    for trig in playbook.triggers:
+    action: str | None = None
+    reasons: list[str] = []
+    for trig in look.playbook.triggers:
         fired = expr.evaluate(expr.parse(trig.when), lookup)
         triggers.append(
             {"name": trig.name, "when": trig.when, "action": trig.action,
@@ -487,117 +606,108 @@ def evaluate(
         )  # fmt: skip
         if fired:
             reasons.append(f"trigger {trig.name!r} fired ({trig.when}): {trig.action}")
-            if trig.action == "rollback" or trigger_action is None:
-                trigger_action = trig.action
+            if trig.action == "rollback" or action is None:
+                action = trig.action
+    return triggers, action, reasons
 
-    # ---- sample ratio
+
+def _sample_ratio(
+    look: _Look, ratio_counts: dict[str, int], ratio_unit: str, check_ratio: bool
+) -> dict[str, Any]:
+    """The sample-ratio check: chi-square of the counted units per arm against the split."""
+    traffic = look.stage.traffic if look.stage.traffic is not None else 0.0
     srm_p = (
         compare.srm_p_value(ratio_counts["control"], ratio_counts["canary"], traffic)
-        if has_control
+        if look.has_control
         else 1.0
     )
-    srm_ok = srm_p >= analysis.srm_p or not check_ratio
-    srm = {
-        "p_value": srm_p, "ok": srm_ok, "counted": ratio_unit,
+    return {
+        "p_value": srm_p, "ok": srm_p >= look.playbook.analysis.srm_p or not check_ratio,
+        "counted": ratio_unit,
         "control_n": ratio_counts["control"], "canary_n": ratio_counts["canary"],
         "expected_canary_percent": traffic,
         "observed_canary_percent": 100 * ratio_counts["canary"] / max(1, sum(ratio_counts.values())),
     }  # fmt: skip
 
-    # ---- the verdict
-    no_data = counts["canary"] == 0 or (has_control and counts["control"] == 0)
-    deciding = [m for m in metrics if not m.advisory]
-    deciding_errors = [name for name in errors if not playbook.metric(name).advisory]
-    verdict: GateVerdict
-    if failing or limit_breaches or trigger_action == "rollback":
-        verdict = "fail"
-        for r in failing:
-            metric = playbook.metric(r.name)
-            where = (
-                ""
-                if r.segment is None
-                else " in " + ", ".join(f"{k}={v}" for k, v in r.segment.items())
-            )
-            reasons.insert(0, (
-                f"{r.title}{where} is worse than allowed: control {_fmt(metric, r.control['value'])}"
-                f" → canary {_fmt(metric, r.canary['value'])} ({_fmt_theta(metric, r.estimate or 0)}"
-                f" against a {_fmt_theta(metric, r.margin)} margin; always-valid p = "
-                f"{r.p_value:.2g}, {r.p_adjusted:.2g} after {holm_name} over {len(vetoing)} vetoing "
-                f"comparisons ≤ α = {analysis.alpha:g})"
-            ))  # fmt: skip
-        reasons.extend(limit_breaches)
-    elif deciding_errors and consecutive_errors + 1 >= analysis.consecutive_error_limit:
-        verdict = "error"
-        reasons.append(
-            f"no measurement for {', '.join(deciding_errors)} "
-            f"{consecutive_errors + 1} times in a row: {errors[deciding_errors[0]]}"
-        )
-    else:
-        verdict = "inconclusive"
-        waiting: list[str] = []
-        if deciding_errors:
-            waiting.append(
-                f"no measurement for {', '.join(deciding_errors)} "
-                f"({consecutive_errors + 1} of {analysis.consecutive_error_limit} before error):"
-                f" {errors[deciding_errors[0]]}"
-            )
-        if no_data:
-            waiting.append(
-                "no requests from one of the arms in this window yet (missing data never passes)"
-            )
-        if not srm_ok:
-            waiting.append(
-                f"sample ratio mismatch: canary has {srm['observed_canary_percent']:.2f}% of "
-                f"{ratio_unit}, configured {traffic:g}% (p = {srm_p:.2g} < {analysis.srm_p:g}); "
-                "assignment or logging is broken, so no comparison is trusted"
-            )
-        if elapsed < min_duration:
-            waiting.append(
-                f"minimum duration not reached ({format_duration(elapsed)} of {stage.min_duration})"
-            )
-        if not at_end:
-            waiting.append(
-                f"A/B test runs its planned {stage.duration} ({format_duration(elapsed)} so far): "
-                f"{', '.join(sorted(at_end_only))} are compared once, at the end; the other "
-                "metrics guard throughout"
-            )
-        if has_control and min(counts.values()) < min_samples:
-            waiting.append(
-                f"minimum samples not reached (control {counts['control']}, canary "
-                f"{counts['canary']}, need {min_samples} per arm)"
-            )
-        undecided = [
-            m.name
-            for m in deciding
-            if has_control
-            and pass_requires == "non_inferiority"
-            and not overall_pass.get(m.name)
-            and (at_end or m.name not in at_end_only)
-        ]
-        if undecided and not no_data:
-            waiting.append("non-inferiority not yet shown for " + ", ".join(undecided))
-        if trigger_action == "pause":
-            waiting.append("a pause trigger fired")
-        if waiting:
-            reasons.extend(waiting)
-        else:
-            verdict = "pass"
-            reasons.append(
-                "every deciding metric is within its margin"
-                + ("" if has_control else " (100%: judged on limits and triggers)")
-                + f" after {format_duration(elapsed)} with {counts['canary']} canary requests"
-            )
 
-    return GateResult(
-        rollout=playbook.rollout, stage=stage.name, stage_index=stage_index, verdict=verdict,
-        reasons=reasons, srm=srm, metrics=results, triggers=triggers,
-        window={"start": stage_started.isoformat(), "end": now.isoformat()},
-        evaluated_at=now.isoformat(), elapsed=format_duration(elapsed),
-        min_duration_met=elapsed >= min_duration,
-        max_duration_passed=max_duration is not None and elapsed >= max_duration,
-        no_data=no_data, errors=len(deciding_errors), trigger_action=trigger_action,
-        bad_rows=bad_rows, notes=notes, tuned_at=tuned_at,
+def _failure_reason(look: _Look, r: MetricResult, n_vetoing: int, holm_name: str) -> str:
+    metric = look.playbook.metric(r.name)
+    where = (
+        "" if r.segment is None else " in " + ", ".join(f"{k}={v}" for k, v in r.segment.items())
+    )
+    return (
+        f"{r.title}{where} is worse than allowed: control {_fmt(metric, r.control['value'])}"
+        f" → canary {_fmt(metric, r.canary['value'])} ({_fmt_theta(metric, r.estimate or 0)}"
+        f" against a {_fmt_theta(metric, r.margin)} margin; always-valid p = "
+        f"{r.p_value:.2g}, {r.p_adjusted:.2g} after {holm_name} over {n_vetoing} vetoing "
+        f"comparisons ≤ α = {look.playbook.analysis.alpha:g})"
     )  # fmt: skip
+
+
+def _waiting(
+    look: _Look,
+    counts: dict[str, int],
+    srm: dict[str, Any],
+    errors: dict[str, str],
+    deciding_errors: list[str],
+    consecutive_errors: int,
+    no_data: bool,
+    overall_pass: dict[str, bool],
+    trigger_action: str | None,
+) -> list[str]:
+    """Decide: why a gate with nothing failing cannot pass yet (none: it passes)."""
+    analysis = look.playbook.analysis
+    stage = look.stage
+    waiting: list[str] = []
+    if deciding_errors:
+        waiting.append(
+            f"no measurement for {', '.join(deciding_errors)} "
+            f"({consecutive_errors + 1} of {analysis.consecutive_error_limit} before error):"
+            f" {errors[deciding_errors[0]]}"
+        )
+    if no_data:
+        waiting.append(
+            "no requests from one of the arms in this window yet (missing data never passes)"
+        )
+    if not srm["ok"]:
+        waiting.append(
+            f"sample ratio mismatch: canary has {srm['observed_canary_percent']:.2f}% of "
+            f"{srm['counted']}, configured {srm['expected_canary_percent']:g}% "
+            f"(p = {srm['p_value']:.2g} < {analysis.srm_p:g}); "
+            "assignment or logging is broken, so no comparison is trusted"
+        )
+    min_duration = parse_duration(stage.min_duration) if stage.min_duration else timedelta(0)
+    if look.elapsed < min_duration:
+        waiting.append(
+            f"minimum duration not reached ({format_duration(look.elapsed)} of "
+            f"{stage.min_duration})"
+        )
+    if not look.at_end:
+        waiting.append(
+            f"A/B test runs its planned {stage.duration} ({format_duration(look.elapsed)} so "
+            f"far): {', '.join(sorted(look.at_end_only))} are compared once, at the end; the "
+            "other metrics guard throughout"
+        )
+    if look.has_control and min(counts.values()) < look.min_samples:
+        waiting.append(
+            f"minimum samples not reached (control {counts['control']}, canary "
+            f"{counts['canary']}, need {look.min_samples} per arm)"
+        )
+    pass_requires = stage.pass_requires or analysis.pass_requires
+    undecided = [
+        m.name
+        for m in stage_metrics(look.playbook, stage)
+        if not m.advisory
+        and look.has_control
+        and pass_requires == "non_inferiority"
+        and not overall_pass.get(m.name)
+        and (look.at_end or m.name not in look.at_end_only)
+    ]
+    if undecided and not no_data:
+        waiting.append("non-inferiority not yet shown for " + ", ".join(undecided))
+    if trigger_action == "pause":
+        waiting.append("a pause trigger fired")
+    return waiting
 
 
 def decide(playbook: Playbook, stage_index: int, result: GateResult) -> str:
