@@ -238,6 +238,10 @@ def _explained(
     return out
 
 
+def _hours(duration: str | None) -> float:
+    return parse_duration(duration).total_seconds() / 3600 if duration else 0.0
+
+
 def _time_to_pass(
     stage: Any,
     rows: list[dict[str, Any]],
@@ -248,6 +252,7 @@ def _time_to_pass(
     min_samples: int,
     per_hour: float | None,
     pass_requires: str,
+    fixed_end: bool,
 ) -> dict[str, Any] | None:
     """When a healthy canary passes the whole stage (every deciding metric at once, for
     PASS_POWER of them; with `pass_requires: no_failure`, its minimum samples), against the
@@ -269,12 +274,13 @@ def _time_to_pass(
         return {"samples_per_arm": None, "hours": None, "can_pass": False,
                 "reason": "no sample is large enough for these margins"}  # fmt: skip
     hours = n / per_hour if per_hour else None
-    floor = parse_duration(stage.min_duration).total_seconds() / 3600 if stage.min_duration else 0
+    # No pass before the minimum duration, nor before an A/B stage's planned end.
+    floor = max(_hours(stage.min_duration), _hours(stage.duration) if fixed_end else 0.0)
     limit = (
         parse_duration(stage.max_duration).total_seconds() / 3600 if stage.max_duration else None
     )
     result: dict[str, Any] = {"samples_per_arm": n, "hours": hours, "can_pass": None,
-                              "reason": ""}  # fmt: skip
+                              "reason": "", "requires": pass_requires}  # fmt: skip
     if hours is None:
         result["reason"] = "no request volume to turn samples into hours (pass --log)"
         return result
@@ -360,8 +366,9 @@ def plan_stage(
     per_hour = None if not volume else volume if per_request else volume * share
     pass_requires = stage.pass_requires or pb.analysis.pass_requires
     to_pass = _time_to_pass(
-        stage, rows, sized, share, alpha_pass, rho2, min_samples, per_hour, pass_requires
-    )
+        stage, rows, sized, share, alpha_pass, rho2, min_samples, per_hour, pass_requires,
+        bool(at_end),
+    )  # fmt: skip
     if at_end:  # how long the A/B metrics need, against the planned duration
         hours = [r["hours"] for r in rows if r["name"] in at_end]
         needed = max(hours) if hours and None not in hours else None

@@ -147,6 +147,11 @@ def _say_time_to_pass(to_pass: dict[str, Any] | None) -> None:
         return
     if to_pass["can_pass"] is False:
         common.say(f"    CANNOT PASS within max_duration at this traffic: {to_pass['reason']}")
+    elif to_pass["hours"] is not None and to_pass.get("requires") == "no_failure":
+        common.say(
+            f"    a healthy canary passes at its minimum duration and samples, in about "
+            f"{to_pass['hours']:.1f} h (pass_requires: no_failure)"
+        )
     elif to_pass["hours"] is not None:
         common.say(
             f"    a healthy canary passes the whole gate in about {to_pass['hours']:.1f} h "

@@ -81,3 +81,5 @@ def test_plan_shows_the_duration_the_ab_metrics_need(ws: Workspace) -> None:
     assert ab["ab"]["hours_needed"] == rows["task_completion"]["hours"] > 0
     assert ab["ab"]["planned_hours"] == 6
     assert ab["ab"]["enough"] == (rows["task_completion"]["hours"] <= 6)
+    # No A/B stage passes before its planned end, whatever its metrics need.
+    assert ab["to_pass"]["hours"] >= 6
