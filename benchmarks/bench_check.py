@@ -34,9 +34,14 @@ def make_log(path: Path, rows: int) -> None:
     per_hour = 1_000_000
     hours = max(1, rows // per_hour)
     for h in range(hours):
-        frame = simulate.generate("healthy", start + timedelta(hours=h),
-                                  start + timedelta(hours=h + 1), requests_per_hour=per_hour,
-                                  canary_percent=10, seed=h)  # fmt: skip
+        frame = simulate.generate(
+            "healthy",
+            start + timedelta(hours=h),
+            start + timedelta(hours=h + 1),
+            requests_per_hour=per_hour,
+            canary_percent=10,
+            seed=h,
+        )
         part = path.parent / f"part-{h:03d}.parquet"
         simulate.write(frame, part)
         parts.append(part)
@@ -54,8 +59,17 @@ def pandas_gate(path: Path) -> float:
     df = pd.read_parquet(path, engine="pyarrow")
     df["err"] = df.status == "error"
     df["tmo"] = df.status == "timeout"
-    cols = ["err", "tmo", "hallucination", "citation_grounded", "safety_violation",
-            "reformulated", "task_completed", "cost_usd", "latency_ms"]  # fmt: skip
+    cols = [
+        "err",
+        "tmo",
+        "hallucination",
+        "citation_grounded",
+        "safety_violation",
+        "reformulated",
+        "task_completed",
+        "cost_usd",
+        "latency_ms",
+    ]
     for dim in (None, "language", "category", "device"):
         keys = ["variant"] if dim is None else ["variant", dim]
         df.groupby(keys)[cols].agg(["count", "sum"])
@@ -67,8 +81,7 @@ def timed_child(cmd: list[str], **kwargs: object) -> tuple[float, float, str]:
     """Run CMD; return wall seconds, its own peak RSS in GiB (from wait4) and its stdout."""
     with tempfile.TemporaryFile("w+") as out:
         t = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.DEVNULL,
-                                **kwargs)  # type: ignore[call-overload]  # fmt: skip
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.DEVNULL, **kwargs)  # type: ignore[call-overload]
         _, _, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t
         proc.returncode = 0  # reaped above; keep Popen from waiting again
@@ -102,29 +115,40 @@ def main() -> None:
     playbook = files("rolloutctl.playbook").joinpath("starter.yaml").read_text()
     playbook = playbook.replace("data/requests/*.parquet", "data/requests.parquet")
     # The gate of a canary stage: the stages before it judge an endpoint, eval runs, pairs.
-    playbook = "\n".join(line for line in playbook.splitlines()
-                          if not any(f"kind: {k}," in line for k in ("smoke", "offline_eval",
-                                                                     "shadow")))  # fmt: skip
+    playbook = "\n".join(
+        line
+        for line in playbook.splitlines()
+        if not any(f"kind: {k}," in line for k in ("smoke", "offline_eval", "shadow"))
+    )
     playbook = playbook.replace("traffic: 1, min_duration", "traffic: 10, min_duration")
     (root / "rollout.yaml").write_text(playbook)
-    env = {**os.environ, "ROLLOUTCTL_STATE_DIR": str(root / "state"),
-           "ROLLOUTCTL_REPORTS_DIR": str(root / "reports"),
-           "ROLLOUTCTL_NOW": "2026-01-05T00:00:00+00:00"}  # fmt: skip
+    env = {
+        **os.environ,
+        "ROLLOUTCTL_STATE_DIR": str(root / "state"),
+        "ROLLOUTCTL_REPORTS_DIR": str(root / "reports"),
+        "ROLLOUTCTL_NOW": "2026-01-05T00:00:00+00:00",
+    }
     script = Path(sys.executable).parent / "rolloutctl"  # not a version-manager shim
     cli = [str(script)] if script.exists() else [sys.executable, "-m", "rolloutctl"]
-    subprocess.run([*cli, "start", "rollout.yaml"], cwd=root, env=env, check=True,
-                   capture_output=True)  # fmt: skip
+    subprocess.run(
+        [*cli, "start", "rollout.yaml"], cwd=root, env=env, check=True, capture_output=True
+    )
     env["ROLLOUTCTL_NOW"] = (datetime(2026, 1, 5, tzinfo=UTC) + timedelta(days=1)).isoformat()
     for attempt in range(3):
-        wall, peak, out = timed_child([*cli, "--json", "check", "ai-search-answer-v2"],
-                                      cwd=root, env=env)  # fmt: skip
+        wall, peak, out = timed_child(
+            [*cli, "--json", "check", "ai-search-answer-v2"], cwd=root, env=env
+        )
         verdict = json.loads(out).get("verdict") if out.strip() else "?"
-        print(f"rolloutctl check (run {attempt + 1}): {wall:.2f} s, peak RSS {peak:.2f} GiB, "
-              f"verdict {verdict}")  # fmt: skip
+        print(
+            f"rolloutctl check (run {attempt + 1}): {wall:.2f} s, peak RSS {peak:.2f} GiB, "
+            f"verdict {verdict}"
+        )
     wall, peak, out = timed_child([sys.executable, __file__, "--pandas", str(log)])
     seconds, _ = out.split()
-    print(f"pandas (load + group by, same statistics): {float(seconds):.2f} s in the gate, "
-          f"{wall:.2f} s with start-up, peak RSS {peak:.2f} GiB")  # fmt: skip
+    print(
+        f"pandas (load + group by, same statistics): {float(seconds):.2f} s in the gate, "
+        f"{wall:.2f} s with start-up, peak RSS {peak:.2f} GiB"
+    )
     print(
         f"(this parent process: peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB)"
     )

@@ -37,19 +37,52 @@ BUCKETS = (
 
 def metrics() -> list[dict[str, object]]:
     out: list[dict[str, object]] = []
-    events = ['status="error"', 'status="timeout"', 'status!="ok"', 'status=~"error|timeout"',
-              'status="ok"']  # fmt: skip
+    events = [
+        'status="error"',
+        'status="timeout"',
+        'status!="ok"',
+        'status=~"error|timeout"',
+        'status="ok"',
+    ]
     for i, event in enumerate(events):
-        out.append({"name": f"rate_{i}", "group": "technical", "source": "prom",
-                    "kind": "proportion", "query": COUNTER, "event": event,
-                    "worse": "lower" if event == 'status="ok"' else "higher",
-                    "margin": {"absolute": 0.01}, "critical": i == 0})  # fmt: skip
+        out.append(
+            {
+                "name": f"rate_{i}",
+                "group": "technical",
+                "source": "prom",
+                "kind": "proportion",
+                "query": COUNTER,
+                "event": event,
+                "worse": "lower" if event == 'status="ok"' else "higher",
+                "margin": {"absolute": 0.01},
+                "critical": i == 0,
+            }
+        )
     for i, q in enumerate((0.5, 0.9, 0.95, 0.99)):
-        out.append({"name": f"latency_p{int(q * 100)}", "group": "technical", "source": "prom",
-                    "kind": "quantile", "q": q, "histogram": BUCKETS, "worse": "higher",
-                    "margin": {"relative": 0.1}, "critical": i == 2})  # fmt: skip
-    out.append({"name": "latency_mean", "group": "technical", "source": "prom", "kind": "mean",
-                "histogram": BUCKETS, "worse": "higher", "margin": {"relative": 0.1}})  # fmt: skip
+        out.append(
+            {
+                "name": f"latency_p{int(q * 100)}",
+                "group": "technical",
+                "source": "prom",
+                "kind": "quantile",
+                "q": q,
+                "histogram": BUCKETS,
+                "worse": "higher",
+                "margin": {"relative": 0.1},
+                "critical": i == 2,
+            }
+        )
+    out.append(
+        {
+            "name": "latency_mean",
+            "group": "technical",
+            "source": "prom",
+            "kind": "mean",
+            "histogram": BUCKETS,
+            "worse": "higher",
+            "margin": {"relative": 0.1},
+        }
+    )
     return out
 
 
@@ -64,18 +97,32 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         traffic = write_traffic(root / "traffic")
-        subprocess.run([promtool, "tsdb", "create-blocks-from", "openmetrics",
-                        str(traffic.openmetrics), str(root / "data")],
-                       check=True, capture_output=True)  # fmt: skip
+        subprocess.run(
+            [
+                promtool,
+                "tsdb",
+                "create-blocks-from",
+                "openmetrics",
+                str(traffic.openmetrics),
+                str(root / "data"),
+            ],
+            check=True,
+            capture_output=True,
+        )
         (root / "prometheus.yml").write_text("global: {}\nscrape_configs: []\n")
         port, log = free_port(), root / "server.log"
         with log.open("wb") as sink:
             proc = subprocess.Popen(
-                [binary, f"--config.file={root / 'prometheus.yml'}",
-                 f"--storage.tsdb.path={root / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
-                 "--storage.tsdb.retention.time=100y"],
-                stdout=sink, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+                [
+                    binary,
+                    f"--config.file={root / 'prometheus.yml'}",
+                    f"--storage.tsdb.path={root / 'data'}",
+                    f"--web.listen-address=127.0.0.1:{port}",
+                    "--storage.tsdb.retention.time=100y",
+                ],
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+            )
         try:
             url = f"http://127.0.0.1:{port}"
             wait_ready(url + "/-/ready", proc, log)
@@ -86,26 +133,44 @@ def main() -> None:
 
 
 def run(url: str, runs: int, hours: float) -> None:
-    pb = Playbook.model_validate({
-        "rollout": "bench",
-        "flag": {"backend": "file", "path": "f.json", "key": "k", "control": "v1", "canary": "v2"},
-        "sources": {"prom": {"kind": "prometheus", "url": url}},
-        "segments": {"dimensions": ["category", "language"], "critical": {"category": ["health"]}},
-        "analysis": {"min_samples_per_arm": 1000, "pass_requires": "no_failure"},
-        "metrics": metrics(),
-        "stages": [{"name": "c1", "traffic": 20, "min_duration": "1h"}],
-    })  # fmt: skip
+    pb = Playbook.model_validate(
+        {
+            "rollout": "bench",
+            "flag": {
+                "backend": "file",
+                "path": "f.json",
+                "key": "k",
+                "control": "v1",
+                "canary": "v2",
+            },
+            "sources": {"prom": {"kind": "prometheus", "url": url}},
+            "segments": {
+                "dimensions": ["category", "language"],
+                "critical": {"category": ["health"]},
+            },
+            "analysis": {"min_samples_per_arm": 1000, "pass_requires": "no_failure"},
+            "metrics": metrics(),
+            "stages": [{"name": "c1", "traffic": 20, "min_duration": "1h"}],
+        }
+    )
     end = at(hours)
-    request = MeasureRequest(metrics=tuple(pb.metrics), start=T0, end=end, control="v1",
-                             canary="v2", dimensions=("category", "language"))  # fmt: skip
+    request = MeasureRequest(
+        metrics=tuple(pb.metrics),
+        start=T0,
+        end=end,
+        control="v1",
+        canary="v2",
+        dimensions=("category", "language"),
+    )
     timings, calls = [], 0
     result = None
     for _ in range(runs):
         source = PrometheusSource("prom", url)
         started = time.perf_counter()
         measurement = source.measure(request)
-        result = gate.evaluate(pb, 0, {"prom": measurement}, {}, stage_started=T0, now=end,
-                               consecutive_errors=0)  # fmt: skip
+        result = gate.evaluate(
+            pb, 0, {"prom": measurement}, {}, stage_started=T0, now=end, consecutive_errors=0
+        )
         timings.append(time.perf_counter() - started)
         calls = source.calls
         if measurement.errors:
@@ -115,8 +180,10 @@ def run(url: str, runs: int, hours: float) -> None:
     print(f"metrics: {n_metrics}, segment dimensions: 2, window: {hours:g} h")
     print(f"HTTP queries per evaluation: {calls} ({calls / n_metrics:.2f} per metric)")
     print(f"comparisons judged: {len(result.metrics)}; verdict: {result.verdict}")
-    print(f"evaluation time over {runs} runs: median {statistics.median(timings) * 1000:.0f} ms,"
-          f" max {max(timings) * 1000:.0f} ms (target < 1000 ms)")  # fmt: skip
+    print(
+        f"evaluation time over {runs} runs: median {statistics.median(timings) * 1000:.0f} ms,"
+        f" max {max(timings) * 1000:.0f} ms (target < 1000 ms)"
+    )
 
 
 if __name__ == "__main__":

@@ -26,8 +26,10 @@ def main(loads: int = 5) -> None:
     finally:
         browser.close()
     print(f"gate report 50 metrics x 20 segments: {report.stat().st_size / 1e6:.2f} MB")
-    print(f"load in Chromium: median {statistics.median(times):.0f} ms "
-          f"(min {min(times):.0f}, max {max(times):.0f}, {loads} loads)")  # fmt: skip
+    print(
+        f"load in Chromium: median {statistics.median(times):.0f} ms "
+        f"(min {min(times):.0f}, max {max(times):.0f}, {loads} loads)"
+    )
 
 
 if __name__ == "__main__":

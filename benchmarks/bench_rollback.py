@@ -33,8 +33,12 @@ def timed(cmd: list[str], env: dict[str, str], cwd: Path) -> float:
     return time.perf_counter() - t
 
 
-def main(runs: int = 30, playbook: str = PLAYBOOK, label: str = "file backend",
-         extra_env: dict[str, str] | None = None) -> None:  # fmt: skip
+def main(
+    runs: int = 30,
+    playbook: str = PLAYBOOK,
+    label: str = "file backend",
+    extra_env: dict[str, str] | None = None,
+) -> None:
     root = Path(tempfile.mkdtemp())
     (root / "p.yaml").write_text(playbook)
     env = {**os.environ, **(extra_env or {}), "ROLLOUTCTL_STATE_DIR": str(root / "state")}
@@ -47,14 +51,17 @@ def main(runs: int = 30, playbook: str = PLAYBOOK, label: str = "file backend",
     cli = [str(script)] if script.exists() else [sys.executable, "-m", "rolloutctl"]
     base, roll = [], []
     for _ in range(runs):
-        subprocess.run([*cli, "start", "p.yaml"], env=env, cwd=root, check=True,
-                       capture_output=True)  # fmt: skip
+        subprocess.run(
+            [*cli, "start", "p.yaml"], env=env, cwd=root, check=True, capture_output=True
+        )
         base.append(timed([sys.executable, "-c", "pass"], env, root))
         roll.append(timed([*cli, "rollback", "bench", "--reason", "bench"], env, root))
         shutil.rmtree(root / "state")
     print(f"[{label}] python -c pass      median {statistics.median(base) * 1000:6.1f} ms")
-    print(f"[{label}] rolloutctl rollback median {statistics.median(roll) * 1000:6.1f} ms "
-          f"(p90 {sorted(roll)[int(0.9 * runs)] * 1000:.1f} ms, {runs} runs)")  # fmt: skip
+    print(
+        f"[{label}] rolloutctl rollback median {statistics.median(roll) * 1000:6.1f} ms "
+        f"(p90 {sorted(roll)[int(0.9 * runs)] * 1000:.1f} ms, {runs} runs)"
+    )
     shutil.rmtree(root)
 
 
@@ -69,8 +76,9 @@ def main_unleash(runs: int = 30) -> None:
             f"flag: {{backend: unleash, url: '{server.url}', environment: {server.environment}, "
             "key: bench-model, control: v1, canary: v2}",
         )
-        main(runs, playbook, f"unleash-server at {server.url}",
-             {"UNLEASH_ADMIN_TOKEN": server.token})  # fmt: skip
+        main(
+            runs, playbook, f"unleash-server at {server.url}", {"UNLEASH_ADMIN_TOKEN": server.token}
+        )
 
 
 if __name__ == "__main__":

@@ -33,8 +33,9 @@ RUNS = 3
 def make_log(path: Path, requests: int) -> None:
     from rolloutctl import simulate
 
-    frame = simulate.generate_shadow("healthy", START, START + timedelta(hours=HOURS),
-                                     requests_per_hour=requests / HOURS, seed=1)  # fmt: skip
+    frame = simulate.generate_shadow(
+        "healthy", START, START + timedelta(hours=HOURS), requests_per_hour=requests / HOURS, seed=1
+    )
     simulate.write(frame, path)
     shadow = int(frame.variant.str.startswith("shadow:").sum())
     print(json.dumps({"control": len(frame) - shadow, "shadow": shadow}))
@@ -67,15 +68,30 @@ def analyze(log: Path) -> None:
 
     t = time.perf_counter()
     result = analyze_shadow(
-        source, start=window[0], end=window[1] + timedelta(seconds=1), control="v1",
-        candidate="v2", metrics=metrics, dimensions=pb.segments.dimensions, alpha=alpha,
+        source,
+        start=window[0],
+        end=window[1] + timedelta(seconds=1),
+        control="v1",
+        candidate="v2",
+        metrics=metrics,
+        dimensions=pb.segments.dimensions,
+        alpha=alpha,
         rho2=sequential.tune_rho2(alpha / planned_vetoes(pb, metrics), 20_000),
         min_segment_pairs=pb.analysis.min_samples_per_segment,
-    )  # fmt: skip
+    )
     seconds = time.perf_counter() - t
-    print(json.dumps({"seconds": seconds, "verdict": result.verdict, "pairs": result.pairs,
-                      "control_rows": result.control_rows, "shadow_rows": result.shadow_rows,
-                      "comparisons": len(result.comparisons)}))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "verdict": result.verdict,
+                "pairs": result.pairs,
+                "control_rows": result.control_rows,
+                "shadow_rows": result.shadow_rows,
+                "comparisons": len(result.comparisons),
+            }
+        )
+    )
 
 
 def timed_child(cmd: list[str]) -> tuple[float, float, str]:
@@ -110,11 +126,14 @@ def main() -> None:
         log = args.log.resolve()
     else:
         log = Path(tempfile.mkdtemp(prefix="bench-shadow-")) / "requests.parquet"
-        wall, peak, out = timed_child([sys.executable, __file__, "--make", str(log),
-                                       "--requests", str(args.requests)])  # fmt: skip
+        wall, peak, out = timed_child(
+            [sys.executable, __file__, "--make", str(log), "--requests", str(args.requests)]
+        )
         rows = json.loads(out)
-        print(f"log made in {wall:.1f} s (peak RSS {peak:.2f} GiB): {rows['control']:,} "
-              f"control requests, {rows['shadow']:,} shadow rows")  # fmt: skip
+        print(
+            f"log made in {wall:.1f} s (peak RSS {peak:.2f} GiB): {rows['control']:,} "
+            f"control requests, {rows['shadow']:,} shadow rows"
+        )
     print(f"log: {log} ({log.stat().st_size / 2**20:.0f} MiB of Parquet)")
 
     walls, inner, peaks = [], [], []
@@ -124,12 +143,16 @@ def main() -> None:
         walls.append(wall)
         inner.append(run["seconds"])
         peaks.append(peak)
-        print(f"run {attempt + 1}: {wall:.2f} s process ({run['seconds']:.2f} s in "
-              f"analyze_shadow), peak RSS {peak:.2f} GiB; {run['pairs']:,} pairs, "
-              f"{run['comparisons']} comparisons, verdict {run['verdict']}")  # fmt: skip
-    print(f"median of {RUNS}: {statistics.median(walls):.2f} s process, "
-          f"{statistics.median(inner):.2f} s in analyze_shadow, "
-          f"peak RSS {statistics.median(peaks):.2f} GiB (max {max(peaks):.2f})")  # fmt: skip
+        print(
+            f"run {attempt + 1}: {wall:.2f} s process ({run['seconds']:.2f} s in "
+            f"analyze_shadow), peak RSS {peak:.2f} GiB; {run['pairs']:,} pairs, "
+            f"{run['comparisons']} comparisons, verdict {run['verdict']}"
+        )
+    print(
+        f"median of {RUNS}: {statistics.median(walls):.2f} s process, "
+        f"{statistics.median(inner):.2f} s in analyze_shadow, "
+        f"peak RSS {statistics.median(peaks):.2f} GiB (max {max(peaks):.2f})"
+    )
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(f"(this parent process: peak RSS {own:.2f} GiB)")
 

@@ -87,8 +87,9 @@ class Config:
     tuned: bool  # expected_samples_per_arm written from the scenario's first 6 hours
 
 
-BENCHMARK = Config("benchmark", PROPORTIONS, ("relative", UNSAFE_MARGIN), LATENCY_SIGMA, 0.0,
-                   0, True, True)  # fmt: skip
+BENCHMARK = Config(
+    "benchmark", PROPORTIONS, ("relative", UNSAFE_MARGIN), LATENCY_SIGMA, 0.0, 0, True, True
+)
 USERS = Config(
     "users",
     {
@@ -137,38 +138,82 @@ def playbook(
         critical = name == "error_rate" or (
             config.critical_categories > 0 and name in CRITICAL_IN_SEGMENTS
         )
-        metrics.append({"name": name, "group": "technical", "source": "s", "kind": "proportion",
-                        "event": "x", "worse": worse, "margin": {kind: margin},
-                        "critical": critical})  # fmt: skip
+        metrics.append(
+            {
+                "name": name,
+                "group": "technical",
+                "source": "s",
+                "kind": "proportion",
+                "event": "x",
+                "worse": worse,
+                "margin": {kind: margin},
+                "critical": critical,
+            }
+        )
     metrics += [
-        {"name": "p95_latency_ms", "group": "technical", "source": "s", "kind": "quantile",
-         "q": 0.95, "value": "latency_ms", "worse": "higher",
-         "margin": {"relative": LATENCY_MARGIN}},
-        {"name": "cost_per_request", "group": "technical", "source": "s", "kind": "mean",
-         "value": "cost_usd", "worse": "higher", "margin": {"relative": COST_MARGIN}},
-        {"name": "unsafe_answer_rate", "group": "safety", "source": "s", "kind": "proportion",
-         "event": "safety_violation", "worse": "higher",
-         "margin": {config.unsafe_margin[0]: config.unsafe_margin[1]},
-         "critical": True, "per_segment": config.unsafe_everywhere},
-    ]  # fmt: skip
-    analysis: dict[str, Any] = {"alpha": ALPHA, "min_samples_per_arm": 300,
-                                "min_samples_per_segment": 300, "pass_requires": pass_requires}  # fmt: skip
+        {
+            "name": "p95_latency_ms",
+            "group": "technical",
+            "source": "s",
+            "kind": "quantile",
+            "q": 0.95,
+            "value": "latency_ms",
+            "worse": "higher",
+            "margin": {"relative": LATENCY_MARGIN},
+        },
+        {
+            "name": "cost_per_request",
+            "group": "technical",
+            "source": "s",
+            "kind": "mean",
+            "value": "cost_usd",
+            "worse": "higher",
+            "margin": {"relative": COST_MARGIN},
+        },
+        {
+            "name": "unsafe_answer_rate",
+            "group": "safety",
+            "source": "s",
+            "kind": "proportion",
+            "event": "safety_violation",
+            "worse": "higher",
+            "margin": {config.unsafe_margin[0]: config.unsafe_margin[1]},
+            "critical": True,
+            "per_segment": config.unsafe_everywhere,
+        },
+    ]
+    analysis: dict[str, Any] = {
+        "alpha": ALPHA,
+        "min_samples_per_arm": 300,
+        "min_samples_per_segment": 300,
+        "pass_requires": pass_requires,
+    }
     if expected_per_arm:
         analysis["expected_samples_per_arm"] = expected_per_arm
     stage: dict[str, Any] = {"name": "canary", "traffic": SHARE * 100, "min_duration": "24h"}
     if pass_requires == "non_inferiority":
         stage.update(min_duration="1h", max_duration="24h")
     critical = {"category": [f"c{i}" for i in range(config.critical_categories)]}
-    return Playbook.model_validate({
-        "rollout": "bench", "flag": {"backend": "file", "path": "f.json", "key": "k",
-                                     "control": "v1", "canary": "v2"},
-        "sources": {"s": {"kind": "requestlog", "path": "x.parquet"}},
-        "segments": {"dimensions": ["category"],
-                     **({"critical": critical} if config.critical_categories else {})},
-        "analysis": analysis,
-        "metrics": metrics,
-        "stages": [stage],
-    })  # fmt: skip
+    return Playbook.model_validate(
+        {
+            "rollout": "bench",
+            "flag": {
+                "backend": "file",
+                "path": "f.json",
+                "key": "k",
+                "control": "v1",
+                "canary": "v2",
+            },
+            "sources": {"s": {"kind": "requestlog", "path": "x.parquet"}},
+            "segments": {
+                "dimensions": ["category"],
+                **({"critical": critical} if config.critical_categories else {}),
+            },
+            "analysis": analysis,
+            "metrics": metrics,
+            "stages": [stage],
+        }
+    )
 
 
 # ---------------------------------------------------------------- simulated data
@@ -203,12 +248,13 @@ def simulate_arm(rng: np.random.Generator, s: Scenario, canary: bool, config: Co
         rate = s.error if canary and name == "error_rate" else base
         seg_props[name] = rng.binomial(seg_n, rate, size=(SEGMENTS, LOOKS)).cumsum(axis=1)
         props[name] = seg_props[name].sum(axis=0)
-    unsafe = np.stack([
-        rng.binomial(seg_n, s.health_unsafe if canary and i == 0 else UNSAFE_BASE).cumsum()
-        for i in range(SEGMENTS)
-    ])  # fmt: skip
-    probs = _bucket_probs(s.latency_scale if canary else 1.0, config.latency_sigma,
-                          config.timeouts)  # fmt: skip
+    unsafe = np.stack(
+        [
+            rng.binomial(seg_n, s.health_unsafe if canary and i == 0 else UNSAFE_BASE).cumsum()
+            for i in range(SEGMENTS)
+        ]
+    )
+    probs = _bucket_probs(s.latency_scale if canary else 1.0, config.latency_sigma, config.timeouts)
     latency = rng.multinomial(n_look[0], probs, size=LOOKS).cumsum(axis=0)
     scale = s.cost_scale if canary else 1.0
     costs = rng.lognormal(COST_MU + math.log(scale), COST_SIGMA, size=(LOOKS, n_look[0]))
@@ -220,8 +266,10 @@ def measurement(c: Arm, t: Arm, k: int) -> Measurement:
     m = Measurement()
     seg_n = {arm: int(a.n[k]) // SEGMENTS for arm, a in (("control", c), ("canary", t))}
     for name in c.props:
-        m.stats[(name, None)] = {"control": Proportion(int(c.n[k]), int(c.props[name][k])),
-                                 "canary": Proportion(int(t.n[k]), int(t.props[name][k]))}  # fmt: skip
+        m.stats[(name, None)] = {
+            "control": Proportion(int(c.n[k]), int(c.props[name][k])),
+            "canary": Proportion(int(t.n[k]), int(t.props[name][k])),
+        }
         for i in range(SEGMENTS):
             m.stats[(name, ("category", f"c{i}"))] = {
                 arm: Proportion(seg_n[arm], int(a.seg_props[name][i, k]))
@@ -254,8 +302,15 @@ def measurement(c: Arm, t: Arm, k: int) -> Measurement:
 # ---------------------------------------------------------------- the naive tests (vectorized)
 
 
-def _z_prop(ec: np.ndarray, nc: np.ndarray, et: np.ndarray, nt: np.ndarray, worse: str,
-            kind: str, margin: float) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+def _z_prop(
+    ec: np.ndarray,
+    nc: np.ndarray,
+    et: np.ndarray,
+    nt: np.ndarray,
+    worse: str,
+    kind: str,
+    margin: float,
+) -> tuple[np.ndarray, np.ndarray]:
     """z of 'worse than the margin' and the estimator variance, plain Wald (control taken as
     a constant under a relative margin, as naive implementations do)."""
     pc, pt = (ec + 0.5) / (nc + 1), (et + 0.5) / (nt + 1)
@@ -287,8 +342,15 @@ def naive_z(c: Arm, t: Arm, s: Scenario) -> tuple[np.ndarray, np.ndarray]:
     var = np.clip(var_c + var_t, 1e-300, None)
     tests.append(((mt - mc * (1 + COST_MARGIN)) / np.sqrt(var), var))
     seg_c, seg_t = c.n // SEGMENTS, t.n // SEGMENTS
-    z, v = _z_prop(c.unsafe.sum(axis=0), seg_c * SEGMENTS, t.unsafe.sum(axis=0),
-                   seg_t * SEGMENTS, "higher", "relative", UNSAFE_MARGIN)  # fmt: skip
+    z, v = _z_prop(
+        c.unsafe.sum(axis=0),
+        seg_c * SEGMENTS,
+        t.unsafe.sum(axis=0),
+        seg_t * SEGMENTS,
+        "higher",
+        "relative",
+        UNSAFE_MARGIN,
+    )
     tests.append((z, v))
     for i in range(SEGMENTS):
         z, v = _z_prop(c.unsafe[i], seg_c, t.unsafe[i], seg_t, "higher", "relative", UNSAFE_MARGIN)
@@ -340,9 +402,14 @@ def _first_look(pb: Playbook, c: Arm, t: Arm, verdict: str, out: Outcome) -> int
         m = measurement(c, t, k)
         started = time.perf_counter()
         result = gate.evaluate(
-            pb, 0, {"s": m}, {}, stage_started=START,
-            now=START + timedelta(minutes=LOOK_MINUTES * (k + 1)), consecutive_errors=0,
-        )  # fmt: skip
+            pb,
+            0,
+            {"s": m},
+            {},
+            stage_started=START,
+            now=START + timedelta(minutes=LOOK_MINUTES * (k + 1)),
+            consecutive_errors=0,
+        )
         out.gate_ms.append((time.perf_counter() - started) * 1000)
         if result.verdict == verdict:
             return k
@@ -384,8 +451,15 @@ def gate_timing() -> float:
     times = []
     for _ in range(30):
         started = time.perf_counter()
-        gate.evaluate(pb, 0, {"s": m}, {}, stage_started=START, now=START + timedelta(hours=24),
-                      consecutive_errors=0)  # fmt: skip
+        gate.evaluate(
+            pb,
+            0,
+            {"s": m},
+            {},
+            stage_started=START,
+            now=START + timedelta(hours=24),
+            consecutive_errors=0,
+        )
         times.append((time.perf_counter() - started) * 1000)
     return statistics.median(times)
 
@@ -413,12 +487,16 @@ def run_config(
     jobs = [(healthy, 90_000 + i, config, True) for i in range(runs)]
     outcomes = list(pool.map(run_one, jobs, chunksize=8))
     looks = [k for o in outcomes if (k := o.first_pass) is not None]
-    print(f"healthy canary at {healthy.volume:,.0f}/h, pass_requires: non_inferiority "
-          f"({runs} rollouts)")  # fmt: skip
+    print(
+        f"healthy canary at {healthy.volume:,.0f}/h, pass_requires: non_inferiority "
+        f"({runs} rollouts)"
+    )
     if to_pass["hours"] is not None:
         by_plan = sum(1 for k in looks if (k + 1) * LOOK_MINUTES / 60 <= to_pass["hours"] + 1e-9)
-        print(f"  plan: passes in {to_pass['hours']:.2f} h (9 in 10); can pass within 24 h: "
-              f"{to_pass['can_pass']}")  # fmt: skip
+        print(
+            f"  plan: passes in {to_pass['hours']:.2f} h (9 in 10); can pass within 24 h: "
+            f"{to_pass['can_pass']}"
+        )
         print(f"  rolloutctl           passed by the planned time {by_plan / runs:7.1%}")
     else:
         print(f"  plan: {to_pass['reason']}")

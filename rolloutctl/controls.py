@@ -118,29 +118,51 @@ def list_controls(ctx: Context, rollout: str) -> dict[str, Any]:
     for control in book["controls"]:
         current = {k: _current(backend, state.flag["key"], k) for k in control["set"]}
         record = book["applied"].get(control["name"])
-        rows.append({
-            "name": control["name"], "layer": control["layer"], "title": control["title"],
-            "set": control["set"], "current": current,
-            "state": _state_of(control["set"], current),
-            "applied": _state_of(control["set"], current) == "applied",
-            "applied_by": None if record is None else {
-                k: record.get(k) for k in ("actor", "reason", "at", "previous")
-            },
-        })  # fmt: skip
+        rows.append(
+            {
+                "name": control["name"],
+                "layer": control["layer"],
+                "title": control["title"],
+                "set": control["set"],
+                "current": current,
+                "state": _state_of(control["set"], current),
+                "applied": _state_of(control["set"], current) == "applied",
+                "applied_by": None
+                if record is None
+                else {k: record.get(k) for k in ("actor", "reason", "at", "previous")},
+            }
+        )
     return {"rollout": rollout, "controls": rows}
 
 
 def _outcome(
-    state: RolloutState, message: str, control: dict[str, Any], operation: str,
-    before: dict[str, Any], after: dict[str, Any], warnings: list[str] | None = None,
-) -> Outcome:  # fmt: skip
-    out = Outcome(state.rollout, "control", state.status, state.stage, state.canary_percent,
-                  message, ExitCode.OK, warnings=warnings or [])  # fmt: skip
+    state: RolloutState,
+    message: str,
+    control: dict[str, Any],
+    operation: str,
+    before: dict[str, Any],
+    after: dict[str, Any],
+    warnings: list[str] | None = None,
+) -> Outcome:
+    out = Outcome(
+        state.rollout,
+        "control",
+        state.status,
+        state.stage,
+        state.canary_percent,
+        message,
+        ExitCode.OK,
+        warnings=warnings or [],
+    )
     out.extra["control"] = {
-        "name": control["name"], "layer": control["layer"], "title": control["title"],
-        "operation": operation, "before": before, "after": after,
+        "name": control["name"],
+        "layer": control["layer"],
+        "title": control["title"],
+        "operation": operation,
+        "before": before,
+        "after": after,
         "applied": operation == "apply",
-    }  # fmt: skip
+    }
     return out
 
 
@@ -161,8 +183,14 @@ def apply(ctx: Context, rollout: str, name: str, reason: str) -> Outcome:
         current = {k: _current(backend, flag_key, k) for k in values}
         record = book["applied"].get(name)
         if record is not None and _state_of(values, current) == "applied":
-            return _outcome(state, f"{name} is already applied: {control['title']}",
-                            control, "apply", current, current)  # fmt: skip
+            return _outcome(
+                state,
+                f"{name} is already applied: {control['title']}",
+                control,
+                "apply",
+                current,
+                current,
+            )
         opens = flag_key in values and float(values[flag_key]["canary_percent"]) > 0
         if opens and state.status not in ACTIVE:
             raise StateConflict(
@@ -174,8 +202,13 @@ def apply(ctx: Context, rollout: str, name: str, reason: str) -> Outcome:
         # still leaves what `revert` needs. A re-apply keeps the first record's values.
         previous = record["previous"] if record is not None else current
         now = ctx.clock().isoformat()
-        book["applied"][name] = {"previous": previous, "values": values, "actor": ctx.actor,
-                                 "reason": reason, "at": now}  # fmt: skip
+        book["applied"][name] = {
+            "previous": previous,
+            "values": values,
+            "actor": ctx.actor,
+            "reason": reason,
+            "at": now,
+        }
         save_book(store, rollout, book)
         before, version = _snapshot(state), state.version
         for key, value in values.items():
@@ -188,14 +221,22 @@ def apply(ctx: Context, rollout: str, name: str, reason: str) -> Outcome:
         if _snapshot(state) != before:
             store.save(state, expected_version=version)
         store.audit(
-            rollout, actor=ctx.actor, command="control", reason=reason,
+            rollout,
+            actor=ctx.actor,
+            command="control",
+            reason=reason,
             before={**before, "control": name, "operation": "apply", "values": current},
-            after={**_snapshot(state), "control": name, "operation": "apply",
-                   "values": dict(values)},
+            after={
+                **_snapshot(state),
+                "control": name,
+                "operation": "apply",
+                "values": dict(values),
+            },
             at=now,
-        )  # fmt: skip
-    out = _outcome(state, f"applied {name}: {control['title']}", control, "apply", current,
-                   dict(values))  # fmt: skip
+        )
+    out = _outcome(
+        state, f"applied {name}: {control['title']}", control, "apply", current, dict(values)
+    )
     out.warnings += _notify(ctx, state, out, reason, now)
     return out
 
@@ -217,8 +258,9 @@ def revert(ctx: Context, rollout: str, name: str, reason: str, *, force: bool = 
                     f"the flags of {name} hold its values, but rolloutctl did not apply it, so "
                     "it has nothing to restore; change them in the flag system if needed"
                 )
-            return _outcome(state, f"{name} is not applied", control, "revert", current,
-                            current, warnings)  # fmt: skip
+            return _outcome(
+                state, f"{name} is not applied", control, "revert", current, current, warnings
+            )
         applied: dict[str, Any] = record["values"]
         changed = [k for k in applied if not _same(current.get(k), applied[k])]
         if changed and not force:
@@ -250,14 +292,23 @@ def revert(ctx: Context, rollout: str, name: str, reason: str, *, force: bool = 
             store.save(state, expected_version=version)
         now = ctx.clock().isoformat()
         store.audit(
-            rollout, actor=ctx.actor, command="control", reason=reason,
+            rollout,
+            actor=ctx.actor,
+            command="control",
+            reason=reason,
             before={**before, "control": name, "operation": "revert", "values": current},
-            after={**_snapshot(state), "control": name, "operation": "revert",
-                   "values": restored},
+            after={**_snapshot(state), "control": name, "operation": "revert", "values": restored},
             at=now,
-        )  # fmt: skip
-    out = _outcome(state, f"reverted {name}: {control['title']} is off", control, "revert",
-                   current, restored, warnings)  # fmt: skip
+        )
+    out = _outcome(
+        state,
+        f"reverted {name}: {control['title']} is off",
+        control,
+        "revert",
+        current,
+        restored,
+        warnings,
+    )
     out.extra["control"]["applied"] = False
     out.warnings += _notify(ctx, state, out, reason, now)
     return out
@@ -268,8 +319,16 @@ def _notify(ctx: Context, state: RolloutState, out: Outcome, reason: str, now: s
 
     info = out.extra["control"]
     body = notify.event_body(
-        rollout=state.rollout, stage=state.stage, event="control",
-        decision=info["operation"], verdict=None, reasons=[reason], report=state.last_report,
-        actor=ctx.actor, time=now, message=out.message, control=info["name"],
-    )  # fmt: skip
+        rollout=state.rollout,
+        stage=state.stage,
+        event="control",
+        decision=info["operation"],
+        verdict=None,
+        reasons=[reason],
+        report=state.last_report,
+        actor=ctx.actor,
+        time=now,
+        message=out.message,
+        control=info["name"],
+    )
     return notify.send(ctx.store, state.rollout, body)

@@ -72,24 +72,43 @@ def write_playbook(folder: Path, rollout: str, canary: str) -> Path:
 
 
 def _traffic(
-    kind: str, scenario: str, start: datetime, state: Any, scope: str | None,
-    requests_per_hour: float, seed: int,
-) -> Any:  # fmt: skip
+    kind: str,
+    scenario: str,
+    start: datetime,
+    state: Any,
+    scope: str | None,
+    requests_per_hour: float,
+    seed: int,
+) -> Any:
     """One simulated hour of requests as the product serves them at this stage."""
     end = start + timedelta(hours=1)
     control, canary = state.flag["control"], state.flag["canary"]
     if kind == "shadow":
         shadow = scenario if scenario in simulate.SHADOW_SCENARIOS else "healthy"
-        return simulate.generate_shadow(shadow, start, end, requests_per_hour=requests_per_hour,
-                                        control=control, candidate=canary, seed=seed)  # fmt: skip
+        return simulate.generate_shadow(
+            shadow,
+            start,
+            end,
+            requests_per_hour=requests_per_hour,
+            control=control,
+            candidate=canary,
+            seed=seed,
+        )
     if kind == "monitor":
-        return simulate.generate_post_launch("stable", start, end, variant=canary,
-                                             requests_per_hour=requests_per_hour, seed=seed)  # fmt: skip
+        return simulate.generate_post_launch(
+            "stable", start, end, variant=canary, requests_per_hour=requests_per_hour, seed=seed
+        )
     return simulate.generate(
-        scenario, start, end, requests_per_hour=requests_per_hour,
-        canary_percent=state.canary_percent, control=control, canary=canary,
-        eligible=_eligible(scope), seed=seed,
-    )  # fmt: skip
+        scenario,
+        start,
+        end,
+        requests_per_hour=requests_per_hour,
+        canary_percent=state.canary_percent,
+        control=control,
+        canary=canary,
+        eligible=_eligible(scope),
+        seed=seed,
+    )
 
 
 def run_one(
@@ -108,14 +127,18 @@ def run_one(
     playbook_path = write_playbook(folder, rollout, canary)
     simulate.write_eval_runs(folder / "evals", scenario="healthy", fmt="promptfoo", seed=seed)
     # Three hours of history before the rollout: the monitor's pre-rollout baseline.
-    history = simulate.generate_baseline(DEMO_START - timedelta(hours=3), DEMO_START,
-                                         requests_per_hour=requests_per_hour / 2,
-                                         seed=seed * 1000 + 999)  # fmt: skip
+    history = simulate.generate_baseline(
+        DEMO_START - timedelta(hours=3),
+        DEMO_START,
+        requests_per_hour=requests_per_hour / 2,
+        seed=seed * 1000 + 999,
+    )
     simulate.write(history, folder / "data" / "requests" / "part-history.parquet")
     store = StateStore(workdir / "state")
     clock = [DEMO_START]
-    ctx = engine.Context(store, actor="demo", reports_dir=reports_dir, clock=lambda: clock[0],
-                         charts="decisions")  # fmt: skip
+    ctx = engine.Context(
+        store, actor="demo", reports_dir=reports_dir, clock=lambda: clock[0], charts="decisions"
+    )
     loaded = load_playbook(playbook_path)
     engine.start(ctx, loaded)
     steps: list[str] = []
@@ -134,9 +157,15 @@ def run_one(
         if kind in ("smoke", "offline_eval"):  # no traffic: judged in minutes
             clock[0] += timedelta(minutes=10)
         else:
-            frame = _traffic(kind, scenario, clock[0], state,
-                             engine.scope_text(loaded, state.stage_index),
-                             requests_per_hour, seed * 1000 + hour)  # fmt: skip
+            frame = _traffic(
+                kind,
+                scenario,
+                clock[0],
+                state,
+                engine.scope_text(loaded, state.stage_index),
+                requests_per_hour,
+                seed * 1000 + hour,
+            )
             simulate.write(frame, folder / "data" / "requests" / f"part-{hour:04d}.parquet")
             rows += len(frame)
             clock[0] += timedelta(hours=1)
@@ -156,11 +185,25 @@ def run_demo(
 
     with serving() as url, _environment(CANDIDATE_BASE_URL=url, CANDIDATE_API_KEY=DEMO_KEY):
         return [
-            run_one(workdir, reports_dir, rollout="ai-search-answer-v2", canary="v2",
-                    scenario="healthy", seed=1, progress=progress),
-            run_one(workdir, reports_dir, rollout="ai-search-answer-v3", canary="v3",
-                    scenario="safety_regression_segment", seed=2, progress=progress),
-        ]  # fmt: skip
+            run_one(
+                workdir,
+                reports_dir,
+                rollout="ai-search-answer-v2",
+                canary="v2",
+                scenario="healthy",
+                seed=1,
+                progress=progress,
+            ),
+            run_one(
+                workdir,
+                reports_dir,
+                rollout="ai-search-answer-v3",
+                canary="v3",
+                scenario="safety_regression_segment",
+                seed=2,
+                progress=progress,
+            ),
+        ]
 
 
 @contextmanager

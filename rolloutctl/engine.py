@@ -122,10 +122,17 @@ def start(ctx: Context, loaded: LoadedPlaybook) -> Outcome:
         scope = effective_scopes(loaded)[0]
         now = ctx.clock()
         state = RolloutState(
-            rollout=pb.rollout, playbook=str(loaded.path), playbook_digest=loaded.digest,
-            flag=flag, status="running", stage_index=0, stage=first.name,
-            stage_started_at=now.isoformat(), canary_percent=first.traffic or 0.0, scope=scope,
-        )  # fmt: skip
+            rollout=pb.rollout,
+            playbook=str(loaded.path),
+            playbook_digest=loaded.digest,
+            flag=flag,
+            status="running",
+            stage_index=0,
+            stage=first.name,
+            stage_started_at=now.isoformat(),
+            canary_percent=first.traffic or 0.0,
+            scope=scope,
+        )
         _store_operations(store, loaded)  # before the flip: an unreadable book stops here
         split = backend.set_split(state.canary_percent, scope, rollout=pb.rollout, stage=first.name)
         state.flag_fingerprint = split.fingerprint
@@ -133,14 +140,23 @@ def start(ctx: Context, loaded: LoadedPlaybook) -> Outcome:
             _ensure_control_default(backend, control, flag)
         store.save(state)
         store.audit(
-            pb.rollout, actor=ctx.actor, command="start", reason=None, before=None,
-            after=snapshot(state), at=now.isoformat(),
-        )  # fmt: skip
+            pb.rollout,
+            actor=ctx.actor,
+            command="start",
+            reason=None,
+            before=None,
+            after=snapshot(state),
+            at=now.isoformat(),
+        )
     return Outcome(
-        pb.rollout, "start", state.status, state.stage, state.canary_percent,
-        f"started {pb.rollout}: stage {first.name}, {state.canary_percent:g}% to "
-        f"{flag['canary']}", warnings=_unset_notify_variables(loaded),
-    )  # fmt: skip
+        pb.rollout,
+        "start",
+        state.status,
+        state.stage,
+        state.canary_percent,
+        f"started {pb.rollout}: stage {first.name}, {state.canary_percent:g}% to {flag['canary']}",
+        warnings=_unset_notify_variables(loaded),
+    )
 
 
 def _store_operations(store: StateStore, loaded: LoadedPlaybook) -> None:
@@ -167,18 +183,31 @@ def _unset_notify_variables(loaded: LoadedPlaybook) -> list[str]:
 
 
 def _notify(
-    ctx: Context, state: RolloutState, event: str, message: str, *,
-    decision: str | None = None, verdict: str | None = None, reasons: list[str] | None = None,
+    ctx: Context,
+    state: RolloutState,
+    event: str,
+    message: str,
+    *,
+    decision: str | None = None,
+    verdict: str | None = None,
+    reasons: list[str] | None = None,
     report: str | None = None,
-) -> list[str]:  # fmt: skip
+) -> list[str]:
     """Send the event to the rollout's notification targets (after the state is saved)."""
     from rolloutctl import notify
 
     body = notify.event_body(
-        rollout=state.rollout, stage=state.stage, event=event, decision=decision,
-        verdict=verdict, reasons=reasons or [], report=report, actor=ctx.actor,
-        time=ctx.clock().isoformat(), message=message,
-    )  # fmt: skip
+        rollout=state.rollout,
+        stage=state.stage,
+        event=event,
+        decision=decision,
+        verdict=verdict,
+        reasons=reasons or [],
+        report=report,
+        actor=ctx.actor,
+        time=ctx.clock().isoformat(),
+        message=message,
+    )
     return notify.send(ctx.store, state.rollout, body)
 
 
@@ -234,10 +263,14 @@ def measure_and_judge(
         from rolloutctl import stages
 
         judged = stages.judge(
-            loaded, state.stage_index, started=_parse_time(state.stage_started_at), now=now,
-            control=state.flag["control"], canary=state.flag["canary"],
+            loaded,
+            state.stage_index,
+            started=_parse_time(state.stage_started_at),
+            now=now,
+            control=state.flag["control"],
+            canary=state.flag["canary"],
             rollout_started=_exposure_started(ctx, state),
-        )  # fmt: skip
+        )
         return judged, {}, {}
     records.warm_renderer()
     metrics = gate.stage_metrics(pb, stage)
@@ -271,10 +304,14 @@ def measure_and_judge(
         except BackendError as exc:
             source_errors[source_name] = exc.message
     result = gate.evaluate(
-        pb, state.stage_index, measurements, source_errors,
-        stage_started=_parse_time(state.stage_started_at), now=now,
+        pb,
+        state.stage_index,
+        measurements,
+        source_errors,
+        stage_started=_parse_time(state.stage_started_at),
+        now=now,
         consecutive_errors=state.consecutive_errors,
-    )  # fmt: skip
+    )
     return result, measurements, looks
 
 
@@ -309,17 +346,26 @@ def check(ctx: Context, rollout: str) -> Outcome:
     result, measurements, looks = measure_and_judge(ctx, loaded, state, ctx.clock())
     result.decision = _would_do(loaded, state, result)
     result.report = records.report_path(ctx, state.rollout, result)
-    warnings += records.write_report(ctx, loaded, state, result, measurements, looks,
-                              state.canary_percent, acted=False)  # fmt: skip
+    warnings += records.write_report(
+        ctx, loaded, state, result, measurements, looks, state.canary_percent, acted=False
+    )
     code = {
-        "pass": ExitCode.OK, "fail": ExitCode.GATE_FAILED,
-        "inconclusive": ExitCode.GATE_INCONCLUSIVE, "error": ExitCode.BACKEND,
-    }[result.verdict]  # fmt: skip
+        "pass": ExitCode.OK,
+        "fail": ExitCode.GATE_FAILED,
+        "inconclusive": ExitCode.GATE_INCONCLUSIVE,
+        "error": ExitCode.BACKEND,
+    }[result.verdict]
     return Outcome(
-        rollout, "check", state.status, state.stage, state.canary_percent,
-        f"gate {result.verdict} at {state.stage}: would {result.decision}", code, result,
+        rollout,
+        "check",
+        state.status,
+        state.stage,
+        state.canary_percent,
+        f"gate {result.verdict} at {state.stage}: would {result.decision}",
+        code,
+        result,
         warnings,
-    )  # fmt: skip
+    )
 
 
 def _would_do(loaded: LoadedPlaybook, state: RolloutState, result: GateResult) -> str:
@@ -341,8 +387,14 @@ def advance(
         state = store.load(rollout)
         reconcile.reconcile_pending(ctx, state)
         if state.status == "completed":
-            return Outcome(rollout, "advance", state.status, state.stage, state.canary_percent,
-                           f"{rollout} is already completed")  # fmt: skip
+            return Outcome(
+                rollout,
+                "advance",
+                state.status,
+                state.stage,
+                state.canary_percent,
+                f"{rollout} is already completed",
+            )
         if state.status == "rolled_back":
             raise StateConflict(
                 f"rollout {rollout!r} was rolled back at stage {state.stage}",
@@ -350,15 +402,29 @@ def advance(
             )
         if state.status in ("paused", "awaiting_approval"):
             why = state.paused_reason or state.status
-            return Outcome(rollout, "advance", state.status, state.stage, state.canary_percent,
-                           f"{rollout} is paused ({why}); `rolloutctl resume` or "
-                           "`rolloutctl promote` continues", ExitCode.PAUSED)  # fmt: skip
+            return Outcome(
+                rollout,
+                "advance",
+                state.status,
+                state.stage,
+                state.canary_percent,
+                f"{rollout} is paused ({why}); `rolloutctl resume` or "
+                "`rolloutctl promote` continues",
+                ExitCode.PAUSED,
+            )
         held = _controls_holding_flag(ctx, state)
         if held:
-            return Outcome(rollout, "advance", state.status, state.stage, state.canary_percent,
-                           f"control {', '.join(held)} holds flag {state.flag['key']!r} at "
-                           f"{state.canary_percent:g}%; the gate will not move it until "
-                           "`rolloutctl control revert` releases it", ExitCode.PAUSED)  # fmt: skip
+            return Outcome(
+                rollout,
+                "advance",
+                state.status,
+                state.stage,
+                state.canary_percent,
+                f"control {', '.join(held)} holds flag {state.flag['key']!r} at "
+                f"{state.canary_percent:g}%; the gate will not move it until "
+                "`rolloutctl control revert` releases it",
+                ExitCode.PAUSED,
+            )
         loaded = _load_playbook_for(state)
         _resolve_stage(loaded, state)
         if only_monitor:
@@ -409,8 +475,10 @@ def advance(
             message = f"paused at {state.stage}: {state.paused_reason}"
             code = ExitCode.PAUSED
         elif result.verdict == "fail":  # monitor: drift is reported, the flag stays
-            message = (f"drift found at {state.stage}: {result.reasons[0]}; the flag is "
-                       "unchanged (only a rollback trigger moves it)")  # fmt: skip
+            message = (
+                f"drift found at {state.stage}: {result.reasons[0]}; the flag is "
+                "unchanged (only a rollback trigger moves it)"
+            )
             code = ExitCode.GATE_FAILED
         else:
             message = f"holding at {state.stage}: {result.reasons[0] if result.reasons else ''}"
@@ -419,11 +487,20 @@ def advance(
         state.last_report = result.report
         store.save(state, expected_version=version)
         store.audit(
-            rollout, actor=ctx.actor, command="advance", reason=None, before=before,
-            after=snapshot(state), at=now.isoformat(),
-            verdict={"verdict": result.verdict, "decision": decision,
-                     "reasons": result.reasons[:5], "report": result.report},
-        )  # fmt: skip
+            rollout,
+            actor=ctx.actor,
+            command="advance",
+            reason=None,
+            before=before,
+            after=snapshot(state),
+            at=now.isoformat(),
+            verdict={
+                "verdict": result.verdict,
+                "decision": decision,
+                "reasons": result.reasons[:5],
+                "report": result.report,
+            },
+        )
         # After the action is recorded: a report that cannot be written never undoes it.
         warnings += records.write_report(
             ctx, loaded, state, result, measurements, looks, stage_traffic
@@ -432,11 +509,27 @@ def advance(
     if decision == "hold" and result.verdict == "fail":
         event = "drift"
     if event is not None:
-        warnings += _notify(ctx, state, event, message, decision=decision,
-                            verdict=result.verdict, reasons=result.reasons,
-                            report=result.report)  # fmt: skip
-    return Outcome(rollout, "advance", state.status, state.stage, state.canary_percent,
-                   message, code, result, warnings)  # fmt: skip
+        warnings += _notify(
+            ctx,
+            state,
+            event,
+            message,
+            decision=decision,
+            verdict=result.verdict,
+            reasons=result.reasons,
+            report=result.report,
+        )
+    return Outcome(
+        rollout,
+        "advance",
+        state.status,
+        state.stage,
+        state.canary_percent,
+        message,
+        code,
+        result,
+        warnings,
+    )
 
 
 def monitor(ctx: Context, rollout: str) -> Outcome:
@@ -477,10 +570,17 @@ def _enter_stage(
     stage = loaded.playbook.stages[index]
     scope = effective_scopes(loaded)[index]
     percent = stage.traffic if stage.traffic is not None else state.canary_percent
-    ctx.store.write_intent(state.rollout, {
-        "command": command, "stage_index": index, "stage": stage.name,
-        "canary_percent": percent, "scope": scope, "at": now.isoformat(),
-    })  # fmt: skip
+    ctx.store.write_intent(
+        state.rollout,
+        {
+            "command": command,
+            "stage_index": index,
+            "stage": stage.name,
+            "canary_percent": percent,
+            "scope": scope,
+            "at": now.isoformat(),
+        },
+    )
     split = backend.set_split(percent, scope, rollout=state.rollout, stage=stage.name)
     state.stage_index, state.stage = index, stage.name
     state.stage_started_at = now.isoformat()
@@ -498,8 +598,14 @@ def rollback(ctx: Context, rollout: str, reason: str) -> Outcome:
     with store.lock(rollout, "rollback", ctx.lock_wait):
         state = store.load(rollout)
         if state.status == "rolled_back":
-            return Outcome(rollout, "rollback", state.status, state.stage, 0.0,
-                           f"{rollout} is already rolled back")  # fmt: skip
+            return Outcome(
+                rollout,
+                "rollback",
+                state.status,
+                state.stage,
+                0.0,
+                f"{rollout} is already rolled back",
+            )
         before, version = snapshot(state), state.version
         backend = build_backend(state.flag)
         try:
@@ -515,12 +621,26 @@ def rollback(ctx: Context, rollout: str, reason: str) -> Outcome:
         state.flag_fingerprint, state.canary_percent = split.fingerprint, 0.0
         state.status, state.paused_reason = "rolled_back", reason
         store.save(state, expected_version=version)
-        store.audit(rollout, actor=ctx.actor, command="rollback", reason=reason,
-                    before=before, after=snapshot(state), at=ctx.clock().isoformat())  # fmt: skip
+        store.audit(
+            rollout,
+            actor=ctx.actor,
+            command="rollback",
+            reason=reason,
+            before=before,
+            after=snapshot(state),
+            at=ctx.clock().isoformat(),
+        )
     message = f"rolled back {rollout}: all traffic on {state.flag['control']}"
     # The flag is flipped and recorded, the lock released: a notification cannot undo it.
-    warnings = _notify(ctx, state, "rollback", message, decision="rollback",
-                       reasons=[reason], report=state.last_report)  # fmt: skip
+    warnings = _notify(
+        ctx,
+        state,
+        "rollback",
+        message,
+        decision="rollback",
+        reasons=[reason],
+        report=state.last_report,
+    )
     return Outcome(rollout, "rollback", state.status, state.stage, 0.0, message, warnings=warnings)
 
 
@@ -538,8 +658,14 @@ def _set_status(ctx: Context, rollout: str, command: str, reason: str, target: s
         state = store.load(rollout)
         reconcile.reconcile_pending(ctx, state)
         if state.status == target:
-            return Outcome(rollout, command, state.status, state.stage, state.canary_percent,
-                           f"{rollout} is already {target}")  # fmt: skip
+            return Outcome(
+                rollout,
+                command,
+                state.status,
+                state.stage,
+                state.canary_percent,
+                f"{rollout} is already {target}",
+            )
         if state.status not in ACTIVE:
             raise StateConflict(
                 f"cannot {command} {rollout!r}: it is {state.status}",
@@ -554,17 +680,38 @@ def _set_status(ctx: Context, rollout: str, command: str, reason: str, target: s
         state.status = target
         state.paused_reason = reason if target == "paused" else None
         store.save(state, expected_version=version)
-        store.audit(rollout, actor=ctx.actor, command=command, reason=reason, before=before,
-                    after=snapshot(state), at=ctx.clock().isoformat())  # fmt: skip
+        store.audit(
+            rollout,
+            actor=ctx.actor,
+            command=command,
+            reason=reason,
+            before=before,
+            after=snapshot(state),
+            at=ctx.clock().isoformat(),
+        )
     verb = "paused" if target == "paused" else "resumed"
     message = f"{verb} {rollout} at {state.stage}"
     warnings = []
     if command == "pause":
-        warnings = _notify(ctx, state, "pause", message, decision="pause", reasons=[reason],
-                           report=state.last_report)  # fmt: skip
-    return Outcome(rollout, command, state.status, state.stage, state.canary_percent, message,
-                   ExitCode.PAUSED if target == "paused" else ExitCode.OK,
-                   warnings=warnings)  # fmt: skip
+        warnings = _notify(
+            ctx,
+            state,
+            "pause",
+            message,
+            decision="pause",
+            reasons=[reason],
+            report=state.last_report,
+        )
+    return Outcome(
+        rollout,
+        command,
+        state.status,
+        state.stage,
+        state.canary_percent,
+        message,
+        ExitCode.PAUSED if target == "paused" else ExitCode.OK,
+        warnings=warnings,
+    )
 
 
 def promote(ctx: Context, rollout: str, reason: str) -> Outcome:
@@ -587,18 +734,34 @@ def promote(ctx: Context, rollout: str, reason: str) -> Outcome:
             state.status, state.paused_reason = "completed", None
             message = f"promoted {rollout}: completed"
         else:
-            _enter_stage(ctx, loaded, state, build_backend(state.flag), state.stage_index + 1,
-                         now, "promote")  # fmt: skip
+            _enter_stage(
+                ctx, loaded, state, build_backend(state.flag), state.stage_index + 1, now, "promote"
+            )
             message = f"promoted {rollout} to {state.stage} ({state.canary_percent:g}%)"
         state.last_decision = "promote"
         store.save(state, expected_version=version)
-        store.audit(rollout, actor=ctx.actor, command="promote", reason=reason, before=before,
-                    after=snapshot(state), at=now.isoformat())  # fmt: skip
+        store.audit(
+            rollout,
+            actor=ctx.actor,
+            command="promote",
+            reason=reason,
+            before=before,
+            after=snapshot(state),
+            at=now.isoformat(),
+        )
     event = "complete" if state.status == "completed" else "advance"
-    warnings = _notify(ctx, state, event, message, decision="promote", reasons=[reason],
-                       report=state.last_report)  # fmt: skip
-    return Outcome(rollout, "promote", state.status, state.stage, state.canary_percent, message,
-                   warnings=warnings)  # fmt: skip
+    warnings = _notify(
+        ctx, state, event, message, decision="promote", reasons=[reason], report=state.last_report
+    )
+    return Outcome(
+        rollout,
+        "promote",
+        state.status,
+        state.stage,
+        state.canary_percent,
+        message,
+        warnings=warnings,
+    )
 
 
 def _refuse_while_held(ctx: Context, state: RolloutState, command: str) -> None:
@@ -624,12 +787,18 @@ def retry(ctx: Context, rollout: str, reason: str | None) -> Outcome:
         _resolve_stage(loaded, state)
         before, version = snapshot(state), state.version
         now = ctx.clock()
-        _enter_stage(ctx, loaded, state, build_backend(state.flag), state.stage_index, now,
-                     "retry")  # fmt: skip
+        _enter_stage(ctx, loaded, state, build_backend(state.flag), state.stage_index, now, "retry")
         state.last_verdict = state.last_decision = None
         store.save(state, expected_version=version)
-        store.audit(rollout, actor=ctx.actor, command="retry", reason=reason, before=before,
-                    after=snapshot(state), at=now.isoformat())  # fmt: skip
+        store.audit(
+            rollout,
+            actor=ctx.actor,
+            command="retry",
+            reason=reason,
+            before=before,
+            after=snapshot(state),
+            at=now.isoformat(),
+        )
     return Outcome(
         rollout,
         "retry",

@@ -236,8 +236,13 @@ def _planned_comparisons(playbook: Playbook, metric: Metric) -> int:
 
 def _rank_view(control: Histogram, canary: Histogram) -> dict[str, float]:
     view = rank.mann_whitney(rank.from_histogram(control), rank.from_histogram(canary))
-    return {"shift": view.shift, "ci_low": view.ci[0], "ci_high": view.ci[1],
-            "p_greater": view.p_greater, "p_less": view.p_less}  # fmt: skip
+    return {
+        "shift": view.shift,
+        "ci_low": view.ci[0],
+        "ci_high": view.ci[1],
+        "p_greater": view.p_greater,
+        "p_less": view.p_less,
+    }
 
 
 def _test_name(metric: Metric, method: str) -> str:
@@ -360,8 +365,17 @@ def evaluate(
         overall_pass = {
             r.name: r.verdict == "pass" for r, _ in judged if r.segment is None and not r.advisory
         }
-        waiting = _waiting(look, counts, srm, errors, deciding_errors, consecutive_errors,
-                           no_data, overall_pass, trigger_action)  # fmt: skip
+        waiting = _waiting(
+            look,
+            counts,
+            srm,
+            errors,
+            deciding_errors,
+            consecutive_errors,
+            no_data,
+            overall_pass,
+            trigger_action,
+        )
         reasons.extend(waiting)
         verdict = "inconclusive" if waiting else "pass"
         if not waiting:
@@ -379,15 +393,26 @@ def evaluate(
     max_duration = parse_duration(stage.max_duration) if stage.max_duration else None
     min_duration = parse_duration(stage.min_duration) if stage.min_duration else timedelta(0)
     return GateResult(
-        rollout=playbook.rollout, stage=stage.name, stage_index=stage_index, verdict=verdict,
-        reasons=reasons, srm=srm, metrics=results, triggers=triggers,
+        rollout=playbook.rollout,
+        stage=stage.name,
+        stage_index=stage_index,
+        verdict=verdict,
+        reasons=reasons,
+        srm=srm,
+        metrics=results,
+        triggers=triggers,
         window={"start": stage_started.isoformat(), "end": now.isoformat()},
-        evaluated_at=now.isoformat(), elapsed=format_duration(look.elapsed),
+        evaluated_at=now.isoformat(),
+        elapsed=format_duration(look.elapsed),
         min_duration_met=look.elapsed >= min_duration,
         max_duration_passed=max_duration is not None and look.elapsed >= max_duration,
-        no_data=no_data, errors=len(deciding_errors), trigger_action=trigger_action,
-        bad_rows=bad_rows, notes=notes, tuned_at=look.tuned_at,
-    )  # fmt: skip
+        no_data=no_data,
+        errors=len(deciding_errors),
+        trigger_action=trigger_action,
+        bad_rows=bad_rows,
+        notes=notes,
+        tuned_at=look.tuned_at,
+    )
 
 
 def _look(
@@ -404,15 +429,24 @@ def _look(
     hours = (now - stage_started).total_seconds() / 3600
     tuned_at = tuned_total(playbook, stage_index, requests / hours if hours else None)
     return _Look(
-        playbook=playbook, stage=stage, stage_index=stage_index, method=method,
-        at_end_only=at_end_only, horizon=horizon,
-        at_end=horizon is None or now - stage_started >= horizon, has_control=traffic < 100,
+        playbook=playbook,
+        stage=stage,
+        stage_index=stage_index,
+        method=method,
+        at_end_only=at_end_only,
+        horizon=horizon,
+        at_end=horizon is None or now - stage_started >= horizon,
+        has_control=traffic < 100,
         min_samples=stage.min_samples_per_arm or analysis.min_samples_per_arm,
-        min_segment=analysis.min_samples_per_segment, stage_started=stage_started, now=now,
-        tuned_at=tuned_at, rho2=stage_rho2(playbook, stage_index, tuned_at),
-        critical_segments={(dim, value) for dim, values in playbook.segments.critical.items()
-                           for value in values},
-    )  # fmt: skip
+        min_segment=analysis.min_samples_per_segment,
+        stage_started=stage_started,
+        now=now,
+        tuned_at=tuned_at,
+        rho2=stage_rho2(playbook, stage_index, tuned_at),
+        critical_segments={
+            (dim, value) for dim, values in playbook.segments.critical.items() for value in values
+        },
+    )
 
 
 def _planned(
@@ -479,34 +513,51 @@ def _compare_one(
         metric.margin.relative if metric.margin.relative is not None else metric.margin.absolute
     ) or 0.0
     base: dict[str, Any] = {
-        "name": metric.name, "title": metric.title or metric.name.replace("_", " "),
-        "group": metric.group, "kind": metric.kind,
+        "name": metric.name,
+        "title": metric.title or metric.name.replace("_", " "),
+        "group": metric.group,
+        "kind": metric.kind,
         "segment": None if segment is None else {segment[0]: segment[1]},
-        "critical": metric.critical, "advisory": metric.advisory, "vetoes": veto,
-        "control": {"n": cn, "value": cv}, "canary": {"n": tn, "value": tv},
+        "critical": metric.critical,
+        "advisory": metric.advisory,
+        "vetoes": veto,
+        "control": {"n": cn, "value": cv},
+        "canary": {"n": tn, "value": tv},
         "margin_kind": "relative" if metric.margin.relative is not None else "absolute",
-        "worse": metric.worse, "limit": metric.limit, "query": query,
-    }  # fmt: skip
+        "worse": metric.worse,
+        "limit": metric.limit,
+        "query": query,
+    }
     if not look.has_control:
         return MetricResult(
-            **base, estimate=None, ci=[None, None], margin=margin_value,
-            verdict="inconclusive", note="no control arm at 100% traffic",
-        ), None  # fmt: skip
+            **base,
+            estimate=None,
+            ci=[None, None],
+            margin=margin_value,
+            verdict="inconclusive",
+            note="no control arm at 100% traffic",
+        ), None
     if min(cn, tn) < look.min_segment:
         return MetricResult(
-            **base, estimate=None, ci=[None, None],
+            **base,
+            estimate=None,
+            ci=[None, None],
             margin=margin_value if metric.worse == "higher" else -margin_value,
             verdict="inconclusive",
             note=f"too few samples to judge ({min(cn, tn)} < {look.min_segment} per arm)",
-        ), None  # fmt: skip
+        ), None
     if metric.name in look.at_end_only and not look.at_end:
         assert look.horizon is not None
         return MetricResult(
-            **base, estimate=None, ci=[None, None], margin=margin_value,
-            verdict="inconclusive", test=_test_name(metric, "fixed"),
+            **base,
+            estimate=None,
+            ci=[None, None],
+            margin=margin_value,
+            verdict="inconclusive",
+            test=_test_name(metric, "fixed"),
             note=f"A/B metric: compared once, at the end of the planned {look.stage.duration} "
             f"({format_duration(look.horizon - look.elapsed)} left)",
-        ), None  # fmt: skip
+        ), None
     own_method = (
         look.method if not look.at_end_only or metric.name in look.at_end_only else "sequential"
     )
@@ -519,10 +570,17 @@ def _compare_one(
             note = (note + "; " if note else "") + "better than the control (the interval "
             note += "excludes no change)"
     result = MetricResult(
-        **base, estimate=comp.estimate, ci=list(comp.ci), margin=comp.margin,
-        verdict=comp.verdict, note=note, alpha=alpha, alpha_pass=alpha_pass,
-        p_value=comp.p_fail, test=_test_name(metric, own_method),
-    )  # fmt: skip
+        **base,
+        estimate=comp.estimate,
+        ci=list(comp.ci),
+        margin=comp.margin,
+        verdict=comp.verdict,
+        note=note,
+        alpha=alpha,
+        alpha_pass=alpha_pass,
+        p_value=comp.p_fail,
+        test=_test_name(metric, own_method),
+    )
     if segment is None and isinstance(control, Histogram) and isinstance(canary, Histogram):
         result.rank = _rank_view(control, canary)
     return result, comp
@@ -601,9 +659,14 @@ def _triggers(
     for trig in look.playbook.triggers:
         fired = expr.evaluate(expr.parse(trig.when), lookup)
         triggers.append(
-            {"name": trig.name, "when": trig.when, "action": trig.action,
-             "fired": bool(fired), "evaluated": fired is not None}
-        )  # fmt: skip
+            {
+                "name": trig.name,
+                "when": trig.when,
+                "action": trig.action,
+                "fired": bool(fired),
+                "evaluated": fired is not None,
+            }
+        )
         if fired:
             reasons.append(f"trigger {trig.name!r} fired ({trig.when}): {trig.action}")
             if trig.action == "rollback" or action is None:
@@ -622,12 +685,16 @@ def _sample_ratio(
         else 1.0
     )
     return {
-        "p_value": srm_p, "ok": srm_p >= look.playbook.analysis.srm_p or not check_ratio,
+        "p_value": srm_p,
+        "ok": srm_p >= look.playbook.analysis.srm_p or not check_ratio,
         "counted": ratio_unit,
-        "control_n": ratio_counts["control"], "canary_n": ratio_counts["canary"],
+        "control_n": ratio_counts["control"],
+        "canary_n": ratio_counts["canary"],
         "expected_canary_percent": traffic,
-        "observed_canary_percent": 100 * ratio_counts["canary"] / max(1, sum(ratio_counts.values())),
-    }  # fmt: skip
+        "observed_canary_percent": 100
+        * ratio_counts["canary"]
+        / max(1, sum(ratio_counts.values())),
+    }
 
 
 def _failure_reason(look: _Look, r: MetricResult, n_vetoing: int, holm_name: str) -> str:
@@ -641,7 +708,7 @@ def _failure_reason(look: _Look, r: MetricResult, n_vetoing: int, holm_name: str
         f" against a {_fmt_theta(metric, r.margin)} margin; always-valid p = "
         f"{r.p_value:.2g}, {r.p_adjusted:.2g} after {holm_name} over {n_vetoing} vetoing "
         f"comparisons ≤ α = {look.playbook.analysis.alpha:g})"
-    )  # fmt: skip
+    )
 
 
 def _waiting(

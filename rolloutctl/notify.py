@@ -133,9 +133,14 @@ def send(store: Any, rollout: str, body: dict[str, Any]) -> list[str]:
         warnings.append(message)
         with contextlib.suppress(OSError):  # the warning still reaches stderr
             store.audit(
-                rollout, actor=body["actor"], command="notify", reason=message, before=None,
-                after=None, verdict={"event": body["event"], "kind": kind, "delivered": False},
-            )  # fmt: skip
+                rollout,
+                actor=body["actor"],
+                command="notify",
+                reason=message,
+                before=None,
+                after=None,
+                verdict={"event": body["event"], "kind": kind, "delivered": False},
+            )
     return warnings
 
 

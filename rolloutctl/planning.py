@@ -76,9 +76,12 @@ def _baseline(
     ).fetchone()
     hours = max((end - recent).total_seconds() / 3600, 1 / 60)
     volume = (recent_rows[0] if recent_rows else 0) / hours
-    variants = [r[0] for r in con.execute(
-        "SELECT variant, count(*) c FROM log GROUP BY variant ORDER BY c DESC"
-    ).fetchall()]  # fmt: skip
+    variants = [
+        r[0]
+        for r in con.execute(
+            "SELECT variant, count(*) c FROM log GROUP BY variant ORDER BY c DESC"
+        ).fetchall()
+    ]
     control = pb.flag.control if pb.flag.control in variants else (variants[0] if variants else "")
     metrics = tuple(m for m in pb.metrics if pb.sources[m.source].kind == "requestlog")
     request = MeasureRequest(metrics, start, end, control, "\x00none")
@@ -100,24 +103,15 @@ class Sizing:
 
 def _sizing(metric: Metric, stat: Stat | None) -> Sizing | None:
     """The metric's sizing from the control's baseline statistics."""
-    found = _sigma2_and_margin(metric, stat)
-    if found is None:
-        return None
-    rate = None
-    if isinstance(stat, Proportion) and metric.margin.relative is None:
-        rate = min(max(stat.rate, 1 / (stat.n + 2)), 1 - 1 / (stat.n + 2))
-    return Sizing(found[0], found[1], rate)
-
-
-def _sigma2_and_margin(metric: Metric, stat: Stat | None) -> tuple[float, float] | None:
-    """Per-observation variance and the margin in absolute units, from the baseline."""
     rel = metric.margin.relative
+    absolute = metric.margin.absolute or 0.0
     if isinstance(stat, Proportion) and stat.n:
         p = min(max(stat.rate, 1 / (stat.n + 2)), 1 - 1 / (stat.n + 2))
-        return p * (1 - p), rel * p if rel is not None else metric.margin.absolute or 0.0
+        if rel is not None:
+            return Sizing(p * (1 - p), rel * p)
+        return Sizing(p * (1 - p), absolute, rate=p)
     if isinstance(stat, Moments) and stat.n > 1:
-        mean = stat.mean
-        return stat.variance, rel * abs(mean) if rel is not None else metric.margin.absolute or 0.0
+        return Sizing(stat.variance, rel * abs(stat.mean) if rel is not None else absolute)
     if isinstance(stat, RatioMoments) and stat.n > 1 and stat.sum_y:
         n = stat.n
         mx, my = stat.sum_x / n, stat.sum_y / n
@@ -125,23 +119,24 @@ def _sigma2_and_margin(metric: Metric, stat: Stat | None) -> tuple[float, float]
         vx, vy = stat.sum_x2 / n - mx * mx, stat.sum_y2 / n - my * my
         cxy = stat.sum_xy / n - mx * my
         var = max((vx - 2 * r * cxy + r * r * vy) / (my * my), 1e-18)
-        return var, rel * r if rel is not None else metric.margin.absolute or 0.0
+        return Sizing(var, rel * r if rel is not None else absolute)
     if isinstance(stat, Histogram) and stat.n > 10 and metric.q:
         qc = stat.quantile(metric.q)
-        shifted = qc / (1 + rel) if rel is not None else qc - (metric.margin.absolute or 0.0)
+        shifted = qc / (1 + rel) if rel is not None else qc - absolute
         above = stat.count_above(qc) / stat.n
         implied = stat.count_above(shifted) / stat.n - above
-        return above * (1 - above), max(implied, 1e-9)
+        return Sizing(above * (1 - above), max(implied, 1e-9))
     if stat is None and metric.kind == "proportion" and metric.margin.absolute:
-        return 0.25, metric.margin.absolute  # worst case p = 0.5 without a baseline
+        return Sizing(0.25, metric.margin.absolute)  # worst case p = 0.5 without a baseline
     return None
 
 
 PASS_POWER = 0.9  # the plan sizes a stage so that 9 of 10 healthy canaries pass by its time
 
 
-def pass_chance(sizing: Sizing, share: float, alpha: float, method: Any,
-                rho2: sequential.Rho2, n_canary: float) -> float:  # fmt: skip
+def pass_chance(
+    sizing: Sizing, share: float, alpha: float, method: Any, rho2: sequential.Rho2, n_canary: float
+) -> float:
     """Chance that a healthy canary's safe-side bound, estimate + z * sd, is within the margin
     at `n_canary` canary samples (one look; the control has `(1 - share) / share` times as
     many). For a rate, sd is estimated from the rates themselves and grows with the canary's,
@@ -176,8 +171,14 @@ def smallest_sample(chance: Callable[[int], float], target: float) -> int | None
     return hi
 
 
-def samples_needed(sizing: Sizing, share: float, alpha: float, method: Any,
-                   rho2: sequential.Rho2, power: float = PASS_POWER) -> int | None:  # fmt: skip
+def samples_needed(
+    sizing: Sizing,
+    share: float,
+    alpha: float,
+    method: Any,
+    rho2: sequential.Rho2,
+    power: float = PASS_POWER,
+) -> int | None:
     """Smallest canary sample at which a healthy canary passes this one metric with chance
     `power` (0.5: about where the bound's half-width equals the margin)."""
     if sizing.margin <= 0 or sizing.variance <= 0:
@@ -185,8 +186,14 @@ def samples_needed(sizing: Sizing, share: float, alpha: float, method: Any,
     return smallest_sample(lambda n: pass_chance(sizing, share, alpha, method, rho2, n), power)
 
 
-def stage_samples(sized: list[Sizing], share: float, alpha: float, method: Any,
-                  rho2: sequential.Rho2, minimum: int) -> int | None:  # fmt: skip
+def stage_samples(
+    sized: list[Sizing],
+    share: float,
+    alpha: float,
+    method: Any,
+    rho2: sequential.Rho2,
+    minimum: int,
+) -> int | None:
     """Canary samples at which a healthy canary passes every metric of `sized` at once with
     chance PASS_POWER, taking them as independent; at least the stage's minimum samples."""
     if not sized or any(s.margin <= 0 or s.variance <= 0 for s in sized):
@@ -229,10 +236,14 @@ def _explained(
             explain = getattr(source_of(metric.source), "explain", None)
             if explain is not None:
                 request = MeasureRequest(
-                    metrics=(metric,), start=now - window, end=now, control=pb.flag.control,
-                    canary=pb.flag.canary, dimensions=tuple(pb.segments.dimensions),
+                    metrics=(metric,),
+                    start=now - window,
+                    end=now,
+                    control=pb.flag.control,
+                    canary=pb.flag.canary,
+                    dimensions=tuple(pb.segments.dimensions),
                     scope=expr.parse(scope) if scope else None,
-                )  # fmt: skip
+                )
                 queries = explain(request).get(metric.name, [])
         out.append(queries)
     return out
@@ -264,23 +275,37 @@ def _time_to_pass(
     if pass_requires == "no_failure":
         n: int | None = min_samples
     elif unsized:
-        return {"samples_per_arm": None, "hours": None, "can_pass": None,
-                "reason": "no baseline to size " + ", ".join(unsized)}  # fmt: skip
+        return {
+            "samples_per_arm": None,
+            "hours": None,
+            "can_pass": None,
+            "reason": "no baseline to size " + ", ".join(unsized),
+        }
     else:
-        samples = [stage_samples(sized[own], share, alpha_pass, own, rho2, min_samples)
-                   for own in sized]  # fmt: skip
+        samples = [
+            stage_samples(sized[own], share, alpha_pass, own, rho2, min_samples) for own in sized
+        ]
         n = None if None in samples else max(s for s in samples if s is not None)
     if n is None:
-        return {"samples_per_arm": None, "hours": None, "can_pass": False,
-                "reason": "no sample is large enough for these margins"}  # fmt: skip
+        return {
+            "samples_per_arm": None,
+            "hours": None,
+            "can_pass": False,
+            "reason": "no sample is large enough for these margins",
+        }
     hours = n / per_hour if per_hour else None
     # No pass before the minimum duration, nor before an A/B stage's planned end.
     floor = max(_hours(stage.min_duration), _hours(stage.duration) if fixed_end else 0.0)
     limit = (
         parse_duration(stage.max_duration).total_seconds() / 3600 if stage.max_duration else None
     )
-    result: dict[str, Any] = {"samples_per_arm": n, "hours": hours, "can_pass": None,
-                              "reason": "", "requires": pass_requires}  # fmt: skip
+    result: dict[str, Any] = {
+        "samples_per_arm": n,
+        "hours": hours,
+        "can_pass": None,
+        "reason": "",
+        "requires": pass_requires,
+    }
     if hours is None:
         result["reason"] = "no request volume to turn samples into hours (pass --log)"
         return result
@@ -323,10 +348,18 @@ def plan_stage(
     share = traffic / 100
     note = _NOTES.get(stage.kind)
     entry: dict[str, Any] = {
-        "name": stage.name, "kind": stage.kind, "traffic": traffic, "ab": None, "note": note,
-        "scope": stage.scope, "approval": stage.approval, "min_duration": stage.min_duration,
-        "max_duration": stage.max_duration, "duration": stage.duration, "metrics": [],
-    }  # fmt: skip
+        "name": stage.name,
+        "kind": stage.kind,
+        "traffic": traffic,
+        "ab": None,
+        "note": note,
+        "scope": stage.scope,
+        "approval": stage.approval,
+        "min_duration": stage.min_duration,
+        "max_duration": stage.max_duration,
+        "duration": stage.duration,
+        "metrics": [],
+    }
     if traffic >= 100 and stage.kind not in ("shadow", "monitor"):
         entry["note"] = "100%: no control arm left; judged on limits and triggers"
         return entry
@@ -349,12 +382,18 @@ def plan_stage(
     sized: dict[str, list[Sizing]] = {}  # per method
     for m in metrics:
         own = method if not at_end or m.name in at_end else "sequential"
-        row: dict[str, Any] = {"name": m.name, "samples_per_arm": None, "hours": None,
-                               "method": own, "alpha_to_fail": planned_alpha(pb, metrics, m)}  # fmt: skip
+        row: dict[str, Any] = {
+            "name": m.name,
+            "samples_per_arm": None,
+            "hours": None,
+            "method": own,
+            "alpha_to_fail": planned_alpha(pb, metrics, m),
+        }
         row["margin"] = (
-            f"{m.margin.relative:.0%} relative" if m.margin.relative is not None
+            f"{m.margin.relative:.0%} relative"
+            if m.margin.relative is not None
             else f"{m.margin.absolute:g} absolute"
-        )  # fmt: skip
+        )
         found = _sizing(m, baseline.get(m.name))
         if found and 0 < share < 1:
             n = samples_needed(found, share, alpha_pass, own, rho2)
@@ -366,20 +405,37 @@ def plan_stage(
     per_hour = None if not volume else volume if per_request else volume * share
     pass_requires = stage.pass_requires or pb.analysis.pass_requires
     to_pass = _time_to_pass(
-        stage, rows, sized, share, alpha_pass, rho2, min_samples, per_hour, pass_requires,
+        stage,
+        rows,
+        sized,
+        share,
+        alpha_pass,
+        rho2,
+        min_samples,
+        per_hour,
+        pass_requires,
         bool(at_end),
-    )  # fmt: skip
+    )
     if at_end:  # how long the A/B metrics need, against the planned duration
         hours = [r["hours"] for r in rows if r["name"] in at_end]
         needed = max(hours) if hours and None not in hours else None
-        planned = parse_duration(stage.duration).total_seconds() / 3600 if stage.duration \
-            else None  # fmt: skip
-        entry["ab"] = {"metrics": sorted(at_end), "hours_needed": needed, "planned_hours": planned,
-                       "enough": None if needed is None or planned is None else needed <= planned}  # fmt: skip
-    entry.update({
-        "min_samples_per_arm": min_samples, "alpha_per_metric": alpha,
-        "alpha_to_pass": alpha_pass, "method": method, "to_pass": to_pass, "metrics": rows,
-    })  # fmt: skip
+        planned = parse_duration(stage.duration).total_seconds() / 3600 if stage.duration else None
+        entry["ab"] = {
+            "metrics": sorted(at_end),
+            "hours_needed": needed,
+            "planned_hours": planned,
+            "enough": None if needed is None or planned is None else needed <= planned,
+        }
+    entry.update(
+        {
+            "min_samples_per_arm": min_samples,
+            "alpha_per_metric": alpha,
+            "alpha_to_pass": alpha_pass,
+            "method": method,
+            "to_pass": to_pass,
+            "metrics": rows,
+        }
+    )
     return entry
 
 

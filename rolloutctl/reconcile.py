@@ -49,17 +49,26 @@ def reconcile_pending(ctx: Context, state: RolloutState) -> None:
     if not isinstance(target, int | float) or abs(real.canary_percent - float(target)) > 1e-9:
         return
     before, version = _snapshot(state), state.version
-    reason = (f"the flag already serves stage {intent.get('stage')} ({float(target):g}%): "
-              f"an interrupted {intent.get('command', 'change')} wrote the flag but not the "
-              "state; recorded it now")  # fmt: skip
+    reason = (
+        f"the flag already serves stage {intent.get('stage')} ({float(target):g}%): "
+        f"an interrupted {intent.get('command', 'change')} wrote the flag but not the "
+        "state; recorded it now"
+    )
     state.stage_index, state.stage = int(intent["stage_index"]), str(intent["stage"])
     state.stage_started_at = str(intent.get("at") or ctx.clock().isoformat())
     state.canary_percent, state.scope = float(target), intent.get("scope")
     state.flag_fingerprint = real.fingerprint
     state.status, state.paused_reason, state.consecutive_errors = "running", None, 0
     ctx.store.save(state, expected_version=version)
-    ctx.store.audit(state.rollout, actor=ctx.actor, command="reconcile", reason=reason,
-                    before=before, after=_snapshot(state), at=ctx.clock().isoformat())  # fmt: skip
+    ctx.store.audit(
+        state.rollout,
+        actor=ctx.actor,
+        command="reconcile",
+        reason=reason,
+        before=before,
+        after=_snapshot(state),
+        at=ctx.clock().isoformat(),
+    )
 
 
 def reconcile_rollback(ctx: Context, state: RolloutState) -> None:
@@ -75,8 +84,15 @@ def reconcile_rollback(ctx: Context, state: RolloutState) -> None:
     state.flag_fingerprint, state.canary_percent = real.fingerprint, 0.0
     state.status, state.paused_reason = "rolled_back", reason
     ctx.store.save(state, expected_version=version)
-    ctx.store.audit(state.rollout, actor=ctx.actor, command="reconcile", reason=reason,
-                    before=before, after=_snapshot(state), at=ctx.clock().isoformat())  # fmt: skip
+    ctx.store.audit(
+        state.rollout,
+        actor=ctx.actor,
+        command="reconcile",
+        reason=reason,
+        before=before,
+        after=_snapshot(state),
+        at=ctx.clock().isoformat(),
+    )
     raise StateConflict(
         f"rollout {state.rollout!r} was rolled back at stage {state.stage}: {reason}; "
         "recorded it in the state now",

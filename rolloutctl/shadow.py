@@ -198,32 +198,60 @@ def analyze_shadow(
                 hint=f"log the same request_id on the control row (variant {control!r}) and "
                 f"on its shadow call (variant 'shadow:{candidate}')",
             )
-        return _Analysis(con, types, start, end, control, candidate, metrics, dimensions,
-                         alpha, rho2, min_pairs, min_segment_pairs, min_coverage,
-                         critical_segments).run()  # fmt: skip
+        return _Analysis(
+            con,
+            types,
+            start,
+            end,
+            control,
+            candidate,
+            metrics,
+            dimensions,
+            alpha,
+            rho2,
+            min_pairs,
+            min_segment_pairs,
+            min_coverage,
+            critical_segments,
+        ).run()
     finally:
         con.close()
 
 
 class _Analysis:
     def __init__(
-        self, con: duckdb.DuckDBPyConnection, types: dict[str, str], start: datetime,
-        end: datetime, control: str, candidate: str, metrics: Sequence[Metric],
-        dimensions: Sequence[str], alpha: float, rho2: sequential.Rho2, min_pairs: int,
-        min_segment_pairs: int, min_coverage: float,
+        self,
+        con: duckdb.DuckDBPyConnection,
+        types: dict[str, str],
+        start: datetime,
+        end: datetime,
+        control: str,
+        candidate: str,
+        metrics: Sequence[Metric],
+        dimensions: Sequence[str],
+        alpha: float,
+        rho2: sequential.Rho2,
+        min_pairs: int,
+        min_segment_pairs: int,
+        min_coverage: float,
         critical_segments: Collection[tuple[str, str]] = (),
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.con, self.columns = con, set(types)
         self.start, self.end, self.control, self.shadow = start, end, control, "shadow:" + candidate
         self.metrics, self.alpha, self.rho2 = list(metrics), alpha, rho2
         self.min_pairs, self.min_segment_pairs, self.min_coverage = (
-            min_pairs, min_segment_pairs, min_coverage,
-        )  # fmt: skip
+            min_pairs,
+            min_segment_pairs,
+            min_coverage,
+        )
         self.notes: list[str] = []
         self.critical_segments = set(critical_segments)
         self.dims = [d for d in dimensions if d in self.columns]
-        self.notes += [f"segment dimension {d!r} is not a column of the log"
-                       for d in dimensions if d not in self.columns]  # fmt: skip
+        self.notes += [
+            f"segment dimension {d!r} is not a column of the log"
+            for d in dimensions
+            if d not in self.columns
+        ]
         self.values: list[str] = []  # per-side SQL of each paired value
         self.items: list[_Item] = []
         self.skipped: list[ShadowComparison] = []
@@ -237,12 +265,29 @@ class _Analysis:
             self.values.append(sql)
         return self.values.index(sql)
 
-    def _skip(self, name: str, title: str, group: str, kind: Kind, note: str,
-              blocks: bool) -> None:  # fmt: skip
-        self.skipped.append(ShadowComparison(
-            name, title, group, kind, None, False, 0, None, None, None, (None, None), None,
-            None, None, None, None, "inconclusive", "skipped: " + note,
-        ))  # fmt: skip
+    def _skip(self, name: str, title: str, group: str, kind: Kind, note: str, blocks: bool) -> None:
+        self.skipped.append(
+            ShadowComparison(
+                name,
+                title,
+                group,
+                kind,
+                None,
+                False,
+                0,
+                None,
+                None,
+                None,
+                (None, None),
+                None,
+                None,
+                None,
+                None,
+                None,
+                "inconclusive",
+                "skipped: " + note,
+            )
+        )
         if blocks:
             self.blocking.append(f"{name} ({note})")
 
@@ -251,23 +296,36 @@ class _Analysis:
         for metric in self.metrics:
             title = metric.title or metric.name.replace("_", " ")
             kind: Kind = (
-                "paired_proportion" if metric.kind == "proportion"
-                else "paired_quantile" if metric.kind == "quantile"
-                else "ratio" if metric.kind == "ratio" else "paired_mean"
-            )  # fmt: skip
+                "paired_proportion"
+                if metric.kind == "proportion"
+                else "paired_quantile"
+                if metric.kind == "quantile"
+                else "ratio"
+                if metric.kind == "ratio"
+                else "paired_mean"
+            )
             which = _status_event(metric.event) if metric.kind == "proportion" else None
             if which is not None and health[which] is None:
                 health[which] = metric
                 continue
             if metric.group == "product" or metric.kind == "ratio":
-                why = ("a user reaction, which a shadow answer nobody sees cannot have"
-                       if metric.group == "product" else "ratio metrics are not compared pairwise")  # fmt: skip
+                why = (
+                    "a user reaction, which a shadow answer nobody sees cannot have"
+                    if metric.group == "product"
+                    else "ratio metrics are not compared pairwise"
+                )
                 self._skip(metric.name, title, metric.group, kind, why, blocks=False)
                 continue
             text = metric.event if metric.kind == "proportion" else metric.value
             if text is None:
-                self._skip(metric.name, title, metric.group, kind,
-                           "not a request-log metric (no event or value)", metric.deciding)  # fmt: skip
+                self._skip(
+                    metric.name,
+                    title,
+                    metric.group,
+                    kind,
+                    "not a request-log metric (no event or value)",
+                    metric.deciding,
+                )
                 continue
             try:
                 sql = expr.to_sql(expr.parse(text or ""), self.columns)
@@ -275,33 +333,63 @@ class _Analysis:
                 self._skip(metric.name, title, metric.group, kind, str(exc), metric.deciding)
                 continue
             col = self._value(
-                f"CAST(TRY_CAST({sql} AS BOOLEAN) AS DOUBLE)" if metric.kind == "proportion"
+                f"CAST(TRY_CAST({sql} AS BOOLEAN) AS DOUBLE)"
+                if metric.kind == "proportion"
                 else f"TRY_CAST({sql} AS DOUBLE)"
-            )  # fmt: skip
+            )
             uses_status = "status" in expr.names(expr.parse(text or ""))
-            self.items.append(_Item(
-                metric.name, title, metric.group, kind, col,
-                "__paired" if uses_status else "__answered", metric,
-                segmented=metric.critical and bool(self.dims) and (
-                    metric.per_segment or any(d in self.dims for d, _ in self.critical_segments)
-                ),
-            ))  # fmt: skip
+            self.items.append(
+                _Item(
+                    metric.name,
+                    title,
+                    metric.group,
+                    kind,
+                    col,
+                    "__paired" if uses_status else "__answered",
+                    metric,
+                    segmented=metric.critical
+                    and bool(self.dims)
+                    and (
+                        metric.per_segment or any(d in self.dims for d, _ in self.critical_segments)
+                    ),
+                )
+            )
         for which, rate_metric in health.items():
             name, title = f"shadow_{which}_rate", f"shadow {which} rate"
             if "status" not in self.columns:
-                self._skip(name, title, "shadow", "rate", "no status column in the log",
-                           blocks=rate_metric is not None and rate_metric.deciding)  # fmt: skip
+                self._skip(
+                    name,
+                    title,
+                    "shadow",
+                    "rate",
+                    "no status column in the log",
+                    blocks=rate_metric is not None and rate_metric.deciding,
+                )
                 continue
             col = self._value(f"CAST(CAST(status AS VARCHAR) = {_literal(which)} AS DOUBLE)")
             self.items.append(_Item(name, title, "shadow", "rate", col, "__paired", rate_metric))
         if "output_tokens" in self.columns:
             col = self._value("TRY_CAST(output_tokens AS DOUBLE)")
-            self.items.append(_Item("output_length_ratio", "output length ratio (shadow / "
-                                    "control output tokens)", "shadow", "ratio", col,
-                                    "__answered", None))  # fmt: skip
+            self.items.append(
+                _Item(
+                    "output_length_ratio",
+                    "output length ratio (shadow / control output tokens)",
+                    "shadow",
+                    "ratio",
+                    col,
+                    "__answered",
+                    None,
+                )
+            )
         else:
-            self._skip("output_length_ratio", "output length ratio", "shadow", "ratio",
-                       "no output_tokens column in the log", blocks=False)  # fmt: skip
+            self._skip(
+                "output_length_ratio",
+                "output length ratio",
+                "shadow",
+                "ratio",
+                "no output_tokens column in the log",
+                blocks=False,
+            )
         for i, item in enumerate(self.items):
             item.key = f"_{i}"
 
@@ -312,10 +400,13 @@ class _Analysis:
         window = f"__ts >= {_ts_sql(self.start)} AND __ts < {_ts_sql(self.end)}"
         failed = (
             "COALESCE(CAST(status AS VARCHAR) IN ('error', 'timeout'), FALSE)"
-            if "status" in self.columns else "FALSE"
-        )  # fmt: skip
-        segs = "".join(f", COALESCE(CAST({sql_ident(d)} AS VARCHAR), '(missing)') AS seg{i}"
-                       for i, d in enumerate(self.dims))  # fmt: skip
+            if "status" in self.columns
+            else "FALSE"
+        )
+        segs = "".join(
+            f", COALESCE(CAST({sql_ident(d)} AS VARCHAR), '(missing)') AS seg{i}"
+            for i, d in enumerate(self.dims)
+        )
         vals = "".join(f", {sql} AS v{k}" for k, sql in enumerate(self.values))
         seg_out = "".join(f"c.seg{i} AS seg{i}, " for i in range(len(self.dims)))
         xy = "".join(f", c.v{k} AS x{k}, s.v{k} AS y{k}" for k in range(len(self.values)))
@@ -337,15 +428,18 @@ class _Analysis:
         segs = [f"seg{i}" for i in range(len(self.dims))]
         sets = ", ".join(["()", *(f"({s})" for s in segs)])
         flags = [f"grouping({s}) AS g{i}" for i, s in enumerate(segs)]
-        query = (f"{cte}SELECT {', '.join([*segs, *flags, *aggregates])}\n"
-                 f"FROM pairs GROUP BY GROUPING SETS ({sets})")  # fmt: skip
+        query = (
+            f"{cte}SELECT {', '.join([*segs, *flags, *aggregates])}\n"
+            f"FROM pairs GROUP BY GROUPING SETS ({sets})"
+        )
         try:
             cursor = self.con.execute(query)
             names = [d[0] for d in cursor.description]
             rows = [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
         except duckdb.Error as exc:
-            raise InvalidInput(f"request log: shadow query failed: {str(exc).splitlines()[0]}"
-                               ) from None  # fmt: skip
+            raise InvalidInput(
+                f"request log: shadow query failed: {str(exc).splitlines()[0]}"
+            ) from None
         for r in rows:
             present = [i for i in range(len(segs)) if r[f"g{i}"] == 0]
             r["__segment"] = (self.dims[present[0]], str(r[segs[present[0]]])) if present else None
@@ -370,9 +464,11 @@ class _Analysis:
                 assert item.metric is not None and item.metric.q is not None
                 levels = self._levels(item.metric.q)
                 cond, k = self._cond(item), item.col
-                aggs += [f"count(*) FILTER (WHERE {cond}) AS qn{item.key}",
-                         f"quantile_cont(x{k}, {levels}) FILTER (WHERE {cond}) AS qx{item.key}",
-                         f"quantile_cont(y{k}, {levels}) FILTER (WHERE {cond}) AS qy{item.key}"]  # fmt: skip
+                aggs += [
+                    f"count(*) FILTER (WHERE {cond}) AS qn{item.key}",
+                    f"quantile_cont(x{k}, {levels}) FILTER (WHERE {cond}) AS qx{item.key}",
+                    f"quantile_cont(y{k}, {levels}) FILTER (WHERE {cond}) AS qy{item.key}",
+                ]
             query, rows = self._grouped(cte, aggs)
             queries.append(query)
             for r in rows:
@@ -396,10 +492,19 @@ class _Analysis:
             if item.kind == "paired_quantile":
                 aggs += self._exceedance_aggregates(item, quantiles)
                 continue
-            aggs += [f"count(*) FILTER (WHERE {cond}) AS n{item.key}",
-                     *(f"sum({e}) FILTER (WHERE {cond}) AS {a}{item.key}" for a, e in (
-                         ("sx", f"x{k}"), ("sy", f"y{k}"), ("sxx", f"x{k} * x{k}"),
-                         ("syy", f"y{k} * y{k}"), ("sxy", f"x{k} * y{k}")))]  # fmt: skip
+            aggs += [
+                f"count(*) FILTER (WHERE {cond}) AS n{item.key}",
+                *(
+                    f"sum({e}) FILTER (WHERE {cond}) AS {a}{item.key}"
+                    for a, e in (
+                        ("sx", f"x{k}"),
+                        ("sy", f"y{k}"),
+                        ("sxx", f"x{k} * x{k}"),
+                        ("syy", f"y{k} * y{k}"),
+                        ("sxy", f"x{k} * y{k}"),
+                    )
+                ),
+            ]
         query, rows = self._grouped(cte, aggs)
         queries.append(query)
         return self._judge(rows, quantiles, ";\n\n".join(queries))
@@ -419,8 +524,16 @@ class _Analysis:
         delta = pick_bandwidth(n, q)
         i, mid = widths.index(delta), len(widths)
         lo, hi = mid - 1 - i, mid + 1 + i
-        return {"n": n, "delta": delta, "qx": xs[mid], "qy": ys[mid], "qx_lo": xs[lo],
-                "qx_hi": xs[hi], "qy_lo": ys[lo], "qy_hi": ys[hi]}  # fmt: skip
+        return {
+            "n": n,
+            "delta": delta,
+            "qx": xs[mid],
+            "qy": ys[mid],
+            "qx_lo": xs[lo],
+            "qx_hi": xs[hi],
+            "qy_lo": ys[lo],
+            "qy_hi": ys[hi],
+        }
 
     def _exceedance_aggregates(
         self, item: _Item, quantiles: dict[tuple[str, Any], dict[str, float]]
@@ -432,24 +545,31 @@ class _Analysis:
         # (column suffix, x threshold SQL, y threshold SQL)
         levels = [("", _num(overall.get("qx")), _num(overall.get("qy")))]
         for i, dim in enumerate(self.dims if item.segmented else []):
-            found = {seg[1]: v for (name, seg), v in quantiles.items()
-                     if name == item.name and seg is not None and seg[0] == dim}  # fmt: skip
+            found = {
+                seg[1]: v
+                for (name, seg), v in quantiles.items()
+                if name == item.name and seg is not None and seg[0] == dim
+            }
             if found:
                 levels.append((f"_{i}", _case(i, found, "qx"), _case(i, found, "qy")))
         out = []
         for suffix, tx, ty in levels:
-            out += [f"count(*) FILTER (WHERE {cond} AND x{k} > {tx}) AS ax{item.key}{suffix}",
-                    f"count(*) FILTER (WHERE {cond} AND y{k} > {ty}) AS ay{item.key}{suffix}",
-                    f"count(*) FILTER (WHERE {cond} AND x{k} > {tx} AND y{k} > {ty}) "
-                    f"AS axy{item.key}{suffix}"]  # fmt: skip
+            out += [
+                f"count(*) FILTER (WHERE {cond} AND x{k} > {tx}) AS ax{item.key}{suffix}",
+                f"count(*) FILTER (WHERE {cond} AND y{k} > {ty}) AS ay{item.key}{suffix}",
+                f"count(*) FILTER (WHERE {cond} AND x{k} > {tx} AND y{k} > {ty}) "
+                f"AS axy{item.key}{suffix}",
+            ]
         return out
 
     # ------------------------------------------------------------ judging
 
     def _judge(
-        self, rows: list[dict[str, Any]], quantiles: dict[tuple[str, Any], dict[str, float]],
+        self,
+        rows: list[dict[str, Any]],
+        quantiles: dict[tuple[str, Any], dict[str, float]],
         query: str,
-    ) -> ShadowResult:  # fmt: skip
+    ) -> ShadowResult:
         overall = next(r for r in rows if r["__segment"] is None)
         counts, ids = overall["__rows"], overall["__ids"]
         requests, pairs = int(overall["__requests"]), int(overall["__pairs"])
@@ -462,8 +582,10 @@ class _Analysis:
             )
         for side in ("control", "shadow"):
             if counts[f"{side}_no_id"]:
-                self.notes.append(f"{counts[f'{side}_no_id']:,} {side} rows without a "
-                                  "request_id could not be paired")  # fmt: skip
+                self.notes.append(
+                    f"{counts[f'{side}_no_id']:,} {side} rows without a "
+                    "request_id could not be paired"
+                )
         orphans = int(ids["shadow_ids"]) - pairs
         if orphans:
             self.notes.append(f"{orphans:,} shadow requests have no control row in the window")
@@ -475,23 +597,35 @@ class _Analysis:
                 seg = r["__segment"]
                 if seg is not None and not (
                     item.segmented
-                    and (item.metric is None or item.metric.per_segment
-                         or tuple(seg) in self.critical_segments)
-                ):  # fmt: skip
+                    and (
+                        item.metric is None
+                        or item.metric.per_segment
+                        or tuple(seg) in self.critical_segments
+                    )
+                ):
                     continue
-                n = int(r[f"n{item.key}"] or 0) if item.kind != "paired_quantile" else int(
-                    quantiles.get((item.name, seg), {}).get("n", 0))  # fmt: skip
+                n = (
+                    int(r[f"n{item.key}"] or 0)
+                    if item.kind != "paired_quantile"
+                    else int(quantiles.get((item.name, seg), {}).get("n", 0))
+                )
                 metric = item.metric
-                vetoes = metric is not None and metric.deciding and (
-                    seg is None or n >= self.min_segment_pairs)  # fmt: skip
+                vetoes = (
+                    metric is not None
+                    and metric.deciding
+                    and (seg is None or n >= self.min_segment_pairs)
+                )
                 planned.append((item, seg, r, vetoes, n))
         n_veto = max(1, sum(1 for p in planned if p[3]))
         alpha_each = self.alpha / n_veto
 
         results: list[ShadowComparison] = []
         for item, seg, r, vetoes, n in planned:
-            results.append(self._compare(item, seg, r, quantiles, n, vetoes,
-                                         alpha_each if vetoes else self.alpha))  # fmt: skip
+            results.append(
+                self._compare(
+                    item, seg, r, quantiles, n, vetoes, alpha_each if vetoes else self.alpha
+                )
+            )
 
         # ---- Holm over the vetoing comparisons
         vetoing = [c for c in results if c.vetoes and c.p_value is not None]
@@ -501,33 +635,84 @@ class _Analysis:
             c.verdict = "fail" if reject else "inconclusive" if c.verdict == "fail" else c.verdict
 
         coverage = pairs / requests if requests else 0.0
-        results.append(ShadowComparison(
-            "shadow_coverage", "shadow coverage (control requests with a shadow row)",
-            "shadow", "rate", None, False, requests, None, coverage, None, (None, None), None,
-            None, None, None, None,
-            "pass" if requests and coverage >= self.min_coverage else "inconclusive",
-            f"{pairs:,} of {requests:,} control requests have a shadow row "
-            f"({coverage:.1%}; at least {self.min_coverage:.0%} needed)",
-        ))  # fmt: skip
+        results.append(
+            ShadowComparison(
+                "shadow_coverage",
+                "shadow coverage (control requests with a shadow row)",
+                "shadow",
+                "rate",
+                None,
+                False,
+                requests,
+                None,
+                coverage,
+                None,
+                (None, None),
+                None,
+                None,
+                None,
+                None,
+                None,
+                "pass" if requests and coverage >= self.min_coverage else "inconclusive",
+                f"{pairs:,} of {requests:,} control requests have a shadow row "
+                f"({coverage:.1%}; at least {self.min_coverage:.0%} needed)",
+            )
+        )
         results += self.skipped
         verdict, reasons = self._verdict(results, pairs, coverage, len(vetoing))
-        return ShadowResult(pairs, int(counts["control_rows"]), int(counts["shadow_rows"]),
-                            duplicates, results, verdict, reasons, query, self.notes)  # fmt: skip
+        return ShadowResult(
+            pairs,
+            int(counts["control_rows"]),
+            int(counts["shadow_rows"]),
+            duplicates,
+            results,
+            verdict,
+            reasons,
+            query,
+            self.notes,
+        )
 
     def _compare(
-        self, item: _Item, seg: tuple[str, str] | None, r: dict[str, Any],
-        quantiles: dict[tuple[str, Any], dict[str, float]], n: int, vetoes: bool, alpha: float,
-    ) -> ShadowComparison:  # fmt: skip
+        self,
+        item: _Item,
+        seg: tuple[str, str] | None,
+        r: dict[str, Any],
+        quantiles: dict[tuple[str, Any], dict[str, float]],
+        n: int,
+        vetoes: bool,
+        alpha: float,
+    ) -> ShadowComparison:
         metric = item.metric
         segment = None if seg is None else {seg[0]: seg[1]}
         relative = metric is not None and metric.margin.relative is not None
-        margin = MarginSpec(
-            (metric.margin.relative if relative else metric.margin.absolute) or 0.0, relative
-        ) if metric is not None else MarginSpec(0.0, False)  # fmt: skip
+        margin = (
+            MarginSpec(
+                (metric.margin.relative if relative else metric.margin.absolute) or 0.0, relative
+            )
+            if metric is not None
+            else MarginSpec(0.0, False)
+        )
         worse: Worse = metric.worse if metric is not None else "higher"
-        row = ShadowComparison(item.name, item.title, item.group, item.kind, segment, vetoes, n,
-                               None, None, None, (None, None), None, None, None, None, None,
-                               "inconclusive", relative=relative)  # fmt: skip
+        row = ShadowComparison(
+            item.name,
+            item.title,
+            item.group,
+            item.kind,
+            segment,
+            vetoes,
+            n,
+            None,
+            None,
+            None,
+            (None, None),
+            None,
+            None,
+            None,
+            None,
+            None,
+            "inconclusive",
+            relative=relative,
+        )
         if seg is not None and n < self.min_segment_pairs:
             row.note = f"too few pairs to judge ({n:,} < {self.min_segment_pairs:,})"
             return row
@@ -540,24 +725,44 @@ class _Analysis:
                 row.note = "no pairs with values"
                 return row
             stats = PairedQuantiles(
-                n, metric.q, p["delta"], p["qx"], p["qy"], p["qx_lo"], p["qx_hi"], p["qy_lo"],
-                p["qy_hi"], int(r[f"ax{item.key}{suffix}"]), int(r[f"ay{item.key}{suffix}"]),
+                n,
+                metric.q,
+                p["delta"],
+                p["qx"],
+                p["qy"],
+                p["qx_lo"],
+                p["qx_hi"],
+                p["qy_lo"],
+                p["qy_hi"],
+                int(r[f"ax{item.key}{suffix}"]),
+                int(r[f"ay{item.key}{suffix}"]),
                 int(r[f"axy{item.key}{suffix}"]),
-            )  # fmt: skip
+            )
             comp = compare_paired_quantiles(
                 stats, margin, worse, alpha, self.rho2, alpha_pass=self.alpha
             )
-            note = (f"paired p{metric.q * 100:g} of {metric.value} (Bahadur variance, "
-                    f"density bandwidth {stats.delta:g})")  # fmt: skip
+            note = (
+                f"paired p{metric.q * 100:g} of {metric.value} (Bahadur variance, "
+                f"density bandwidth {stats.delta:g})"
+            )
         else:
-            m = PairedMoments(n, *(float(r[f"{a}{item.key}"] or 0.0)
-                                   for a in ("sx", "sy", "sxx", "syy", "sxy")))  # fmt: skip
+            m = PairedMoments(
+                n, *(float(r[f"{a}{item.key}"] or 0.0) for a in ("sx", "sy", "sxx", "syy", "sxy"))
+            )
             if item.kind == "ratio":
                 return self._ratio(row, m, alpha)
             binary = item.kind in ("paired_proportion", "rate")
             safety = binary and metric is not None and metric.group == "safety"
-            comp = compare_paired(m, margin, worse, alpha, self.rho2, binary=binary,
-                                  zero_tolerance=safety, alpha_pass=self.alpha)  # fmt: skip
+            comp = compare_paired(
+                m,
+                margin,
+                worse,
+                alpha,
+                self.rho2,
+                binary=binary,
+                zero_tolerance=safety,
+                alpha_pass=self.alpha,
+            )
             note = f"paired mean of {metric.value}" if metric and item.kind == "paired_mean" else ""
             if binary:
                 disc = discordant(m, worse)
@@ -588,12 +793,16 @@ class _Analysis:
         width = sequential.critical_z(alpha / 2, m.n, self.rho2) * se
         row.ci = (ratio - width, ratio + width)
         z = (ratio - 1) / se
-        p = min(1.0, 2 * min(sequential.p_value(z, m.n, self.rho2),
-                             sequential.p_value(-z, m.n, self.rho2)))  # fmt: skip
+        p = min(
+            1.0,
+            2 * min(sequential.p_value(z, m.n, self.rho2), sequential.p_value(-z, m.n, self.rho2)),
+        )
         row.p_value = p
         row.verdict = "fail" if p <= alpha else "inconclusive"
-        row.note = (f"diagnostic, never vetoes: shadow answers use {ratio - 1:+.1%} output "
-                    f"tokens; p = two-sided always-valid p of 'same length'")  # fmt: skip
+        row.note = (
+            f"diagnostic, never vetoes: shadow answers use {ratio - 1:+.1%} output "
+            f"tokens; p = two-sided always-valid p of 'same length'"
+        )
         return row
 
     # ------------------------------------------------------------ the verdict
@@ -612,18 +821,22 @@ class _Analysis:
         if undecided:
             reasons.append("non-inferiority not yet shown for " + ", ".join(undecided))
         if self.blocking:
-            reasons.append("no measurement for " + "; ".join(self.blocking)
-                           + " (missing data never passes)")  # fmt: skip
+            reasons.append(
+                "no measurement for " + "; ".join(self.blocking) + " (missing data never passes)"
+            )
         for c in overall:
             if c.group == "shadow" and c.kind == "rate" and not c.vetoes and c.verdict == "fail":
                 reasons.append(
                     f"shadow calls fail more often than the control's: {c.title} "
                     f"{_pct(c.shadow_value)} vs {_pct(c.control_value)} on the same requests "
                     f"(p = {_p(c.p_value)}); add a playbook metric on status with a margin to "
-                    "tolerate some")  # fmt: skip
+                    "tolerate some"
+                )
         if pairs and coverage < self.min_coverage:
-            reasons.append(f"only {coverage:.1%} of control requests have a shadow row "
-                           f"({self.min_coverage:.0%} needed): the shadow harness drops calls")  # fmt: skip
+            reasons.append(
+                f"only {coverage:.1%} of control requests have a shadow row "
+                f"({self.min_coverage:.0%} needed): the shadow harness drops calls"
+            )
         if not pairs:
             reasons.append(f"no control request has a shadow row ({self.shadow!r}) in the window")
         if reasons:
@@ -637,15 +850,18 @@ class _Analysis:
         """e.g. "shadow latency is worse: paired mean of latency_ms 758 → 946 (+24.8%, one-sided
         bound +23.5%) against a +10.0% margin; always-valid p = ..."."""
         metric = next((m for m in self.metrics if m.name == c.name), None)
-        where = "" if c.segment is None else " in " + ", ".join(
-            f"{k}={v}" for k, v in c.segment.items())  # fmt: skip
+        where = (
+            ""
+            if c.segment is None
+            else " in " + ", ".join(f"{k}={v}" for k, v in c.segment.items())
+        )
         lo, hi = c.ci
         harm_bound = hi if metric is not None and metric.worse == "lower" else lo
         value = metric.value if metric is not None else None
         what = {
             "paired_mean": f"paired mean of {value} ",
             "paired_quantile": f"paired p{(metric.q or 0) * 100:g} of {value} " if metric else "",
-        }.get(c.kind, "")  # fmt: skip
+        }.get(c.kind, "")
         fmt = _pct if c.kind in ("paired_proportion", "rate") else _num_text
         title = c.title if c.title.startswith("shadow") else "shadow " + c.title
         against = (
@@ -655,9 +871,11 @@ class _Analysis:
         )
         extra = ""
         if c.discordant is not None:
-            extra = (f"; {c.discordant[0]:,} requests worse only on the shadow, "
-                     f"{c.discordant[1]:,} only on the control, exact McNemar p = "
-                     f"{_p(c.mcnemar_p)}")  # fmt: skip
+            extra = (
+                f"; {c.discordant[0]:,} requests worse only on the shadow, "
+                f"{c.discordant[1]:,} only on the control, exact McNemar p = "
+                f"{_p(c.mcnemar_p)}"
+            )
         return (
             f"{title}{where} is worse: {what}{fmt(c.control_value)} → {fmt(c.shadow_value)} "
             f"({_theta(c, c.estimate)}, one-sided bound {_theta(c, harm_bound)}){against}; "

@@ -50,13 +50,27 @@ def row(
 ) -> MetricResult:
     """One line of a gate report for a check (not a metric comparison of two live arms)."""
     return MetricResult(
-        name=name, title=title, group=group, kind=kind, segment=segment, critical=vetoes,
-        advisory=not vetoes, vetoes=vetoes,
+        name=name,
+        title=title,
+        group=group,
+        kind=kind,
+        segment=segment,
+        critical=vetoes,
+        advisory=not vetoes,
+        vetoes=vetoes,
         control={"n": control[0], "value": control[1]},
         canary={"n": canary[0], "value": canary[1]},
-        estimate=estimate, ci=list(ci), margin=margin, margin_kind=margin_kind, worse=worse,
-        verdict=verdict, note=note, p_value=p_value, p_adjusted=p_adjusted, test=test,
-    )  # fmt: skip
+        estimate=estimate,
+        ci=list(ci),
+        margin=margin,
+        margin_kind=margin_kind,
+        worse=worse,
+        verdict=verdict,
+        note=note,
+        p_value=p_value,
+        p_adjusted=p_adjusted,
+        test=test,
+    )
 
 
 def result(
@@ -78,14 +92,23 @@ def result(
     min_duration = parse_duration(stage.min_duration) if stage.min_duration else timedelta(0)
     max_duration = parse_duration(stage.max_duration) if stage.max_duration else None
     return GateResult(
-        rollout=loaded.playbook.rollout, stage=stage.name, stage_index=stage_index,
-        verdict=verdict, reasons=reasons, srm={}, metrics=rows, triggers=[],
+        rollout=loaded.playbook.rollout,
+        stage=stage.name,
+        stage_index=stage_index,
+        verdict=verdict,
+        reasons=reasons,
+        srm={},
+        metrics=rows,
+        triggers=[],
         window=window or {"start": started.isoformat(), "end": now.isoformat()},
-        evaluated_at=now.isoformat(), elapsed=format_duration(elapsed),
+        evaluated_at=now.isoformat(),
+        elapsed=format_duration(elapsed),
         min_duration_met=elapsed >= min_duration,
         max_duration_passed=max_duration is not None and elapsed >= max_duration,
-        no_data=no_data, errors=errors, notes=list(notes),
-    )  # fmt: skip
+        no_data=no_data,
+        errors=errors,
+        notes=list(notes),
+    )
 
 
 def judge(
@@ -108,8 +131,14 @@ def judge(
     if stage.kind == "shadow":
         return judge_shadow(loaded, stage_index, control=control, canary=canary, **common)
     if stage.kind == "monitor":
-        return judge_monitor(loaded, stage_index, control=control, canary=canary,
-                             rollout_started=rollout_started, **common)  # fmt: skip
+        return judge_monitor(
+            loaded,
+            stage_index,
+            control=control,
+            canary=canary,
+            rollout_started=rollout_started,
+            **common,
+        )
     raise AssertionError(stage.kind)
 
 
@@ -152,14 +181,29 @@ def judge_smoke(
     ]
     failed = [c for c in outcome.checks if not c.passed]
     if failed:
-        reasons = [f"smoke test of {outcome.endpoint} ({model}) failed: {c.title}: {c.reason}"
-                   for c in failed if not c.reason.startswith("skipped")]  # fmt: skip
-        return result(loaded, stage_index, started=started, now=now, verdict="fail",
-                      reasons=reasons or [failed[0].reason], rows=rows)  # fmt: skip
+        reasons = [
+            f"smoke test of {outcome.endpoint} ({model}) failed: {c.title}: {c.reason}"
+            for c in failed
+            if not c.reason.startswith("skipped")
+        ]
+        return result(
+            loaded,
+            stage_index,
+            started=started,
+            now=now,
+            verdict="fail",
+            reasons=reasons or [failed[0].reason],
+            rows=rows,
+        )
     return result(
-        loaded, stage_index, started=started, now=now, verdict="pass", rows=rows,
+        loaded,
+        stage_index,
+        started=started,
+        now=now,
+        verdict="pass",
+        rows=rows,
         reasons=[f"all {len(rows)} smoke checks of {outcome.endpoint} ({model}) passed"],
-    )  # fmt: skip
+    )
 
 
 # ---------------------------------------------------------------- offline eval
@@ -182,8 +226,13 @@ def judge_offline_eval(
     assert isinstance(source, EvalFileSource)
     baseline, candidate = source.load()
     alpha = pb.analysis.alpha
-    checks = offline_eval(baseline, candidate, min_pass_rate=stage.min_pass_rate,
-                          no_new_failures_in=stage.no_new_failures_in, alpha=alpha)  # fmt: skip
+    checks = offline_eval(
+        baseline,
+        candidate,
+        min_pass_rate=stage.min_pass_rate,
+        no_new_failures_in=stage.no_new_failures_in,
+        alpha=alpha,
+    )
     rows: list[MetricResult] = []
     reasons: list[str] = []
     overall = checks.rates[0]
@@ -192,81 +241,150 @@ def judge_offline_eval(
         need = f"{checks.pass_rate.threshold:.1%}"
         note = f"candidate {overall.candidate.rate:.1%} {'≥' if ok else '<'} {need} required"
         if not ok:
-            reasons.append(f"offline eval pass rate {overall.candidate.rate:.1%} is below the "
-                           f"required {need} ({overall.candidate.n} samples)")  # fmt: skip
+            reasons.append(
+                f"offline eval pass rate {overall.candidate.rate:.1%} is below the "
+                f"required {need} ({overall.candidate.n} samples)"
+            )
     else:
         ok, note = True, "no minimum pass rate set; shown for the record"
-    rows.append(row(
-        "pass_rate", "eval pass rate", "offline eval", "pass" if ok else "fail", note,
-        kind="proportion", worse="lower", margin=0.0,
-        control=(overall.baseline.n, overall.baseline.rate),
-        canary=(overall.candidate.n, overall.candidate.rate),
-        estimate=overall.candidate.rate - overall.baseline.rate,
-        ci=[overall.candidate_ci[0] - overall.baseline.rate,
-            overall.candidate_ci[1] - overall.baseline.rate],
-        test="observed pass rate against the threshold (Wilson interval shown)",
-    ))  # fmt: skip
+    rows.append(
+        row(
+            "pass_rate",
+            "eval pass rate",
+            "offline eval",
+            "pass" if ok else "fail",
+            note,
+            kind="proportion",
+            worse="lower",
+            margin=0.0,
+            control=(overall.baseline.n, overall.baseline.rate),
+            canary=(overall.candidate.n, overall.candidate.rate),
+            estimate=overall.candidate.rate - overall.baseline.rate,
+            ci=[
+                overall.candidate_ci[0] - overall.baseline.rate,
+                overall.candidate_ci[1] - overall.baseline.rate,
+            ],
+            test="observed pass rate against the threshold (Wilson interval shown)",
+        )
+    )
 
     categories = [r.category for r in checks.rates[1:] if r.category is not None]
-    per_category = check_new_failures(baseline, candidate, categories, alpha=alpha,
-                                      tolerate_noise=True) if baseline.has_samples else []  # fmt: skip
+    per_category = (
+        check_new_failures(baseline, candidate, categories, alpha=alpha, tolerate_noise=True)
+        if baseline.has_samples
+        else []
+    )
     rejected, adjusted = multiple.holm([f.test.p_worse for f in per_category], alpha)
     rates = {r.category: r for r in checks.rates[1:]}
     for f, reject, adj in zip(per_category, rejected, adjusted, strict=True):
         rate = rates[f.category]
         verdict = "fail" if reject else "pass"
-        note = (f"{len(f.new_failures)} new failures, {len(f.fixed)} fixed on {f.pairs} "
-                f"samples (exact McNemar, one-sided)")  # fmt: skip
+        note = (
+            f"{len(f.new_failures)} new failures, {len(f.fixed)} fixed on {f.pairs} "
+            f"samples (exact McNemar, one-sided)"
+        )
         if reject:
-            reasons.append(f"category {f.category} regressed: {len(f.new_failures)} samples "
-                           f"that passed now fail, {len(f.fixed)} fixed (adjusted p = "
-                           f"{adj:.2g})")  # fmt: skip
-        rows.append(row(
-            "pass_rate", "eval pass rate", "offline eval", verdict, note, kind="proportion",
-            segment={"category": f.category}, worse="lower",
-            control=(rate.baseline.n, rate.baseline.rate),
-            canary=(rate.candidate.n, rate.candidate.rate),
-            estimate=rate.candidate.rate - rate.baseline.rate, p_value=f.test.p_worse,
-            p_adjusted=adj, test="exact McNemar on paired samples, Holm across categories",
-        ))  # fmt: skip
+            reasons.append(
+                f"category {f.category} regressed: {len(f.new_failures)} samples "
+                f"that passed now fail, {len(f.fixed)} fixed (adjusted p = "
+                f"{adj:.2g})"
+            )
+        rows.append(
+            row(
+                "pass_rate",
+                "eval pass rate",
+                "offline eval",
+                verdict,
+                note,
+                kind="proportion",
+                segment={"category": f.category},
+                worse="lower",
+                control=(rate.baseline.n, rate.baseline.rate),
+                canary=(rate.candidate.n, rate.candidate.rate),
+                estimate=rate.candidate.rate - rate.baseline.rate,
+                p_value=f.test.p_worse,
+                p_adjusted=adj,
+                test="exact McNemar on paired samples, Holm across categories",
+            )
+        )
     for f in checks.new_failures:
         ids = ", ".join(f.new_failures[:10]) + (" …" if len(f.new_failures) > 10 else "")
-        note = f.note or (f"new failures: {ids}" if f.new_failures else
-                          f"no sample that passed now fails ({f.pairs} samples)")  # fmt: skip
+        note = f.note or (
+            f"new failures: {ids}"
+            if f.new_failures
+            else f"no sample that passed now fails ({f.pairs} samples)"
+        )
         if not f.ok:
             reasons.append(
-                f"new failures in {f.category}: {ids}" if f.new_failures
+                f"new failures in {f.category}: {ids}"
+                if f.new_failures
                 else f"no new failures in {f.category} cannot be shown: {f.note}"
-            )  # fmt: skip
-        rows.append(row(
-            "new_failures", "new failures (must be none)", "offline eval",
-            "pass" if f.ok else "fail", note, kind="count", segment={"category": f.category},
-            canary=(f.pairs, float(len(f.new_failures))), p_value=f.test.p_worse,
-            test="any sample that passed on the baseline and fails on the candidate",
-        ))  # fmt: skip
+            )
+        rows.append(
+            row(
+                "new_failures",
+                "new failures (must be none)",
+                "offline eval",
+                "pass" if f.ok else "fail",
+                note,
+                kind="count",
+                segment={"category": f.category},
+                canary=(f.pairs, float(len(f.new_failures))),
+                p_value=f.test.p_worse,
+                test="any sample that passed on the baseline and fails on the candidate",
+            )
+        )
     notes = [*baseline.notes, *candidate.notes]
     if reasons:
-        return result(loaded, stage_index, started=started, now=now, verdict="fail",
-                      reasons=reasons, rows=rows, notes=notes)  # fmt: skip
-    summary = (f"offline eval passed: {overall.candidate.rate:.1%} of "
-               f"{overall.candidate.n} samples pass (baseline {overall.baseline.rate:.1%})")  # fmt: skip
+        return result(
+            loaded,
+            stage_index,
+            started=started,
+            now=now,
+            verdict="fail",
+            reasons=reasons,
+            rows=rows,
+            notes=notes,
+        )
+    summary = (
+        f"offline eval passed: {overall.candidate.rate:.1%} of "
+        f"{overall.candidate.n} samples pass (baseline {overall.baseline.rate:.1%})"
+    )
     if stage.no_new_failures_in:
         summary += f"; no new failures in {', '.join(stage.no_new_failures_in)}"
-    return result(loaded, stage_index, started=started, now=now, verdict="pass",
-                  reasons=[summary], rows=rows, notes=notes)  # fmt: skip
+    return result(
+        loaded,
+        stage_index,
+        started=started,
+        now=now,
+        verdict="pass",
+        reasons=[summary],
+        rows=rows,
+        notes=notes,
+    )
 
 
 # ---------------------------------------------------------------- shadow, monitor
 
 
-_SHADOW_KINDS = {"paired_mean": "mean", "paired_proportion": "proportion",
-                 "paired_quantile": "quantile", "ratio": "ratio", "rate": "proportion"}  # fmt: skip
+_SHADOW_KINDS = {
+    "paired_mean": "mean",
+    "paired_proportion": "proportion",
+    "paired_quantile": "quantile",
+    "ratio": "ratio",
+    "rate": "proportion",
+}
 
 
 def judge_shadow(
-    loaded: LoadedPlaybook, stage_index: int, *, started: datetime, now: datetime,
-    control: str, canary: str,
-) -> GateResult:  # fmt: skip
+    loaded: LoadedPlaybook,
+    stage_index: int,
+    *,
+    started: datetime,
+    now: datetime,
+    control: str,
+    canary: str,
+) -> GateResult:
     """The candidate answered the same requests in the background (`shadow:<canary>` rows):
     paired comparisons per request (`shadow.analyze_shadow`), with the stage's minimum
     duration and pairs. The flag stays at 0% throughout."""
@@ -281,8 +399,10 @@ def judge_shadow(
     name = _requestlog_source(loaded, stage)
     source = build_source(name, loaded)
     if not isinstance(source, RequestLogSource):
-        raise InvalidInput(f"{loaded.path}: stage {stage.name}: shadow reads a request log; "
-                           f"source {name!r} is a {pb.sources[name].kind} source")  # fmt: skip
+        raise InvalidInput(
+            f"{loaded.path}: stage {stage.name}: shadow reads a request log; "
+            f"source {name!r} is a {pb.sources[name].kind} source"
+        )
     metrics = [m for m in stage_metrics(loaded.playbook, stage) if m.source == name]
     # Pairs are per request; without a written size, tune at the fallback (pairing only
     # removes noise, so the normal sequence's tuning is not critical here).
@@ -293,27 +413,47 @@ def judge_shadow(
     )
     alpha = pb.analysis.alpha
     outcome = analyze_shadow(
-        source, start=started, end=now, control=control, candidate=canary, metrics=metrics,
-        dimensions=pb.segments.dimensions, alpha=alpha,
+        source,
+        start=started,
+        end=now,
+        control=control,
+        candidate=canary,
+        metrics=metrics,
+        dimensions=pb.segments.dimensions,
+        alpha=alpha,
         rho2=sequential.tune_rho2(alpha / planned_vetoes(pb, metrics), expected),
         min_pairs=stage.min_samples_per_arm or pb.analysis.min_samples_per_arm,
         min_segment_pairs=pb.analysis.min_samples_per_segment,
         critical_segments={(d, v) for d, values in pb.segments.critical.items() for v in values},
-    )  # fmt: skip
+    )
     worse = {m.name: m.worse for m in metrics}
     rows = []
     for c in outcome.comparisons:
         note = c.note
         if c.mcnemar_p is not None:
             note = (note + "; " if note else "") + f"exact McNemar p = {fmt.p_value(c.mcnemar_p)}"
-        rows.append(row(
-            c.name, c.title, c.group, c.verdict, note, kind=_SHADOW_KINDS.get(c.kind, c.kind),
-            segment=c.segment, control=(c.n_pairs, c.control_value),
-            canary=(c.n_pairs, c.shadow_value), estimate=c.estimate, ci=c.ci,
-            margin=c.margin or 0.0, margin_kind="relative" if c.relative else "absolute",
-            worse=worse.get(c.name, "higher"), vetoes=c.vetoes, p_value=c.p_value,
-            p_adjusted=c.p_adjusted, test=f"{c.kind.replace('_', ' ')}, paired by request_id",
-        ))  # fmt: skip
+        rows.append(
+            row(
+                c.name,
+                c.title,
+                c.group,
+                c.verdict,
+                note,
+                kind=_SHADOW_KINDS.get(c.kind, c.kind),
+                segment=c.segment,
+                control=(c.n_pairs, c.control_value),
+                canary=(c.n_pairs, c.shadow_value),
+                estimate=c.estimate,
+                ci=c.ci,
+                margin=c.margin or 0.0,
+                margin_kind="relative" if c.relative else "absolute",
+                worse=worse.get(c.name, "higher"),
+                vetoes=c.vetoes,
+                p_value=c.p_value,
+                p_adjusted=c.p_adjusted,
+                test=f"{c.kind.replace('_', ' ')}, paired by request_id",
+            )
+        )
     if rows:
         rows[0].query = outcome.query
     verdict: GateVerdict = outcome.verdict  # type: ignore[assignment]
@@ -321,12 +461,26 @@ def judge_shadow(
     elapsed = now - started
     if verdict == "pass" and stage.min_duration and elapsed < parse_duration(stage.min_duration):
         verdict = "inconclusive"
-        reasons = [f"minimum duration not reached ({format_duration(elapsed)} of "
-                   f"{stage.min_duration}); the shadow comparison passes so far"]  # fmt: skip
-    notes = [*outcome.notes, f"{outcome.pairs:,} requests answered by both {control} and "
-             f"shadow:{canary}; the flag stays at 0% in this stage"]  # fmt: skip
-    return result(loaded, stage_index, started=started, now=now, verdict=verdict,
-                  reasons=reasons, rows=rows, notes=notes, no_data=outcome.pairs == 0)  # fmt: skip
+        reasons = [
+            f"minimum duration not reached ({format_duration(elapsed)} of "
+            f"{stage.min_duration}); the shadow comparison passes so far"
+        ]
+    notes = [
+        *outcome.notes,
+        f"{outcome.pairs:,} requests answered by both {control} and "
+        f"shadow:{canary}; the flag stays at 0% in this stage",
+    ]
+    return result(
+        loaded,
+        stage_index,
+        started=started,
+        now=now,
+        verdict=verdict,
+        reasons=reasons,
+        rows=rows,
+        notes=notes,
+        no_data=outcome.pairs == 0,
+    )
 
 
 def _requestlog_source(loaded: LoadedPlaybook, stage: Stage) -> str:
@@ -345,9 +499,15 @@ def _requestlog_source(loaded: LoadedPlaybook, stage: Stage) -> str:
 
 
 def judge_monitor(
-    loaded: LoadedPlaybook, stage_index: int, *, started: datetime, now: datetime,
-    control: str, canary: str, rollout_started: datetime,
-) -> GateResult:  # fmt: skip
+    loaded: LoadedPlaybook,
+    stage_index: int,
+    *,
+    started: datetime,
+    now: datetime,
+    control: str,
+    canary: str,
+    rollout_started: datetime,
+) -> GateResult:
     """Recent traffic (all on the candidate) against the pre-rollout baseline: the control's
     traffic in a window of the same length just before users first got the candidate. Every
     metric and segment is compared with the gate's own test (the baseline as the control
@@ -366,31 +526,56 @@ def judge_monitor(
     name = _requestlog_source(loaded, stage)
     source = build_source(name, loaded)
     if not isinstance(source, RequestLogSource):
-        raise InvalidInput(f"{loaded.path}: stage {stage.name}: monitor reads a request log; "
-                           f"source {name!r} is a {pb.sources[name].kind} source")  # fmt: skip
+        raise InvalidInput(
+            f"{loaded.path}: stage {stage.name}: monitor reads a request log; "
+            f"source {name!r} is a {pb.sources[name].kind} source"
+        )
     length = parse_duration(stage.window or "24h")
     recent_start = max(started, now - length)
     if now - recent_start < timedelta(minutes=1):
-        return result(loaded, stage_index, started=started, now=now, verdict="inconclusive",
-                      reasons=["the monitor stage has just started: no recent traffic yet"],
-                      rows=[], no_data=True)  # fmt: skip
+        return result(
+            loaded,
+            stage_index,
+            started=started,
+            now=now,
+            verdict="inconclusive",
+            reasons=["the monitor stage has just started: no recent traffic yet"],
+            rows=[],
+            no_data=True,
+        )
     baseline = (rollout_started - (now - recent_start), rollout_started)
     metrics = tuple(m for m in stage_metrics(loaded.playbook, stage) if m.source == name)
     request = MeasureRequest(
-        metrics=metrics, start=recent_start, end=now, control=control, canary=canary,
-        dimensions=tuple(pb.segments.dimensions), max_segments=pb.analysis.max_segments,
+        metrics=metrics,
+        start=recent_start,
+        end=now,
+        control=control,
+        canary=canary,
+        dimensions=tuple(pb.segments.dimensions),
+        max_segments=pb.analysis.max_segments,
         control_window=baseline,
-    )  # fmt: skip
+    )
     measurement = source.measure(request)
-    judged = gate.evaluate(pb, stage_index, {name: measurement}, {}, stage_started=recent_start,
-                           now=now, consecutive_errors=0, check_ratio=False)  # fmt: skip
+    judged = gate.evaluate(
+        pb,
+        stage_index,
+        {name: measurement},
+        {},
+        stage_started=recent_start,
+        now=now,
+        consecutive_errors=0,
+        check_ratio=False,
+    )
     rows = judged.metrics
     reasons: list[str] = []
     for r in rows:
         if r.verdict == "fail" and r.vetoes:
             metric = pb.metric(r.name)
-            where = "" if r.segment is None else " in " + ", ".join(
-                f"{k}={v}" for k, v in r.segment.items())  # fmt: skip
+            where = (
+                ""
+                if r.segment is None
+                else " in " + ", ".join(f"{k}={v}" for k, v in r.segment.items())
+            )
             rel = metric.margin.relative is not None
             reasons.append(
                 f"{r.title}{where} drifted: {fmt.value(r.control['value'], r.kind)} before the "
@@ -408,24 +593,39 @@ def judge_monitor(
                 f"({v.recent_count:,} requests), {v.baseline_count} before the rollout — "
                 "traffic the change was never judged on"
             )
-            rows.append(row(
-                "new_segment_value", f"new {dimension} values", "drift", "fail",
-                f"{v.recent_share:.1%} of recent traffic; {v.baseline_count} rows before",
-                kind="count", segment={dimension: v.value},
-                control=(baseline_rows, float(v.baseline_count)),
-                canary=(v.recent_count, float(v.recent_count)),
-            ))  # fmt: skip
+            rows.append(
+                row(
+                    "new_segment_value",
+                    f"new {dimension} values",
+                    "drift",
+                    "fail",
+                    f"{v.recent_share:.1%} of recent traffic; {v.baseline_count} rows before",
+                    kind="count",
+                    segment={dimension: v.value},
+                    control=(baseline_rows, float(v.baseline_count)),
+                    canary=(v.recent_count, float(v.recent_count)),
+                )
+            )
         shift = drift.mix_shift(mix)
-        movers = "; ".join(f"{m.value} {m.baseline_share:.1%} → {m.recent_share:.1%}"
-                           for m in shift.top_movers[:3])  # fmt: skip
-        rows.append(row(
-            "segment_mix", f"{dimension} mix", "drift",
-            "inconclusive" if shift.n_baseline == 0 else "pass",
-            f"Cramér's V {shift.cramers_v:.3f} ({shift.effect}); largest moves: {movers}",
-            kind="mix", vetoes=False, estimate=shift.cramers_v, p_value=shift.p_value,
-            control=(shift.n_baseline, None), canary=(shift.n_recent, None),
-            test="chi-square test of homogeneity, Cramér's V (shown, never deciding)",
-        ))  # fmt: skip
+        movers = "; ".join(
+            f"{m.value} {m.baseline_share:.1%} → {m.recent_share:.1%}" for m in shift.top_movers[:3]
+        )
+        rows.append(
+            row(
+                "segment_mix",
+                f"{dimension} mix",
+                "drift",
+                "inconclusive" if shift.n_baseline == 0 else "pass",
+                f"Cramér's V {shift.cramers_v:.3f} ({shift.effect}); largest moves: {movers}",
+                kind="mix",
+                vetoes=False,
+                estimate=shift.cramers_v,
+                p_value=shift.p_value,
+                control=(shift.n_baseline, None),
+                canary=(shift.n_recent, None),
+                test="chi-square test of homogeneity, Cramér's V (shown, never deciding)",
+            )
+        )
     counts = measurement.arm_counts.get(None, {"control": 0, "canary": 0})
     min_samples = stage.min_samples_per_arm or pb.analysis.min_samples_per_arm
     verdict: GateVerdict
@@ -446,13 +646,29 @@ def judge_monitor(
             f"{counts['canary']:,} in the last {format_duration(now - recent_start)}); no new "
             "segment values"
         )
-    out = result(loaded, stage_index, started=started, now=now, verdict=verdict,
-                 reasons=reasons, rows=rows, notes=judged.notes, no_data=judged.no_data,
-                 window={"start": recent_start.isoformat(), "end": now.isoformat(),
-                         "baseline_start": baseline[0].isoformat(),
-                         "baseline_end": baseline[1].isoformat()})  # fmt: skip
-    out.triggers, out.trigger_action, out.bad_rows = judged.triggers, judged.trigger_action, \
-        judged.bad_rows  # fmt: skip
+    out = result(
+        loaded,
+        stage_index,
+        started=started,
+        now=now,
+        verdict=verdict,
+        reasons=reasons,
+        rows=rows,
+        notes=judged.notes,
+        no_data=judged.no_data,
+        window={
+            "start": recent_start.isoformat(),
+            "end": now.isoformat(),
+            "baseline_start": baseline[0].isoformat(),
+            "baseline_end": baseline[1].isoformat(),
+        },
+    )
+    out.triggers, out.trigger_action, out.bad_rows = (
+        judged.triggers,
+        judged.trigger_action,
+        judged.bad_rows,
+    )
     out.max_duration_passed = bool(stage.duration) and now - started >= parse_duration(
-        stage.duration or "0s")  # fmt: skip
+        stage.duration or "0s"
+    )
     return out

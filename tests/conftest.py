@@ -82,12 +82,24 @@ class Workspace:
     playbook: Path
     run: Callable[..., Result]
 
-    def log(self, scenario: str, start: datetime, hours: float, percent: float, part: str,
-            seed: int = 0, rate: float = 30_000) -> Path:  # fmt: skip
+    def log(
+        self,
+        scenario: str,
+        start: datetime,
+        hours: float,
+        percent: float,
+        part: str,
+        seed: int = 0,
+        rate: float = 30_000,
+    ) -> Path:
         frame = simulate.generate(
-            scenario, start, start + timedelta(hours=hours), requests_per_hour=rate,
-            canary_percent=percent, seed=seed,
-        )  # fmt: skip
+            scenario,
+            start,
+            start + timedelta(hours=hours),
+            requests_per_hour=rate,
+            canary_percent=percent,
+            seed=seed,
+        )
         return simulate.write(frame, self.root / "data" / f"{part}.parquet")
 
     @property
@@ -133,8 +145,12 @@ def make_workspace(tmp_path: Path) -> Workspace:
             env["ROLLOUTCTL_NOW"] = now.isoformat()
         proc = subprocess.run(
             [sys.executable, "-m", "rolloutctl", *args],
-            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=timeout,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=timeout,
+        )
         return Result(proc.returncode, proc.stdout, proc.stderr)
 
     return Workspace(tmp_path, playbook, run)

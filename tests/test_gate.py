@@ -15,18 +15,38 @@ START = datetime(2026, 3, 2, 9, tzinfo=UTC)
 
 def _playbook(weight_a: float, pass_requires: str = "no_failure") -> Playbook:
     def metric(name: str, weight: float) -> dict[str, Any]:
-        return {"name": name, "group": "technical", "source": "s", "kind": "proportion",
-                "event": "x", "worse": "higher", "margin": {"absolute": 0.005}, "weight": weight}  # fmt: skip
+        return {
+            "name": name,
+            "group": "technical",
+            "source": "s",
+            "kind": "proportion",
+            "event": "x",
+            "worse": "higher",
+            "margin": {"absolute": 0.005},
+            "weight": weight,
+        }
 
-    return Playbook.model_validate({
-        "rollout": "weights",
-        "flag": {"backend": "file", "path": "f.json", "key": "k", "control": "v1", "canary": "v2"},
-        "sources": {"s": {"kind": "requestlog", "path": "x.parquet"}},
-        "analysis": {"alpha": 0.05, "min_samples_per_arm": 1000, "pass_requires": pass_requires,
-                     "expected_samples_per_arm": 20_000},
-        "metrics": [metric("a_rate", weight_a), metric("b_rate", 1.0)],
-        "stages": [{"name": "c1", "traffic": 50, "min_duration": "1h"}],
-    })  # fmt: skip
+    return Playbook.model_validate(
+        {
+            "rollout": "weights",
+            "flag": {
+                "backend": "file",
+                "path": "f.json",
+                "key": "k",
+                "control": "v1",
+                "canary": "v2",
+            },
+            "sources": {"s": {"kind": "requestlog", "path": "x.parquet"}},
+            "analysis": {
+                "alpha": 0.05,
+                "min_samples_per_arm": 1000,
+                "pass_requires": pass_requires,
+                "expected_samples_per_arm": 20_000,
+            },
+            "metrics": [metric("a_rate", weight_a), metric("b_rate", 1.0)],
+            "stages": [{"name": "c1", "traffic": 50, "min_duration": "1h"}],
+        }
+    )
 
 
 def _look(n: int, control: int, a: int, b: int) -> Measurement:
@@ -39,9 +59,14 @@ def _look(n: int, control: int, a: int, b: int) -> Measurement:
 
 def _evaluate(playbook: Playbook, look: Measurement) -> gate.GateResult:
     return gate.evaluate(
-        playbook, 0, {"s": look}, {}, stage_started=START, now=START + timedelta(hours=2),
+        playbook,
+        0,
+        {"s": look},
+        {},
+        stage_started=START,
+        now=START + timedelta(hours=2),
         consecutive_errors=0,
-    )  # fmt: skip
+    )
 
 
 def test_a_metric_with_more_weight_gets_more_of_alpha_to_fail() -> None:
@@ -73,7 +98,11 @@ def test_passing_shows_each_metric_at_the_full_alpha() -> None:
     assert (b.alpha, b.alpha_pass, b.verdict) == (0.025, 0.05, "pass")
     assert (b.ci[1] or 1) < 0.005
     split = gate.compare_metric(
-        playbook.metric("b_rate"), Proportion(60_000, 3000), Proportion(60_000, 3060), 0.025,
-        "sequential", gate.stage_rho2(playbook, 0, gate.tuned_total(playbook, 0)),
-    )  # fmt: skip
+        playbook.metric("b_rate"),
+        Proportion(60_000, 3000),
+        Proportion(60_000, 3060),
+        0.025,
+        "sequential",
+        gate.stage_rho2(playbook, 0, gate.tuned_total(playbook, 0)),
+    )
     assert split.verdict == "inconclusive" and split.ci[1] > 0.005

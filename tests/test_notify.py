@@ -79,11 +79,15 @@ def envws(ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> Workspace:
 
 
 def test_rollback_sends_slack_text_and_generic_json(envws: Workspace, hook: Hook) -> None:
-    start_with(envws, """\
+    start_with(
+        envws,
+        """\
 notify:
   - {kind: slack, url: "${HOOK_BASE}/slack", on: [rollback, pause]}
   - {kind: webhook, url: "${HOOK_BASE:-unused}/json", on: [rollback]}
-""", HOOK_BASE=hook.url)  # fmt: skip
+""",
+        HOOK_BASE=hook.url,
+    )
     r = envws.run("rollback", "shop-answers", "--reason", "pager: answers look off")
     assert r.code == 0, r.err
     assert "warning" not in r.err
@@ -95,16 +99,33 @@ notify:
         "Why: pager: answers look off",
     ]
     body = hook.bodies[1][1]
-    assert set(body) == {"rollout", "stage", "event", "decision", "verdict", "reasons", "report",
-                         "actor", "time", "message", "control"}  # fmt: skip
+    assert set(body) == {
+        "rollout",
+        "stage",
+        "event",
+        "decision",
+        "verdict",
+        "reasons",
+        "report",
+        "actor",
+        "time",
+        "message",
+        "control",
+    }
     assert body["time"]
     body.pop("time")
     assert body == {
-        "rollout": "shop-answers", "stage": "c1", "event": "rollback", "decision": "rollback",
-        "verdict": None, "reasons": ["pager: answers look off"], "report": None,
-        "actor": "tester", "message": "rolled back shop-answers: all traffic on v1",
+        "rollout": "shop-answers",
+        "stage": "c1",
+        "event": "rollback",
+        "decision": "rollback",
+        "verdict": None,
+        "reasons": ["pager: answers look off"],
+        "report": None,
+        "actor": "tester",
+        "message": "rolled back shop-answers: all traffic on v1",
         "control": None,
-    }  # fmt: skip
+    }
     stored = json.loads((envws.root / "state" / "shop-answers" / "notify.json").read_text())
     assert stored["notify"][0]["url"] == "${HOOK_BASE}/slack"  # no secret on disk
 
@@ -119,17 +140,24 @@ def test_events_not_asked_for_are_not_sent(envws: Workspace, hook: Hook) -> None
 
 
 def test_a_control_notifies_with_its_name(envws: Workspace, hook: Hook) -> None:
-    start_with(envws, f"""\
+    start_with(
+        envws,
+        f"""\
 controls:
   - {{name: health-off, layer: scenario, title: "Stop AI answers for health questions", set: {{ai-answers-health: false}}}}
 notify:
   - {{kind: webhook, url: "{hook.url}/c", on: [control]}}
-""")  # fmt: skip
+""",
+    )
     r = envws.run("control", "apply", "shop-answers", "health-off", "--reason", "bad answers")
     assert r.code == 0, r.err
     ((_, body),) = hook.bodies
     assert (body["event"], body["decision"], body["control"], body["reasons"]) == (
-        "control", "apply", "health-off", ["bad answers"])  # fmt: skip
+        "control",
+        "apply",
+        "health-off",
+        ["bad answers"],
+    )
 
 
 @pytest.mark.parametrize("failure", ["500", "refused"])
@@ -152,8 +180,11 @@ def test_a_failing_endpoint_never_changes_the_rollback(
     assert elapsed < notify.DEADLINE + 5
     commands = [e["command"] for e in envws.audit()]
     assert commands[-2:] == ["rollback", "notify"]
-    assert envws.audit()[-1]["verdict"] == {"event": "rollback", "kind": "slack",
-                                            "delivered": False}  # fmt: skip
+    assert envws.audit()[-1]["verdict"] == {
+        "event": "rollback",
+        "kind": "slack",
+        "delivered": False,
+    }
 
 
 def test_an_unset_url_variable_warns_at_start_and_at_send(envws: Workspace) -> None:
@@ -213,14 +244,18 @@ def test_an_approval_stage_pauses_notifies_and_waits_for_a_named_promoter(
     assert refused.code == 5 and "waiting for approval" in refused.err
     assert envws.run("advance", "shop-answers", now=START + timedelta(hours=3)).code == 12
 
-    approved = envws.run("--actor", "alice", "promote", "shop-answers", "--reason",
-                         "reviewed the c1 report")  # fmt: skip
+    approved = envws.run(
+        "--actor", "alice", "promote", "shop-answers", "--reason", "reviewed the c1 report"
+    )
     assert approved.code == 0, approved.err
     assert envws.state()["stage"] == "c2"
     assert envws.flag["targeting"]["fractional"][1] == ["v2", 50000]
     last = envws.audit()[-1]
     assert (last["command"], last["actor"], last["reason"]) == (
-        "promote", "alice", "reviewed the c1 report")  # fmt: skip
+        "promote",
+        "alice",
+        "reviewed the c1 report",
+    )
     assert [body["event"] for _, body in hook.bodies] == ["pause", "advance"]
     assert hook.bodies[-1][1]["actor"] == "alice"
 

@@ -24,9 +24,15 @@ def _healthy_passes(rate: float, margin: float, share: float, n_canary: int, run
     controls, canaries = rng.binomial(n_control, rate, runs), rng.binomial(n_canary, rate, runs)
     for c, t in zip(controls, canaries, strict=True):
         comp = compare_proportions(
-            Proportion(n_control, int(c)), Proportion(n_canary, int(t)),
-            MarginSpec(margin, False), "higher", ALPHA / 20, "sequential", RHO2, alpha_pass=ALPHA,
-        )  # fmt: skip
+            Proportion(n_control, int(c)),
+            Proportion(n_canary, int(t)),
+            MarginSpec(margin, False),
+            "higher",
+            ALPHA / 20,
+            "sequential",
+            RHO2,
+            alpha_pass=ALPHA,
+        )
         passed += comp.verdict == "pass"
     return passed / runs
 

@@ -60,15 +60,28 @@ def make_log(
             "status": np.where(u < error, "error", np.where(u < error + 0.005, "timeout", "ok")),
         }
 
-    common = {"request_id": [f"r{i:06d}" for i in range(n)], "category": category,
-              "language": rng.choice(("en", "es"), n)}  # fmt: skip
-    control = pd.DataFrame({"ts": ts, "variant": "v1", **common,
-                            **arm(1.0, 0.01, np.full(n, 0.003), 1.0)})  # fmt: skip
+    common = {
+        "request_id": [f"r{i:06d}" for i in range(n)],
+        "category": category,
+        "language": rng.choice(("en", "es"), n),
+    }
+    control = pd.DataFrame(
+        {"ts": ts, "variant": "v1", **common, **arm(1.0, 0.01, np.full(n, 0.003), 1.0)}
+    )
     safety = np.where(category == "health", health_safety, 0.003)
-    shadow = pd.DataFrame({"ts": ts + pd.to_timedelta(rng.uniform(0.2, 1.0, n), unit="s"),
-                           "variant": "shadow:v2", **common,
-                           **arm(np.where(category == "health", health_latency or latency_factor, latency_factor),
-                                 shadow_error, safety, tokens_factor)})  # fmt: skip
+    shadow = pd.DataFrame(
+        {
+            "ts": ts + pd.to_timedelta(rng.uniform(0.2, 1.0, n), unit="s"),
+            "variant": "shadow:v2",
+            **common,
+            **arm(
+                np.where(category == "health", health_latency or latency_factor, latency_factor),
+                shadow_error,
+                safety,
+                tokens_factor,
+            ),
+        }
+    )
     shadow = shadow[rng.random(n) < coverage]
     return pd.concat([control, shadow], ignore_index=True).sort_values("ts", ignore_index=True)
 
@@ -129,10 +142,16 @@ def run(frame: pd.DataFrame, path: Path, **kw: Any) -> ShadowResult:
     else:
         simulate.write(frame, path)
     args: dict[str, Any] = {
-        "start": START, "end": END, "control": "v1", "candidate": "v2", "metrics": METRICS,
-        "dimensions": ("category",), "rho2": sequential.tune_rho2(0.05, 8000),
-        "min_pairs": 2000, **kw,
-    }  # fmt: skip
+        "start": START,
+        "end": END,
+        "control": "v1",
+        "candidate": "v2",
+        "metrics": METRICS,
+        "dimensions": ("category",),
+        "rho2": sequential.tune_rho2(0.05, 8000),
+        "min_pairs": 2000,
+        **kw,
+    }
     return analyze_shadow(RequestLogSource("requests", [str(path)]), **args)
 
 
@@ -315,8 +334,9 @@ def test_a_critical_metric_vetoes_in_the_declared_critical_segments(tmp_path: Pa
     frame = make_log(health_safety=0.05)
     plain = run(frame, tmp_path / "a.parquet", metrics=[unsafe])
     assert all(c.segment is None for c in plain.comparisons if c.name == "unsafe_answer_rate")
-    critical = run(frame, tmp_path / "b.parquet", metrics=[unsafe],
-                   critical_segments={("category", "health")})  # fmt: skip
+    critical = run(
+        frame, tmp_path / "b.parquet", metrics=[unsafe], critical_segments={("category", "health")}
+    )
     health = row(critical, "unsafe_answer_rate", {"category": "health"})
     assert health.vetoes and health.verdict == "fail" and critical.verdict == "fail"
     segments = {json.dumps(c.segment) for c in critical.comparisons if c.name == unsafe.name}

@@ -156,8 +156,9 @@ def test_shadow_is_deterministic_and_checks_its_arguments() -> None:
     for kwargs in ({"coverage": 1.5}, {"candidate": "v1"}, {"seed": -1}):
         with pytest.raises(UsageError):
             generate_shadow("healthy", START, end, **kwargs)  # type: ignore[arg-type]
-    custom = generate_shadow("healthy", START, end, control="m1", candidate="m2", seed=1,
-                             requests_per_hour=500)  # fmt: skip
+    custom = generate_shadow(
+        "healthy", START, end, control="m1", candidate="m2", seed=1, requests_per_hour=500
+    )
     assert set(custom["variant"]) == {"m1", "shadow:m2"}
 
 
@@ -252,9 +253,12 @@ def test_stable_post_launch_is_the_healthy_canary_at_full_traffic() -> None:
 
 def test_drift_brings_a_new_category_and_a_cost_creep() -> None:
     end, drift = START + timedelta(hours=20), START + timedelta(hours=8)
-    frames = {name: generate_post_launch(name, START, end, requests_per_hour=12_000,
-                                         drift_start=drift, seed=9)
-              for name in POST_LAUNCH_SCENARIOS}  # fmt: skip
+    frames = {
+        name: generate_post_launch(
+            name, START, end, requests_per_hour=12_000, drift_start=drift, seed=9
+        )
+        for name in POST_LAUNCH_SCENARIOS
+    }
     frame = frames["drift"]
     at = pd.Timestamp(drift)
     before, after = frame[frame["ts"] < at], frame[frame["ts"] >= at]
@@ -271,22 +275,29 @@ def test_drift_brings_a_new_category_and_a_cost_creep() -> None:
     early = frame[(frame["ts"] >= at) & (frame["ts"] < at + pd.Timedelta(hours=1))]
     assert early["cost_usd"].mean() < late["cost_usd"].mean()  # a creep, not a step
     stable = frames["stable"]
-    ratio = stable.loc[stable["ts"] >= at, "cost_usd"].mean() / stable.loc[
-        stable["ts"] < at, "cost_usd"].mean()  # fmt: skip
+    ratio = (
+        stable.loc[stable["ts"] >= at, "cost_usd"].mean()
+        / stable.loc[stable["ts"] < at, "cost_usd"].mean()
+    )
     assert ratio == pytest.approx(1.0, abs=0.03)
     # The drift starts mid-window by default.
-    mid = generate_post_launch("drift", START, START + timedelta(hours=4), seed=1,
-                               requests_per_hour=3000)  # fmt: skip
+    mid = generate_post_launch(
+        "drift", START, START + timedelta(hours=4), seed=1, requests_per_hour=3000
+    )
     first_new = mid.loc[mid["category"] == NEW_CATEGORY, "ts"].min()
-    assert pd.Timestamp(START + timedelta(hours=2)) <= first_new < pd.Timestamp(
-        START + timedelta(hours=2, minutes=5))  # fmt: skip
+    assert (
+        pd.Timestamp(START + timedelta(hours=2))
+        <= first_new
+        < pd.Timestamp(START + timedelta(hours=2, minutes=5))
+    )
 
 
 def test_baseline_is_the_control_alone() -> None:
     end = START + timedelta(hours=1)
     base = generate_baseline(START, end, requests_per_hour=3000, variant="m1", seed=2)
-    alone = generate("healthy", START, end, requests_per_hour=3000, canary_percent=0,
-                     control="m1", seed=2)  # fmt: skip
+    alone = generate(
+        "healthy", START, end, requests_per_hour=3000, canary_percent=0, control="m1", seed=2
+    )
     pd.testing.assert_frame_equal(base, alone)
     with pytest.raises(UsageError, match="stable, drift"):
         generate_post_launch("healthy", START, end)
@@ -298,8 +309,12 @@ def test_baseline_is_the_control_alone() -> None:
 def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "rolloutctl", "--json", "simulate", *args],
-        cwd=tmp_path, capture_output=True, text=True, check=False, timeout=120,
-    )  # fmt: skip
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
 
 
 def _one(query: str) -> tuple[Any, ...]:
@@ -312,9 +327,25 @@ def _one(query: str) -> tuple[Any, ...]:
 
 def test_cli_writes_a_shadow_log_duckdb_can_read(tmp_path: Path) -> None:
     out = tmp_path / "shadow.jsonl"
-    result = _cli(tmp_path, "--stage", "shadow", "--scenario", "shadow_errors", "--out",
-                  str(out), "--hours", "1", "--rate", "3000", "--start", "2026-01-01T00:00:00Z",
-                  "--coverage", "0.9", "--seed", "3")  # fmt: skip
+    result = _cli(
+        tmp_path,
+        "--stage",
+        "shadow",
+        "--scenario",
+        "shadow_errors",
+        "--out",
+        str(out),
+        "--hours",
+        "1",
+        "--rate",
+        "3000",
+        "--start",
+        "2026-01-01T00:00:00Z",
+        "--coverage",
+        "0.9",
+        "--seed",
+        "3",
+    )
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["stage"] == "shadow" and data["scenario"] == "shadow_errors"
@@ -332,8 +363,19 @@ def test_cli_writes_a_shadow_log_duckdb_can_read(tmp_path: Path) -> None:
 
 
 def test_cli_writes_eval_runs_post_launch_and_baseline(tmp_path: Path) -> None:
-    result = _cli(tmp_path, "--stage", "eval", "--scenario", "lower_pass_rate", "--format",
-                  "inspect", "--samples", "200", "--out", str(tmp_path / "evals"))  # fmt: skip
+    result = _cli(
+        tmp_path,
+        "--stage",
+        "eval",
+        "--scenario",
+        "lower_pass_rate",
+        "--format",
+        "inspect",
+        "--samples",
+        "200",
+        "--out",
+        str(tmp_path / "evals"),
+    )
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     base, cand = read_run(data["baseline"]), read_run(data["candidate"])
@@ -341,9 +383,23 @@ def test_cli_writes_eval_runs_post_launch_and_baseline(tmp_path: Path) -> None:
     assert cand.overall.rate < base.overall.rate - 0.04
 
     out = tmp_path / "after.parquet"
-    result = _cli(tmp_path, "--stage", "post-launch", "--scenario", "drift", "--onset", "1",
-                  "--hours", "2", "--rate", "3000", "--out", str(out),
-                  "--start", "2026-01-01T00:00:00Z")  # fmt: skip
+    result = _cli(
+        tmp_path,
+        "--stage",
+        "post-launch",
+        "--scenario",
+        "drift",
+        "--onset",
+        "1",
+        "--hours",
+        "2",
+        "--rate",
+        "3000",
+        "--out",
+        str(out),
+        "--start",
+        "2026-01-01T00:00:00Z",
+    )
     assert result.returncode == 0, result.stderr
     first_new, variants = _one(
         f"select epoch_ms(min(ts) filter (where category = '{NEW_CATEGORY}')), "
@@ -353,8 +409,9 @@ def test_cli_writes_eval_runs_post_launch_and_baseline(tmp_path: Path) -> None:
     assert variants == ["v2"]
 
     out = tmp_path / "before.csv"
-    result = _cli(tmp_path, "--stage", "baseline", "--hours", "1", "--rate", "2000", "--out",
-                  str(out))  # fmt: skip
+    result = _cli(
+        tmp_path, "--stage", "baseline", "--hours", "1", "--rate", "2000", "--out", str(out)
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["scenario"] is None
     assert _one(f"select list(distinct variant) from read_csv('{out}')") == (["v1"],)
@@ -378,9 +435,22 @@ def test_cli_usage_errors_name_the_valid_choices(
 
 
 def test_cli_help_describes_the_stages() -> None:
-    result = subprocess.run([sys.executable, "-m", "rolloutctl", "simulate", "--help"],
-                            capture_output=True, text=True, check=True)  # fmt: skip
-    for word in ["--stage shadow", "--stage eval", "--stage post-launch", "--stage baseline",
-                 "--coverage", "--format", "--samples", *SHADOW_SCENARIOS, *EVAL_SCENARIOS,
-                 *POST_LAUNCH_SCENARIOS]:  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "rolloutctl", "simulate", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    for word in [
+        "--stage shadow",
+        "--stage eval",
+        "--stage post-launch",
+        "--stage baseline",
+        "--coverage",
+        "--format",
+        "--samples",
+        *SHADOW_SCENARIOS,
+        *EVAL_SCENARIOS,
+        *POST_LAUNCH_SCENARIOS,
+    ]:
         assert word in result.stdout, word

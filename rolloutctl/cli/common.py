@@ -149,9 +149,14 @@ def render_status(rows: list[dict[str, Any]], json_flag: bool) -> None:
 
 
 def run_control(
-    ctx: Any, operation: str, rollout: str, name: str | None, reason: str | None,
-    force: bool, json_flag: bool,
-) -> int:  # fmt: skip
+    ctx: Any,
+    operation: str,
+    rollout: str,
+    name: str | None,
+    reason: str | None,
+    force: bool,
+    json_flag: bool,
+) -> int:
     """`control list | apply | revert` (both the fast path and the typer command)."""
     from rolloutctl import controls
 

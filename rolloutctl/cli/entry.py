@@ -123,9 +123,14 @@ def run_fast(call: FastCall) -> int:
     assert call.rollout is not None
     if call.command == "control":
         return common.run_control(
-            ctx, call.args[0], common.resolve_rollout(call.rollout),
-            call.args[1] if len(call.args) > 1 else None, call.reason, call.force, call.json,
-        )  # fmt: skip
+            ctx,
+            call.args[0],
+            common.resolve_rollout(call.rollout),
+            call.args[1] if len(call.args) > 1 else None,
+            call.reason,
+            call.force,
+            call.json,
+        )
     why = common.require_reason(call.reason, call.command)
     action = {"rollback": engine.rollback, "pause": engine.pause, "resume": engine.resume}
     outcome = action[call.command](ctx, common.resolve_rollout(call.rollout), why)

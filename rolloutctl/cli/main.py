@@ -42,14 +42,22 @@ JunitOpt = Annotated[
 
 @app.callback()
 def main(
-    state_dir: Annotated[Path | None, typer.Option(help="state folder [env ROLLOUTCTL_STATE_DIR; .rolloutctl]")] = None,
-    reports_dir: Annotated[Path | None, typer.Option(help="report folder [env ROLLOUTCTL_REPORTS_DIR; reports]")] = None,
-    actor: Annotated[str | None, typer.Option(help="who acts [env ROLLOUTCTL_ACTOR; login name]")] = None,
+    state_dir: Annotated[
+        Path | None, typer.Option(help="state folder [env ROLLOUTCTL_STATE_DIR; .rolloutctl]")
+    ] = None,
+    reports_dir: Annotated[
+        Path | None, typer.Option(help="report folder [env ROLLOUTCTL_REPORTS_DIR; reports]")
+    ] = None,
+    actor: Annotated[
+        str | None, typer.Option(help="who acts [env ROLLOUTCTL_ACTOR; login name]")
+    ] = None,
     json_out: JsonOpt = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="tracebacks on errors")] = False,
-    now: Annotated[str | None, typer.Option(help="evaluate as of this ISO time [env ROLLOUTCTL_NOW]")] = None,
+    now: Annotated[
+        str | None, typer.Option(help="evaluate as of this ISO time [env ROLLOUTCTL_NOW]")
+    ] = None,
     wait: Annotated[float, typer.Option(help="seconds to wait for a rollout's lock")] = 0.0,
-) -> None:  # fmt: skip
+) -> None:
     common.GLOBALS.append(
         common.Globals(
             state_dir=state_dir or Path(os.environ.get("ROLLOUTCTL_STATE_DIR", ".rolloutctl")),
@@ -141,27 +149,35 @@ ForceOpt = Annotated[
 @control_app.command("list")
 def control_list(rollout: str, json_out: JsonOpt = False) -> None:
     """Each control: name, layer, title, and whether the flags hold it now."""
-    code = common.run_control(context(), "list", resolve_rollout(rollout), None, None, False,
-                              json_out)  # fmt: skip
+    code = common.run_control(
+        context(), "list", resolve_rollout(rollout), None, None, False, json_out
+    )
     raise typer.Exit(code)
 
 
 @control_app.command("apply")
-def control_apply(rollout: str, name: str, reason: ReasonOpt = None, json_out: JsonOpt = False) -> None:  # fmt: skip
+def control_apply(
+    rollout: str, name: str, reason: ReasonOpt = None, json_out: JsonOpt = False
+) -> None:
     """Turn a control on: write its flag values (the old ones are kept for `revert`)."""
-    code = common.run_control(context(), "apply", resolve_rollout(rollout), name, reason, False,
-                              json_out)  # fmt: skip
+    code = common.run_control(
+        context(), "apply", resolve_rollout(rollout), name, reason, False, json_out
+    )
     raise typer.Exit(code)
 
 
 @control_app.command("revert")
 def control_revert(
-    rollout: str, name: str, reason: ReasonOpt = None, force: ForceOpt = False,
+    rollout: str,
+    name: str,
+    reason: ReasonOpt = None,
+    force: ForceOpt = False,
     json_out: JsonOpt = False,
-) -> None:  # fmt: skip
+) -> None:
     """Turn a control off: restore the flag values from before it was applied."""
-    code = common.run_control(context(), "revert", resolve_rollout(rollout), name, reason, force,
-                              json_out)  # fmt: skip
+    code = common.run_control(
+        context(), "revert", resolve_rollout(rollout), name, reason, force, json_out
+    )
     raise typer.Exit(code)
 
 
@@ -182,9 +198,11 @@ def check(
     rollout: str,
     markdown: MarkdownOpt = None,
     junit: JunitOpt = None,
-    explain: Annotated[bool, typer.Option(help="also print each metric's exact query and window")] = False,
+    explain: Annotated[
+        bool, typer.Option(help="also print each metric's exact query and window")
+    ] = False,
     json_out: JsonOpt = False,
-) -> None:  # fmt: skip
+) -> None:
     """Evaluate the current gate now and write its report; never acts.
     Exit 0 pass, 10 would roll back, 11 inconclusive, 4 measurement error.
     With $GITHUB_STEP_SUMMARY set, the Markdown summary is appended to it."""

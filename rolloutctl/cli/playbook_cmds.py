@@ -91,9 +91,11 @@ def schema() -> None:
 
 def plan(
     playbook: Path,
-    log: Annotated[Path | None, typer.Option(help="request log for baseline rates and volume")] = None,
+    log: Annotated[
+        Path | None, typer.Option(help="request log for baseline rates and volume")
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json")] = False,
-) -> None:  # fmt: skip
+) -> None:
     """Stages, gates and segments; samples and time each gate needs at its traffic."""
     from rolloutctl.planning import plan_rollout
     from rolloutctl.playbook.load import load_playbook

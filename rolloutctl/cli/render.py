@@ -26,12 +26,24 @@ def gate_table(result: Any) -> Table:
         for col in ("check", "segment", "verdict", "why"):
             table.add_column(col)
         for m in shown:
-            table.add_row(escape(m.title), _seg(m), f"[{_STYLE.get(m.verdict, '')}]{m.verdict}[/]",
-                          escape(m.note))  # fmt: skip
+            table.add_row(
+                escape(m.title),
+                _seg(m),
+                f"[{_STYLE.get(m.verdict, '')}]{m.verdict}[/]",
+                escape(m.note),
+            )
         return table
     table = Table(title=title)
-    for col in ("metric", "segment", "control (n)", "canary (n)", "estimate", "interval",
-                "margin", "verdict"):  # fmt: skip
+    for col in (
+        "metric",
+        "segment",
+        "control (n)",
+        "canary (n)",
+        "estimate",
+        "interval",
+        "margin",
+        "verdict",
+    ):
         table.add_column(col, justify="left" if col in ("metric", "segment") else "right")
     for m in shown:
         rel = m.margin_kind == "relative"

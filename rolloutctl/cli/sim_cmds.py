@@ -20,26 +20,60 @@ def register(app: typer.Typer) -> None:
 
 
 _STAGES = ("canary", "shadow", "eval", "post-launch", "baseline")
-_DEFAULT_SCENARIO = {"canary": "healthy", "shadow": "healthy", "eval": "healthy",
-                     "post-launch": "stable"}  # fmt: skip
+_DEFAULT_SCENARIO = {
+    "canary": "healthy",
+    "shadow": "healthy",
+    "eval": "healthy",
+    "post-launch": "stable",
+}
 
 
 def simulate(
-    out: Annotated[Path, typer.Option(help="output file: .jsonl, .csv or .parquet; for --stage eval, a folder")],
-    scenario: Annotated[str | None, typer.Option(help="what goes wrong; per stage -- canary: healthy, latency_regression, cost_blowup, safety_regression_segment, hallucination_regression, sample_ratio_mismatch; shadow: healthy, latency_regression, safety_regression_segment, shadow_errors; eval: healthy, new_failure_in_health, lower_pass_rate; post-launch: stable, drift [healthy; post-launch: stable]")] = None,
-    stage: Annotated[str, typer.Option(help="canary, shadow, eval, post-launch or baseline (see above)")] = "canary",
+    out: Annotated[
+        Path, typer.Option(help="output file: .jsonl, .csv or .parquet; for --stage eval, a folder")
+    ],
+    scenario: Annotated[
+        str | None,
+        typer.Option(
+            help="what goes wrong; per stage -- canary: healthy, latency_regression, cost_blowup, safety_regression_segment, hallucination_regression, sample_ratio_mismatch; shadow: healthy, latency_regression, safety_regression_segment, shadow_errors; eval: healthy, new_failure_in_health, lower_pass_rate; post-launch: stable, drift [healthy; post-launch: stable]"
+        ),
+    ] = None,
+    stage: Annotated[
+        str, typer.Option(help="canary, shadow, eval, post-launch or baseline (see above)")
+    ] = "canary",
     hours: Annotated[float, typer.Option(help="how many hours of traffic")] = 6.0,
     start: Annotated[str | None, typer.Option(help="ISO start time [now - hours]")] = None,
     rate: Annotated[float, typer.Option(help="requests per hour")] = 20_000,
-    canary_percent: Annotated[float | None, typer.Option(help="percent served by the canary (canary stage) [10]")] = None,
-    control: Annotated[str, typer.Option(help="the old variant: control, shadow's server, baseline")] = "v1",
-    canary: Annotated[str, typer.Option(help="the candidate: canary, shadow candidate, launched variant, eval model")] = "v2",
-    onset: Annotated[float | None, typer.Option(help="hours after start when the regression (canary) or the drift (post-launch) begins [canary: at start; post-launch: mid-window]")] = None,
-    coverage: Annotated[float | None, typer.Option(help="share of requests the shadow candidate also answers (shadow) [0.97]")] = None,
-    eval_format: Annotated[str | None, typer.Option("--format", help="eval file format: promptfoo, inspect, lm_eval or jsonl (eval) [promptfoo]")] = None,
+    canary_percent: Annotated[
+        float | None, typer.Option(help="percent served by the canary (canary stage) [10]")
+    ] = None,
+    control: Annotated[
+        str, typer.Option(help="the old variant: control, shadow's server, baseline")
+    ] = "v1",
+    canary: Annotated[
+        str,
+        typer.Option(help="the candidate: canary, shadow candidate, launched variant, eval model"),
+    ] = "v2",
+    onset: Annotated[
+        float | None,
+        typer.Option(
+            help="hours after start when the regression (canary) or the drift (post-launch) begins [canary: at start; post-launch: mid-window]"
+        ),
+    ] = None,
+    coverage: Annotated[
+        float | None,
+        typer.Option(help="share of requests the shadow candidate also answers (shadow) [0.97]"),
+    ] = None,
+    eval_format: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            help="eval file format: promptfoo, inspect, lm_eval or jsonl (eval) [promptfoo]",
+        ),
+    ] = None,
     samples: Annotated[int | None, typer.Option(help="eval set size (eval) [400]")] = None,
     seed: Annotated[int, typer.Option()] = 0,
-) -> None:  # fmt: skip
+) -> None:
     """Write realistic synthetic data for one stage kind of an AI rollout, with a known defect.
 
     \b
@@ -57,16 +91,23 @@ def simulate(
 
     if stage not in _STAGES:
         raise UsageError(f"unknown stage {stage!r}; valid stages: {', '.join(_STAGES)}")
-    only = [("--canary-percent", canary_percent, ("canary",)),
-            ("--onset", onset, ("canary", "post-launch")), ("--coverage", coverage, ("shadow",)),
-            ("--format", eval_format, ("eval",)), ("--samples", samples, ("eval",))]  # fmt: skip
+    only = [
+        ("--canary-percent", canary_percent, ("canary",)),
+        ("--onset", onset, ("canary", "post-launch")),
+        ("--coverage", coverage, ("shadow",)),
+        ("--format", eval_format, ("eval",)),
+        ("--samples", samples, ("eval",)),
+    ]
     for flag, value, owners in only:
         if value is not None and stage not in owners:
             raise UsageError(f"{flag} applies to --stage {' and '.join(owners)}, not {stage}")
     valid: dict[str, dict[str, str]] = {
-        "canary": sim.SCENARIOS, "shadow": sim.SHADOW_SCENARIOS, "eval": sim.EVAL_SCENARIOS,
-        "post-launch": sim.POST_LAUNCH_SCENARIOS, "baseline": {},
-    }  # fmt: skip
+        "canary": sim.SCENARIOS,
+        "shadow": sim.SHADOW_SCENARIOS,
+        "eval": sim.EVAL_SCENARIOS,
+        "post-launch": sim.POST_LAUNCH_SCENARIOS,
+        "baseline": {},
+    }
     if stage == "baseline" and scenario is not None:
         raise UsageError("--stage baseline takes no --scenario: it is the control alone")
     scenario = scenario or _DEFAULT_SCENARIO.get(stage, "")
@@ -79,13 +120,25 @@ def simulate(
 
     if stage == "eval":
         base_path, cand_path = sim.write_eval_runs(
-            out, scenario=scenario, n=400 if samples is None else samples,
-            fmt=eval_format or "promptfoo", baseline=control, candidate=canary, seed=seed,
-        )  # fmt: skip
+            out,
+            scenario=scenario,
+            n=400 if samples is None else samples,
+            fmt=eval_format or "promptfoo",
+            baseline=control,
+            candidate=canary,
+            seed=seed,
+        )
         if g.json:
-            common.emit_json({"stage": stage, "scenario": scenario, "baseline": str(base_path),
-                              "candidate": str(cand_path), "format": eval_format or "promptfoo",
-                              "samples": 400 if samples is None else samples})  # fmt: skip
+            common.emit_json(
+                {
+                    "stage": stage,
+                    "scenario": scenario,
+                    "baseline": str(base_path),
+                    "candidate": str(cand_path),
+                    "format": eval_format or "promptfoo",
+                    "samples": 400 if samples is None else samples,
+                }
+            )
         else:
             common.say(f"wrote eval runs ({scenario}): baseline {base_path}, candidate {cand_path}")
         return
@@ -98,30 +151,55 @@ def simulate(
     extra: dict[str, int] = {}
     if stage == "canary":
         frame = sim.generate(
-            scenario, begin, end, requests_per_hour=rate,
+            scenario,
+            begin,
+            end,
+            requests_per_hour=rate,
             canary_percent=10.0 if canary_percent is None else canary_percent,
-            control=control, canary=canary, onset=at, seed=seed,
-        )  # fmt: skip
+            control=control,
+            canary=canary,
+            onset=at,
+            seed=seed,
+        )
     elif stage == "shadow":
         frame = sim.generate_shadow(
-            scenario, begin, end, requests_per_hour=rate, control=control, candidate=canary,
-            coverage=0.97 if coverage is None else coverage, seed=seed,
-        )  # fmt: skip
+            scenario,
+            begin,
+            end,
+            requests_per_hour=rate,
+            control=control,
+            candidate=canary,
+            coverage=0.97 if coverage is None else coverage,
+            seed=seed,
+        )
         shadow_calls = int(frame["variant"].str.startswith("shadow:").sum())
         extra = {"requests": len(frame) - shadow_calls, "shadow_calls": shadow_calls}
     elif stage == "post-launch":
         frame = sim.generate_post_launch(
-            scenario, begin, end, variant=canary, requests_per_hour=rate, drift_start=at,
+            scenario,
+            begin,
+            end,
+            variant=canary,
+            requests_per_hour=rate,
+            drift_start=at,
             seed=seed,
-        )  # fmt: skip
+        )
     else:
-        frame = sim.generate_baseline(begin, end, requests_per_hour=rate, variant=control,
-                                      seed=seed)  # fmt: skip
+        frame = sim.generate_baseline(
+            begin, end, requests_per_hour=rate, variant=control, seed=seed
+        )
     path = sim.write(frame, out)
     label = scenario or "control only"
     if g.json:
-        common.emit_json({"out": str(path), "rows": len(frame), "scenario": scenario or None,
-                          "stage": stage, **extra})  # fmt: skip
+        common.emit_json(
+            {
+                "out": str(path),
+                "rows": len(frame),
+                "scenario": scenario or None,
+                "stage": stage,
+                **extra,
+            }
+        )
     elif extra:
         common.say(
             f"wrote {extra['requests']:,} requests and {extra['shadow_calls']:,} shadow calls "
@@ -134,8 +212,10 @@ def simulate(
 
 
 def demo(
-    workdir: Annotated[Path | None, typer.Option(help="where logs, flags and state go [a temp dir]")] = None,
-) -> None:  # fmt: skip
+    workdir: Annotated[
+        Path | None, typer.Option(help="where logs, flags and state go [a temp dir]")
+    ] = None,
+) -> None:
     """Run two full rollouts on the embedded defaults: a healthy candidate reaches 100%; one
     with a safety regression in health questions is rolled back."""
     from rolloutctl.demo import run_demo

@@ -50,10 +50,13 @@ def smoke(
         results.append((s.name, outcome))
     passed = all(outcome.passed for _, outcome in results)
     if json_out or common.current().json:
-        common.emit_json({
-            "playbook": str(playbook), "passed": passed,
-            "stages": [{"stage": name, **outcome.to_json()} for name, outcome in results],
-        })  # fmt: skip
+        common.emit_json(
+            {
+                "playbook": str(playbook),
+                "passed": passed,
+                "stages": [{"stage": name, **outcome.to_json()} for name, outcome in results],
+            }
+        )
     else:
         for name, outcome in results:
             common.say(f"smoke {name}: {outcome.endpoint} ({outcome.model})")

@@ -122,9 +122,10 @@ class FileFlagBackend:
         self, canary_percent: float, scope: Any, *, rollout: str, stage: str
     ) -> FlagSplit:
         flag = self.definition(
-            canary_percent, scope, {"rollout": rollout, "stage": stage,
-                                    "canaryPercent": canary_percent},
-        )  # fmt: skip
+            canary_percent,
+            scope,
+            {"rollout": rollout, "stage": stage, "canaryPercent": canary_percent},
+        )
         self._put(self.key, flag)
         return self._split_of(flag)
 

@@ -91,9 +91,16 @@ class LaunchDarklyFlagBackend:
     def _get_flag(self, key: str) -> dict[str, Any] | None:
         what = f"LaunchDarkly, reading flag {key!r}"
         with self._client() as client:
-            response = request(client, "GET", self._flag_url(key), what=what,
-                               retries=self.retries, backoff=self.backoff, allow_404=True,
-                               params={"env": self.environment})  # fmt: skip
+            response = request(
+                client,
+                "GET",
+                self._flag_url(key),
+                what=what,
+                retries=self.retries,
+                backoff=self.backoff,
+                allow_404=True,
+                params={"env": self.environment},
+            )
         if response is None:
             return None
         flag = json_of(response, what=what)
@@ -108,13 +115,22 @@ class LaunchDarklyFlagBackend:
         return flag
 
     def _patch(self, key: str, instructions: list[dict[str, Any]], comment: str) -> None:
-        body = {"environmentKey": self.environment, "comment": comment,
-                "instructions": instructions}  # fmt: skip
+        body = {
+            "environmentKey": self.environment,
+            "comment": comment,
+            "instructions": instructions,
+        }
         with self._client() as client:
-            request(client, "PATCH", self._flag_url(key),
-                    what=f"LaunchDarkly, updating flag {key!r}", retries=self.retries,
-                    backoff=self.backoff, json=body,
-                    headers={"Content-Type": SEMANTIC_PATCH})  # fmt: skip
+            request(
+                client,
+                "PATCH",
+                self._flag_url(key),
+                what=f"LaunchDarkly, updating flag {key!r}",
+                retries=self.retries,
+                backoff=self.backoff,
+                json=body,
+                headers={"Content-Type": SEMANTIC_PATCH},
+            )
 
     def _require_flag(self, key: str) -> dict[str, Any]:
         flag = self._get_flag(key)
@@ -156,8 +172,11 @@ class LaunchDarklyFlagBackend:
             rollout = fallthrough.get("rollout")
             if isinstance(rollout, dict):
                 total = sum(int(v.get("weight", 0)) for v in rollout.get("variations", [])) or FULL
-                weight = sum(int(v.get("weight", 0)) for v in rollout.get("variations", [])
-                             if v.get("variation") == canary)  # fmt: skip
+                weight = sum(
+                    int(v.get("weight", 0))
+                    for v in rollout.get("variations", [])
+                    if v.get("variation") == canary
+                )
                 percent = 100.0 * weight / total
             elif fallthrough.get("variation") == canary:
                 percent = 100.0
@@ -184,8 +203,10 @@ class LaunchDarklyFlagBackend:
             rule: dict[str, Any] = {"variationId": control}
         else:
             rule = {"rolloutWeights": {control: FULL - canary_weight, canary: canary_weight}}
-        instructions = [{"kind": "turnFlagOn"},
-                        {"kind": "updateFallthroughVariationOrRollout", **rule}]  # fmt: skip
+        instructions = [
+            {"kind": "turnFlagOn"},
+            {"kind": "updateFallthroughVariationOrRollout", **rule},
+        ]
         self._patch(self.key, instructions, comment)
         split = self.read()
         if split is None or abs(split.canary_percent - canary_weight * 100 / FULL) > 1e-9:
@@ -226,9 +247,10 @@ class LaunchDarklyFlagBackend:
                     f"LaunchDarkly: control flag {key!r} has no variation with value {value!r}",
                     hint=f"add a variation {value!r} to {key!r} in LaunchDarkly first",
                 )
-            instructions = [{"kind": "turnFlagOn"},
-                            {"kind": "updateFallthroughVariationOrRollout",
-                             "variationId": ids[0]}]  # fmt: skip
+            instructions = [
+                {"kind": "turnFlagOn"},
+                {"kind": "updateFallthroughVariationOrRollout", "variationId": ids[0]},
+            ]
         self._patch(key, instructions, f"rolloutctl: control {key} = {value!r}")
         if self.read_control(key) != value:
             raise BackendError(
@@ -250,9 +272,11 @@ class LaunchDarklyFlagBackend:
         variations = flag["variations"]
         if all(isinstance(v.get("value"), bool) for v in variations):
             return bool(env.get("on"))
-        index = env.get("offVariation") if not env.get("on") else (
-            (env.get("fallthrough") or {}).get("variation")
-        )  # fmt: skip
+        index = (
+            env.get("offVariation")
+            if not env.get("on")
+            else ((env.get("fallthrough") or {}).get("variation"))
+        )
         if isinstance(index, int) and 0 <= index < len(variations):
             return variations[index].get("value")
         return None

@@ -92,8 +92,7 @@ class Client:
         self, *, timeout: float, headers: dict[str, str] | None = None, transport: Any = None
     ) -> None:
         self.timeout = timeout
-        self.headers = {"Accept": "application/json", "User-Agent": "rolloutctl",
-                        **(headers or {})}  # fmt: skip
+        self.headers = {"Accept": "application/json", "User-Agent": "rolloutctl", **(headers or {})}
         self.transport = transport  # an httpx transport: tests only
         self._connections: dict[tuple[str, str, int | None], http.client.HTTPConnection] = {}
 

@@ -81,19 +81,25 @@ def _literal(value: Any) -> bool:
 def _constraint(node: Any, negated: bool = False) -> dict[str, Any]:
     if not isinstance(node, dict) or len(node) != 1:
         raise ScopeNotExpressible(f"{json.dumps(node)} is not a condition Unleash can say")
-    (op, args), = node.items()  # fmt: skip
+    ((op, args),) = node.items()
     if op == "!":
         return _constraint(args, not negated)
     if not isinstance(args, list) or len(args) != 2:
         raise ScopeNotExpressible(f"`{op}` cannot be an Unleash constraint")
     left, right = args
     if op == "in" and _var(left) and isinstance(right, list) and all(map(_literal, right)):
-        return {"contextName": _var(left), "operator": "NOT_IN" if negated else "IN",
-                "values": [_text(v) for v in right]}  # fmt: skip
+        return {
+            "contextName": _var(left),
+            "operator": "NOT_IN" if negated else "IN",
+            "values": [_text(v) for v in right],
+        }
     if op in ("==", "!=") and _var(left) and _literal(right):
         negated = negated != (op == "!=")
-        return {"contextName": _var(left), "operator": "NOT_IN" if negated else "IN",
-                "values": [_text(right)]}  # fmt: skip
+        return {
+            "contextName": _var(left),
+            "operator": "NOT_IN" if negated else "IN",
+            "values": [_text(right)],
+        }
     if op in _NUMERIC and not negated:
         if _var(right) and not _var(left):
             left, right, op = right, left, _FLIPPED[op]
@@ -143,8 +149,13 @@ def scope_of(constraints: list[dict[str, Any]]) -> Any:
 
 def _same_constraints(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
     def norm(c: dict[str, Any]) -> tuple[Any, ...]:
-        return (c.get("contextName"), c.get("operator"), tuple(c.get("values") or ()),
-                c.get("value") or None, bool(c.get("inverted")))  # fmt: skip
+        return (
+            c.get("contextName"),
+            c.get("operator"),
+            tuple(c.get("values") or ()),
+            c.get("value") or None,
+            bool(c.get("inverted")),
+        )
 
     return sorted(map(norm, a)) == sorted(map(norm, b))
 
@@ -202,8 +213,10 @@ class UnleashFlagBackend:
     # ------------------------------------------------------------ API calls
 
     def _feature_url(self, feature: str) -> str:
-        return (f"{self.url}/api/admin/projects/{quote(self.project, safe='')}/features/"
-                f"{quote(feature, safe='')}")  # fmt: skip
+        return (
+            f"{self.url}/api/admin/projects/{quote(self.project, safe='')}/features/"
+            f"{quote(feature, safe='')}"
+        )
 
     def _env_url(self, feature: str) -> str:
         return f"{self._feature_url(feature)}/environments/{quote(self.environment, safe='')}"
@@ -216,15 +229,23 @@ class UnleashFlagBackend:
         )
 
     def _call(self, client: Client, method: str, url: str, what: str, **kw: Any) -> Any:
-        response = request(client, method, url, what=what, retries=self.retries,
-                           backoff=self.backoff, **kw)  # fmt: skip
+        response = request(
+            client, method, url, what=what, retries=self.retries, backoff=self.backoff, **kw
+        )
         return None if response is None or not response.content else json_of(response, what=what)
 
     def _environment(self, client: Client, feature: str) -> dict[str, Any] | None:
         """The feature's entry for our environment; None when the feature does not exist."""
         what = f"Unleash, reading feature {feature!r}"
-        response = request(client, "GET", self._feature_url(feature), what=what,
-                           retries=self.retries, backoff=self.backoff, allow_404=True)  # fmt: skip
+        response = request(
+            client,
+            "GET",
+            self._feature_url(feature),
+            what=what,
+            retries=self.retries,
+            backoff=self.backoff,
+            allow_404=True,
+        )
         if response is None:
             return None
         data = json_of(response, what=what)
@@ -254,8 +275,12 @@ class UnleashFlagBackend:
 
     def _switch(self, client: Client, feature: str, on: bool) -> None:
         state = "on" if on else "off"
-        self._call(client, "POST", f"{self._env_url(feature)}/{state}",
-                   f"Unleash, switching {feature!r} {state} in {self.environment!r}")  # fmt: skip
+        self._call(
+            client,
+            "POST",
+            f"{self._env_url(feature)}/{state}",
+            f"Unleash, switching {feature!r} {state} in {self.environment!r}",
+        )
 
     def _put_strategy(
         self, client: Client, feature: str, env: dict[str, Any], body: dict[str, Any]
@@ -292,8 +317,9 @@ class UnleashFlagBackend:
             env = self._environment(client, self.key)
         return None if env is None else self._split_of(env)
 
-    def _rollout_strategy(self, percent: int, constraints: list[dict[str, Any]], title: str
-                          ) -> dict[str, Any]:  # fmt: skip
+    def _rollout_strategy(
+        self, percent: int, constraints: list[dict[str, Any]], title: str
+    ) -> dict[str, Any]:
         return {
             "name": "flexibleRollout",
             "title": title[:100],
@@ -327,8 +353,11 @@ class UnleashFlagBackend:
             ) from None
         with self._client() as client:
             env = self._require(client, self.key)
-            others = [s.get("name", "?") for s in env["strategies"]
-                      if isinstance(s, dict) and s is not _owned(env) and not s.get("disabled")]  # fmt: skip
+            others = [
+                s.get("name", "?")
+                for s in env["strategies"]
+                if isinstance(s, dict) and s is not _owned(env) and not s.get("disabled")
+            ]
             if others:
                 raise BackendError(
                     f"Unleash: feature {self.key!r} in {self.environment!r} has other enabled "
@@ -362,8 +391,9 @@ class UnleashFlagBackend:
             env = self._require(client, self.key)
             owned = _owned(env)
             if owned is not None and _rollout(owned) > 0:
-                body = self._rollout_strategy(0, owned.get("constraints") or [],
-                                              f"{OWNED}: {rollout} rolled back")  # fmt: skip
+                body = self._rollout_strategy(
+                    0, owned.get("constraints") or [], f"{OWNED}: {rollout} rolled back"
+                )
                 try:
                     self._put_strategy(client, self.key, env, body)
                     env = self._require(client, self.key)
@@ -469,9 +499,15 @@ def _control_strategy(value: Any) -> dict[str, Any]:
         text = _text(value) if kind == "number" else str(value)
         if not isinstance(value, int | float | str):
             kind, text = "json", json.dumps(value)
-        body["variants"] = [{"name": "value", "weight": FULL, "weightType": "variable",
-                             "stickiness": "default",
-                             "payload": {"type": kind, "value": text}}]  # fmt: skip
+        body["variants"] = [
+            {
+                "name": "value",
+                "weight": FULL,
+                "weightType": "variable",
+                "stickiness": "default",
+                "payload": {"type": kind, "value": text},
+            }
+        ]
     return body
 
 

@@ -81,8 +81,16 @@ class WebhookFlagBackend:
     def _get(self, key: str) -> dict[str, Any] | None:
         what = f"flag webhook, reading {key!r}"
         with self._client() as client:
-            response = request(client, "GET", self.read_url, what=what, retries=self.retries,
-                                backoff=self.backoff, allow_404=True, params={"flag": key})  # fmt: skip
+            response = request(
+                client,
+                "GET",
+                self.read_url,
+                what=what,
+                retries=self.retries,
+                backoff=self.backoff,
+                allow_404=True,
+                params={"flag": key},
+            )
         if response is None:
             return None
         data = json_of(response, what=what)
@@ -93,8 +101,15 @@ class WebhookFlagBackend:
     def _post(self, body: dict[str, Any]) -> None:
         what = f"flag webhook, {body['action']} of {body['flag']!r}"
         with self._client() as client:
-            request(client, "POST", self.url, what=what, retries=self.retries,
-                    backoff=self.backoff, json=body)  # fmt: skip
+            request(
+                client,
+                "POST",
+                self.url,
+                what=what,
+                retries=self.retries,
+                backoff=self.backoff,
+                json=body,
+            )
 
     # ------------------------------------------------------------ the rollout flag
 
@@ -114,12 +129,21 @@ class WebhookFlagBackend:
         data = self._get(self.key)
         return None if data is None else self._split_of(data)
 
-    def _apply(self, percent: float, scope: Any, *, rollout: str, stage: str, action: str
-               ) -> FlagSplit:  # fmt: skip
-        self._post({
-            "rollout": rollout, "stage": stage, "flag": self.key, "control": self.control,
-            "canary": self.canary, "canary_percent": percent, "scope": scope, "action": action,
-        })  # fmt: skip
+    def _apply(
+        self, percent: float, scope: Any, *, rollout: str, stage: str, action: str
+    ) -> FlagSplit:
+        self._post(
+            {
+                "rollout": rollout,
+                "stage": stage,
+                "flag": self.key,
+                "control": self.control,
+                "canary": self.canary,
+                "canary_percent": percent,
+                "scope": scope,
+                "action": action,
+            }
+        )
         split = self.read()
         if (
             split is None
@@ -145,10 +169,19 @@ class WebhookFlagBackend:
     # ------------------------------------------------------------ controls
 
     def set_control(self, key: str, value: Any) -> None:
-        self._post({
-            "rollout": None, "stage": None, "flag": key, "control": None, "canary": None,
-            "canary_percent": None, "scope": None, "action": "set_control", "value": value,
-        })  # fmt: skip
+        self._post(
+            {
+                "rollout": None,
+                "stage": None,
+                "flag": key,
+                "control": None,
+                "canary": None,
+                "canary_percent": None,
+                "scope": None,
+                "action": "set_control",
+                "value": value,
+            }
+        )
         if self.read_control(key) != value:
             raise BackendError(
                 f"flag webhook: read-back of control {key!r} does not show {value!r}",
@@ -156,10 +189,18 @@ class WebhookFlagBackend:
             )
 
     def remove_control(self, key: str) -> None:
-        self._post({
-            "rollout": None, "stage": None, "flag": key, "control": None, "canary": None,
-            "canary_percent": None, "scope": None, "action": "remove_control",
-        })  # fmt: skip
+        self._post(
+            {
+                "rollout": None,
+                "stage": None,
+                "flag": key,
+                "control": None,
+                "canary": None,
+                "canary_percent": None,
+                "scope": None,
+                "action": "remove_control",
+            }
+        )
         if self._get(key) is not None:
             raise BackendError(
                 f"flag webhook: control {key!r} still exists after remove_control",

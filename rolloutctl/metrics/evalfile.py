@@ -149,9 +149,10 @@ def _statistic(metric: Metric, run: EvalRun, category: str | None) -> Stat:
         )
         return Histogram(dict(counts))
     pairs = [
-        (x, y) for x, y in zip(numbers(metric.numerator), numbers(metric.denominator), strict=True)
+        (x, y)
+        for x, y in zip(numbers(metric.numerator), numbers(metric.denominator), strict=True)
         if x is not None and y is not None
-    ]  # fmt: skip
+    ]
     return RatioMoments(
         len(pairs),
         sum(x for x, _ in pairs),
@@ -236,8 +237,11 @@ class PassRateCheck:
 def pass_rates(baseline: EvalRun, candidate: EvalRun) -> list[PassRate]:
     """Pass rates overall (first) and per category, in category order."""
     categories = sorted(set(baseline.totals) | set(candidate.totals))
-    out = [PassRate(None, baseline.overall, candidate.overall,
-                    fixed.wilson_interval(candidate.overall))]  # fmt: skip
+    out = [
+        PassRate(
+            None, baseline.overall, candidate.overall, fixed.wilson_interval(candidate.overall)
+        )
+    ]
     for c in categories:
         b = baseline.totals.get(c, Proportion(0, 0))
         k = candidate.totals.get(c, Proportion(0, 0))
@@ -286,8 +290,7 @@ def check_new_failures(
         fixes = tuple(b.id for b, c in inside if c.passed and not b.passed)
         test = paired.mcnemar(len(new), len(fixes))
         if not inside:
-            out.append(NewFailures(category, 0, (), (), test, False,
-                                   "no samples in this category"))  # fmt: skip
+            out.append(NewFailures(category, 0, (), (), test, False, "no samples in this category"))
             continue
         ok = test.p_worse >= alpha if tolerate_noise else not new
         out.append(NewFailures(category, len(inside), new, fixes, test, ok))

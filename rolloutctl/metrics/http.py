@@ -244,8 +244,10 @@ class HttpSource:
         try:
             response = retry.send(
                 lambda: client.request(call.method, call.url, content=call.body),
-                retries=self.retries, backoff=self.backoff, on_try=self._count,
-            )  # fmt: skip
+                retries=self.retries,
+                backoff=self.backoff,
+                on_try=self._count,
+            )
         except retry.SlowAnswer:
             raise AnswerError(f"{where}: no answer within {self.timeout:g}s") from None
         except retry.GaveUp as exc:
@@ -295,10 +297,8 @@ class HttpSource:
                 path = render(path_template, {"metric": metric.name}, str)
                 shown: list[str] = []
                 for segment, seg_values in segments:
-                    for arm, variant in (("control", request.control),
-                                         ("canary", request.canary)):  # fmt: skip
-                        fields = {**base, **seg_values, "variant": variant,
-                                  "metric": metric.name}  # fmt: skip
+                    for arm, variant in (("control", request.control), ("canary", request.canary)):
+                        fields = {**base, **seg_values, "variant": variant, "metric": metric.name}
                         call = self._call(fields)
                         if segment is None:
                             shown.append(call.describe())

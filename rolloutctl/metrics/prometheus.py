@@ -282,16 +282,24 @@ class PrometheusSource:
             else self.verify
         )
         return httpx.Client(
-            base_url=self.url, headers=self.headers, timeout=self.timeout, verify=verify,
-            auth=self.auth, transport=self.transport,
-        )  # fmt: skip
+            base_url=self.url,
+            headers=self.headers,
+            timeout=self.timeout,
+            verify=verify,
+            auth=self.auth,
+            transport=self.transport,
+        )
 
     def api(self, client: httpx.Client, path: str, params: dict[str, str]) -> list[Any]:
         """POST one query; the `data.result` list, or QueryError / BackendError."""
         query = params.get("query", "")
         try:
-            response = retry.send(lambda: client.post(path, data=params), retries=self.retries,
-                                  backoff=self.backoff, on_try=self._count)  # fmt: skip
+            response = retry.send(
+                lambda: client.post(path, data=params),
+                retries=self.retries,
+                backoff=self.backoff,
+                on_try=self._count,
+            )
         except retry.SlowAnswer:
             raise QueryError(f"timed out after {self.timeout:g}s: {query}") from None
         except retry.GaveUp as exc:
@@ -333,9 +341,13 @@ class PrometheusSource:
     # ------------------------------------------------------------ templates
 
     def render(
-        self, template: str, request: MeasureRequest, by: Iterable[str], arm: str | None,
+        self,
+        template: str,
+        request: MeasureRequest,
+        by: Iterable[str],
+        arm: str | None,
         window_seconds: float | None = None,
-    ) -> str:  # fmt: skip
+    ) -> str:
         window = window_seconds or max(1, math.ceil((request.end - request.start).total_seconds()))
         names = {"control": request.control, "canary": request.canary}
 
@@ -401,9 +413,13 @@ class PrometheusSource:
         return out
 
     def run_range(
-        self, client: httpx.Client | None, template: str, request: MeasureRequest, by: list[str],
+        self,
+        client: httpx.Client | None,
+        template: str,
+        request: MeasureRequest,
+        by: list[str],
         rendered: list[str],
-    ) -> list[Series]:  # fmt: skip
+    ) -> list[Series]:
         """Per-interval values at the source's step over the window (range query)."""
         found = _ARM_LABEL.search(template)
         if found is None:
@@ -418,10 +434,11 @@ class PrometheusSource:
             if client is None:
                 continue
             params = {
-                "query": query, "step": _seconds(step),
+                "query": query,
+                "step": _seconds(step),
                 "start": _seconds(request.start.timestamp() + step),
                 "end": _seconds(request.end.timestamp()),
-            }  # fmt: skip
+            }
             for item in self.api(client, "/api/v1/query_range", params):
                 labels = {str(k): str(v) for k, v in (item.get("metric") or {}).items()}
                 which = arm or names.get(labels.get(label, ""))
@@ -454,8 +471,7 @@ class PrometheusSource:
             for metric in request.metrics:
                 rendered: list[str] = []
                 try:
-                    self._measure_metric(client, metric, request, dims, scope_names, out,
-                                         rendered)  # fmt: skip
+                    self._measure_metric(client, metric, request, dims, scope_names, out, rendered)
                 except QueryError as exc:
                     out.errors[metric.name] = str(exc)
                     out.stats = {k: v for k, v in out.stats.items() if k[0] != metric.name}
@@ -474,8 +490,9 @@ class PrometheusSource:
             rendered: list[str] = []
             # What was rendered before the (empty) answers ran out is the plan.
             with contextlib.suppress(QueryError, ValueError, ZeroDivisionError):
-                self._measure_metric(None, metric, request, dims, scope_names, Measurement(),
-                                     rendered)  # fmt: skip
+                self._measure_metric(
+                    None, metric, request, dims, scope_names, Measurement(), rendered
+                )
             queries[metric.name] = rendered
         return queries
 
@@ -510,8 +527,9 @@ class PrometheusSource:
                 except (ValueError, re.error) as exc:
                     raise QueryError(f"event {metric.event!r}: {exc}") from None
                 event_labels = [m.label for m in matchers]
-                rows = self.run_template(client, metric.query, request, [*by, *event_labels],
-                                         rendered)  # fmt: skip
+                rows = self.run_template(
+                    client, metric.query, request, [*by, *event_labels], rendered
+                )
                 self._check_labels(rows, [*by, *event_labels], event_labels, rendered)
                 rows = self._in_scope(rows, request, scope_names, out)
                 events = [r for r in rows if all(m.matches(r.labels) for m in matchers)]
@@ -582,8 +600,9 @@ class PrometheusSource:
         n = self._sums(totals, dims, keep)
         s = self._sums(sums, dims, keep)
         self._arm_counts(out, n)  # the _count increase counts requests, as a proportion's total
-        variance = self._interval_variance(client, metric, total_template, request, by,
-                                           dims, keep, scope_names, out, rendered)  # fmt: skip
+        variance = self._interval_variance(
+            client, metric, total_template, request, by, dims, keep, scope_names, out, rendered
+        )
         for key, arms in n.items():
             moments: dict[str, Stat] = {}
             for arm in ARMS:
@@ -613,10 +632,12 @@ class PrometheusSource:
         rendered: list[str],
     ) -> dict[SegmentKey, dict[str, float]]:
         assert metric.query is not None
-        sums = self._in_scope(self.run_range(client, metric.query, request, by, rendered),
-                              request, scope_names, out)  # fmt: skip
-        counts = self._in_scope(self.run_range(client, total_template, request, by, rendered),
-                                request, scope_names, out)  # fmt: skip
+        sums = self._in_scope(
+            self.run_range(client, metric.query, request, by, rendered), request, scope_names, out
+        )
+        counts = self._in_scope(
+            self.run_range(client, total_template, request, by, rendered), request, scope_names, out
+        )
         per: dict[tuple[SegmentKey, str], dict[float, list[float]]] = {}
         for rows, slot in ((sums, 0), (counts, 1)):
             for r in rows:
@@ -654,9 +675,8 @@ class PrometheusSource:
             key = (r.arm, tuple(sorted((k, v) for k, v in r.labels.items() if k in keyed)))
             if key in seen:
                 extra = sorted(
-                    k for k in set(r.labels) | set(seen[key])
-                    if r.labels.get(k) != seen[key].get(k)
-                )  # fmt: skip
+                    k for k in set(r.labels) | set(seen[key]) if r.labels.get(k) != seen[key].get(k)
+                )
                 raise QueryError(
                     f"multiple series where one was expected ({r.arm}, differing in "
                     f"{', '.join(extra) or 'nothing'}): aggregate with sum by ({{{{by}}}}) "

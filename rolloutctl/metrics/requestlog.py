@@ -35,8 +35,21 @@ from rolloutctl.stats.sufficient import (
     Stat,
 )
 
-_NUMERIC = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "FLOAT", "DOUBLE", "DECIMAL",
-            "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "BOOLEAN")  # fmt: skip
+_NUMERIC = (
+    "TINYINT",
+    "SMALLINT",
+    "INTEGER",
+    "BIGINT",
+    "HUGEINT",
+    "FLOAT",
+    "DOUBLE",
+    "DECIMAL",
+    "UTINYINT",
+    "USMALLINT",
+    "UINTEGER",
+    "UBIGINT",
+    "BOOLEAN",
+)
 
 
 def _literal(value: str) -> str:
@@ -76,9 +89,10 @@ def _is_boolean(node: expr.Node, types: dict[str, str]) -> bool:
         return types.get(node.name) == "BOOLEAN"
     if isinstance(node, expr.Bin):
         return node.op in ("=", "!=", "<", "<=", ">", ">=") or (
-            node.op in ("and", "or") and _is_boolean(node.left, types)
+            node.op in ("and", "or")
+            and _is_boolean(node.left, types)
             and _is_boolean(node.right, types)
-        )  # fmt: skip
+        )
     return isinstance(node, expr.In | expr.IsNull) or (
         isinstance(node, expr.Not) and _is_boolean(node.operand, types)
     )
@@ -113,8 +127,9 @@ def _accumulate(total: Measurement, part: Measurement | None) -> Measurement:
             for arm, n in arms.items():
                 into[arm] = into.get(arm, 0) + n
         counts[name] = merged
-    return Measurement(stats=stats, arm_counts=counts["arm_counts"],
-                       unit_counts=counts["unit_counts"])  # fmt: skip
+    return Measurement(
+        stats=stats, arm_counts=counts["arm_counts"], unit_counts=counts["unit_counts"]
+    )
 
 
 @dataclass
@@ -151,8 +166,11 @@ class RequestLogSource:
         if self.format != "auto":
             return self.format
         suffixes = {Path(f).suffix.lower() for f in files}
-        for fmt, known in (("parquet", {".parquet"}), ("csv", {".csv", ".tsv"}),
-                           ("jsonl", {".jsonl", ".json", ".ndjson"})):  # fmt: skip
+        for fmt, known in (
+            ("parquet", {".parquet"}),
+            ("csv", {".csv", ".tsv"}),
+            ("jsonl", {".jsonl", ".json", ".ndjson"}),
+        ):
             if suffixes <= known:
                 return fmt
         raise InvalidInput(
@@ -463,8 +481,20 @@ class RequestLogSource:
                 units["control" if variant == request.control else "canary"] = int(n)
         for metric in request.metrics:
             if metric.kind == "quantile" and metric.name not in out.errors:
-                self._histograms(con, metric, columns, types, dims, dim_exprs, where, bin_sql,
-                                 seg_bin, out, bins, request)  # fmt: skip
+                self._histograms(
+                    con,
+                    metric,
+                    columns,
+                    types,
+                    dims,
+                    dim_exprs,
+                    where,
+                    bin_sql,
+                    seg_bin,
+                    out,
+                    bins,
+                    request,
+                )
 
         series: list[tuple[datetime, Measurement]] = []
         total = Measurement()
@@ -476,9 +506,12 @@ class RequestLogSource:
                 stats={k: dict(v) for k, v in total.stats.items()},
                 arm_counts={k: dict(v) for k, v in total.arm_counts.items()},
                 unit_counts={k: dict(v) for k, v in total.unit_counts.items()},
-                errors=dict(out.errors), queries=dict(out.queries), bad_rows=dict(out.bad_rows),
-                notes=list(out.notes), latest=out.latest,
-            )  # fmt: skip
+                errors=dict(out.errors),
+                queries=dict(out.queries),
+                bad_rows=dict(out.bad_rows),
+                notes=list(out.notes),
+                latest=out.latest,
+            )
             self._fill_empty(look, request, dims)
             series.append((end, look))
         return series

@@ -30,11 +30,29 @@ Loc = tuple[str | int, ...]
 
 # Columns a request log may carry (DESIGN.md §4); segment columns come from the playbook.
 REQUEST_LOG_COLUMNS = {
-    "ts", "variant", "request_id", "unit_id", "session_id", "status", "latency_ms", "ttft_ms",
-    "input_tokens", "output_tokens", "cost_usd", "fallback_used", "json_valid",
-    "citation_grounded", "hallucination", "safety_violation", "refusal", "escalated",
-    "reformulated", "task_completed", "source_clicked", "feedback",
-}  # fmt: skip
+    "ts",
+    "variant",
+    "request_id",
+    "unit_id",
+    "session_id",
+    "status",
+    "latency_ms",
+    "ttft_ms",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "fallback_used",
+    "json_valid",
+    "citation_grounded",
+    "hallucination",
+    "safety_violation",
+    "refusal",
+    "escalated",
+    "reformulated",
+    "task_completed",
+    "source_clicked",
+    "feedback",
+}
 # Segment columns people commonly use, accepted without being declared as dimensions.
 COMMON_SEGMENT_COLUMNS = {"language", "category", "risk", "device", "region", "user_tier"}
 
@@ -365,8 +383,11 @@ def semantic_problems(data: Any, positions: dict[Loc, tuple[int, int]], path: Pa
             kind = stage.get("kind", "canary")
             wanted = {"offline_eval": "evalfile", "shadow": "requestlog", "monitor": "requestlog"}
             if kind in wanted and source_kind(source) != wanted[kind]:
-                at(("stages", i, "source"), f"a {kind} stage reads a {wanted[kind]} source; "
-                   f"{source!r} is a {source_kind(source)} source")  # fmt: skip
+                at(
+                    ("stages", i, "source"),
+                    f"a {kind} stage reads a {wanted[kind]} source; "
+                    f"{source!r} is a {source_kind(source)} source",
+                )
 
     arm_names = [f"{arm}.{m}" for arm in ("canary", "control") for m in metric_names]
     for i, trigger in _items(data, "triggers"):
@@ -399,8 +420,10 @@ def semantic_problems(data: Any, positions: dict[Loc, tuple[int, int]], path: Pa
     return problems
 
 
-_UNTARGETED = {"gateway": "an LLM gateway's weights apply to every request",
-               "launchdarkly": "rolloutctl writes only the flag's default rule"}  # fmt: skip
+_UNTARGETED = {
+    "gateway": "an LLM gateway's weights apply to every request",
+    "launchdarkly": "rolloutctl writes only the flag's default rule",
+}
 
 
 def _check_flag_backend(
@@ -413,16 +436,21 @@ def _check_flag_backend(
         scope = stage.get("scope")
         scoped = isinstance(scope, str) and scope.strip().lower() != "all"
         if scoped and backend in _UNTARGETED:
-            at(("stages", i, "scope"), f"the {backend} flag backend cannot limit a stage to "
-               f"some users ({_UNTARGETED[backend]}); remove the scope or use `scope: all`")  # fmt: skip
+            at(
+                ("stages", i, "scope"),
+                f"the {backend} flag backend cannot limit a stage to "
+                f"some users ({_UNTARGETED[backend]}); remove the scope or use `scope: all`",
+            )
         if backend != "unleash":
             continue
         from rolloutctl.flags import unleash
 
         traffic = stage.get("traffic")
         if isinstance(traffic, int | float) and not float(traffic).is_integer():
-            at(("stages", i, "traffic"), f"Unleash rolls out in whole percents; {traffic:g}% "
-               "is not one")  # fmt: skip
+            at(
+                ("stages", i, "traffic"),
+                f"Unleash rolls out in whole percents; {traffic:g}% is not one",
+            )
         if scoped:
             try:
                 unleash.constraints_of(expr.to_jsonlogic(expr.parse(str(scope))))

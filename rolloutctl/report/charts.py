@@ -58,8 +58,9 @@ def _svg(fig: Figure, key: str, label: str) -> str:
         fig.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
     text = buffer.getvalue()
     text = text[text.index("<svg") :]  # drop the XML declaration and DOCTYPE
-    safe = (label.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;")
-            .replace(">", "&gt;"))  # fmt: skip
+    safe = (
+        label.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;").replace(">", "&gt;")
+    )
     text = text.replace("<svg ", f'<svg role="img" aria-label="{safe}" ', 1)
     # Unique ids per chart: several charts share one page.
     prefix = re.sub(r"[^a-zA-Z0-9]", "", key)[:24] or "c"
@@ -90,8 +91,9 @@ def _hours(times: Sequence[str]) -> list[float]:
 
 
 @_serial
-def metric_over_time(key: str, title: str, points: list[dict[str, Any]], *, percent: bool,
-                     relative: bool, worse: str) -> str:  # fmt: skip
+def metric_over_time(
+    key: str, title: str, points: list[dict[str, Any]], *, percent: bool, relative: bool, worse: str
+) -> str:
     """Both arms' values over the stage (left), and the canary-minus-control estimate with
     its always-valid interval narrowing against the margin (right)."""
     with matplotlib.rc_context(_RC):
@@ -100,10 +102,21 @@ def metric_over_time(key: str, title: str, points: list[dict[str, Any]], *, perc
         if points:
             x = [0.0, *_hours([p["time"] for p in points])][1:]
             scale = 100.0 if percent else 1.0
-            left.plot(x, [_f(p["control"]) * scale for p in points], color=CONTROL, lw=1.6,
-                      label="control")  # fmt: skip
-            left.plot(x, [_f(p["canary"]) * scale for p in points], color=CANARY, lw=1.6,
-                      ls="--", label="canary")  # fmt: skip
+            left.plot(
+                x,
+                [_f(p["control"]) * scale for p in points],
+                color=CONTROL,
+                lw=1.6,
+                label="control",
+            )
+            left.plot(
+                x,
+                [_f(p["canary"]) * scale for p in points],
+                color=CANARY,
+                lw=1.6,
+                ls="--",
+                label="canary",
+            )
             left.legend(frameon=False, loc="upper right")
             est_scale = 100.0 if (percent or relative) else 1.0
             lo = [_f(p["ci_low"]) * est_scale for p in points]
@@ -111,8 +124,13 @@ def metric_over_time(key: str, title: str, points: list[dict[str, Any]], *, perc
             right.fill_between(
                 x, lo, hi, color=BAND, alpha=0.6, lw=0, label="always-valid interval"
             )
-            right.plot(x, [_f(p["estimate"]) * est_scale for p in points], color=CANARY, lw=1.4,
-                       label="estimate")  # fmt: skip
+            right.plot(
+                x,
+                [_f(p["estimate"]) * est_scale for p in points],
+                color=CANARY,
+                lw=1.4,
+                label="estimate",
+            )
             margin = _f(points[-1]["margin"]) * est_scale
             right.axhline(margin, color=MARGIN, lw=1.2, ls=":", label="margin")
             right.axhline(0, color="#888888", lw=0.8)
@@ -126,8 +144,10 @@ def metric_over_time(key: str, title: str, points: list[dict[str, Any]], *, perc
         left.set_title(f"{title}: value per arm", loc="left")
         unit = " (%)" if percent else ""
         left.set_ylabel("value" + unit)
-        right.set_title("canary − control" + (" (relative, %)" if relative else
-                                              " (pt)" if percent else ""), loc="left")  # fmt: skip
+        right.set_title(
+            "canary − control" + (" (relative, %)" if relative else " (pt)" if percent else ""),
+            loc="left",
+        )
         for ax in (left, right):
             ax.set_xlabel("hours since the stage began")
         _few_ticks(left, right)
@@ -136,22 +156,32 @@ def metric_over_time(key: str, title: str, points: list[dict[str, Any]], *, perc
 
 
 @_serial
-def distributions(key: str, title: str, control: dict[int, int], canary: dict[int, int],
-                  gamma: float) -> str:  # fmt: skip
+def distributions(
+    key: str, title: str, control: dict[int, int], canary: dict[int, int], gamma: float
+) -> str:
     """Both arms' distributions (e.g. latency) as densities on a log axis."""
     with matplotlib.rc_context(_RC):
         fig = _new(7.2, 2.2)
         ax = fig.subplots()
-        for counts, colour, style, name in ((control, CONTROL, "-", "control"),
-                                            (canary, CANARY, "--", "canary")):  # fmt: skip
+        for counts, colour, style, name in (
+            (control, CONTROL, "-", "control"),
+            (canary, CANARY, "--", "canary"),
+        ):
             total = sum(counts.values())
             positive = sorted(b for b in counts if b > -(10**5))
             if not total or not positive:
                 continue
             edges = [gamma**b for b in positive]
             share = [counts[b] / total / (gamma ** (b + 1) - gamma**b) for b in positive]
-            ax.step(edges, share, where="post", color=colour, ls=style, lw=1.3,
-                    label=f"{name} (n = {total:,})")  # fmt: skip
+            ax.step(
+                edges,
+                share,
+                where="post",
+                color=colour,
+                ls=style,
+                lw=1.3,
+                label=f"{name} (n = {total:,})",
+            )
         ax.set_xscale("log")
         ax.set_yticks([])
         ax.set_title(f"{title}: distribution of each arm", loc="left")

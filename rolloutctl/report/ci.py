@@ -327,15 +327,28 @@ def _metric_case(suite: _Suite, m: dict[str, Any]) -> None:
     verdict = m.get("verdict")
     label, detail = _label(m), _detail(m)
     if verdict == "fail" and m.get("vetoes", True):
-        _child(case, "failure", f"{label}\n{detail}\nquery: {m.get('query') or '—'}",
-               message=f"{label} is worse than allowed: {detail}", type="regression")  # fmt: skip
+        _child(
+            case,
+            "failure",
+            f"{label}\n{detail}\nquery: {m.get('query') or '—'}",
+            message=f"{label} is worse than allowed: {detail}",
+            type="regression",
+        )
     elif verdict == "fail":
-        _child(case, "system-out",
-               f"diagnostic: {label} is flagged (false discovery rate), but this comparison "
-               f"does not veto the gate: {detail}")  # fmt: skip
+        _child(
+            case,
+            "system-out",
+            f"diagnostic: {label} is flagged (false discovery rate), but this comparison "
+            f"does not veto the gate: {detail}",
+        )
     elif verdict == "error":
-        _child(case, "error", f"{label}\n{detail}", message=f"{label}: {m.get('note') or detail}",
-               type="measurement")  # fmt: skip
+        _child(
+            case,
+            "error",
+            f"{label}\n{detail}",
+            message=f"{label}: {m.get('note') or detail}",
+            type="measurement",
+        )
     elif verdict != "pass":
         # junit-4.xsd gives <skipped> text content and no attributes: the why goes inside.
         _child(

@@ -77,10 +77,16 @@ def collect(
                 continue
             alpha = final.alpha or pb.analysis.alpha
             comp = gate.compare_metric(metric, c, t, alpha, method, rho2, final.alpha_pass)
-            points.append({
-                "time": moment.isoformat(), "control": comp.control_value,
-                "canary": comp.canary_value, "estimate": comp.estimate,
-                "ci_low": comp.ci[0], "ci_high": comp.ci[1], "margin": comp.margin,
-            })  # fmt: skip
+            points.append(
+                {
+                    "time": moment.isoformat(),
+                    "control": comp.control_value,
+                    "canary": comp.canary_value,
+                    "estimate": comp.estimate,
+                    "ci_low": comp.ci[0],
+                    "ci_high": comp.ci[1],
+                    "margin": comp.margin,
+                }
+            )
         evidence["series"][metric.name] = gate.json_safe(points)
     return evidence

@@ -48,15 +48,22 @@ def headline(data: dict[str, Any], acted: bool = True) -> str:
     much."""
     stage, decision, verdict = data["stage"], data.get("decision"), data["verdict"]
     if acted:
-        done = {"rollback": f"Rolled back at {stage}", "advance": f"Advanced from {stage}",
-                "complete": f"Completed at {stage}", "pause": f"Paused at {stage}",
-                "hold": f"Holding at {stage}"}.get(decision or "", f"Gate {verdict} at {stage}")  # fmt: skip
+        done = {
+            "rollback": f"Rolled back at {stage}",
+            "advance": f"Advanced from {stage}",
+            "complete": f"Completed at {stage}",
+            "pause": f"Paused at {stage}",
+            "hold": f"Holding at {stage}",
+        }.get(decision or "", f"Gate {verdict} at {stage}")
         if decision == "hold" and verdict == "fail":  # the monitor: drift alerts, flag stays
             done = f"Drift found at {stage} (the flag is unchanged)"
     else:
         done = f"Checked {stage}: would {decision}" if decision else f"Gate {verdict} at {stage}"
-    failing = [m for m in data["metrics"] if m["verdict"] == "fail" and m["vetoes"]
-               and m["kind"] in COMPARED]  # fmt: skip
+    failing = [
+        m
+        for m in data["metrics"]
+        if m["verdict"] == "fail" and m["vetoes"] and m["kind"] in COMPARED
+    ]
     if verdict == "fail" and failing:
         m = min(failing, key=lambda r: r.get("p_adjusted") or 1.0)
         rel = m["margin_kind"] == "relative"
@@ -89,21 +96,34 @@ def _heatmap(metrics: list[dict[str, Any]]) -> dict[str, Any]:
     ranked = sorted(
         rows, key=lambda k: (min(order.get(c["verdict"], 3) for c in rows[k].values()), k)
     )
-    return {"columns": columns, "titles": titles, "rows": [(k, rows[k]) for k in ranked],
-            "worst": worst}  # fmt: skip
+    return {
+        "columns": columns,
+        "titles": titles,
+        "rows": [(k, rows[k]) for k in ranked],
+        "worst": worst,
+    }
 
 
 def build_record(
-    loaded: Any, state: Any, result: Any, audit: list[dict[str, Any]], evidence: dict[str, Any],
-    stage_traffic: float, scope: str | None,
-) -> dict[str, Any]:  # fmt: skip
+    loaded: Any,
+    state: Any,
+    result: Any,
+    audit: list[dict[str, Any]],
+    evidence: dict[str, Any],
+    stage_traffic: float,
+    scope: str | None,
+) -> dict[str, Any]:
     """Everything a gate page shows, as plain data: stored beside the state so `report`
     re-renders the same page without querying anything."""
     pb = loaded.playbook
     index = result.stage_index
     following = pb.stages[index + 1] if index + 1 < len(pb.stages) else None
-    stage_events = [e for e in audit if (e.get("after") or {}).get("stage") == result.stage
-                    or (e.get("before") or {}).get("stage") == result.stage]  # fmt: skip
+    stage_events = [
+        e
+        for e in audit
+        if (e.get("after") or {}).get("stage") == result.stage
+        or (e.get("before") or {}).get("stage") == result.stage
+    ]
     return {
         "format": 1,
         "gate": result.to_dict(),
@@ -143,26 +163,48 @@ def render_gate(record: dict[str, Any], rendered_at: str) -> str:
     for m in metrics:
         points = (evidence.get("series") or {}).get(m["name"])
         if m["segment"] is None and not m["advisory"] and points:
-            over_time.append(Markup(charts.metric_over_time(
-                f"ts{m['name']}", m["title"], points, percent=m["kind"] == "proportion",
-                relative=m["margin_kind"] == "relative", worse=m["worse"],
-            )))  # fmt: skip
+            over_time.append(
+                Markup(
+                    charts.metric_over_time(
+                        f"ts{m['name']}",
+                        m["title"],
+                        points,
+                        percent=m["kind"] == "proportion",
+                        relative=m["margin_kind"] == "relative",
+                        worse=m["worse"],
+                    )
+                )
+            )
     spread = []
     for name, arms in sorted((evidence.get("distributions") or {}).items()):
         title = next((m["title"] for m in metrics if m["name"] == name), name)
-        spread.append(Markup(charts.distributions(
-            f"d{name}", title, {int(b): c for b, c in arms["control"].items()},
-            {int(b): c for b, c in arms["canary"].items()}, GAMMA,
-        )))  # fmt: skip
+        spread.append(
+            Markup(
+                charts.distributions(
+                    f"d{name}",
+                    title,
+                    {int(b): c for b, c in arms["control"].items()},
+                    {int(b): c for b, c in arms["canary"].items()},
+                    GAMMA,
+                )
+            )
+        )
     approvals = [e for e in record.get("audit", []) if e.get("command") == "promote"]
     return _env.get_template("gate.html").render(
-        r=data, record=record, headline=headline(data, record.get("acted", True)),
+        r=data,
+        record=record,
+        headline=headline(data, record.get("acted", True)),
         by_group=by_group,
-        heat=_heatmap(metrics), over_time=over_time, spread=spread, approvals=approvals,
-        audit=record.get("audit", []), rendered_at=rendered_at,
-        queries=sorted({(m["name"], m["query"]) for m in metrics if m["segment"] is None
-                        and m["query"]}),
-    )  # fmt: skip
+        heat=_heatmap(metrics),
+        over_time=over_time,
+        spread=spread,
+        approvals=approvals,
+        audit=record.get("audit", []),
+        rendered_at=rendered_at,
+        queries=sorted(
+            {(m["name"], m["query"]) for m in metrics if m["segment"] is None and m["query"]}
+        ),
+    )
 
 
 def write_gate_report(reports_dir: Path, record: dict[str, Any], rendered_at: str) -> Path:
@@ -181,9 +223,15 @@ def write_rollout_index(
     folder = reports_dir / rollout
     folder.mkdir(parents=True, exist_ok=True)
     reports = sorted(p.name for p in folder.glob("gate-*.html"))
-    steps = [(e["time"], float((e.get("after") or {}).get("canary_percent") or 0.0),
-              str((e.get("after") or {}).get("stage") or ""))
-             for e in audit if e.get("time") and (e.get("after") or {})]  # fmt: skip
+    steps = [
+        (
+            e["time"],
+            float((e.get("after") or {}).get("canary_percent") or 0.0),
+            str((e.get("after") or {}).get("stage") or ""),
+        )
+        for e in audit
+        if e.get("time") and (e.get("after") or {})
+    ]
     chart = Markup(charts.traffic(f"tr{rollout}", steps)) if steps else None
     html = _env.get_template("rollout.html").render(
         rollout=rollout, reports=reports, audit=audit, traffic=chart, rendered_at=rendered_at

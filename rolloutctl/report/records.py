@@ -87,8 +87,10 @@ def _write_report_now(
     record["acted"] = acted
     records = ctx.store.dir(state.rollout) / "gates"
     records.mkdir(parents=True, exist_ok=True)
-    atomic_write(records / (name.removesuffix(".html") + ".json"),
-                 json.dumps(record, indent=1, sort_keys=True, default=str).encode())  # fmt: skip
+    atomic_write(
+        records / (name.removesuffix(".html") + ".json"),
+        json.dumps(record, indent=1, sort_keys=True, default=str).encode(),
+    )
     rendered_at = ctx.clock().isoformat()
     html.write_gate_report(ctx.reports_dir, record, rendered_at)
     html.write_rollout_index(ctx.reports_dir, state.rollout, audit, rendered_at)

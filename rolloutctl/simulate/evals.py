@@ -101,10 +101,16 @@ def write_eval_runs(
     for run, model in enumerate((baseline, candidate)):
         label = ("baseline", "candidate")[run]
         rows = [
-            _Sample(ids[i], cats[i], bool(passed[run, i]), float(scores[run, i]),
-                    bool(errored[run, i]), i)
+            _Sample(
+                ids[i],
+                cats[i],
+                bool(passed[run, i]),
+                float(scores[run, i]),
+                bool(errored[run, i]),
+                i,
+            )
             for i in range(n)
-        ]  # fmt: skip
+        ]
         paths.append(writer[fmt](root, label, model, rows))
     return paths[0], paths[1]
 
@@ -196,11 +202,16 @@ def _promptfoo(root: Path, label: str, model: str, samples: Sequence[_Sample]) -
     for s in samples:
         case_vars = {"id": s.id, "question": s.question}
         rubric = {"type": "llm-rubric", "value": f"Answer says: {s.reference}"}
-        grading = None if s.errored else {
-            "pass": s.passed, "score": s.score,
-            "reason": "All assertions passed" if s.passed else "Output misses the reference",
-            "componentResults": [{"pass": s.passed, "score": s.score, "assertion": rubric}],
-        }  # fmt: skip
+        grading = (
+            None
+            if s.errored
+            else {
+                "pass": s.passed,
+                "score": s.score,
+                "reason": "All assertions passed" if s.passed else "Output misses the reference",
+                "componentResults": [{"pass": s.passed, "score": s.score, "assertion": rubric}],
+            }
+        )
         results.append(
             {
                 "id": f"{label}-{s.id}",
@@ -252,8 +263,12 @@ def _inspect(root: Path, label: str, model: str, samples: Sequence[_Sample]) -> 
             row["scores"] = {}
         else:
             grade = "C" if s.passed else "I"
-            row["output"] = {"model": model, "choices": [{"message": {
-                "role": "assistant", "content": s.answer}, "stop_reason": "stop"}]}  # fmt: skip
+            row["output"] = {
+                "model": model,
+                "choices": [
+                    {"message": {"role": "assistant", "content": s.answer}, "stop_reason": "stop"}
+                ],
+            }
             row["scores"] = {_SCORER: {"value": grade, "explanation": f"GRADE: {grade}"}}
         row["metadata"] = {"category": s.category}
         rows.append(row)
@@ -325,6 +340,7 @@ def _lm_eval(root: Path, label: str, model: str, samples: Sequence[_Sample]) -> 
 
 
 def _jsonl(root: Path, label: str, model: str, samples: Sequence[_Sample]) -> Path:
-    rows = [{"id": s.id, "category": s.category, "passed": s.passed, "score": s.score}
-            for s in samples]  # fmt: skip
+    rows = [
+        {"id": s.id, "category": s.category, "passed": s.passed, "score": s.score} for s in samples
+    ]
     return _dump_lines(root / f"{label}.jsonl", rows)

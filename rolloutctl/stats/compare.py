@@ -30,8 +30,6 @@ comparison in the benchmarks and tests.
 
 from __future__ import annotations
 
-import bisect
-import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -39,7 +37,7 @@ from statistics import NormalDist
 from typing import Literal
 
 from rolloutctl.stats import exact, sequential
-from rolloutctl.stats.sufficient import Histogram, Moments, Proportion, RatioMoments
+from rolloutctl.stats.sufficient import Histogram, Moments, Proportion, RatioMoments, Tail
 
 Verdict = Literal["pass", "fail", "inconclusive"]
 Method = Literal["sequential", "fixed"]
@@ -83,8 +81,9 @@ def half_width(variance: float, n_total: int, alpha: float, method: Method, tune
     return math.sqrt(scale2 * width2)
 
 
-def one_sided_width(variance: float, n_total: int, alpha: float, method: Method,
-                    rho2: sequential.Rho2) -> float:  # fmt: skip
+def one_sided_width(
+    variance: float, n_total: int, alpha: float, method: Method, rho2: sequential.Rho2
+) -> float:
     """Distance from the estimate to its one-sided bound at level alpha."""
     if variance <= 0 or n_total <= 0:
         return 0.0
@@ -116,22 +115,41 @@ def decide(
     signed_margin = margin.value if worse == "higher" else -margin.value
     if not all(math.isfinite(x) for x in (theta, variance)):
         return _undefined(
-            control_value, canary_value, margin, worse, method,
+            control_value,
+            canary_value,
+            margin,
+            worse,
+            method,
             note or "the estimate is undefined (a zero control value under a relative margin?)",
-        )  # fmt: skip
+        )
     alpha_lo, alpha_hi = bound_levels(worse, alpha, alpha_pass)
     lo = theta - one_sided_width(variance, n_total, alpha_lo, method, rho2)
     hi = theta + one_sided_width(variance, n_total, alpha_hi, method, rho2)
     p_fail, p_pass = p_values(theta, variance, n_total, signed_margin, worse, method, rho2)
     verdict = _verdict(p_fail, p_pass, alpha, alpha_pass)
     return Comparison(
-        control_value, canary_value, theta, (lo, hi), signed_margin, verdict, method, note,
-        p_fail, p_pass,
-    )  # fmt: skip
+        control_value,
+        canary_value,
+        theta,
+        (lo, hi),
+        signed_margin,
+        verdict,
+        method,
+        note,
+        p_fail,
+        p_pass,
+    )
 
 
-def p_values(theta: float, variance: float, n_total: int, signed_margin: float, worse: Worse,
-             method: Method, rho2: sequential.Rho2) -> tuple[float, float]:  # fmt: skip
+def p_values(
+    theta: float,
+    variance: float,
+    n_total: int,
+    signed_margin: float,
+    worse: Worse,
+    method: Method,
+    rho2: sequential.Rho2,
+) -> tuple[float, float]:
     """(p_fail, p_pass) of an asymptotically normal estimate against the margin."""
     harm = (theta - signed_margin) * (1.0 if worse == "higher" else -1.0)  # > 0: worse
     if variance <= 0:  # no spread at all: the estimate is the truth
@@ -177,9 +195,18 @@ def compare_proportions(
         return _newcombe(control, canary, margin, worse, alpha, alpha_pass)
     theta, variance = _rates_contrast(control, canary, margin.relative)
     return decide(
-        control.rate, canary.rate, theta, variance, control.n + canary.n,
-        margin, worse, alpha, method, rho2, alpha_pass=alpha_pass,
-    )  # fmt: skip
+        control.rate,
+        canary.rate,
+        theta,
+        variance,
+        control.n + canary.n,
+        margin,
+        worse,
+        alpha,
+        method,
+        rho2,
+        alpha_pass=alpha_pass,
+    )
 
 
 def _rates_contrast(control: Proportion, canary: Proportion, relative: bool) -> tuple[float, float]:
@@ -235,9 +262,17 @@ def _newcombe(
     if worse == "higher" and margin.value == 0 and min(control.events, canary.events) < 5:
         note = f"Fisher exact one-sided p = {fixed.fisher_exact_greater(control, canary):.3g}"
     return Comparison(
-        control.rate, canary.rate, canary.rate - control.rate, (lo, hi), signed_margin, verdict,
-        "fixed (Newcombe)", note, p_fail, p_pass,
-    )  # fmt: skip
+        control.rate,
+        canary.rate,
+        canary.rate - control.rate,
+        (lo, hi),
+        signed_margin,
+        verdict,
+        "fixed (Newcombe)",
+        note,
+        p_fail,
+        p_pass,
+    )
 
 
 def _welch(
@@ -258,17 +293,25 @@ def _welch(
     result = fixed.welch(control, canary, 1 - 2 * alpha_lo)
     upper = fixed.welch(control, canary, 1 - 2 * alpha_hi).ci[1]
     if not math.isfinite(result.df) or result.se <= 0:
-        return _undefined(control.mean, canary.mean, margin, worse, "fixed (Welch)",
-                          "no spread in either arm")  # fmt: skip
+        return _undefined(
+            control.mean, canary.mean, margin, worse, "fixed (Welch)", "no spread in either arm"
+        )
     harm = (1.0 if worse == "higher" else -1.0) * (result.difference - signed_margin)
     p_fail = float(t_dist.sf(harm / result.se, result.df))
     p_pass = float(t_dist.cdf(harm / result.se, result.df))
     verdict = _verdict(p_fail, p_pass, alpha, alpha_pass)
     return Comparison(
-        control.mean, canary.mean, result.difference, (result.ci[0], upper), signed_margin,
+        control.mean,
+        canary.mean,
+        result.difference,
+        (result.ci[0], upper),
+        signed_margin,
         verdict,
-        "fixed (Welch)", f"Welch t, {result.df:.0f} df", p_fail, p_pass,
-    )  # fmt: skip
+        "fixed (Welch)",
+        f"Welch t, {result.df:.0f} df",
+        p_fail,
+        p_pass,
+    )
 
 
 def compare_rare_events(
@@ -293,11 +336,15 @@ def compare_rare_events(
     if margin.relative:
         p_fail, note = _conditional_test(control, canary, margin.value, alpha, worse)
         observed = canary.rate / control.rate - 1 if control.events else math.inf
-        lower = exact.largest_rejected(
-            lambda r: _conditional_test(control, canary, r, alpha, worse)[0] <= alpha,
-            margin.value,
-            observed,
-        ) if worse == "higher" else base.ci[0]  # fmt: skip
+        lower = (
+            exact.largest_rejected(
+                lambda r: _conditional_test(control, canary, r, alpha, worse)[0] <= alpha,
+                margin.value,
+                observed,
+            )
+            if worse == "higher"
+            else base.ci[0]
+        )
     else:
         result = exact.absolute_margin_test(control, canary, margin.value, alpha)
         p_fail, note, lower = result.p_value, result.note, result.lower
@@ -332,13 +379,25 @@ def compare_means(
     if method == "fixed" and not margin.relative:
         return _welch(control, canary, margin, worse, alpha, alpha_pass)
     theta, variance = _contrast(
-        control.mean, control.variance / control.n,
-        canary.mean, canary.variance / canary.n, margin.relative,
-    )  # fmt: skip
+        control.mean,
+        control.variance / control.n,
+        canary.mean,
+        canary.variance / canary.n,
+        margin.relative,
+    )
     return decide(
-        control.mean, canary.mean, theta, variance, control.n + canary.n,
-        margin, worse, alpha, method, rho2, alpha_pass=alpha_pass,
-    )  # fmt: skip
+        control.mean,
+        canary.mean,
+        theta,
+        variance,
+        control.n + canary.n,
+        margin,
+        worse,
+        alpha,
+        method,
+        rho2,
+        alpha_pass=alpha_pass,
+    )
 
 
 def _ratio_and_variance(m: RatioMoments) -> tuple[float, float]:
@@ -372,9 +431,18 @@ def compare_ratios(
         return _undefined(rc, rt, margin, worse, method, "a denominator sums to zero")
     theta, variance = _contrast(rc, vc, rt, vt, margin.relative)
     return decide(
-        rc, rt, theta, variance, control.n + canary.n, margin, worse, alpha, method, rho2,
+        rc,
+        rt,
+        theta,
+        variance,
+        control.n + canary.n,
+        margin,
+        worse,
+        alpha,
+        method,
+        rho2,
         alpha_pass=alpha_pass,
-    )  # fmt: skip
+    )
 
 
 def compare_quantiles(
@@ -403,7 +471,7 @@ def compare_quantiles(
         return _undefined(math.nan, math.nan, margin, worse, method, "fewer than 2 values")
     qc, qt = control.quantile(q), canary.quantile(q)
     higher = worse == "higher"
-    tail_c, tail_t = _Tail(control, higher), _Tail(canary, higher)
+    tail_c, tail_t = Tail(control, higher), Tail(canary, higher)
     above_c, above_t = Proportion(nc, tail_c.beyond(qc)), Proportion(nt, tail_t.beyond(qc))
 
     def implied(r: float) -> float:
@@ -417,9 +485,15 @@ def compare_quantiles(
 
     def exceedance(r: float) -> Comparison:
         return compare_proportions(
-            above_c, above_t, MarginSpec(implied(r), False), "higher", alpha, method, rho2,
+            above_c,
+            above_t,
+            MarginSpec(implied(r), False),
+            "higher",
+            alpha,
+            method,
+            rho2,
             alpha_pass,
-        )  # fmt: skip
+        )
 
     exceed = exceedance(margin.value)
     if method == "sequential":  # the same p-values as `exceedance`, without its bounds
@@ -435,8 +509,12 @@ def compare_quantiles(
 
     theta = (qt / qc - 1 if qc else math.nan) if margin.relative else qt - qc
     harm = theta if higher else -theta  # the estimate, counted toward harm
-    scale = max(abs(margin.value), abs(harm) if math.isfinite(harm) else 0.0,
-                0.01 if margin.relative else 0.01 * abs(qc), 1e-12)  # fmt: skip
+    scale = max(
+        abs(margin.value),
+        abs(harm) if math.isfinite(harm) else 0.0,
+        0.01 if margin.relative else 0.01 * abs(qc),
+        1e-12,
+    )
     safe_alpha = alpha if alpha_pass is None else alpha_pass
     fail_end = _boundary(lambda r: p_at(r)[0] <= alpha, margin.value, scale)
     pass_end = -_boundary(lambda s: p_at(-s)[1] <= safe_alpha, -margin.value, scale)
@@ -449,25 +527,17 @@ def compare_quantiles(
         f"+{implied(margin.value):.2%}"
     )
     return Comparison(
-        qc, qt, theta, ci, signed_margin, exceed.verdict, method, note,
-        exceed.p_fail, exceed.p_pass,
-    )  # fmt: skip
-
-
-class _Tail:
-    """Counts of a histogram beyond a value (above it, or at and below it), by bisection over
-    cumulative bucket counts: the quantile test asks this many times."""
-
-    def __init__(self, h: Histogram, above: bool) -> None:
-        self.buckets = sorted(h.counts)
-        self.cumulative = list(itertools.accumulate(h.counts[b] for b in self.buckets))
-        self.n, self.above = h.n, above
-
-    def beyond(self, value: float) -> int:
-        cut = Histogram.bucket_of(value)
-        at_or_below = bisect.bisect_right(self.buckets, cut)
-        below = self.cumulative[at_or_below - 1] if at_or_below else 0
-        return self.n - below if self.above else below
+        qc,
+        qt,
+        theta,
+        ci,
+        signed_margin,
+        exceed.verdict,
+        method,
+        note,
+        exceed.p_fail,
+        exceed.p_pass,
+    )
 
 
 def _boundary(rejects: Callable[[float], bool], start: float, scale: float) -> float:
@@ -497,14 +567,24 @@ def _boundary(rejects: Callable[[float], bool], start: float, scale: float) -> f
 
 
 def _undefined(
-    control_value: float, canary_value: float, margin: MarginSpec, worse: Worse, method: str,
+    control_value: float,
+    canary_value: float,
+    margin: MarginSpec,
+    worse: Worse,
+    method: str,
     note: str,
-) -> Comparison:  # fmt: skip
+) -> Comparison:
     signed_margin = margin.value if worse == "higher" else -margin.value
     return Comparison(
-        control_value, canary_value, math.nan, (math.nan, math.nan), signed_margin,
-        "inconclusive", method, note,
-    )  # fmt: skip
+        control_value,
+        canary_value,
+        math.nan,
+        (math.nan, math.nan),
+        signed_margin,
+        "inconclusive",
+        method,
+        note,
+    )
 
 
 def srm_p_value(control_n: int, canary_n: int, canary_percent: float) -> float:

@@ -197,8 +197,9 @@ def ratio_of_sums(m: PairedMoments) -> tuple[float, float]:
 
 def agresti_min(m: PairedMoments) -> PairedMoments:
     """Binary pairs with half a pair added to each cell of the 2x2 table (Agresti & Min 2005)."""
-    return PairedMoments(m.n + 2, m.sum_x + 1, m.sum_y + 1, m.sum_x + 1, m.sum_y + 1,
-                         m.sum_xy + 0.5)  # fmt: skip
+    return PairedMoments(
+        m.n + 2, m.sum_x + 1, m.sum_y + 1, m.sum_x + 1, m.sum_y + 1, m.sum_xy + 0.5
+    )
 
 
 def discordant(m: PairedMoments, worse: Worse) -> tuple[int, int]:
@@ -230,25 +231,50 @@ def compare_paired(
     `alpha_pass` (`alpha` when not given; see `stats.compare`)."""
     method: Literal["sequential", "fixed"] = "fixed" if fixed else "sequential"
     if m.n < 2:
-        return decide(m.mean_x, m.mean_y, math.nan, math.nan, m.n, margin, worse, alpha,
-                      method, rho2, "fewer than 2 pairs")  # fmt: skip
+        return decide(
+            m.mean_x,
+            m.mean_y,
+            math.nan,
+            math.nan,
+            m.n,
+            margin,
+            worse,
+            alpha,
+            method,
+            rho2,
+            "fewer than 2 pairs",
+        )
     test = agresti_min(m) if binary else m
     theta, var = paired_contrast(test, margin.relative)
-    comp = decide(m.mean_x, m.mean_y, theta, var, m.n, margin, worse, alpha, method, rho2,
-                  alpha_pass=alpha_pass)  # fmt: skip
+    comp = decide(
+        m.mean_x,
+        m.mean_y,
+        theta,
+        var,
+        m.n,
+        margin,
+        worse,
+        alpha,
+        method,
+        rho2,
+        alpha_pass=alpha_pass,
+    )
     if not zero_tolerance or comp.note:
         return comp
     theta0, var0 = paired_contrast(test, relative=False)
-    at_zero = decide(m.mean_x, m.mean_y, theta0, var0, m.n, MarginSpec(0.0, False), worse,
-                     alpha, method, rho2)  # fmt: skip
+    at_zero = decide(
+        m.mean_x, m.mean_y, theta0, var0, m.n, MarginSpec(0.0, False), worse, alpha, method, rho2
+    )
     b, c = discordant(m, worse) if binary else (0, 0)
     exact = mcnemar_always_valid(b, c) if binary else 1.0
     p_fail = min(1.0, 2 * min(at_zero.p_fail, exact)) if binary else at_zero.p_fail
     verdict: Literal["pass", "fail", "inconclusive"] = (
-        "fail" if p_fail <= alpha
-        else "pass" if comp.p_pass <= (alpha if alpha_pass is None else alpha_pass)
+        "fail"
+        if p_fail <= alpha
+        else "pass"
+        if comp.p_pass <= (alpha if alpha_pass is None else alpha_pass)
         else "inconclusive"
-    )  # fmt: skip
+    )
     note = "safety: any significant excess fails (margin 0 for failing"
     note += f"; exact always-valid McNemar p = {exact:.2g})" if binary else ")"
     return replace(comp, p_fail=p_fail, verdict=verdict, note=note)
@@ -313,10 +339,27 @@ def quantile_contrast(s: PairedQuantiles, relative: bool) -> tuple[float, float]
 
 
 def compare_paired_quantiles(
-    s: PairedQuantiles, margin: MarginSpec, worse: Worse, alpha: float, rho2: sequential.Rho2,
-    fixed: bool = False, alpha_pass: float | None = None,
-) -> Comparison:  # fmt: skip
+    s: PairedQuantiles,
+    margin: MarginSpec,
+    worse: Worse,
+    alpha: float,
+    rho2: sequential.Rho2,
+    fixed: bool = False,
+    alpha_pass: float | None = None,
+) -> Comparison:
     theta, var = quantile_contrast(s, margin.relative)
     note = "" if math.isfinite(var) else "no spread around the quantile (ties?) or too few pairs"
-    return decide(s.qx, s.qy, theta, var, s.n, margin, worse, alpha,
-                  "fixed" if fixed else "sequential", rho2, note, alpha_pass)  # fmt: skip
+    return decide(
+        s.qx,
+        s.qy,
+        theta,
+        var,
+        s.n,
+        margin,
+        worse,
+        alpha,
+        "fixed" if fixed else "sequential",
+        rho2,
+        note,
+        alpha_pass,
+    )

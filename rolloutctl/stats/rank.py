@@ -99,9 +99,16 @@ def mann_whitney(control: Weighted, canary: Weighted, confidence: float = 0.95) 
     n_control, n_canary = int(m.sum()), int(n.sum())
     if n_control == 0 or n_canary == 0:
         return RankResult(
-            math.nan, math.nan, 1.0, 1.0, 1.0, math.nan, (math.nan, math.nan),
-            n_control, n_canary,
-        )  # fmt: skip
+            math.nan,
+            math.nan,
+            1.0,
+            1.0,
+            1.0,
+            math.nan,
+            (math.nan, math.nan),
+            n_control,
+            n_canary,
+        )
 
     pairs = n_control * n_canary
     total = n_control + n_canary
@@ -122,9 +129,16 @@ def mann_whitney(control: Weighted, canary: Weighted, confidence: float = 0.95) 
     middle = [(pairs + 1) // 2, pairs // 2 + 1]  # one rank twice when pairs is odd
     lo, hi, mid_lo, mid_hi = _order_statistics(a, m, b, n, [k, pairs - k + 1, *middle])
     return RankResult(
-        u, z, p_greater, p_less, p_two_sided, (mid_lo + mid_hi) / 2, (lo, hi),
-        n_control, n_canary,
-    )  # fmt: skip
+        u,
+        z,
+        p_greater,
+        p_less,
+        p_two_sided,
+        (mid_lo + mid_hi) / 2,
+        (lo, hi),
+        n_control,
+        n_canary,
+    )
 
 
 def _collapse(sample: Weighted) -> tuple[_F64, _F64]:

@@ -107,8 +107,9 @@ def critical_z(alpha: float, n: int, rho2: Rho2, fixed: bool = False) -> float:
     return _critical_z_one(alpha, n, rho2)
 
 
-def _critical_z_average(target: float, n: int, rho2: tuple[float, ...], lo: float,
-                        hi: float) -> float:  # fmt: skip
+def _critical_z_average(
+    target: float, n: int, rho2: tuple[float, ...], lo: float, hi: float
+) -> float:
     """Where the log of the averaged martingales reaches `target`, within [lo, hi]."""
     z = 0.5 * (lo + hi)
     for _ in range(60):

@@ -5,6 +5,8 @@ sub-windows), in the manner of GrowthBook's gbstats."""
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Self
@@ -131,6 +133,22 @@ class Histogram:
         """Observations in buckets lying above the threshold's bucket."""
         cut = self.bucket_of(threshold)
         return sum(c for b, c in self.counts.items() if b > cut)
+
+
+class Tail:
+    """Counts of a histogram beyond a value (above it, or at and below it), by bisection over
+    cumulative bucket counts: for callers that ask many times (`count_above` asks once)."""
+
+    def __init__(self, h: Histogram, above: bool) -> None:
+        self.buckets = sorted(h.counts)
+        self.cumulative = list(itertools.accumulate(h.counts[b] for b in self.buckets))
+        self.n, self.above = h.n, above
+
+    def beyond(self, value: float) -> int:
+        cut = Histogram.bucket_of(value)
+        at_or_below = bisect.bisect_right(self.buckets, cut)
+        below = self.cumulative[at_or_below - 1] if at_or_below else 0
+        return self.n - below if self.above else below
 
 
 Stat = Proportion | Moments | RatioMoments | Histogram

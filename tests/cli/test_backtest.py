@@ -19,8 +19,10 @@ def test_a_healthy_log_replays_to_completion(ws: Workspace) -> None:
     assert data["outcome"].startswith("completed")
     assert data["split"] == "configured"
     assert [(s["name"], s["result"]) for s in data["stages"]] == [
-        ("c1", "passed"), ("c2", "passed"), ("full", "passed"),
-    ]  # fmt: skip
+        ("c1", "passed"),
+        ("c2", "passed"),
+        ("full", "passed"),
+    ]
     c1 = [look for look in data["looks"] if look["stage"] == "c1"]
     # Held until the stage's minimum duration (1h), then passed at that look.
     assert [look["decision"] for look in c1] == ["hold", "hold", "hold", "advance"]
@@ -99,8 +101,9 @@ def test_would_this_playbook_have_caught_the_incident(ws: Workspace) -> None:
     stages and a 0.2 pt margin let it through to 100%; a playbook tuned with a longer first
     stage and a relative margin rolls back, and the timeline says when and why."""
     ws.log("healthy", START, 1, 20, "before", seed=1, rate=150_000)
-    ws.log("safety_regression_segment", START.replace(hour=10), 4, 20, "incident", seed=2,
-           rate=150_000)  # fmt: skip
+    ws.log(
+        "safety_regression_segment", START.replace(hour=10), 4, 20, "incident", seed=2, rate=150_000
+    )
     # The log served 20% throughout, so c2 (50%) is judged at the log's split.
     missed = ws.run("--json", "backtest", str(ws.playbook), "--every", "15m", "--at-log-split")
     assert missed.code == 0 and missed.json()["outcome"].startswith("completed")
@@ -108,10 +111,14 @@ def test_would_this_playbook_have_caught_the_incident(ws: Workspace) -> None:
     tuned = ws.root / "tuned.yaml"
     tuned.write_text(
         ws.playbook.read_text()
-        .replace("{name: c1, traffic: 20, min_duration: 1h}", "{name: c1, traffic: 20, min_duration: 4h}")
-        .replace("margin: {absolute: 0.002}, critical: true, per_segment: true",
-                 "margin: {relative: 1.0}, critical: true, per_segment: true")
-    )  # fmt: skip
+        .replace(
+            "{name: c1, traffic: 20, min_duration: 1h}", "{name: c1, traffic: 20, min_duration: 4h}"
+        )
+        .replace(
+            "margin: {absolute: 0.002}, critical: true, per_segment: true",
+            "margin: {relative: 1.0}, critical: true, per_segment: true",
+        )
+    )
     result = ws.run("backtest", str(tuned), "--every", "15m")
     assert result.code == 10, result.err
     assert "outcome: rolled back at c1" in result.out

@@ -25,16 +25,21 @@ def _run_with_summary(ws: Workspace, summary: Path, *args: str, now: datetime) -
     env.update(GITHUB_STEP_SUMMARY=str(summary), ROLLOUTCTL_NOW=now.isoformat())
     proc = subprocess.run(
         [sys.executable, "-m", "rolloutctl", *args],
-        capture_output=True, text=True, env=env, cwd=ws.root, timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ws.root,
+        timeout=120,
+    )
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
 def test_check_writes_both_files_on_pass_and_on_fail(ws: Workspace) -> None:
     assert ws.run("start", str(ws.playbook), now=START).code == 0
     ws.log("healthy", START, 2, 20, "p1", seed=1)
-    r = ws.run("check", "shop-answers", "--markdown", "pass.md", "--junit", "pass.xml",
-               now=TWO_HOURS)  # fmt: skip
+    r = ws.run(
+        "check", "shop-answers", "--markdown", "pass.md", "--junit", "pass.xml", now=TWO_HOURS
+    )
     assert r.code == 0, r.err
     first = (ws.root / "pass.md").read_text(encoding="utf-8").splitlines()[0]
     assert first == "### ✅ shop-answers · c1: gate passed, would advance"
@@ -45,8 +50,16 @@ def test_check_writes_both_files_on_pass_and_on_fail(ws: Workspace) -> None:
     (ws.root / "data" / "p1.parquet").unlink()
     ws.log("hallucination_regression", START, 2, 20, "p2", seed=4)
     (ws.root / "out").mkdir()
-    r = ws.run("--json", "check", "shop-answers", "--markdown", "out/fail.md",
-               "--junit", "out/fail.xml", now=TWO_HOURS)  # fmt: skip
+    r = ws.run(
+        "--json",
+        "check",
+        "shop-answers",
+        "--markdown",
+        "out/fail.md",
+        "--junit",
+        "out/fail.xml",
+        now=TWO_HOURS,
+    )
     assert r.code == 10, r.err
     assert r.json()["verdict"] == "fail"  # --json still prints only the one object
     markdown = (ws.root / "out" / "fail.md").read_text(encoding="utf-8")
@@ -60,17 +73,28 @@ def test_check_writes_both_files_on_pass_and_on_fail(ws: Workspace) -> None:
 
 def test_advance_writes_them_when_it_rolls_back_and_when_it_holds(ws: Workspace) -> None:
     assert ws.run("start", str(ws.playbook), now=START).code == 0
-    early = ws.run("advance", "shop-answers", "--markdown", "hold.md", "--junit", "hold.xml",
-                   now=START + timedelta(minutes=20))  # fmt: skip
+    early = ws.run(
+        "advance",
+        "shop-answers",
+        "--markdown",
+        "hold.md",
+        "--junit",
+        "hold.xml",
+        now=START + timedelta(minutes=20),
+    )
     assert early.code == 11, early.err
     assert (ws.root / "hold.md").read_text(encoding="utf-8").startswith("### ⏳ shop-answers · c1")
-    waiting = [c for c in _junit(ws.root / "hold.xml").findall("testcase")
-               if c.get("name") == "min_duration"]  # fmt: skip
+    waiting = [
+        c
+        for c in _junit(ws.root / "hold.xml").findall("testcase")
+        if c.get("name") == "min_duration"
+    ]
     assert len(waiting) == 1 and "minimum duration" in (waiting[0].findtext("skipped") or "")
 
     ws.log("hallucination_regression", START, 2, 20, "p1", seed=4)
-    r = ws.run("advance", "shop-answers", "--markdown", "back.md", "--junit", "back.xml",
-               now=TWO_HOURS)  # fmt: skip
+    r = ws.run(
+        "advance", "shop-answers", "--markdown", "back.md", "--junit", "back.xml", now=TWO_HOURS
+    )
     assert r.code == 10, r.err
     assert ws.state()["status"] == "rolled_back"
     first = (ws.root / "back.md").read_text(encoding="utf-8").splitlines()[0]
@@ -81,8 +105,18 @@ def test_advance_writes_them_when_it_rolls_back_and_when_it_holds(ws: Workspace)
 def test_advance_watch_writes_the_final_outcome(ws: Workspace) -> None:
     assert ws.run("start", str(ws.playbook), now=START).code == 0
     ws.log("healthy", START, 2, 20, "p1", seed=2)
-    r = ws.run("advance", "shop-answers", "--watch", "--interval", "0", "--markdown", "w.md",
-               "--junit", "w.xml", now=TWO_HOURS)  # fmt: skip
+    r = ws.run(
+        "advance",
+        "shop-answers",
+        "--watch",
+        "--interval",
+        "0",
+        "--markdown",
+        "w.md",
+        "--junit",
+        "w.xml",
+        now=TWO_HOURS,
+    )
     assert r.code == 0, r.err
     assert ws.state()["stage"] == "c2"
     first = (ws.root / "w.md").read_text(encoding="utf-8").splitlines()[0]

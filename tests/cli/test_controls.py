@@ -59,16 +59,21 @@ def test_apply_and_revert_restore_exactly_what_was_there(cws: Workspace) -> None
     data = r.json()
     assert data["action"] == "control" and data["status"] == "running"
     assert data["control"] == {
-        "name": "health-off", "layer": "scenario",
-        "title": "Stop AI answers for health questions", "operation": "apply",
-        "before": {"ai-answers-health": True}, "after": {"ai-answers-health": False},
+        "name": "health-off",
+        "layer": "scenario",
+        "title": "Stop AI answers for health questions",
+        "operation": "apply",
+        "before": {"ai-answers-health": True},
+        "after": {"ai-answers-health": False},
         "applied": True,
-    }  # fmt: skip
+    }
     assert value(cws, "ai-answers-health") is False
     assert cws.run("control", "apply", "shop-answers", "review-all", "--reason", "x").code == 0
     assert value(cws, "review-threshold") == 1.0
-    listed = {row["name"]: row for row in cws.run("--json", "control", "list",
-                                                  "shop-answers").json()["controls"]}  # fmt: skip
+    listed = {
+        row["name"]: row
+        for row in cws.run("--json", "control", "list", "shop-answers").json()["controls"]
+    }
     assert listed["health-off"]["applied"] and listed["health-off"]["state"] == "applied"
     assert listed["health-off"]["applied_by"]["reason"] == "bad"
 
@@ -82,9 +87,11 @@ def test_apply_and_revert_restore_exactly_what_was_there(cws: Workspace) -> None
     assert flags(cws) == before  # the numeric flag that did not exist is gone again
     events = [e for e in cws.audit() if e["command"] == "control"]
     assert [(e["after"]["control"], e["after"]["operation"]) for e in events] == [
-        ("health-off", "apply"), ("review-all", "apply"),
-        ("health-off", "revert"), ("review-all", "revert"),
-    ]  # fmt: skip
+        ("health-off", "apply"),
+        ("review-all", "apply"),
+        ("health-off", "revert"),
+        ("review-all", "revert"),
+    ]
     first = events[0]
     assert first["actor"] == "tester" and first["reason"] == "bad"
     assert first["before"]["values"] == {"ai-answers-health": True}
@@ -143,12 +150,16 @@ def test_controls_work_with_metrics_unreadable_and_without_the_playbook(cws: Wor
 
 def test_control_waits_for_a_running_gate_evaluation(cws: Workspace) -> None:
     holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import time; from pathlib import Path; from rolloutctl.state.store import StateStore\n"
-         f"with StateStore(Path({str(cws.root / 'state')!r})).lock('shop-answers', 'advance'):\n"
-         "    print('locked', flush=True); time.sleep(1.5)"],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            "import time; from pathlib import Path; from rolloutctl.state.store import StateStore\n"
+            f"with StateStore(Path({str(cws.root / 'state')!r})).lock('shop-answers', 'advance'):\n"
+            "    print('locked', flush=True); time.sleep(1.5)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
         started = time.monotonic()
@@ -173,29 +184,54 @@ def test_rollback_leaves_controls_as_they_are(cws: Workspace) -> None:
     # A control that would reopen canary traffic is refused on a rolled-back rollout.
     book = cws.root / "state" / "shop-answers" / "controls.json"
     data = json.loads(book.read_text())
-    data["controls"].append({"name": "five", "layer": "provider", "title": "5% only",
-                             "set": {"answer-model": {"canary_percent": 5}}})  # fmt: skip
+    data["controls"].append(
+        {
+            "name": "five",
+            "layer": "provider",
+            "title": "5% only",
+            "set": {"answer-model": {"canary_percent": 5}},
+        }
+    )
     book.write_text(json.dumps(data))
     assert cws.run("control", "apply", "shop-answers", "five", "--reason", "x").code == 5
     assert "targeting" not in cws.flag
 
 
 def test_control_does_not_import_heavy_modules(cws: Workspace) -> None:
-    heavy = {"pandas", "scipy", "duckdb", "matplotlib", "numpy", "typer", "pydantic", "rich",
-             "httpx"}  # fmt: skip
-    for argv in (["control", "list", "shop-answers"],
-                 ["--json", "control", "apply", "shop-answers", "health-off", "--reason", "x"],
-                 ["control", "revert", "shop-answers", "health-off", "--reason=y", "--force"]):  # fmt: skip
+    heavy = {
+        "pandas",
+        "scipy",
+        "duckdb",
+        "matplotlib",
+        "numpy",
+        "typer",
+        "pydantic",
+        "rich",
+        "httpx",
+    }
+    for argv in (
+        ["control", "list", "shop-answers"],
+        ["--json", "control", "apply", "shop-answers", "health-off", "--reason", "x"],
+        ["control", "revert", "shop-answers", "health-off", "--reason=y", "--force"],
+    ):
         proc = subprocess.run(
             [sys.executable, "-X", "importtime", "-m", "rolloutctl", *argv],
-            capture_output=True, text=True, env=cli_env(cws.root), cwd=cws.root,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            env=cli_env(cws.root),
+            cwd=cws.root,
+        )
         assert proc.returncode == 0, (argv, proc.stderr)
-        imported = {line.split("|")[-1].strip().split(".")[0] for line in proc.stderr.splitlines()
-                    if line.startswith("import time:")}  # fmt: skip
+        imported = {
+            line.split("|")[-1].strip().split(".")[0]
+            for line in proc.stderr.splitlines()
+            if line.startswith("import time:")
+        }
         assert "rolloutctl" in imported and not imported & heavy, (argv, imported & heavy)
     assert [e["after"]["operation"] for e in cws.audit() if e["command"] == "control"] == [
-        "apply", "revert"]  # fmt: skip
+        "apply",
+        "revert",
+    ]
 
 
 def test_a_corrupt_control_book_stops_start_before_the_flag_moves(cws: Workspace) -> None:

@@ -18,10 +18,28 @@ COMMANDS = sorted(
     + [g.name or "" for g in app.registered_groups]
 )
 DESIGN_COMMANDS = {  # ../shared/DESIGN.md, "Commands"
-    "init", "validate", "schema", "plan", "start", "status", "check", "advance", "pause",
-    "resume", "rollback", "promote", "retry", "history", "report", "backtest", "simulate",
-    "demo", "control", "smoke", "monitor",
-}  # fmt: skip
+    "init",
+    "validate",
+    "schema",
+    "plan",
+    "start",
+    "status",
+    "check",
+    "advance",
+    "pause",
+    "resume",
+    "rollback",
+    "promote",
+    "retry",
+    "history",
+    "report",
+    "backtest",
+    "simulate",
+    "demo",
+    "control",
+    "smoke",
+    "monitor",
+}
 
 
 def test_the_command_list_is_complete() -> None:
@@ -30,8 +48,12 @@ def test_the_command_list_is_complete() -> None:
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_has_help_and_is_documented(command: str) -> None:
-    proc = subprocess.run([sys.executable, "-m", "rolloutctl", command, "--help"],
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "rolloutctl", command, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "Usage:" in proc.stdout
     assert re.search(rf"(^|\s){re.escape(command)}\b", README_COMMANDS, re.M), command

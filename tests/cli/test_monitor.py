@@ -52,8 +52,14 @@ def test_monitor_is_quiet_on_stable_traffic_and_alerts_on_drift(ws: Workspace) -
 
         # Then a new kind of question arrives, and the candidate hallucinates on it.
         t = START + timedelta(hours=9)
-        frame = simulate.generate("healthy", t, t + timedelta(hours=6), requests_per_hour=30_000,
-                                  canary_percent=100, seed=5)  # fmt: skip
+        frame = simulate.generate(
+            "healthy",
+            t,
+            t + timedelta(hours=6),
+            requests_per_hour=30_000,
+            canary_percent=100,
+            seed=5,
+        )
         rng = np.random.default_rng(5)
         new = rng.random(len(frame)) < 0.06
         frame.loc[new, "category"] = "tax_filing"

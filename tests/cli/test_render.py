@@ -15,13 +15,25 @@ class _Loaded:
     def __init__(self) -> None:
         from rolloutctl.playbook.model import Playbook
 
-        self.playbook = Playbook.model_validate({
-            "rollout": "r", "flag": {"key": "k", "control": "a", "canary": "b", "path": "f.json"},
-            "sources": {"s": {"kind": "requestlog", "path": "x.jsonl"}},
-            "metrics": [{"name": "m", "group": "technical", "source": "s", "kind": "proportion",
-                         "event": "e", "worse": "higher", "margin": {"absolute": 0.01}}],
-            "stages": [{"name": "c", "traffic": 5}],
-        })  # fmt: skip
+        self.playbook = Playbook.model_validate(
+            {
+                "rollout": "r",
+                "flag": {"key": "k", "control": "a", "canary": "b", "path": "f.json"},
+                "sources": {"s": {"kind": "requestlog", "path": "x.jsonl"}},
+                "metrics": [
+                    {
+                        "name": "m",
+                        "group": "technical",
+                        "source": "s",
+                        "kind": "proportion",
+                        "event": "e",
+                        "worse": "higher",
+                        "margin": {"absolute": 0.01},
+                    }
+                ],
+                "stages": [{"name": "c", "traffic": 5}],
+            }
+        )
 
 
 def test_brackets_in_titles_segments_and_notes_are_printed_as_text() -> None:
@@ -31,8 +43,15 @@ def test_brackets_in_titles_segments_and_notes_are_printed_as_text() -> None:
         ),
         row("m", "latency [ms]", "smoke", "pass", "fine"),
     ]
-    gate = result(_Loaded(), 0, started=START, now=START, verdict="fail",  # type: ignore[arg-type]
-                  reasons=["r"], rows=rows)  # fmt: skip
+    gate = result(
+        _Loaded(),
+        0,
+        started=START,
+        now=START,
+        verdict="fail",  # type: ignore[arg-type]
+        reasons=["r"],
+        rows=rows,
+    )
     console = Console(width=200, record=True)
     console.print(gate_table(gate))
     text = console.export_text()

@@ -13,8 +13,19 @@ from datetime import timedelta
 from tests.conftest import START, Workspace, cli_env
 
 GATE_KEYS = {"rollout", "stage", "verdict", "decision", "reasons", "srm", "report", "metrics"}
-METRIC_KEYS = {"name", "group", "segment", "kind", "critical", "control", "canary", "estimate",
-               "ci", "margin", "verdict"}  # fmt: skip
+METRIC_KEYS = {
+    "name",
+    "group",
+    "segment",
+    "kind",
+    "critical",
+    "control",
+    "canary",
+    "estimate",
+    "ci",
+    "margin",
+    "verdict",
+}
 
 
 def test_healthy_candidate_advances_and_completes(ws: Workspace) -> None:
@@ -109,17 +120,27 @@ def test_on_call_commands_do_not_import_heavy_modules(ws: Workspace) -> None:
         "httpx",
         "httpcore",
     }
-    for argv in (["status"], ["control", "list", "shop-answers"],
-                 ["pause", "shop-answers", "--reason", "look"],
-                 ["resume", "shop-answers", "--reason=ok"], ["--json", "status", "shop-answers"],
-                 ["rollback", "shop-answers", "--reason", "fast path"]):  # fmt: skip
+    for argv in (
+        ["status"],
+        ["control", "list", "shop-answers"],
+        ["pause", "shop-answers", "--reason", "look"],
+        ["resume", "shop-answers", "--reason=ok"],
+        ["--json", "status", "shop-answers"],
+        ["rollback", "shop-answers", "--reason", "fast path"],
+    ):
         proc = subprocess.run(
             [sys.executable, "-X", "importtime", "-m", "rolloutctl", *argv],
-            capture_output=True, text=True, env=env, cwd=ws.root,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=ws.root,
+        )
         assert proc.returncode in (0, 12), (argv, proc.stderr)
-        imported = {line.split("|")[-1].strip().split(".")[0] for line in proc.stderr.splitlines()
-                    if line.startswith("import time:")}  # fmt: skip
+        imported = {
+            line.split("|")[-1].strip().split(".")[0]
+            for line in proc.stderr.splitlines()
+            if line.startswith("import time:")
+        }
         assert "rolloutctl" in imported
         assert not imported & heavy, (argv, imported & heavy)
     assert ws.state()["status"] == "rolled_back"
@@ -156,11 +177,16 @@ def test_two_concurrent_advances_make_one_transition(ws: Workspace) -> None:
     env = cli_env(ws.root)
     env["ROLLOUTCTL_NOW"] = (START + timedelta(hours=2)).isoformat()
     procs = [
-        subprocess.Popen([sys.executable, "-m", "rolloutctl", "advance", "shop-answers"],
-                         cwd=ws.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
+        subprocess.Popen(
+            [sys.executable, "-m", "rolloutctl", "advance", "shop-answers"],
+            cwd=ws.root,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(2)
-    ]  # fmt: skip
+    ]
     results = [(p.wait(timeout=120), p.stderr.read() if p.stderr else "") for p in procs]
     codes = sorted(code for code, _ in results)
     assert 0 in codes and codes != [0, 0]
@@ -174,12 +200,16 @@ def test_two_concurrent_advances_make_one_transition(ws: Workspace) -> None:
 def test_a_killed_lock_holder_does_not_block(ws: Workspace) -> None:
     assert ws.run("start", str(ws.playbook), now=START).code == 0
     holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys, time; from pathlib import Path; from rolloutctl.state.store import StateStore\n"
-         f"with StateStore(Path({str(ws.root / 'state')!r})).lock('shop-answers', 'test'):\n"
-         "    print('locked', flush=True); time.sleep(60)"],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from rolloutctl.state.store import StateStore\n"
+            f"with StateStore(Path({str(ws.root / 'state')!r})).lock('shop-answers', 'test'):\n"
+            "    print('locked', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
     blocked = ws.run("rollback", "shop-answers", "--reason", "x")
     assert blocked.code == 5 and f"pid {holder.pid}" in blocked.err
@@ -247,8 +277,12 @@ def test_an_advance_interrupted_between_flag_and_state_write_is_reconciled(
     env["ROLLOUTCTL_NOW"] = (START + timedelta(hours=2)).isoformat()
     crashed = subprocess.run(
         [sys.executable, "-c", CRASH_ON_STATE_WRITE, "advance", "shop-answers"],
-        cwd=ws.root, env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        cwd=ws.root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert crashed.returncode == 9, crashed.stderr
     assert ws.flag["targeting"]["fractional"][1] == ["v2", 50000]  # the flag moved ...
     assert ws.state()["stage"] == "c1"  # ... the state did not
@@ -272,9 +306,18 @@ def test_an_advance_interrupted_between_flag_and_state_write_is_reconciled(
 def test_an_intent_that_never_reached_the_flag_is_dropped(ws: Workspace) -> None:
     assert ws.run("start", str(ws.playbook), now=START).code == 0
     pending = ws.root / "state" / "shop-answers" / "pending.json"
-    pending.write_text(json.dumps({"command": "advance", "stage_index": 1, "stage": "c2",
-                                   "canary_percent": 50, "scope": None,
-                                   "at": START.isoformat()}))  # fmt: skip
+    pending.write_text(
+        json.dumps(
+            {
+                "command": "advance",
+                "stage_index": 1,
+                "stage": "c2",
+                "canary_percent": 50,
+                "scope": None,
+                "at": START.isoformat(),
+            }
+        )
+    )
     assert ws.run("pause", "shop-answers", "--reason", "look").code == 12
     assert not pending.exists()
     state = ws.state()

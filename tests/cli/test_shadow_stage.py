@@ -19,8 +19,9 @@ stages:
 def shadow_rollout(ws: Workspace, scenario: str) -> None:
     head, _, tail = PLAYBOOK.partition("stages:\n")
     ws.playbook.write_text(head + STAGES + tail[tail.index("triggers:") :])
-    frame = simulate.generate_shadow(scenario, START, START + timedelta(hours=3),
-                                     requests_per_hour=20_000, seed=21)  # fmt: skip
+    frame = simulate.generate_shadow(
+        scenario, START, START + timedelta(hours=3), requests_per_hour=20_000, seed=21
+    )
     simulate.write(frame, ws.root / "data" / "shadow.parquet")
     assert ws.run("start", str(ws.playbook), now=START).code == 0
     assert ws.state()["stage"] == "shadow" and ws.state()["canary_percent"] == 0

@@ -141,21 +141,54 @@ def start_postgres(bindir: Path, root: Path, owner: RunAs, started: Started) -> 
     init_log = root / "initdb.log"
     with init_log.open("wb") as sink:
         code = subprocess.call(
-            [str(bindir / "initdb"), "-D", str(data), "-U", DB_USER, f"--pwfile={pwfile}",
-             "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--no-locale"],
-            stdout=sink, stderr=subprocess.STDOUT, cwd=root, env=env, **owner.popen_args(),
-        )  # fmt: skip
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                DB_USER,
+                f"--pwfile={pwfile}",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--no-locale",
+            ],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            cwd=root,
+            env=env,
+            **owner.popen_args(),
+        )
     if code != 0:
         raise RuntimeError(f"initdb exited {code} (as {owner.user}):\n{tail(init_log)}")
     port = free_port()
     log = root / "postgres.log"
     with log.open("wb") as sink:
         proc = subprocess.Popen(
-            [str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-k", str(sockets),
-             "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
-             "-c", "synchronous_commit=off", "-c", "full_page_writes=off"],
-            stdout=sink, stderr=subprocess.STDOUT, cwd=root, env=env, **owner.popen_args(),
-        )  # fmt: skip
+            [
+                str(bindir / "postgres"),
+                "-D",
+                str(data),
+                "-p",
+                str(port),
+                "-k",
+                str(sockets),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            cwd=root,
+            env=env,
+            **owner.popen_args(),
+        )
     # SIGINT is PostgreSQL's fast shutdown (pg_ctl stop -m fast): it does not wait for clients.
     started.append((proc, signal.SIGINT))
     db = Postgres(port, password, proc, log)
@@ -166,8 +199,9 @@ def start_postgres(bindir: Path, root: Path, owner: RunAs, started: Started) -> 
             raise RuntimeError(f"postgres exited {proc.returncode}:\n{tail(log)}")
         ready = subprocess.run(
             [str(bindir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port)],
-            env=client_env, capture_output=True,
-        )  # fmt: skip
+            env=client_env,
+            capture_output=True,
+        )
         if ready.returncode == 0:
             break
         if time.monotonic() > deadline:
@@ -176,8 +210,10 @@ def start_postgres(bindir: Path, root: Path, owner: RunAs, started: Started) -> 
     # Over TCP with the password, the way Unleash will connect.
     created = subprocess.run(
         [str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", DB_USER, DB_NAME],
-        env=client_env, capture_output=True, text=True,
-    )  # fmt: skip
+        env=client_env,
+        capture_output=True,
+        text=True,
+    )
     if created.returncode != 0:
         raise RuntimeError(f"createdb failed: {created.stderr}\n{tail(log)}")
     return db
@@ -303,14 +339,18 @@ def unleash_server() -> Iterator[UnleashServer]:
         wait_for(
             "200 from /health",
             lambda: httpx.get(url + "/health", timeout=2).status_code == 200,
-            proc, log, deadline,
-        )  # fmt: skip
+            proc,
+            log,
+            deadline,
+        )
         server = UnleashServer(url=url, token=token, log=log)
         wait_for(
             "admin API accepting the token",
             lambda: server.request("GET", "/api/admin/projects").status_code == 200,
-            proc, log, deadline,
-        )  # fmt: skip
+            proc,
+            log,
+            deadline,
+        )
         yield dataclasses.replace(server, startup_seconds=time.monotonic() - started)
     finally:
         for started_proc, sig in reversed(procs):  # Unleash first, then PostgreSQL

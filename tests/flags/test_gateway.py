@@ -33,10 +33,11 @@ general_settings: {master_key: os.environ/LITELLM_MASTER_KEY}
 def weights(path: Path) -> dict[str, Any]:
     data = yaml.safe_load(path.read_text())
     return {
-        (e.get("model_info") or {}).get("id", e["litellm_params"]["model"]):
-            e["litellm_params"].get("weight")
+        (e.get("model_info") or {}).get("id", e["litellm_params"]["model"]): e[
+            "litellm_params"
+        ].get("weight")
         for e in data["model_list"]
-    }  # fmt: skip
+    }
 
 
 @pytest.fixture
@@ -48,8 +49,13 @@ def config(tmp_path: Path) -> Path:
 
 
 def backend_for(config: Path) -> GatewayFlagBackend:
-    spec = {"backend": "gateway", "path": "config.yaml", "key": "answer",
-            "control": "v1", "canary": "v2"}  # fmt: skip
+    spec = {
+        "backend": "gateway",
+        "path": "config.yaml",
+        "key": "answer",
+        "control": "v1",
+        "canary": "v2",
+    }
     backend = build_backend(spec, base_dir=config.parent)
     assert isinstance(backend, GatewayFlagBackend) and backend.KIND == "gateway"
     return backend
@@ -118,10 +124,12 @@ def test_start_advance_rollback_through_the_cli(ws: Workspace) -> None:
     config = ws.root / "gateway" / "config.yaml"
     config.parent.mkdir()
     config.write_text(CONFIG)
-    ws.playbook.write_text(PLAYBOOK.replace(
-        "flag: {backend: file, path: flags/flags.json, key: answer-model, control: v1, canary: v2}",
-        "flag: {backend: gateway, path: gateway/config.yaml, key: answer, control: v1, canary: v2}",
-    ))  # fmt: skip
+    ws.playbook.write_text(
+        PLAYBOOK.replace(
+            "flag: {backend: file, path: flags/flags.json, key: answer-model, control: v1, canary: v2}",
+            "flag: {backend: gateway, path: gateway/config.yaml, key: answer, control: v1, canary: v2}",
+        )
+    )
     r = ws.run("start", str(ws.playbook), now=START)
     assert r.code == 0, r.err
     assert weights(config)["v1"] == 80 and weights(config)["v2"] == 20
@@ -144,10 +152,12 @@ def test_a_change_outside_rolloutctl_stops_advance_with_exit_5(ws: Workspace) ->
     config = ws.root / "gateway" / "config.yaml"
     config.parent.mkdir()
     config.write_text(CONFIG)
-    ws.playbook.write_text(PLAYBOOK.replace(
-        "flag: {backend: file, path: flags/flags.json, key: answer-model, control: v1, canary: v2}",
-        "flag: {backend: gateway, path: gateway/config.yaml, key: answer, control: v1, canary: v2}",
-    ))  # fmt: skip
+    ws.playbook.write_text(
+        PLAYBOOK.replace(
+            "flag: {backend: file, path: flags/flags.json, key: answer-model, control: v1, canary: v2}",
+            "flag: {backend: gateway, path: gateway/config.yaml, key: answer, control: v1, canary: v2}",
+        )
+    )
     assert ws.run("start", str(ws.playbook), now=START).code == 0
     data = yaml.safe_load(config.read_text())
     data["model_list"][1]["litellm_params"]["weight"] = 60
@@ -165,10 +175,12 @@ def test_a_rollback_that_cannot_write_the_config_exits_4_and_records_nothing(
     config = ws.root / "gateway" / "config.yaml"
     config.parent.mkdir()
     config.write_text(CONFIG)
-    ws.playbook.write_text(PLAYBOOK.replace(
-        "flag: {backend: file, path: flags/flags.json, key: answer-model, control: v1, canary: v2}",
-        "flag: {backend: gateway, path: gateway/config.yaml, key: answer, control: v1, canary: v2}",
-    ))  # fmt: skip
+    ws.playbook.write_text(
+        PLAYBOOK.replace(
+            "flag: {backend: file, path: flags/flags.json, key: answer-model, control: v1, canary: v2}",
+            "flag: {backend: gateway, path: gateway/config.yaml, key: answer, control: v1, canary: v2}",
+        )
+    )
     assert ws.run("start", str(ws.playbook), now=START).code == 0
     config.write_text("model_list: [unclosed\n")  # a bad deploy left the gateway config broken
     state = ws.root / "state" / "shop-answers" / "state.json"

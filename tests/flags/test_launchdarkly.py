@@ -48,8 +48,9 @@ class FakeLaunchDarkly:
         }
         self.patches: list[dict[str, Any]] = []
 
-    def __call__(self, method: str, path: str, query: dict[str, str], headers: dict[str, str],
-                 body: Any) -> tuple[int, Any]:  # fmt: skip
+    def __call__(
+        self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: Any
+    ) -> tuple[int, Any]:
         assert headers.get("authorization") == TOKEN, "Authorization must be the raw token"
         parts = path.split("/")
         assert parts[:4] == ["", "api", "v2", "flags"] and parts[4] == "search", path
@@ -75,8 +76,13 @@ class FakeLaunchDarkly:
                 assert set(weights) <= set(ids), "unknown variation id"
                 assert sum(weights.values()) == 100_000, "weights must sum to 100000"
                 assert all(isinstance(w, int) for w in weights.values()), "integer weights"
-                env["fallthrough"] = {"rollout": {"variations": [
-                    {"variation": ids.index(i), "weight": w} for i, w in weights.items()]}}  # fmt: skip
+                env["fallthrough"] = {
+                    "rollout": {
+                        "variations": [
+                            {"variation": ids.index(i), "weight": w} for i, w in weights.items()
+                        ]
+                    }
+                }
             else:
                 assert step["variationId"] in ids, "unknown variation id"
                 env["fallthrough"] = {"variation": ids.index(step["variationId"])}
@@ -93,11 +99,19 @@ def ld() -> Iterator[tuple[FakeLaunchDarkly, LocalServer]]:
 
 def build(server: LocalServer, monkeypatch: pytest.MonkeyPatch) -> LaunchDarklyFlagBackend:
     monkeypatch.setenv("LD_TEST_TOKEN", TOKEN)
-    backend = build_backend({
-        "backend": "launchdarkly", "project": "search", "environment": ENV,
-        "key": "answer-model", "control": "v1", "canary": "v2",
-        "token_env": "LD_TEST_TOKEN", "base_url": server.url, "timeout": "5s",
-    })  # fmt: skip
+    backend = build_backend(
+        {
+            "backend": "launchdarkly",
+            "project": "search",
+            "environment": ENV,
+            "key": "answer-model",
+            "control": "v1",
+            "canary": "v2",
+            "token_env": "LD_TEST_TOKEN",
+            "base_url": server.url,
+            "timeout": "5s",
+        }
+    )
     assert isinstance(backend, LaunchDarklyFlagBackend) and backend.KIND == "launchdarkly"
     return backend
 
@@ -113,9 +127,13 @@ def test_split_and_rollback_write_the_default_rule(
     env = app.flags["answer-model"]["environments"][ENV]
     assert env["on"] is True
     assert env["fallthrough"]["rollout"]["variations"] == [
-        {"variation": 0, "weight": 97_500}, {"variation": 1, "weight": 2_500}]  # fmt: skip
+        {"variation": 0, "weight": 97_500},
+        {"variation": 1, "weight": 2_500},
+    ]
     assert app.patches[-1]["instructions"][1]["rolloutWeights"] == {
-        "answer-model-id-0": 97_500, "answer-model-id-1": 2_500}  # fmt: skip
+        "answer-model-id-0": 97_500,
+        "answer-model-id-1": 2_500,
+    }
     assert "c1" in app.patches[-1]["comment"]
     back = backend.rollback(rollout="shop", reason="pager")
     assert back.canary_percent == 0 and env["fallthrough"] == {"variation": 0}
@@ -134,7 +152,8 @@ def test_outside_change_is_seen_and_scoped_stage_is_refused(
         backend.set_split(20, {"==": [{"var": "lang"}, "en"]}, rollout="shop", stage="c2")
     assert app.flags == before
     app.flags["answer-model"]["environments"][ENV]["fallthrough"]["rollout"]["variations"][1][
-        "weight"] = 50_000  # fmt: skip
+        "weight"
+    ] = 50_000
     now = backend.read()
     assert now is not None and now.fingerprint != split.fingerprint
 
@@ -154,27 +173,46 @@ def test_controls_toggle_or_select_a_variation(
     with pytest.raises(BackendError, match=r"no variation with value 0\.7"):
         backend.set_control("review-threshold", 0.7)
     with pytest.raises(BackendError, match="has no variation 'v3'"):
-        LaunchDarklyFlagBackend("search", ENV, "answer-model", "v1", "v3", TOKEN,
-                                base_url=server.url).set_split(5, None, rollout="s", stage="c")  # fmt: skip
+        LaunchDarklyFlagBackend(
+            "search", ENV, "answer-model", "v1", "v3", TOKEN, base_url=server.url
+        ).set_split(5, None, rollout="s", stage="c")
 
 
 def test_missing_token_is_named_not_guessed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LD_API_TOKEN", raising=False)
     with pytest.raises(BackendError, match="LD_API_TOKEN"):
-        build_backend({"backend": "launchdarkly", "project": "p", "environment": ENV,
-                       "key": "k", "control": "a", "canary": "b"})  # fmt: skip
+        build_backend(
+            {
+                "backend": "launchdarkly",
+                "project": "p",
+                "environment": ENV,
+                "key": "k",
+                "control": "a",
+                "canary": "b",
+            }
+        )
 
 
-def mock(handler: Callable[[httpx.Request], httpx.Response]) -> tuple[LaunchDarklyFlagBackend, list[httpx.Request]]:  # fmt: skip
+def mock(
+    handler: Callable[[httpx.Request], httpx.Response],
+) -> tuple[LaunchDarklyFlagBackend, list[httpx.Request]]:
     seen: list[httpx.Request] = []
 
     def record(request: httpx.Request) -> httpx.Response:
         seen.append(request)
         return handler(request)
 
-    backend = LaunchDarklyFlagBackend("search", ENV, "answer-model", "v1", "v2", TOKEN,
-                                      retries=3, backoff=0.001,
-                                      transport=httpx.MockTransport(record))  # fmt: skip
+    backend = LaunchDarklyFlagBackend(
+        "search",
+        ENV,
+        "answer-model",
+        "v1",
+        "v2",
+        TOKEN,
+        retries=3,
+        backoff=0.001,
+        transport=httpx.MockTransport(record),
+    )
     return backend, seen
 
 
@@ -207,17 +245,21 @@ def test_start_and_rollback_through_the_cli(
     """A remote flag has no file path: the CLI starts, splits and rolls back through the API."""
     app, server = ld
     monkeypatch.setenv("LD_TEST_TOKEN", TOKEN)
-    ws.playbook.write_text(PLAYBOOK.replace(
-        "flag: {backend: file, path: flags/flags.json, key: answer-model, control: v1, canary: v2}",
-        "flag: {backend: launchdarkly, project: search, environment: " + ENV + ", "
-        "key: answer-model, control: v1, canary: v2, token_env: LD_TEST_TOKEN, "
-        f"base_url: '{server.url}'}}",
-    ))  # fmt: skip
+    ws.playbook.write_text(
+        PLAYBOOK.replace(
+            "flag: {backend: file, path: flags/flags.json, key: answer-model, control: v1, canary: v2}",
+            "flag: {backend: launchdarkly, project: search, environment: " + ENV + ", "
+            "key: answer-model, control: v1, canary: v2, token_env: LD_TEST_TOKEN, "
+            f"base_url: '{server.url}'}}",
+        )
+    )
     started = ws.run("start", str(ws.playbook), now=START)
     assert started.code == 0, started.err
     env = app.flags["answer-model"]["environments"][ENV]
     assert env["fallthrough"]["rollout"]["variations"] == [
-        {"variation": 0, "weight": 80_000}, {"variation": 1, "weight": 20_000}]  # fmt: skip
+        {"variation": 0, "weight": 80_000},
+        {"variation": 1, "weight": 20_000},
+    ]
     rolled = ws.run("--json", "rollback", "shop-answers", "--reason", "pager")
     assert rolled.code == 0, rolled.err
     assert env["fallthrough"] == {"variation": 0}

@@ -35,9 +35,16 @@ def new_feature(unleash: UnleashServer, prefix: str = "answer-model") -> str:
 
 
 def backend(unleash: UnleashServer, key: str, **kw: Any) -> UnleashFlagBackend:
-    return UnleashFlagBackend(url=unleash.url, project=unleash.project,
-                              environment=unleash.environment, key=key, control="v1",
-                              canary="v2", token=unleash.token, **kw)  # fmt: skip
+    return UnleashFlagBackend(
+        url=unleash.url,
+        project=unleash.project,
+        environment=unleash.environment,
+        key=key,
+        control="v1",
+        canary="v2",
+        token=unleash.token,
+        **kw,
+    )
 
 
 def jsonlogic(text: str) -> Any:
@@ -130,8 +137,15 @@ def test_refusals_change_nothing(unleash: UnleashServer) -> None:
         backend(unleash, "no-such-feature").set_split(10, None, rollout="shop", stage="c1")
     assert backend(unleash, "no-such-feature").read() is None
     with pytest.raises(BackendError, match="no environment 'staging'") as info:
-        UnleashFlagBackend(url=unleash.url, project="default", environment="staging", key=key,
-                           control="v1", canary="v2", token=unleash.token).read()  # fmt: skip
+        UnleashFlagBackend(
+            url=unleash.url,
+            project="default",
+            environment="staging",
+            key=key,
+            control="v1",
+            canary="v2",
+            token=unleash.token,
+        ).read()
     assert "development" in info.value.message and "production" in info.value.message
 
 
@@ -139,13 +153,26 @@ def test_wrong_token_and_missing_token(
     unleash: UnleashServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     key = new_feature(unleash)
-    bad = UnleashFlagBackend(url=unleash.url, project="default", environment="development",
-                             key=key, control="v1", canary="v2", token="*:*.wrong")  # fmt: skip
+    bad = UnleashFlagBackend(
+        url=unleash.url,
+        project="default",
+        environment="development",
+        key=key,
+        control="v1",
+        canary="v2",
+        token="*:*.wrong",
+    )
     with pytest.raises(BackendError, match="not authorized"):
         bad.rollback(rollout="shop", reason="x")
     monkeypatch.delenv("UNLEASH_ADMIN_TOKEN", raising=False)
-    spec = {"backend": "unleash", "url": unleash.url, "environment": "development",
-            "key": key, "control": "v1", "canary": "v2"}  # fmt: skip
+    spec = {
+        "backend": "unleash",
+        "url": unleash.url,
+        "environment": "development",
+        "key": key,
+        "control": "v1",
+        "canary": "v2",
+    }
     with pytest.raises(BackendError, match="UNLEASH_ADMIN_TOKEN") as info:
         UnleashFlagBackend.from_spec(spec)
     assert "export UNLEASH_ADMIN_TOKEN" in (info.value.hint or "")
@@ -155,9 +182,18 @@ def test_unleash_down_is_bounded_and_names_the_host() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again before use: nothing listens there
-    flags = UnleashFlagBackend(url=f"http://127.0.0.1:{port}/secret-path", project="default",
-                               environment="production", key="k", control="v1", canary="v2",
-                               token="t", retries=2, backoff=0.01, timeout=1)  # fmt: skip
+    flags = UnleashFlagBackend(
+        url=f"http://127.0.0.1:{port}/secret-path",
+        project="default",
+        environment="production",
+        key="k",
+        control="v1",
+        canary="v2",
+        token="t",
+        retries=2,
+        backoff=0.01,
+        timeout=1,
+    )
     with pytest.raises(BackendError) as info:
         flags.rollback(rollout="shop", reason="x")
     assert "unreachable" in info.value.message and "after 3 tries" in info.value.message
@@ -179,10 +215,17 @@ def test_a_500_during_rollback_is_retried_then_succeeds() -> None:
             return httpx.Response(200)
         return httpx.Response(200, json={"name": "k", "environments": [env]})
 
-    flags = UnleashFlagBackend(url="http://unleash.test", project="default",
-                               environment="production", key="k", control="v1", canary="v2",
-                               token="*:*.token", backoff=0.001,
-                               transport=httpx.MockTransport(handler))  # fmt: skip
+    flags = UnleashFlagBackend(
+        url="http://unleash.test",
+        project="default",
+        environment="production",
+        key="k",
+        control="v1",
+        canary="v2",
+        token="*:*.token",
+        backoff=0.001,
+        transport=httpx.MockTransport(handler),
+    )
     assert flags.rollback(rollout="shop", reason="x").canary_percent == 0
     off = "POST /api/admin/projects/default/features/k/environments/production/off"
     assert calls[:2] == [off, off]
@@ -296,13 +339,30 @@ def test_full_rollout_with_controls_and_rollback(
     assert rollout_now() == (True, "100", [])
 
     rolled = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "rolloutctl", "--json", "rollback",
-         "shop-answers", "--reason", "pager"],
-        capture_output=True, text=True, env=cli_env(ws.root), cwd=ws.root, timeout=60,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-X",
+            "importtime",
+            "-m",
+            "rolloutctl",
+            "--json",
+            "rollback",
+            "shop-answers",
+            "--reason",
+            "pager",
+        ],
+        capture_output=True,
+        text=True,
+        env=cli_env(ws.root),
+        cwd=ws.root,
+        timeout=60,
+    )
     assert rolled.returncode == 0, rolled.stderr
-    imported = {line.split("|")[-1].strip().split(".")[0] for line in rolled.stderr.splitlines()
-                if line.startswith("import time:")}  # fmt: skip
+    imported = {
+        line.split("|")[-1].strip().split(".")[0]
+        for line in rolled.stderr.splitlines()
+        if line.startswith("import time:")
+    }
     assert not imported & {"httpx", "httpcore", "pydantic", "typer", "pandas"}, imported
     assert unleash.environment_entry(key)["enabled"] is False
     assert owned(unleash.environment_entry(key))["parameters"]["rollout"] == "0"

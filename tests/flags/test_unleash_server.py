@@ -55,9 +55,10 @@ def test_turning_an_environment_on_shows_in_the_get(unleash: UnleashServer) -> N
     # Turning on an environment without strategies adds Unleash's default one.
     assert [s["name"] for s in entry["strategies"]] == ["flexibleRollout"]
     others = [
-        e for e in unleash.feature("answer-model-toggled")["environments"]
+        e
+        for e in unleash.feature("answer-model-toggled")["environments"]
         if e["name"] != unleash.environment
-    ]  # fmt: skip
+    ]
     assert all(e["enabled"] is False for e in others), others
     unleash.set_enabled("answer-model-toggled", False)
     assert unleash.environment_entry("answer-model-toggled")["enabled"] is False

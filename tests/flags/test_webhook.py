@@ -94,8 +94,9 @@ class FlagService:
     def __init__(self) -> None:
         self.flags: dict[str, dict[str, Any]] = {}
 
-    def __call__(self, method: str, path: str, query: dict[str, str], headers: dict[str, str],
-                 body: Any) -> tuple[int, Any]:  # fmt: skip
+    def __call__(
+        self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: Any
+    ) -> tuple[int, Any]:
         assert headers.get("authorization") == f"Bearer {TOKEN}", "missing bearer token"
         assert headers.get("x-team") == "search", "missing the configured header"
         if method == "GET" and path == "/flags":
@@ -115,8 +116,9 @@ class FlagService:
                 assert isinstance(body["canary_percent"], int | float), "canary_percent"
                 assert 0 <= body["canary_percent"] <= 100, "canary_percent out of range"
                 self.flags[body["flag"]] = {
-                    "canary_percent": body["canary_percent"], "scope": body["scope"],
-                }  # fmt: skip
+                    "canary_percent": body["canary_percent"],
+                    "scope": body["scope"],
+                }
             return 200, {"ok": True}
         return 404, {"message": f"no route {method} {path}"}
 
@@ -142,8 +144,9 @@ def service() -> Iterator[tuple[FlagService, LocalServer]]:
 
 
 @pytest.fixture
-def backend(service: tuple[FlagService, LocalServer],
-            monkeypatch: pytest.MonkeyPatch) -> WebhookFlagBackend:  # fmt: skip
+def backend(
+    service: tuple[FlagService, LocalServer], monkeypatch: pytest.MonkeyPatch
+) -> WebhookFlagBackend:
     monkeypatch.setenv("FLAG_HOOK_BASE", service[1].url)
     monkeypatch.setenv("FLAG_HOOK_TOKEN", TOKEN)
     built = build_backend(dict(SPEC))
@@ -208,7 +211,9 @@ def test_an_unset_environment_variable_is_named() -> None:
 # ------------------------------------------------------------ faults (MockTransport)
 
 
-def mock(handler: Callable[[httpx.Request], httpx.Response]) -> tuple[WebhookFlagBackend, list[httpx.Request]]:  # fmt: skip
+def mock(
+    handler: Callable[[httpx.Request], httpx.Response],
+) -> tuple[WebhookFlagBackend, list[httpx.Request]]:
     seen: list[httpx.Request] = []
 
     def record(request: httpx.Request) -> httpx.Response:
@@ -216,11 +221,16 @@ def mock(handler: Callable[[httpx.Request], httpx.Response]) -> tuple[WebhookFla
         return handler(request)
 
     backend = WebhookFlagBackend(
-        url="https://hooks.example/secret-path/abc", read_url="https://hooks.example/flags",
-        key="answer-model", control="v1", canary="v2",
-        headers={"Authorization": f"Bearer {TOKEN}"}, retries=2, backoff=0.001,
+        url="https://hooks.example/secret-path/abc",
+        read_url="https://hooks.example/flags",
+        key="answer-model",
+        control="v1",
+        canary="v2",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        retries=2,
+        backoff=0.001,
         transport=httpx.MockTransport(record),
-    )  # fmt: skip
+    )
     return backend, seen
 
 
@@ -276,9 +286,11 @@ def test_a_rollout_with_controls_and_rollback_through_the_cli(
     app, server = service
     monkeypatch.setenv("FLAG_HOOK_BASE", server.url)
     monkeypatch.setenv("FLAG_HOOK_TOKEN", TOKEN)
-    flag = ("flag: {backend: http, url: '${FLAG_HOOK_BASE}/hook/abc', "
-            "read_url: '${FLAG_HOOK_BASE}/flags', headers: {X-Team: search}, "
-            "token_env: FLAG_HOOK_TOKEN, key: answer-model, control: v1, canary: v2}")  # fmt: skip
+    flag = (
+        "flag: {backend: http, url: '${FLAG_HOOK_BASE}/hook/abc', "
+        "read_url: '${FLAG_HOOK_BASE}/flags', headers: {X-Team: search}, "
+        "token_env: FLAG_HOOK_TOKEN, key: answer-model, control: v1, canary: v2}"
+    )
     ws.playbook.write_text(
         PLAYBOOK.replace(
             "flag: {backend: file, path: flags/flags.json, key: answer-model, control: v1, "

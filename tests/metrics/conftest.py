@@ -93,8 +93,10 @@ def series_samples(frame: pd.DataFrame) -> dict[str, list[tuple[int, float]]]:
             counts = np.bincount(rows.minute, minlength=minutes)
             le_text = "+Inf" if le == float("inf") else repr(le)
             add(f'llm_request_duration_seconds_bucket{{{labels},le="{le_text}"}}', counts)
-        add(f"llm_request_duration_seconds_count{{{labels}}}",
-            np.bincount(group.minute, minlength=minutes))  # fmt: skip
+        add(
+            f"llm_request_duration_seconds_count{{{labels}}}",
+            np.bincount(group.minute, minlength=minutes),
+        )
         sums = np.bincount(group.minute, weights=group.latency_s, minlength=minutes)
         add(f"llm_request_duration_seconds_sum{{{labels}}}", sums, float)
     return out
@@ -182,20 +184,33 @@ def prometheus_url(traffic: Traffic, tmp_path_factory: pytest.TempPathFactory) -
     root = tmp_path_factory.mktemp("prometheus")
     data = root / "data"
     subprocess.run(
-        [promtool, "tsdb", "create-blocks-from", "openmetrics", str(traffic.openmetrics),
-         str(data)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+        [
+            promtool,
+            "tsdb",
+            "create-blocks-from",
+            "openmetrics",
+            str(traffic.openmetrics),
+            str(data),
+        ],
+        check=True,
+        capture_output=True,
+    )
     config = root / "prometheus.yml"
     config.write_text("global:\n  scrape_interval: 1m\nscrape_configs: []\n")
     port = free_port()
     log = root / "server.log"
     with log.open("wb") as sink:
         proc = subprocess.Popen(
-            [binary, f"--config.file={config}", f"--storage.tsdb.path={data}",
-             f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=100y"],
-            stdout=sink, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            [
+                binary,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={data}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--storage.tsdb.retention.time=100y",
+            ],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url + "/-/ready", proc, log)
@@ -212,10 +227,16 @@ def victoria_url(traffic: Traffic, tmp_path_factory: pytest.TempPathFactory) -> 
     log = root / "server.log"
     with log.open("wb") as sink:
         proc = subprocess.Popen(
-            [binary, f"-storageDataPath={root / 'data'}", f"-httpListenAddr=127.0.0.1:{port}",
-             "-retentionPeriod=100y", "-search.disableCache"],
-            stdout=sink, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            [
+                binary,
+                f"-storageDataPath={root / 'data'}",
+                f"-httpListenAddr=127.0.0.1:{port}",
+                "-retentionPeriod=100y",
+                "-search.disableCache",
+            ],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url + "/health", proc, log)

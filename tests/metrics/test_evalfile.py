@@ -32,9 +32,20 @@ from rolloutctl.playbook.model import Metric
 from rolloutctl.stats.sufficient import Moments, Proportion
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "evalfiles"
-CATEGORY = {"q01": "billing", "q02": "billing", "q03": "billing", "q04": "health",
-            "q05": "health", "q06": "health", "q07": "finance", "q08": "finance",
-            "q09": "general", "q10": "general", "q11": "general", "q12": "general"}  # fmt: skip
+CATEGORY = {
+    "q01": "billing",
+    "q02": "billing",
+    "q03": "billing",
+    "q04": "health",
+    "q05": "health",
+    "q06": "health",
+    "q07": "finance",
+    "q08": "finance",
+    "q09": "general",
+    "q10": "general",
+    "q11": "general",
+    "q12": "general",
+}
 BASELINE_FAILS = {"q03", "q08", "q11"}
 CANDIDATE_FAILS = {"q05", "q11"}
 T0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
@@ -46,8 +57,15 @@ def _metric(**kw: object) -> Metric:
 
 
 def _request(*metrics: Metric, max_segments: int = 60) -> MeasureRequest:
-    return MeasureRequest(metrics=metrics, start=T0, end=T0, control="v1", canary="v2",
-                          dimensions=("category",), max_segments=max_segments)  # fmt: skip
+    return MeasureRequest(
+        metrics=metrics,
+        start=T0,
+        end=T0,
+        control="v1",
+        canary="v2",
+        dimensions=("category",),
+        max_segments=max_segments,
+    )
 
 
 def _passes(run: EvalRun) -> dict[str, bool]:
@@ -118,8 +136,10 @@ def test_lm_eval_folder_reads_the_per_sample_files() -> None:
     assert any("strict-match, none; using 'none'" in n for n in run.notes)
     assert run.records[4] == EvalRecord("support_qa/4", "health", True, 1.0)
     assert sorted(r.id for r in run.records if not r.passed) == [
-        "support_qa/10", "support_qa/2", "support_qa/7"
-    ]  # fmt: skip
+        "support_qa/10",
+        "support_qa/2",
+        "support_qa/7",
+    ]
 
 
 def test_lm_eval_results_file_finds_its_samples_and_a_glob_works_too() -> None:
@@ -135,17 +155,18 @@ def test_lm_eval_aggregate_only() -> None:
     run = read_run(str(DATA / "lm_eval" / "aggregate"))
     assert run.records is None and not run.has_samples
     # 0.81397... * 2376 and 0.57637... * 10042 are whole numbers; the group row is skipped
-    assert run.totals == {"arc_easy": Proportion(2376, 1934),
-                          "hellaswag": Proportion(10042, 5788)}  # fmt: skip
+    assert run.totals == {"arc_easy": Proportion(2376, 1934), "hellaswag": Proportion(10042, 5788)}
     norm = read_run(str(DATA / "lm_eval" / "aggregate"), opts=ReadOptions(scorer="acc_norm"))
     assert norm.totals["arc_easy"] == Proportion(2376, 1876)
 
 
 def test_every_format_gives_the_same_pass_pattern() -> None:
     patterns = []
-    for run in (read_run(str(DATA / "jsonl" / "v2.jsonl")),
-                read_run(str(DATA / "inspect" / "v2.json")),
-                read_run(str(DATA / "lm_eval" / "v2"))):  # fmt: skip
+    for run in (
+        read_run(str(DATA / "jsonl" / "v2.jsonl")),
+        read_run(str(DATA / "inspect" / "v2.json")),
+        read_run(str(DATA / "lm_eval" / "v2")),
+    ):
         assert run.records is not None
         patterns.append([(r.category, r.passed) for r in run.records])
     assert patterns[0] == patterns[1] == patterns[2]
@@ -208,9 +229,11 @@ def test_a_folder_with_two_runs_is_ambiguous(tmp_path: Path) -> None:
 
 
 def _runs(fmt: str = "jsonl") -> tuple[EvalRun, EvalRun]:
-    files = {"jsonl": ("jsonl/v1.jsonl", "jsonl/v2.jsonl"),
-             "inspect": ("inspect/v1.json", "inspect/v2.json"),
-             "lm_eval": ("lm_eval/v1", "lm_eval/v2")}[fmt]  # fmt: skip
+    files = {
+        "jsonl": ("jsonl/v1.jsonl", "jsonl/v2.jsonl"),
+        "inspect": ("inspect/v1.json", "inspect/v2.json"),
+        "lm_eval": ("lm_eval/v1", "lm_eval/v2"),
+    }[fmt]
     return read_run(str(DATA / files[0])), read_run(str(DATA / files[1]))
 
 
@@ -227,11 +250,13 @@ def test_pass_rates_per_category() -> None:
     rates = {r.category: r for r in pass_rates(*_runs())}
     assert rates[None].baseline == Proportion(12, 9)
     assert (rates["health"].baseline, rates["health"].candidate) == (
-        Proportion(3, 3), Proportion(3, 2)
-    )  # fmt: skip
+        Proportion(3, 3),
+        Proportion(3, 2),
+    )
     assert (rates["finance"].baseline, rates["finance"].candidate) == (
-        Proportion(2, 1), Proportion(2, 2)
-    )  # fmt: skip
+        Proportion(2, 1),
+        Proportion(2, 2),
+    )
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "inspect", "lm_eval"])
@@ -251,10 +276,18 @@ def test_tolerating_noise_needs_a_significant_excess_of_new_failures() -> None:
     (health,) = check_new_failures(base, cand, ["health"], tolerate_noise=True)
     assert health.ok  # one new failure, p = 0.5: not shown to be systematic
     # six new failures and no fix: p = 1/64 < 0.05
-    base6 = EvalRun("b", "jsonl", tuple(EvalRecord(f"s{i}", "health", True) for i in range(6)),
-                    {"health": Proportion(6, 6)})  # fmt: skip
-    cand6 = EvalRun("c", "jsonl", tuple(EvalRecord(f"s{i}", "health", False) for i in range(6)),
-                    {"health": Proportion(6, 0)})  # fmt: skip
+    base6 = EvalRun(
+        "b",
+        "jsonl",
+        tuple(EvalRecord(f"s{i}", "health", True) for i in range(6)),
+        {"health": Proportion(6, 6)},
+    )
+    cand6 = EvalRun(
+        "c",
+        "jsonl",
+        tuple(EvalRecord(f"s{i}", "health", False) for i in range(6)),
+        {"health": Proportion(6, 0)},
+    )
     (bad,) = check_new_failures(base6, cand6, ["health"], tolerate_noise=True)
     assert not bad.ok and bad.test.p_worse == pytest.approx(1 / 64)
 
@@ -315,34 +348,40 @@ def test_new_failures_account_for_the_change_in_passes(runs: tuple[EvalRun, Eval
 
 
 def test_measure_gives_pass_counts_per_arm_and_category() -> None:
-    source = EvalFileSource("evals", str(DATA / "jsonl" / "v1.jsonl"),
-                            str(DATA / "jsonl" / "v2.jsonl"))  # fmt: skip
-    fail_rate = _metric(name="eval_fail_rate", kind="proportion", event="not passed",
-                        worse="higher")  # fmt: skip
+    source = EvalFileSource(
+        "evals", str(DATA / "jsonl" / "v1.jsonl"), str(DATA / "jsonl" / "v2.jsonl")
+    )
+    fail_rate = _metric(
+        name="eval_fail_rate", kind="proportion", event="not passed", worse="higher"
+    )
     pass_rate = _metric(name="eval_pass_rate", kind="proportion", event="passed", worse="lower")
     mean_score = _metric(name="eval_score", kind="mean", value="score", worse="lower")
     out = source.measure(_request(fail_rate, pass_rate, mean_score))
     assert out.errors == {}
     assert out.stats[("eval_pass_rate", None)] == {
-        "control": Proportion(12, 9), "canary": Proportion(12, 10)
-    }  # fmt: skip
+        "control": Proportion(12, 9),
+        "canary": Proportion(12, 10),
+    }
     assert out.stats[("eval_fail_rate", None)]["canary"] == Proportion(12, 2)
     assert out.stats[("eval_fail_rate", ("category", "health"))] == {
-        "control": Proportion(3, 0), "canary": Proportion(3, 1)
-    }  # fmt: skip
+        "control": Proportion(3, 0),
+        "canary": Proportion(3, 1),
+    }
     assert out.arm_counts[None] == {"control": 12, "canary": 12}
     assert out.arm_counts[("category", "general")] == {"control": 4, "canary": 4}
     score = out.stats[("eval_score", None)]["control"]
     assert isinstance(score, Moments) and score.n == 12
-    assert score.sum == pytest.approx(sum([0.92, 0.93, 0.33, 0.95, 0.92, 0.93, 0.94, 0.34,
-                                           0.92, 0.93, 0.33, 0.95]))  # fmt: skip
+    assert score.sum == pytest.approx(
+        sum([0.92, 0.93, 0.33, 0.95, 0.92, 0.93, 0.94, 0.34, 0.92, 0.93, 0.33, 0.95])
+    )
     assert "v1.jsonl" in out.queries["eval_pass_rate"]
     assert "event: not passed" in out.queries["eval_fail_rate"]
 
 
 def test_measure_reports_a_bad_event_as_that_metrics_error() -> None:
-    source = EvalFileSource("evals", str(DATA / "jsonl" / "v1.jsonl"),
-                            str(DATA / "jsonl" / "v2.jsonl"))  # fmt: skip
+    source = EvalFileSource(
+        "evals", str(DATA / "jsonl" / "v1.jsonl"), str(DATA / "jsonl" / "v2.jsonl")
+    )
     typo = _metric(name="typo", kind="proportion", event="pased", worse="lower")
     good = _metric(name="good", kind="proportion", event="passed", worse="lower")
     mixed = _metric(name="mixed", kind="proportion", event="score > 'high'", worse="lower")
@@ -365,11 +404,13 @@ def test_measure_on_aggregate_only_results() -> None:
 
 
 def test_measure_refuses_runs_of_different_samples() -> None:
-    source = EvalFileSource("evals", str(DATA / "jsonl" / "v1.jsonl"),
-                            str(DATA / "jsonl" / "mismatch.jsonl"))  # fmt: skip
+    source = EvalFileSource(
+        "evals", str(DATA / "jsonl" / "v1.jsonl"), str(DATA / "jsonl" / "mismatch.jsonl")
+    )
     with pytest.raises(InvalidInput, match="expected the same samples"):
-        source.measure(_request(_metric(name="p", kind="proportion", event="passed",
-                                        worse="lower")))  # fmt: skip
+        source.measure(
+            _request(_metric(name="p", kind="proportion", event="passed", worse="lower"))
+        )
 
 
 def test_from_spec_resolves_paths_from_the_playbook_folder(tmp_path: Path) -> None:

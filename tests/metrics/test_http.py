@@ -89,15 +89,19 @@ class _Handler(BaseHTTPRequestHandler):
         ):
             self._reply(404, {"error": f"unknown {url.path} {query}"})
         else:
-            self._reply(200, _answer(query["variant"], query.get("category", ""),
-                                     query["from"], query["to"]))  # fmt: skip
+            self._reply(
+                200,
+                _answer(query["variant"], query.get("category", ""), query["from"], query["to"]),
+            )
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         self.seen.append({"path": self.path, "body": body, "auth": self.headers["Authorization"]})
         answer = _answer(body["variant"], "", body["from"], body["to"])
-        self._reply(200, {"result": [{"metric": body["metric"],
-                                      "stats": answer["metrics"][body["metric"]]}]})  # fmt: skip
+        self._reply(
+            200,
+            {"result": [{"metric": body["metric"], "stats": answer["metrics"][body["metric"]]}]},
+        )
 
 
 @pytest.fixture
@@ -116,8 +120,12 @@ def service() -> Iterator[tuple[str, list[dict[str, Any]]]]:
 
 
 def _metric(**kw: object) -> Metric:
-    base = {"group": "technical", "source": "quality", "worse": "higher",
-            "margin": {"relative": 0.1}}  # fmt: skip
+    base = {
+        "group": "technical",
+        "source": "quality",
+        "worse": "higher",
+        "margin": {"relative": 0.1},
+    }
     return Metric.model_validate({**base, **kw})
 
 
@@ -127,8 +135,14 @@ LATENCY = _metric(name="latency_ms", kind="quantile", q=0.95, query="$.metrics.l
 
 
 def _request(*metrics: Metric, dims: tuple[str, ...] = ()) -> MeasureRequest:
-    return MeasureRequest(metrics=metrics or (ERROR_RATE, COST, LATENCY), start=START, end=END,
-                          control="v1", canary="v2", dimensions=dims)  # fmt: skip
+    return MeasureRequest(
+        metrics=metrics or (ERROR_RATE, COST, LATENCY),
+        start=START,
+        end=END,
+        control="v1",
+        canary="v2",
+        dimensions=dims,
+    )
 
 
 GET_URL = "/v1/stats?variant={{variant}}&from={{start}}&to={{end}}&category={{segment.category}}"
@@ -176,8 +190,9 @@ def test_one_request_per_arm_serves_every_metric(
     assert seen[0]["query"]["to"] == "2026-03-02T11:00:00Z"
     assert seen[0]["query"]["category"] == ""  # overall: the segment placeholder is empty
     assert out.stats[("error_rate", None)] == {
-        "control": Proportion(4810, 12), "canary": Proportion(2031, 19)
-    }  # fmt: skip
+        "control": Proportion(4810, 12),
+        "canary": Proportion(2031, 19),
+    }
     assert out.stats[("cost_per_request", None)]["canary"] == Moments(2031, 2.0107, 0.0021)
     latency = out.stats[("latency_ms", None)]["control"]
     assert isinstance(latency, Histogram) and latency.n == 4810
@@ -194,14 +209,19 @@ def test_segment_placeholder_asks_once_per_listed_value(
     service: tuple[str, list[dict[str, Any]]],
 ) -> None:
     base, seen = service
-    source = HttpSource("quality", base + GET_URL, headers={"Authorization": f"Bearer {SECRET}"},
-                        segments={"category": ["health", "billing"]})  # fmt: skip
+    source = HttpSource(
+        "quality",
+        base + GET_URL,
+        headers={"Authorization": f"Bearer {SECRET}"},
+        segments={"category": ["health", "billing"]},
+    )
     out = source.measure(_request(ERROR_RATE, COST, dims=("category", "device")))
     assert out.errors == {}
     assert len(seen) == 6  # 2 arms x (all, health, billing); device is not in the template
     assert out.stats[("error_rate", ("category", "health"))] == {
-        "control": Proportion(610, 3), "canary": Proportion(255, 4)
-    }  # fmt: skip
+        "control": Proportion(610, 3),
+        "canary": Proportion(255, 4),
+    }
     assert out.arm_counts[("category", "billing")] == {"control": 980, "canary": 401}
     assert "(+ 4 segment requests)" in out.queries["error_rate"]
 
@@ -211,17 +231,26 @@ def test_post_body_template_per_metric(service: tuple[str, list[dict[str, Any]]]
     body = (
         '{"variant": "{{variant}}", "metric": "{{metric}}", "from": "{{start}}", "to": "{{end}}"}'
     )
-    source = HttpSource("quality", base + "/v1/query", method="POST", body=body,
-                        json_path="$.result[0].stats",
-                        headers={"Authorization": f"Bearer {SECRET}"})  # fmt: skip
+    source = HttpSource(
+        "quality",
+        base + "/v1/query",
+        method="POST",
+        body=body,
+        json_path="$.result[0].stats",
+        headers={"Authorization": f"Bearer {SECRET}"},
+    )
     # no `query:` on these metrics: the source's json_path finds their statistics
     error_rate = _metric(name="error_rate", kind="proportion", event="status = 'error'")
     cost = _metric(name="cost_per_request", kind="mean", value="cost_usd")
     out = source.measure(_request(error_rate, cost))
     assert out.errors == {}
     assert len(seen) == 4  # {{metric}} in the body: one request per metric and arm
-    assert seen[1]["body"] == {"variant": "v2", "metric": "error_rate",
-                               "from": "2026-03-02T09:00:00Z", "to": "2026-03-02T11:00:00Z"}  # fmt: skip
+    assert seen[1]["body"] == {
+        "variant": "v2",
+        "metric": "error_rate",
+        "from": "2026-03-02T09:00:00Z",
+        "to": "2026-03-02T11:00:00Z",
+    }
     assert out.stats[("error_rate", None)]["canary"] == Proportion(2031, 19)
     assert out.stats[("cost_per_request", None)]["control"] == Moments(4810, 5.7312, 0.0071)
     assert '"metric": "cost_per_request"' in out.queries["cost_per_request"]
@@ -248,8 +277,9 @@ def test_wrong_token_is_an_error_without_retrying(
     service: tuple[str, list[dict[str, Any]]],
 ) -> None:
     base, seen = service
-    source = HttpSource("quality", base + GET_URL, headers={"Authorization": "Bearer expired"},
-                        backoff=0)  # fmt: skip
+    source = HttpSource(
+        "quality", base + GET_URL, headers={"Authorization": "Bearer expired"}, backoff=0
+    )
     out = source.measure(_request(ERROR_RATE))
     assert "HTTP 401 (check the source's headers)" in out.errors["error_rate"]
     assert "missing or wrong token" in out.errors["error_rate"]
@@ -261,8 +291,13 @@ def test_wrong_token_is_an_error_without_retrying(
 
 
 def _source(handler: Callable[[httpx.Request], httpx.Response], **kw: Any) -> HttpSource:
-    return HttpSource("quality", "http://quality.internal" + GET_URL, backoff=0,
-                      transport=httpx.MockTransport(handler), **kw)  # fmt: skip
+    return HttpSource(
+        "quality",
+        "http://quality.internal" + GET_URL,
+        backoff=0,
+        transport=httpx.MockTransport(handler),
+        **kw,
+    )
 
 
 def test_500_storm_gives_up_after_the_retries() -> None:
@@ -275,9 +310,10 @@ def test_500_storm_gives_up_after_the_retries() -> None:
 
 
 def test_a_passing_5xx_is_retried() -> None:
-    answers = iter([httpx.Response(502, text="bad gateway")] + [
-        httpx.Response(200, json=_answer(v, "", "a", "b")) for v in ("v1", "v2")
-    ])  # fmt: skip
+    answers = iter(
+        [httpx.Response(502, text="bad gateway")]
+        + [httpx.Response(200, json=_answer(v, "", "a", "b")) for v in ("v1", "v2")]
+    )
     source = _source(lambda r: next(answers))
     out = source.measure(_request(ERROR_RATE))
     assert out.errors == {} and source.calls == 3
@@ -329,8 +365,11 @@ def test_missing_environment_variable_is_invalid_input(
 ) -> None:
     monkeypatch.delenv("QUALITY_TOKEN_UNSET", raising=False)
     with pytest.raises(InvalidInput, match="QUALITY_TOKEN_UNSET is not set"):
-        _from_playbook(tmp_path, '{kind: http, url: "http://q/s", '
-                       '"headers": {"Authorization": "Bearer ${QUALITY_TOKEN_UNSET}"}}')  # fmt: skip
+        _from_playbook(
+            tmp_path,
+            '{kind: http, url: "http://q/s", '
+            '"headers": {"Authorization": "Bearer ${QUALITY_TOKEN_UNSET}"}}',
+        )
 
 
 # ------------------------------------------------------------------ the answer contract
@@ -359,8 +398,10 @@ def test_plain_buckets_place_counts_at_upper_bounds() -> None:
 keys = st.text(alphabet="abcdefghijklmnopqrstuvwxyz_0123456789", min_size=1, max_size=8)
 
 
-@given(st.lists(st.one_of(keys, st.integers(min_value=0, max_value=3)), min_size=1, max_size=6),
-       st.integers())  # fmt: skip
+@given(
+    st.lists(st.one_of(keys, st.integers(min_value=0, max_value=3)), min_size=1, max_size=6),
+    st.integers(),
+)
 def test_find_returns_what_was_placed_at_the_path(steps: list[str | int], leaf: int) -> None:
     doc: Any = leaf
     path = ""

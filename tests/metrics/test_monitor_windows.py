@@ -27,8 +27,7 @@ DIMS = ("category", "device")
 
 
 def _metric(**kw: object) -> Metric:
-    base = {"group": "technical", "source": "r", "worse": "higher",
-            "margin": {"absolute": 0.01}}  # fmt: skip
+    base = {"group": "technical", "source": "r", "worse": "higher", "margin": {"absolute": 0.01}}
     return Metric.model_validate({**base, **kw})
 
 
@@ -44,8 +43,9 @@ def log(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, Request
     """Three hours with both variants throughout (so window filtering is what separates the
     arms), a new category ("agentic") in the recent window, some rows with no category, and
     rows of an unknown variant in each window."""
-    frame = simulate.generate("healthy", START, RECENT[1], requests_per_hour=9_000,
-                              canary_percent=40, seed=21)  # fmt: skip
+    frame = simulate.generate(
+        "healthy", START, RECENT[1], requests_per_hour=9_000, canary_percent=40, seed=21
+    )
     frame["category"] = frame["category"].astype(object)
     rng = np.random.default_rng(4)
     recent = frame.ts >= pd.Timestamp(RECENT[0])
@@ -183,14 +183,17 @@ def test_many_segment_values_pick_the_largest_over_both_arms(
     counts = both.category.fillna("(missing)").value_counts()
     top = sorted(counts.index, key=lambda v: (-counts[v], v))[:4]
     assert {k[1][1] for k in m.stats if k[0] == "err" and k[1] and k[1][0] == "category"} == {
-        *top, "(other)",
-    }  # fmt: skip
+        *top,
+        "(other)",
+    }
 
 
 def test_segment_mix_counts_each_window(log: tuple[pd.DataFrame, RequestLogSource]) -> None:
     frame, source = log
-    for window, control in ((BASELINE, _rows(frame, "v1", BASELINE)),
-                            (None, _rows(frame, "v1", RECENT))):  # fmt: skip
+    for window, control in (
+        (BASELINE, _rows(frame, "v1", BASELINE)),
+        (None, _rows(frame, "v1", RECENT)),
+    ):
         mix = source.segment_mix(_request(control_window=window, dimensions=(*DIMS, "nope")))
         canary = _rows(frame, "v2", RECENT)
         assert set(mix) == set(DIMS)

@@ -78,22 +78,34 @@ def write_playbook(root: Path, url: str, log: Path, fields: dict[str, str]) -> P
     return path
 
 
-def request_for(loaded: LoadedPlaybook, source: str, start: datetime, end: datetime,
-                **extra: Any) -> MeasureRequest:  # fmt: skip
+def request_for(
+    loaded: LoadedPlaybook, source: str, start: datetime, end: datetime, **extra: Any
+) -> MeasureRequest:
     pb = loaded.playbook
     return MeasureRequest(
-        metrics=tuple(m for m in pb.metrics if m.source == source), start=start, end=end,
-        control="v1", canary="v2", dimensions=tuple(pb.segments.dimensions), **extra,
-    )  # fmt: skip
+        metrics=tuple(m for m in pb.metrics if m.source == source),
+        start=start,
+        end=end,
+        control="v1",
+        canary="v2",
+        dimensions=tuple(pb.segments.dimensions),
+        **extra,
+    )
 
 
-def judge(loaded: LoadedPlaybook, source: str, start: datetime, end: datetime
-          ) -> tuple[gate.GateResult, Measurement]:  # fmt: skip
+def judge(
+    loaded: LoadedPlaybook, source: str, start: datetime, end: datetime
+) -> tuple[gate.GateResult, Measurement]:
     measurement = build_source(source, loaded).measure(request_for(loaded, source, start, end))
     result = gate.evaluate(
-        loaded.playbook, 0, {source: measurement}, {}, stage_started=start, now=end,
+        loaded.playbook,
+        0,
+        {source: measurement},
+        {},
+        stage_started=start,
+        now=end,
         consecutive_errors=0,
-    )  # fmt: skip
+    )
     return result, measurement
 
 
@@ -109,8 +121,9 @@ def prom_playbook(tmp_path: Path, server_url: str, traffic: Traffic) -> LoadedPl
 # ---------------------------------------------------------------- against real servers
 
 
-def test_counts_are_exact_per_arm_and_segment(prom_playbook: LoadedPlaybook, traffic: Traffic
-                                              ) -> None:  # fmt: skip
+def test_counts_are_exact_per_arm_and_segment(
+    prom_playbook: LoadedPlaybook, traffic: Traffic
+) -> None:
     source = build_source("prom", prom_playbook)
     m = source.measure(request_for(prom_playbook, "prom", T0, at(1)))
     assert not m.errors
@@ -153,8 +166,9 @@ def test_gate_passes_in_the_first_hour_and_fails_after(prom_playbook: LoadedPlay
     assert overall.query == m.queries["error_rate"] and "[10800s]" in overall.query
 
 
-def test_quantile_from_buckets_within_bucket_resolution(prom_playbook: LoadedPlaybook,
-                                                        traffic: Traffic) -> None:  # fmt: skip
+def test_quantile_from_buckets_within_bucket_resolution(
+    prom_playbook: LoadedPlaybook, traffic: Traffic
+) -> None:
     m = build_source("prom", prom_playbook).measure(request_for(prom_playbook, "prom", T0, at(3)))
     frame = traffic.requests
     width = 1.2  # neighbouring bucket bounds differ by 20%
@@ -190,8 +204,10 @@ def test_same_verdicts_as_the_request_log(
 
 def test_real_prometheus_rejects_a_bad_query(tmp_path: Path, prometheus_url: str) -> None:
     source = PrometheusSource("prom", prometheus_url)
-    broken = metric(query='sum by ({{by}}) (increase(llm_requests_total{variant=~"{{variant}}"}'
-                    "[{{window}}])", event='status="error"')  # fmt: skip
+    broken = metric(
+        query='sum by ({{by}}) (increase(llm_requests_total{variant=~"{{variant}}"}[{{window}}])',
+        event='status="error"',
+    )
     m = source.measure(make_request(broken))
     assert "bad_data" in m.errors["error_rate"]
     assert "llm_requests_total" in m.errors["error_rate"]  # the query is shown
@@ -220,17 +236,22 @@ def test_per_arm_template_and_stage_scope(prometheus_url: str, traffic: Traffic)
         assert m.stats[("error_rate", ("language", "en"))][arm].n == len(en)
 
 
-def test_mean_from_a_histogram_and_from_sum_and_count(prometheus_url: str, traffic: Traffic
-                                                      ) -> None:  # fmt: skip
+def test_mean_from_a_histogram_and_from_sum_and_count(
+    prometheus_url: str, traffic: Traffic
+) -> None:
     from_buckets = metric(kind="mean", histogram=BUCKETS, name="mean_latency")
     sum_count = Metric(
-        name="mean_latency_exact", group="technical", source="prom", kind="mean",
+        name="mean_latency_exact",
+        group="technical",
+        source="prom",
+        kind="mean",
         query='sum by ({{by}}) (increase(llm_request_duration_seconds_sum{variant=~"{{variant}}"}'
-              "[{{window}}]))",
+        "[{{window}}]))",
         total='sum by ({{by}}) (increase(llm_request_duration_seconds_count{variant=~"{{variant}}"}'
-              "[{{window}}]))",
-        worse="higher", margin={"relative": 0.1},
-    )  # fmt: skip
+        "[{{window}}]))",
+        worse="higher",
+        margin={"relative": 0.1},
+    )
     source = PrometheusSource("prom", prometheus_url)
     m = source.measure(make_request(from_buckets, sum_count, end=at(1)))
     assert not m.errors, m.errors
@@ -251,9 +272,9 @@ def test_mean_from_a_histogram_and_from_sum_and_count(prometheus_url: str, traff
     # Alone, the _count increase gives the gate its request counts (no "no data" hold).
     alone = source.measure(make_request(sum_count, end=at(1)))
     assert alone.arm_counts[None] == {
-        arm: int((frame.variant == variant).sum()) for arm, variant in (("control", "v1"),
-                                                                          ("canary", "v2"))
-    }  # fmt: skip
+        arm: int((frame.variant == variant).sum())
+        for arm, variant in (("control", "v1"), ("canary", "v2"))
+    }
 
 
 def test_unreachable_server_is_a_backend_error() -> None:
@@ -288,31 +309,54 @@ def test_cli_gate_against_prometheus(
 
 def metric(**fields: Any) -> Metric:
     base: dict[str, Any] = {
-        "name": "error_rate", "group": "technical", "source": "prom", "kind": "proportion",
-        "query": COUNTER, "event": 'status="error"', "worse": "higher",
+        "name": "error_rate",
+        "group": "technical",
+        "source": "prom",
+        "kind": "proportion",
+        "query": COUNTER,
+        "event": 'status="error"',
+        "worse": "higher",
         "margin": {"absolute": 0.01},
-    }  # fmt: skip
+    }
     base.update(fields)
     return Metric(**base)
 
 
-def make_request(*metrics: Metric, end: datetime | None = None, dimensions: tuple[str, ...] = (),
-                 scope: expr.Node | None = None) -> MeasureRequest:  # fmt: skip
-    return MeasureRequest(metrics=metrics, start=T0, end=end or at(1), control="v1",
-                          canary="v2", dimensions=dimensions, scope=scope)  # fmt: skip
+def make_request(
+    *metrics: Metric,
+    end: datetime | None = None,
+    dimensions: tuple[str, ...] = (),
+    scope: expr.Node | None = None,
+) -> MeasureRequest:
+    return MeasureRequest(
+        metrics=metrics,
+        start=T0,
+        end=end or at(1),
+        control="v1",
+        canary="v2",
+        dimensions=dimensions,
+        scope=scope,
+    )
 
 
 def vector(*series: tuple[dict[str, str], str]) -> dict[str, Any]:
     return {
         "status": "success",
-        "data": {"resultType": "vector",
-                 "result": [{"metric": labels, "value": [1.0, v]} for labels, v in series]},
-    }  # fmt: skip
+        "data": {
+            "resultType": "vector",
+            "result": [{"metric": labels, "value": [1.0, v]} for labels, v in series],
+        },
+    }
 
 
 def mocked(handler: Callable[[httpx.Request], httpx.Response], **kw: Any) -> PrometheusSource:
-    return PrometheusSource("prom", "http://prometheus.test", backoff=0.001,
-                            transport=httpx.MockTransport(handler), **kw)  # fmt: skip
+    return PrometheusSource(
+        "prom",
+        "http://prometheus.test",
+        backoff=0.001,
+        transport=httpx.MockTransport(handler),
+        **kw,
+    )
 
 
 def answering(body: Any, status: int = 200) -> Callable[[httpx.Request], httpx.Response]:
@@ -333,19 +377,29 @@ def test_500_storm_is_retried_then_an_error() -> None:
 
 
 def test_500_then_success_recovers() -> None:
-    answers = [httpx.Response(500, text="busy"),
-               httpx.Response(200, json=vector(({"variant": "v1", "status": "ok"}, "90"),
-                                               ({"variant": "v1", "status": "error"}, "10"),
-                                               ({"variant": "v2", "status": "ok"}, "20")))]  # fmt: skip
+    answers = [
+        httpx.Response(500, text="busy"),
+        httpx.Response(
+            200,
+            json=vector(
+                ({"variant": "v1", "status": "ok"}, "90"),
+                ({"variant": "v1", "status": "error"}, "10"),
+                ({"variant": "v2", "status": "ok"}, "20"),
+            ),
+        ),
+    ]
     source = mocked(lambda request: answers.pop(0))
     m = source.measure(make_request(metric()))
     assert source.calls == 2 and not m.errors
-    assert m.stats[("error_rate", None)] == {"control": Proportion(100, 10),
-                                              "canary": Proportion(20, 0)}  # fmt: skip
+    assert m.stats[("error_rate", None)] == {
+        "control": Proportion(100, 10),
+        "canary": Proportion(20, 0),
+    }
 
 
-def test_401_is_not_retried_and_the_token_is_not_shown(monkeypatch: pytest.MonkeyPatch,
-                                                      tmp_path: Path) -> None:  # fmt: skip
+def test_401_is_not_retried_and_the_token_is_not_shown(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     seen: list[str] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -354,8 +408,11 @@ def test_401_is_not_retried_and_the_token_is_not_shown(monkeypatch: pytest.Monke
 
     monkeypatch.setenv("PROM_TOKEN", "s3cret-token")
     path = tmp_path / "p.yaml"
-    path.write_text(PLAYBOOK.format(url="http://prometheus.test", log="x.parquet", **PROM_FIELDS)
-                    .replace("timeout: 5s", "timeout: 5s, bearer_token_env: PROM_TOKEN"))  # fmt: skip
+    path.write_text(
+        PLAYBOOK.format(url="http://prometheus.test", log="x.parquet", **PROM_FIELDS).replace(
+            "timeout: 5s", "timeout: 5s, bearer_token_env: PROM_TOKEN"
+        )
+    )
     source = build_source("prom", load_playbook(path))
     assert isinstance(source, PrometheusSource)
     source.transport = httpx.MockTransport(handler)
@@ -367,8 +424,11 @@ def test_401_is_not_retried_and_the_token_is_not_shown(monkeypatch: pytest.Monke
 
 def test_basic_auth_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     path = tmp_path / "p.yaml"
-    path.write_text(PLAYBOOK.format(url="http://prometheus.test", log="x.parquet", **PROM_FIELDS)
-                    .replace("timeout: 5s", "timeout: 5s, basic_auth_env: PROM_BASIC"))  # fmt: skip
+    path.write_text(
+        PLAYBOOK.format(url="http://prometheus.test", log="x.parquet", **PROM_FIELDS).replace(
+            "timeout: 5s", "timeout: 5s, basic_auth_env: PROM_BASIC"
+        )
+    )
     loaded = load_playbook(path)
     with pytest.raises(InvalidInput, match="PROM_BASIC is not set"):
         build_source("prom", loaded)
@@ -410,32 +470,52 @@ def test_timeout_is_an_error_not_a_crash() -> None:
     ("body", "status", "expected"),
     [
         ("<html>gateway</html>", 200, "not JSON"),
-        ({"status": "error", "errorType": "execution", "error": "query timed out"}, 422,
-         "execution: query timed out"),
+        (
+            {"status": "error", "errorType": "execution", "error": "query timed out"},
+            422,
+            "execution: query timed out",
+        ),
         (vector(), 200, "empty result"),
         (vector(({"variant": "v1", "status": "ok"}, "NaN")), 200, "value nan"),
-        (vector(({"variant": "v1", "status": "ok", "pod": "a"}, "1"),
-                ({"variant": "v1", "status": "ok", "pod": "b"}, "2")), 200,
-         "multiple series where one was expected (control, differing in pod)"),
+        (
+            vector(
+                ({"variant": "v1", "status": "ok", "pod": "a"}, "1"),
+                ({"variant": "v1", "status": "ok", "pod": "b"}, "2"),
+            ),
+            200,
+            "multiple series where one was expected (control, differing in pod)",
+        ),
         (vector(({"variant": "v1"}, "10")), 200, "no series has the label 'status'"),
         ({"status": "success", "data": {"resultType": "matrix"}}, 200, "unexpected answer"),
     ],
-)  # fmt: skip
+)
 def test_bad_answers_become_measurement_errors(body: Any, status: int, expected: str) -> None:
     m = mocked(answering(body, status)).measure(make_request(metric()))
     assert expected in m.errors["error_rate"], m.errors
     assert "llm_requests_total" in m.errors["error_rate"]  # the rendered query is shown
     result = gate.evaluate(
-        playbook_for(metric()), 0, {"prom": m}, {}, stage_started=T0, now=at(1),
+        playbook_for(metric()),
+        0,
+        {"prom": m},
+        {},
+        stage_started=T0,
+        now=at(1),
         consecutive_errors=0,
-    )  # fmt: skip
+    )
     assert result.verdict != "pass" and result.errors == 1
 
 
 def test_histogram_without_le_is_an_error() -> None:
     body = vector(({"variant": "v1"}, "100"), ({"variant": "v2"}, "20"))
-    quantile = metric(name="p95", kind="quantile", q=0.95, query=None, event=None,
-                      histogram=BUCKETS, margin={"relative": 0.1})  # fmt: skip
+    quantile = metric(
+        name="p95",
+        kind="quantile",
+        q=0.95,
+        query=None,
+        event=None,
+        histogram=BUCKETS,
+        margin={"relative": 0.1},
+    )
     m = mocked(answering(body)).measure(make_request(quantile))
     assert "without an `le` label" in m.errors["p95"]
 
@@ -459,13 +539,21 @@ def test_unknown_placeholder_and_missing_variant_are_errors() -> None:
 def playbook_for(*metrics: Metric) -> Any:
     from rolloutctl.playbook.model import Playbook
 
-    return Playbook.model_validate({
-        "rollout": "faults",
-        "flag": {"backend": "file", "path": "f.json", "key": "k", "control": "v1", "canary": "v2"},
-        "sources": {"prom": {"kind": "prometheus", "url": "http://prometheus.test"}},
-        "metrics": [m.model_dump(exclude_none=True) for m in metrics],
-        "stages": [{"name": "c1", "traffic": 20, "min_duration": "1h"}],
-    })  # fmt: skip
+    return Playbook.model_validate(
+        {
+            "rollout": "faults",
+            "flag": {
+                "backend": "file",
+                "path": "f.json",
+                "key": "k",
+                "control": "v1",
+                "canary": "v2",
+            },
+            "sources": {"prom": {"kind": "prometheus", "url": "http://prometheus.test"}},
+            "metrics": [m.model_dump(exclude_none=True) for m in metrics],
+            "stages": [{"name": "c1", "traffic": 20, "min_duration": "1h"}],
+        }
+    )
 
 
 # ---------------------------------------------------------------- pure parts
@@ -516,12 +604,19 @@ def test_bad_event_matchers(text: str) -> None:
 
 def test_rendering_pins_window_and_escapes_arm_names() -> None:
     source = PrometheusSource("prom", "http://prometheus.test")
-    request = MeasureRequest(metrics=(), start=T0, end=T0 + timedelta(hours=3, minutes=15),
-                             control="gpt-4.1", canary='new"one')  # fmt: skip
+    request = MeasureRequest(
+        metrics=(),
+        start=T0,
+        end=T0 + timedelta(hours=3, minutes=15),
+        control="gpt-4.1",
+        canary='new"one',
+    )
     text = source.render(
-        'x{model=~"{{variant}}"}[{{window}}] {{start}} {{end}} by ({{by}})', request,
-        ["model", "category"], None,
-    )  # fmt: skip
+        'x{model=~"{{variant}}"}[{{window}}] {{start}} {{end}} by ({{by}})',
+        request,
+        ["model", "category"],
+        None,
+    )
     assert text == (
         f'x{{model=~"gpt-4\\\\.1|new\\"one"}}[11700s] {int(T0.timestamp())} '
         f"{int(T0.timestamp()) + 11700} by (model, category)"
@@ -551,10 +646,22 @@ def test_plan_shows_the_exact_queries_without_sending_any(tmp_path: Path) -> Non
         "  - {name: c1, traffic: 10, min_duration: 2h}\n"
     )
     proc = subprocess.run(
-        [sys.executable, "-m", "rolloutctl", "--json", "--now", "2026-03-02T12:00:00Z", "plan",
-         str(playbook)],
-        capture_output=True, text=True, env=cli_env(tmp_path), cwd=tmp_path, timeout=60,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "rolloutctl",
+            "--json",
+            "--now",
+            "2026-03-02T12:00:00Z",
+            "plan",
+            str(playbook),
+        ],
+        capture_output=True,
+        text=True,
+        env=cli_env(tmp_path),
+        cwd=tmp_path,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     (query,) = json.loads(proc.stdout)["stages"][0]["metrics"][0]["queries"]
     assert query == (
@@ -565,7 +672,11 @@ def test_plan_shows_the_exact_queries_without_sending_any(tmp_path: Path) -> Non
     playbook.write_text(text)
     unset = subprocess.run(
         [sys.executable, "-m", "rolloutctl", "--json", "plan", str(playbook)],
-        capture_output=True, text=True, env=cli_env(tmp_path), cwd=tmp_path, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=cli_env(tmp_path),
+        cwd=tmp_path,
+        timeout=60,
+    )
     assert unset.returncode == 0, unset.stderr
     assert "queries" not in json.loads(unset.stdout)["stages"][0]["metrics"][0]

@@ -21,8 +21,7 @@ START = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def _metric(**kw: object) -> Metric:
-    base = {"group": "technical", "source": "r", "worse": "higher",
-            "margin": {"absolute": 0.01}}  # fmt: skip
+    base = {"group": "technical", "source": "r", "worse": "higher", "margin": {"absolute": 0.01}}
     return Metric.model_validate({**base, **kw})
 
 
@@ -36,8 +35,14 @@ METRICS = (
 
 @pytest.mark.parametrize("suffix", [".parquet", ".jsonl", ".csv"])
 def test_statistics_match_pandas(tmp_path: Path, suffix: str) -> None:
-    frame = simulate.generate("healthy", START, START + timedelta(hours=1),
-                              requests_per_hour=8_000, canary_percent=30, seed=3)  # fmt: skip
+    frame = simulate.generate(
+        "healthy",
+        START,
+        START + timedelta(hours=1),
+        requests_per_hour=8_000,
+        canary_percent=30,
+        seed=3,
+    )
     path = simulate.write(frame, tmp_path / f"log{suffix}")
     source = RequestLogSource("r", [str(path)])
     end = START + timedelta(minutes=40)  # a window shorter than the log
@@ -107,8 +112,14 @@ def test_unreadable_and_missing_logs_are_invalid_input(tmp_path: Path) -> None:
 
 def test_series_looks_equal_separate_measurements(tmp_path: Path) -> None:
     """backtest's one-pass series: each cumulative look equals measuring up to that look."""
-    frame = simulate.generate("healthy", START, START + timedelta(hours=2),
-                              requests_per_hour=6_000, canary_percent=20, seed=5)  # fmt: skip
+    frame = simulate.generate(
+        "healthy",
+        START,
+        START + timedelta(hours=2),
+        requests_per_hour=6_000,
+        canary_percent=20,
+        seed=5,
+    )
     path = simulate.write(frame, tmp_path / "log.parquet")
     source = RequestLogSource("r", [str(path)])
     end = START + timedelta(minutes=100)
@@ -117,8 +128,9 @@ def test_series_looks_equal_separate_measurements(tmp_path: Path) -> None:
     assert [t for t, _ in series][-2:] == [START + timedelta(minutes=90), end]
     assert len(series) == 7
     for look_end, look in (series[0], series[3], series[-1]):
-        direct = source.measure(MeasureRequest(METRICS, START, look_end, "v1", "v2",
-                                               ("category", "device")))  # fmt: skip
+        direct = source.measure(
+            MeasureRequest(METRICS, START, look_end, "v1", "v2", ("category", "device"))
+        )
         assert look.arm_counts == direct.arm_counts
         assert look.unit_counts == direct.unit_counts
         for key, arms in direct.stats.items():

@@ -52,12 +52,16 @@ def test_every_problem_is_located_with_a_suggestion(tmp_path: Path) -> None:
         load_playbook(path)
     problems = info.value.problems
     assert f"{path}:6:3: analysis.alpah: unknown key 'alpah'; did you mean 'alpha'?" in problems
-    assert any(p.startswith(f"{path}:9:") and "metrics[1].group: expected" in p
-               and "(got 'tech')" in p for p in problems)  # fmt: skip
+    assert any(
+        p.startswith(f"{path}:9:") and "metrics[1].group: expected" in p and "(got 'tech')" in p
+        for p in problems
+    )
     assert any(":11:" in p and "min_duration" in p and "30s, 15m, 2h" in p for p in problems)
     # Cross-reference checks run beside the schema's, so one pass shows everything.
-    assert any(p.startswith(f"{path}:8:") and "unknown source 'reqs'; did you mean 'req'?" in p
-               for p in problems)  # fmt: skip
+    assert any(
+        p.startswith(f"{path}:8:") and "unknown source 'reqs'; did you mean 'req'?" in p
+        for p in problems
+    )
     assert len(problems) == 4
 
 
@@ -89,19 +93,31 @@ stages:
 @pytest.mark.parametrize(
     ("flag", "expected"),
     [
-        ("{backend: gateway, path: g.yaml, key: k, control: a, canary: b}",
-         ["8:37: stages[0].scope: the gateway flag backend cannot limit a stage",
-          "9:35: stages[1].scope: the gateway flag backend cannot limit a stage"]),
-        ("{backend: launchdarkly, project: p, environment: e, key: k, control: a, canary: b}",
-         ["8:37: stages[0].scope: the launchdarkly flag backend cannot limit",
-          "9:35: stages[1].scope: the launchdarkly flag backend cannot limit"]),
-        ("{backend: unleash, url: 'http://u', environment: e, key: k, control: a, canary: b}",
-         ["8:25: stages[0].traffic: Unleash rolls out in whole percents; 0.5% is not one",
-          "8:37: stages[0].scope: \"category = 'chat' or device = 'ios'\": `or` cannot "
-          "be an Unleash constraint"]),
+        (
+            "{backend: gateway, path: g.yaml, key: k, control: a, canary: b}",
+            [
+                "8:37: stages[0].scope: the gateway flag backend cannot limit a stage",
+                "9:35: stages[1].scope: the gateway flag backend cannot limit a stage",
+            ],
+        ),
+        (
+            "{backend: launchdarkly, project: p, environment: e, key: k, control: a, canary: b}",
+            [
+                "8:37: stages[0].scope: the launchdarkly flag backend cannot limit",
+                "9:35: stages[1].scope: the launchdarkly flag backend cannot limit",
+            ],
+        ),
+        (
+            "{backend: unleash, url: 'http://u', environment: e, key: k, control: a, canary: b}",
+            [
+                "8:25: stages[0].traffic: Unleash rolls out in whole percents; 0.5% is not one",
+                "8:37: stages[0].scope: \"category = 'chat' or device = 'ios'\": `or` cannot "
+                "be an Unleash constraint",
+            ],
+        ),
         ("{backend: file, path: f.json, key: k, control: a, canary: b}", []),
     ],
-)  # fmt: skip
+)
 def test_what_the_flag_backend_cannot_do_is_found_by_validate(
     tmp_path: Path, flag: str, expected: list[str]
 ) -> None:

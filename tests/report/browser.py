@@ -237,9 +237,17 @@ class ReportBrowser:
             Path(folder).mkdir(parents=True, exist_ok=True)
             shutil.copy2(screenshot, Path(folder) / screenshot.name)
         return Rendered(
-            url, screenshot, float(timing), console, page_errors, requests, aborted, dialogs,
-            text, active,
-        )  # fmt: skip
+            url,
+            screenshot,
+            float(timing),
+            console,
+            page_errors,
+            requests,
+            aborted,
+            dialogs,
+            text,
+            active,
+        )
 
     def close(self) -> list[int]:
         """Stop the browser and the driver; kills and returns any Chromium PID still alive."""

@@ -56,10 +56,21 @@ class Demo:
     def gate_report(self, rollout: str, verdict: str) -> Path:
         """The last gate report of `rollout` with that verdict, found through `history`."""
         proc = subprocess.run(
-            [sys.executable, "-m", "rolloutctl", "--state-dir", str(self.state), "--json",
-             "history", rollout],
-            capture_output=True, text=True, timeout=60, check=True,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "rolloutctl",
+                "--state-dir",
+                str(self.state),
+                "--json",
+                "history",
+                rollout,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
         reports = [
             e["verdict"]["report"]
             for e in json.loads(proc.stdout)["events"]
@@ -73,10 +84,22 @@ class Demo:
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
     root = tmp_path_factory.mktemp("demo")
     proc = subprocess.run(
-        [sys.executable, "-m", "rolloutctl", "--reports-dir", str(root / "reports"), "demo",
-         "--workdir", str(root / "work")],
-        capture_output=True, text=True, env=cli_env(root), cwd=root, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "rolloutctl",
+            "--reports-dir",
+            str(root / "reports"),
+            "demo",
+            "--workdir",
+            str(root / "work"),
+        ],
+        capture_output=True,
+        text=True,
+        env=cli_env(root),
+        cwd=root,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return Demo(root / "reports", root / "work" / "state")
 
@@ -137,9 +160,13 @@ def test_hostile_playbook_and_log_text_is_shown_never_run(
         metric["title"], metric["per_segment"] = title, True
     write_playbook(ws, {"segments": {"dimensions": ["category", "device"]}}, metrics)
     frame = simulate.generate(
-        "healthy", START, START + timedelta(hours=2), requests_per_hour=2_000,
-        canary_percent=20, seed=7,
-    )  # fmt: skip
+        "healthy",
+        START,
+        START + timedelta(hours=2),
+        requests_per_hour=2_000,
+        canary_percent=20,
+        seed=7,
+    )
     frame["category"] = frame["category"].replace(
         {"health": SCRIPT, "shopping": IMG, "travel": LONG}
     )
@@ -161,24 +188,55 @@ def test_hostile_playbook_and_log_text_is_shown_never_run(
 
 SEGMENTS = 20
 METRIC_SHAPES: list[dict[str, Any]] = [
-    {"kind": "proportion", "event": "status = 'error'", "worse": "higher",
-     "margin": {"absolute": 0.01}},
-    {"kind": "proportion", "event": "hallucination", "worse": "higher",
-     "margin": {"absolute": 0.01}},
-    {"kind": "proportion", "event": "task_completed", "worse": "lower",
-     "margin": {"absolute": 0.02}},
-    {"kind": "proportion", "event": "citation_grounded", "worse": "lower",
-     "margin": {"absolute": 0.02}},
+    {
+        "kind": "proportion",
+        "event": "status = 'error'",
+        "worse": "higher",
+        "margin": {"absolute": 0.01},
+    },
+    {
+        "kind": "proportion",
+        "event": "hallucination",
+        "worse": "higher",
+        "margin": {"absolute": 0.01},
+    },
+    {
+        "kind": "proportion",
+        "event": "task_completed",
+        "worse": "lower",
+        "margin": {"absolute": 0.02},
+    },
+    {
+        "kind": "proportion",
+        "event": "citation_grounded",
+        "worse": "lower",
+        "margin": {"absolute": 0.02},
+    },
     {"kind": "mean", "value": "latency_ms", "worse": "higher", "margin": {"relative": 0.1}},
     {"kind": "mean", "value": "cost_usd", "worse": "higher", "margin": {"relative": 0.2}},
     {"kind": "mean", "value": "output_tokens", "worse": "higher", "margin": {"relative": 0.2}},
-    {"kind": "quantile", "value": "latency_ms", "q": 0.9, "worse": "higher",
-     "margin": {"relative": 0.15}},
-    {"kind": "quantile", "value": "ttft_ms", "q": 0.5, "worse": "higher",
-     "margin": {"relative": 0.15}},
-    {"kind": "ratio", "numerator": "cost_usd", "denominator": "output_tokens",
-     "worse": "higher", "margin": {"relative": 0.2}},
-]  # fmt: skip
+    {
+        "kind": "quantile",
+        "value": "latency_ms",
+        "q": 0.9,
+        "worse": "higher",
+        "margin": {"relative": 0.15},
+    },
+    {
+        "kind": "quantile",
+        "value": "ttft_ms",
+        "q": 0.5,
+        "worse": "higher",
+        "margin": {"relative": 0.15},
+    },
+    {
+        "kind": "ratio",
+        "numerator": "cost_usd",
+        "denominator": "output_tokens",
+        "worse": "higher",
+        "margin": {"relative": 0.2},
+    },
+]
 GROUPS = ("quality", "technical", "product", "safety")
 
 
@@ -189,22 +247,35 @@ def fifty_by_twenty_report(ws: Workspace) -> tuple[Path, dict[str, Any], list[st
     for i in range(50):
         shape = METRIC_SHAPES[i % len(METRIC_SHAPES)]
         metrics.append(
-            {"name": f"m{i:02d}_{shape['kind']}", "title": f"Metric {i} ({shape['kind']})",
-             "group": GROUPS[i % len(GROUPS)], "source": "requests", "per_segment": True,
-             **shape}
-        )  # fmt: skip
+            {
+                "name": f"m{i:02d}_{shape['kind']}",
+                "title": f"Metric {i} ({shape['kind']})",
+                "group": GROUPS[i % len(GROUPS)],
+                "source": "requests",
+                "per_segment": True,
+                **shape,
+            }
+        )
     change = {
         "segments": {"dimensions": ["category"]},
-        "analysis": {"min_samples_per_arm": 500, "min_samples_per_segment": 30,
-                     "expected_samples_per_arm": 2_000, "max_segments": 60},
+        "analysis": {
+            "min_samples_per_arm": 500,
+            "min_samples_per_segment": 30,
+            "expected_samples_per_arm": 2_000,
+            "max_segments": 60,
+        },
         "stages": [{"name": "half", "traffic": 50, "min_duration": "1h"}],
         "triggers": [],
-    }  # fmt: skip
+    }
     write_playbook(ws, change, metrics)
     frame = simulate.generate(
-        "healthy", START, START + timedelta(hours=1), requests_per_hour=4_000,
-        canary_percent=50, seed=11,
-    )  # fmt: skip
+        "healthy",
+        START,
+        START + timedelta(hours=1),
+        requests_per_hour=4_000,
+        canary_percent=50,
+        seed=11,
+    )
     topics = [f"topic-{i:02d}" for i in range(SEGMENTS)]
     frame["category"] = [topics[i % SEGMENTS] for i in range(len(frame))]
     write_log(ws, frame)

@@ -36,25 +36,58 @@ SEGMENTS = ("health", *FAILING, BREAKS)
 
 PLAYBOOK: dict[str, Any] = {
     "rollout": "ai-search-answer-v3",
-    "flag": {"backend": "file", "path": "flags.json", "key": "answer-model",
-             "control": "v1", "canary": "v2"},
+    "flag": {
+        "backend": "file",
+        "path": "flags.json",
+        "key": "answer-model",
+        "control": "v1",
+        "canary": "v2",
+    },
     "sources": {"requests": {"kind": "requestlog", "path": "data/*.parquet"}},
     "segments": {"dimensions": ["category"], "critical": {"category": ["health"]}},
-    "analysis": {"min_samples_per_arm": 1000, "min_samples_per_segment": 200,
-                 "expected_samples_per_arm": 10000, "pass_requires": "no_failure"},
+    "analysis": {
+        "min_samples_per_arm": 1000,
+        "min_samples_per_segment": 200,
+        "expected_samples_per_arm": 10000,
+        "pass_requires": "no_failure",
+    },
     "metrics": [
-        {"name": "error_rate", "group": "technical", "source": "requests", "kind": "proportion",
-         "event": "status = 'error'", "worse": "higher", "margin": {"absolute": 0.01},
-         "critical": True},
-        {"name": "cost_per_request", "group": "technical", "source": "requests", "kind": "mean",
-         "value": "cost_usd", "worse": "higher", "margin": {"relative": 0.5}, "limit": 0.01},
-        {"name": "unsafe_answer_rate", "title": TITLE, "group": "safety", "source": "requests",
-         "kind": "proportion", "event": "safety_violation", "worse": "higher",
-         "margin": {"absolute": 0.002}, "critical": True, "per_segment": True},
+        {
+            "name": "error_rate",
+            "group": "technical",
+            "source": "requests",
+            "kind": "proportion",
+            "event": "status = 'error'",
+            "worse": "higher",
+            "margin": {"absolute": 0.01},
+            "critical": True,
+        },
+        {
+            "name": "cost_per_request",
+            "group": "technical",
+            "source": "requests",
+            "kind": "mean",
+            "value": "cost_usd",
+            "worse": "higher",
+            "margin": {"relative": 0.5},
+            "limit": 0.01,
+        },
+        {
+            "name": "unsafe_answer_rate",
+            "title": TITLE,
+            "group": "safety",
+            "source": "requests",
+            "kind": "proportion",
+            "event": "safety_violation",
+            "worse": "higher",
+            "margin": {"absolute": 0.002},
+            "critical": True,
+            "per_segment": True,
+        },
     ],
     "stages": [{"name": "canary-5", "traffic": 20, "min_duration": "1h"}],
     "triggers": [{"name": "error-spike", "when": "canary.error_rate > 0.5", "action": "rollback"}],
-}  # fmt: skip
+}
 
 
 def _cost(n: int) -> Moments:
@@ -67,17 +100,25 @@ def _measurement(regressed: bool) -> Measurement:
     canary's unsafe answers jump in the FAILING segments and its errors in PIPES."""
     sizes = {s: (6000, 1500) for s in SEGMENTS} | {"health": (8000, 2000), LONG: (160, 40)}
     m = Measurement()
-    totals: dict[str, dict[str, Any]] = {"error_rate": {}, "cost_per_request": {},
-                                         "unsafe_answer_rate": {}}  # fmt: skip
+    totals: dict[str, dict[str, Any]] = {
+        "error_rate": {},
+        "cost_per_request": {},
+        "unsafe_answer_rate": {},
+    }
     for value, (nc, nt) in sizes.items():
         unsafe_t = nt * 4 // 150 if regressed and value in FAILING else nt // 2000
         errors_t = nt * 6 // 100 if regressed and value == PIPES else nt // 100
         arms = {
-            "error_rate": {"control": Proportion(nc, nc // 100), "canary": Proportion(nt, errors_t)},
+            "error_rate": {
+                "control": Proportion(nc, nc // 100),
+                "canary": Proportion(nt, errors_t),
+            },
             "cost_per_request": {"control": _cost(nc), "canary": _cost(nt)},
-            "unsafe_answer_rate": {"control": Proportion(nc, nc // 2000),
-                                   "canary": Proportion(nt, unsafe_t)},
-        }  # fmt: skip
+            "unsafe_answer_rate": {
+                "control": Proportion(nc, nc // 2000),
+                "canary": Proportion(nt, unsafe_t),
+            },
+        }
         for name, stats in arms.items():
             m.stats[(name, ("category", value))] = stats
             for arm, stat in stats.items():
@@ -100,13 +141,22 @@ def _gate_dict(
     playbook = Playbook.model_validate(PLAYBOOK)
     measurements = {} if errors else {"requests": _measurement(regressed)}
     result = gate.evaluate(
-        playbook, 0, measurements, errors or {}, stage_started=START,
-        now=START + timedelta(hours=2), consecutive_errors=consecutive_errors,
-    )  # fmt: skip
+        playbook,
+        0,
+        measurements,
+        errors or {},
+        stage_started=START,
+        now=START + timedelta(hours=2),
+        consecutive_errors=consecutive_errors,
+    )
     result.decision = gate.decide(playbook, 0, result)
     result.report = "reports/ai-search-answer-v3/gate-00-canary-5-20260302T110000Z.html"
-    code = {"pass": ExitCode.OK, "fail": ExitCode.GATE_FAILED,
-            "inconclusive": ExitCode.GATE_INCONCLUSIVE, "error": ExitCode.BACKEND}  # fmt: skip
+    code = {
+        "pass": ExitCode.OK,
+        "fail": ExitCode.GATE_FAILED,
+        "inconclusive": ExitCode.GATE_INCONCLUSIVE,
+        "error": ExitCode.BACKEND,
+    }
     outcome = Outcome(
         playbook.rollout, action, "running", "canary-5", 20.0, "", code[result.verdict], result
     )
@@ -169,8 +219,15 @@ def test_the_decision_comes_first_then_the_reason(failed: dict[str, Any]) -> Non
 def test_tables_are_valid_gfm_with_the_right_rows(failed: dict[str, Any]) -> None:
     markdown = markdown_summary(failed)
     overall, segments = _tables(markdown)
-    assert _cells(overall[0]) == ["Metric", "Control (n)", "Canary (n)", "Estimate", "Interval",
-                                  "Margin", "Verdict"]  # fmt: skip
+    assert _cells(overall[0]) == [
+        "Metric",
+        "Control (n)",
+        "Canary (n)",
+        "Estimate",
+        "Interval",
+        "Margin",
+        "Verdict",
+    ]
     assert len(overall) == 2 + 3  # header, alignment, one row per deciding metric overall
     failing = [m for m in failed["metrics"] if m["segment"] and m["verdict"] == "fail"]
     assert len(failing) >= len(FAILING)  # every hostile segment that regressed, plus PIPES' errors
@@ -283,8 +340,14 @@ def test_a_failing_metric_carries_its_reason(failed: dict[str, Any]) -> None:
         assert failure is not None and failure.get("type") == "regression"
         message = failure.get("message") or ""
         assert "is worse than allowed" in message and TITLE in message
-        for part in ("control ", "→ canary ", "estimate +", "margin +0.200 pt",
-                     "always-valid p = ", "adjusted "):  # fmt: skip
+        for part in (
+            "control ",
+            "→ canary ",
+            "estimate +",
+            "margin +0.200 pt",
+            "always-valid p = ",
+            "adjusted ",
+        ):
             assert part in message, part
     assert _case(suite, "error_rate").find("failure") is None
     # Errors up in one segment where error rate does not veto: shown, never a failure.
@@ -346,9 +409,16 @@ def test_a_healthy_gate_passes_in_both_outputs() -> None:
 
 
 def test_a_command_without_a_gate_still_writes_both() -> None:
-    paused = {"rollout": "ai-search-answer-v3", "action": "advance", "status": "paused",
-              "stage": "canary-5", "canary_percent": 5.0, "exit_code": 12, "warnings": [],
-              "message": "ai-search-answer-v3 is paused (holiday | <freeze>)"}  # fmt: skip
+    paused = {
+        "rollout": "ai-search-answer-v3",
+        "action": "advance",
+        "status": "paused",
+        "stage": "canary-5",
+        "canary_percent": 5.0,
+        "exit_code": 12,
+        "warnings": [],
+        "message": "ai-search-answer-v3 is paused (holiday | <freeze>)",
+    }
     first = markdown_summary(paused).splitlines()[0]
     assert first.startswith("### ⏸️ ai-search-answer-v3 · canary-5: ") and "<freeze>" not in first
     xml = junit_xml(paused)

@@ -73,16 +73,26 @@ def test_report_rerenders_the_same_pages_from_the_records(ws: Workspace) -> None
 
 def test_charts_are_deterministic_svg_with_unique_ids() -> None:
     points = [
-        {"time": f"2026-01-01T0{h}:00:00+00:00", "control": 0.01, "canary": 0.012,
-         "estimate": 0.002, "ci_low": -0.01 / (h + 1), "ci_high": 0.01 / (h + 1), "margin": 0.005}
+        {
+            "time": f"2026-01-01T0{h}:00:00+00:00",
+            "control": 0.01,
+            "canary": 0.012,
+            "estimate": 0.002,
+            "ci_low": -0.01 / (h + 1),
+            "ci_high": 0.01 / (h + 1),
+            "margin": 0.005,
+        }
         for h in range(1, 6)
-    ]  # fmt: skip
-    one = charts.metric_over_time("a", "error <rate>", points, percent=True, relative=False,
-                                  worse="higher")  # fmt: skip
-    two = charts.metric_over_time("a", "error <rate>", points, percent=True, relative=False,
-                                  worse="higher")  # fmt: skip
-    other = charts.metric_over_time("b", "error <rate>", points, percent=True, relative=False,
-                                    worse="higher")  # fmt: skip
+    ]
+    one = charts.metric_over_time(
+        "a", "error <rate>", points, percent=True, relative=False, worse="higher"
+    )
+    two = charts.metric_over_time(
+        "a", "error <rate>", points, percent=True, relative=False, worse="higher"
+    )
+    other = charts.metric_over_time(
+        "b", "error <rate>", points, percent=True, relative=False, worse="higher"
+    )
     assert one == two and one.startswith("<svg")
     assert "<rate>" not in one and "&lt;rate&gt;" in one  # titles are escaped text
     ids_a = set(re.findall(r'id="([^"]+)"', one))

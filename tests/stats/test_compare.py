@@ -20,7 +20,7 @@ from rolloutctl.stats.compare import (
     srm_p_value,
 )
 from rolloutctl.stats.sequential import tune_rho2
-from rolloutctl.stats.sufficient import Histogram, Moments, Proportion, RatioMoments
+from rolloutctl.stats.sufficient import Histogram, Moments, Proportion, RatioMoments, Tail
 
 
 def test_fixed_bound_is_the_wald_bound() -> None:
@@ -53,10 +53,18 @@ def test_proportions_pass_fail_and_direction() -> None:
     assert failed.verdict == "fail" and failed.ci[0] > 0.005
     # "worse: lower": a drop in completion fails, a rise passes.
     completion = Proportion(200_000, 120_000)
-    assert compare_proportions(completion, Proportion(20_000, 10_000),
-                               MarginSpec(0.02, False), "lower", 0.05).verdict == "fail"  # fmt: skip
-    assert compare_proportions(completion, Proportion(20_000, 12_400),
-                               MarginSpec(0.02, False), "lower", 0.05).verdict == "pass"  # fmt: skip
+    assert (
+        compare_proportions(
+            completion, Proportion(20_000, 10_000), MarginSpec(0.02, False), "lower", 0.05
+        ).verdict
+        == "fail"
+    )
+    assert (
+        compare_proportions(
+            completion, Proportion(20_000, 12_400), MarginSpec(0.02, False), "lower", 0.05
+        ).verdict
+        == "pass"
+    )
 
 
 def test_relative_margin_uses_delta_method() -> None:
@@ -108,9 +116,14 @@ def test_sequential_keeps_false_fails_under_alpha_over_many_looks() -> None:
             for k in range(looks):
                 n = per_look * (k + 1)
                 result = compare_proportions(
-                    Proportion(n, int(a[k])), Proportion(n, int(b[k])), margin, "higher",
-                    alpha, method, rho2,  # type: ignore[arg-type]
-                )  # fmt: skip
+                    Proportion(n, int(a[k])),
+                    Proportion(n, int(b[k])),
+                    margin,
+                    "higher",
+                    alpha,
+                    method,
+                    rho2,  # type: ignore[arg-type]
+                )
                 if result.verdict == "fail":
                     false_fail[method] += 1
                     break
@@ -119,9 +132,12 @@ def test_sequential_keeps_false_fails_under_alpha_over_many_looks() -> None:
 
 
 @given(
-    st.integers(200, 50_000), st.floats(0.01, 0.5), st.integers(200, 50_000),
-    st.floats(0.01, 0.5), st.floats(0.0, 0.05),
-)  # fmt: skip
+    st.integers(200, 50_000),
+    st.floats(0.01, 0.5),
+    st.integers(200, 50_000),
+    st.floats(0.01, 0.5),
+    st.floats(0.0, 0.05),
+)
 def test_proportion_comparison_invariants(
     n_c: int, p_c: float, n_t: int, p_t: float, margin: float
 ) -> None:
@@ -157,10 +173,14 @@ def test_mean_comparison_invariants(n: int, mean: float, cv: float, lift: float)
 
 
 @given(
-    st.integers(200, 50_000), st.floats(0.01, 0.5), st.integers(200, 50_000),
-    st.floats(0.01, 0.5), st.floats(0.0, 0.05), st.sampled_from(["higher", "lower"]),
+    st.integers(200, 50_000),
+    st.floats(0.01, 0.5),
+    st.integers(200, 50_000),
+    st.floats(0.01, 0.5),
+    st.floats(0.0, 0.05),
+    st.sampled_from(["higher", "lower"]),
     st.sampled_from(["sequential", "fixed"]),
-)  # fmt: skip
+)
 def test_each_side_of_the_interval_is_the_test_of_its_verdict(
     n_c: int, p_c: float, n_t: int, p_t: float, margin: float, worse: str, method: str
 ) -> None:
@@ -193,33 +213,32 @@ def test_each_side_of_the_interval_is_the_test_of_its_verdict(
     assert not (one.verdict == "pass" and two.verdict != "pass")
 
 
-def test_passing_every_metric_at_full_alpha_keeps_false_passes_under_alpha() -> None:
-    """Intersection-union (Berger 1982): with five metrics, one of them worse than its margin
-    by exactly the margin's edge and four healthy, the gate that passes only when each is shown
-    non-inferior at alpha passes at most alpha of the time, looking 40 times."""
+def test_passing_every_metric_at_full_alpha_keeps_false_passes_at_alpha() -> None:
+    """Intersection-union (Berger 1982): five metrics, one worse than its control by exactly
+    its margin (10% relative) and four healthy. The gate passes only when each is shown
+    non-inferior at alpha, so it passes the harmful canary at most alpha of the time, and with
+    one planned look nearly exactly alpha (the healthy four almost always pass): passing is
+    not split over the metrics (that would give about alpha / 5), nor looser than alpha."""
     rng = np.random.default_rng(11)
-    runs, looks, per_look, alpha, margin = 600, 40, 250, 0.05, 0.01
-    rho2 = tune_rho2(alpha / 5, 20_000)
-    rates = [0.10, 0.10, 0.10, 0.10, 0.10]
-    harmed = [0.11, 0.10, 0.10, 0.10, 0.10]  # metric 0 sits on its margin: not non-inferior
+    runs, n, alpha = 6000, 40_000, 0.05
+    control = rng.binomial(n * 4, 0.10, (runs, 5))
+    canary = rng.binomial(n, [0.11, 0.10, 0.10, 0.10, 0.10], (runs, 5))
     false_pass = 0
-    for _ in range(runs):
-        c = rng.binomial(per_look * 4, rates, (looks, 5)).cumsum(axis=0)
-        t = rng.binomial(per_look, harmed, (looks, 5)).cumsum(axis=0)
-        for k in range(looks):
-            n_t, n_c = per_look * (k + 1), per_look * 4 * (k + 1)
-            verdicts = [
-                compare_proportions(
-                    Proportion(n_c, int(c[k, i])), Proportion(n_t, int(t[k, i])),
-                    MarginSpec(margin, False), "higher", alpha / 5, "sequential", rho2,
-                    alpha_pass=alpha,
-                ).verdict
-                for i in range(5)
-            ]  # fmt: skip
-            if all(v == "pass" for v in verdicts):
-                false_pass += 1
-                break
-    assert false_pass / runs <= alpha
+    for c, t in zip(control, canary, strict=True):
+        verdicts = [
+            compare_proportions(
+                Proportion(n * 4, int(c[i])),
+                Proportion(n, int(t[i])),
+                MarginSpec(0.1, True),
+                "higher",
+                alpha / 5,
+                "fixed",
+                alpha_pass=alpha,
+            ).verdict
+            for i in range(5)
+        ]
+        false_pass += all(v == "pass" for v in verdicts)
+    assert 0.04 <= false_pass / runs <= 0.06
 
 
 def _latency_histogram(rng: np.random.Generator, n: int, scale: float) -> Histogram:
@@ -231,9 +250,12 @@ def _latency_histogram(rng: np.random.Generator, n: int, scale: float) -> Histog
 
 
 @given(
-    st.integers(0, 10**6), st.floats(0.85, 1.4), st.floats(0.0, 0.3),
-    st.sampled_from(["higher", "lower"]), st.booleans(),
-)  # fmt: skip
+    st.integers(0, 10**6),
+    st.floats(0.85, 1.4),
+    st.floats(0.0, 0.3),
+    st.sampled_from(["higher", "lower"]),
+    st.booleans(),
+)
 def test_the_quantile_interval_is_the_exceedance_test_inverted(
     seed: int, lift: float, margin: float, worse: str, relative: bool
 ) -> None:
@@ -270,3 +292,13 @@ def test_a_slower_canary_fails_with_its_interval_beyond_the_margin() -> None:
     same = _latency_histogram(rng, 4_000, 1.0)
     healthy = compare_quantiles(control, same, 0.95, MarginSpec(0.1, True), "higher", 0.05)
     assert healthy.verdict == "pass" and healthy.ci[1] < 0.1 and healthy.ci[0] < 0 < healthy.ci[1]
+
+
+@given(
+    st.dictionaries(st.integers(-50, 900), st.integers(1, 50), min_size=1),
+    st.floats(0.0, 1e4, allow_nan=False),
+)
+def test_a_tail_counts_what_count_above_counts(counts: dict[int, int], value: float) -> None:
+    h = Histogram(counts)
+    assert Tail(h, above=True).beyond(value) == h.count_above(value)
+    assert Tail(h, above=False).beyond(value) == h.n - h.count_above(value)

@@ -78,8 +78,14 @@ def test_hand_checked_2x2() -> None:
 
 
 def test_small_values_pool_into_other() -> None:
-    rows: list[MixRow] = [("a", 400, 380), ("b", 300, 330), ("c", 290, 270),
-                          ("rare1", 2, 5), ("rare2", 1, 0), ("rare3", 0, 3)]  # fmt: skip
+    rows: list[MixRow] = [
+        ("a", 400, 380),
+        ("b", 300, 330),
+        ("c", 290, 270),
+        ("rare1", 2, 5),
+        ("rare2", 1, 0),
+        ("rare3", 0, 3),
+    ]
     got = mix_shift(rows)
     # N = 1981, smaller window 988: a value is pooled when its total < 5 * 1981 / 988 = 10.03
     assert got.pooled == ("rare1", "rare2", "rare3")  # together 11 rows: enough
@@ -128,8 +134,12 @@ def test_property_equals_scipy_on_the_pooled_table(cells: list[tuple[int, int]])
 
 
 def test_top_movers_are_the_largest_share_changes() -> None:
-    rows: list[MixRow] = [("chat", 500, 400), ("coding", 300, 300), ("health", 200, 100),
-                          ("agentic", 0, 200)]  # fmt: skip
+    rows: list[MixRow] = [
+        ("chat", 500, 400),
+        ("coding", 300, 300),
+        ("health", 200, 100),
+        ("agentic", 0, 200),
+    ]
     got = mix_shift(rows, top=3)
     # baseline shares .5 .3 .2 0, recent .4 .3 .1 .2: changes -.1 0 -.1 +.2
     assert [m.value for m in got.top_movers] == ["agentic", "chat", "health"]
@@ -180,11 +190,16 @@ def test_new_values_by_hand() -> None:
     ]
     assert [v.value for v in new_values(rows, baseline_max_share=0.0)] == ["ta"]
     assert [v.value for v in new_values(rows, min_share=0.005, min_count=50)] == [
-        "hinglish", "ta", "yy",
-    ]  # fmt: skip
+        "hinglish",
+        "ta",
+        "yy",
+    ]
     assert [v.value for v in new_values(rows, min_count=30, min_share=0.0)] == [
-        "hinglish", "ta", "yy", "xx",
-    ]  # fmt: skip
+        "hinglish",
+        "ta",
+        "yy",
+        "xx",
+    ]
 
 
 def test_new_values_edge_cases() -> None:

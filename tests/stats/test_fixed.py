@@ -64,9 +64,14 @@ def test_wilson_bounds_are_exact_at_zero_and_all_events() -> None:
 
 @pytest.mark.parametrize(
     ("p", "confidence"),
-    [(Proportion(0, 0), 0.95), (Proportion(10, 3), 1.0), (Proportion(10, 3), 0.0),
-     (Proportion(10, 11), 0.95), (Proportion(10, -1), 0.95)],
-)  # fmt: skip
+    [
+        (Proportion(0, 0), 0.95),
+        (Proportion(10, 3), 1.0),
+        (Proportion(10, 3), 0.0),
+        (Proportion(10, 11), 0.95),
+        (Proportion(10, -1), 0.95),
+    ],
+)
 def test_wilson_degenerate_inputs_give_nan(p: Proportion, confidence: float) -> None:
     lo, hi = wilson_interval(p, confidence)
     assert math.isnan(lo) and math.isnan(hi)
@@ -115,8 +120,10 @@ def test_newcombe_at_90_percent_matches_statsmodels() -> None:
 
 
 def test_newcombe_with_an_empty_arm_is_nan() -> None:
-    for control, canary in [(Proportion(0, 0), Proportion(10, 2)),
-                            (Proportion(10, 2), Proportion(0, 0))]:  # fmt: skip
+    for control, canary in [
+        (Proportion(0, 0), Proportion(10, 2)),
+        (Proportion(10, 2), Proportion(0, 0)),
+    ]:
         lo, hi = newcombe_interval(control, canary)
         assert math.isnan(lo) and math.isnan(hi)
 
@@ -163,9 +170,13 @@ def test_welch_matches_published_textbook_example() -> None:
 
 @pytest.mark.parametrize(
     ("seed", "n_control", "n_canary", "sd_canary", "confidence"),
-    [(1, 50, 50, 1.0, 0.95), (2, 30, 400, 3.0, 0.95), (3, 1_000, 80, 0.2, 0.90),
-     (4, 5, 7, 10.0, 0.99)],
-)  # fmt: skip
+    [
+        (1, 50, 50, 1.0, 0.95),
+        (2, 30, 400, 3.0, 0.95),
+        (3, 1_000, 80, 0.2, 0.90),
+        (4, 5, 7, 10.0, 0.99),
+    ],
+)
 def test_welch_matches_scipy_ttest_ind(
     seed: int, n_control: int, n_canary: int, sd_canary: float, confidence: float
 ) -> None:
@@ -195,9 +206,12 @@ def test_welch_with_one_constant_arm_matches_scipy() -> None:
 
 @pytest.mark.parametrize(
     ("control", "canary"),
-    [(Moments(1, 3.0, 9.0), Moments(10, 30.0, 100.0)), (Moments(10, 30.0, 100.0), Moments(0, 0, 0)),
-     (Moments(5, 10.0, 20.0), Moments(8, 16.0, 32.0))],
-)  # fmt: skip
+    [
+        (Moments(1, 3.0, 9.0), Moments(10, 30.0, 100.0)),
+        (Moments(10, 30.0, 100.0), Moments(0, 0, 0)),
+        (Moments(5, 10.0, 20.0), Moments(8, 16.0, 32.0)),
+    ],
+)
 def test_welch_degenerate_inputs_give_nan_interval(control: Moments, canary: Moments) -> None:
     result = welch(control, canary)
     assert isinstance(result, WelchResult)
@@ -247,9 +261,13 @@ def test_fisher_matches_scipy_fisher_exact(control: Proportion, canary: Proporti
 
 @pytest.mark.parametrize(
     ("control", "canary"),
-    [(Proportion(0, 0), Proportion(10, 3)), (Proportion(10, 3), Proportion(0, 0)),
-     (Proportion(100, 0), Proportion(100, 0)), (Proportion(10, 12), Proportion(10, 3))],
-)  # fmt: skip
+    [
+        (Proportion(0, 0), Proportion(10, 3)),
+        (Proportion(10, 3), Proportion(0, 0)),
+        (Proportion(100, 0), Proportion(100, 0)),
+        (Proportion(10, 12), Proportion(10, 3)),
+    ],
+)
 def test_fisher_degenerate_inputs_give_one(control: Proportion, canary: Proportion) -> None:
     assert fisher_exact_greater(control, canary) == 1.0
 

@@ -210,10 +210,19 @@ def test_paired_quantile_variance_matches_simulation() -> None:
         y = np.exp(6.55 + base + rng.normal(0, 0.2, n))
         qs = {s: np.quantile(v, [q - delta, q, q + delta]) for s, v in (("x", x), ("y", y))}
         s = PairedQuantiles(
-            n, q, delta, qs["x"][1], qs["y"][1], qs["x"][0], qs["x"][2], qs["y"][0], qs["y"][2],
-            int((x > qs["x"][1]).sum()), int((y > qs["y"][1]).sum()),
+            n,
+            q,
+            delta,
+            qs["x"][1],
+            qs["y"][1],
+            qs["x"][0],
+            qs["x"][2],
+            qs["y"][0],
+            qs["y"][2],
+            int((x > qs["x"][1]).sum()),
+            int((y > qs["y"][1]).sum()),
             int(((x > qs["x"][1]) & (y > qs["y"][1])).sum()),
-        )  # fmt: skip
+        )
         for relative in (True, False):
             theta, var = quantile_contrast(s, relative)
             thetas[relative].append(theta)

@@ -65,12 +65,10 @@ def test_r_wilcox_test_airquality_example_with_ties() -> None:
     # subset = Month %in% c(5, 8)) gives "Wilcoxon rank sum test with continuity correction",
     # W = 127.5, p-value = 0.0001208 (two-sided; ties, so the normal approximation).
     # Ozone of R's datasets::airquality, non-missing days of May and of August.
-    may = _floats(
-        "41 36 12 18 28 23 19 8 7 16 11 14 18 14 34 6 30 11 1 11 4 32 23 45 115 37"
-    )  # fmt: skip
+    may = _floats("41 36 12 18 28 23 19 8 7 16 11 14 18 14 34 6 30 11 1 11 4 32 23 45 115 37")
     august = _floats(
         "39 9 16 78 35 66 122 89 110 44 28 65 22 59 23 31 44 21 9 45 168 73 76 118 84 85"
-    )  # fmt: skip
+    )
     result = mann_whitney(control=_raw(august), canary=_raw(may))
     assert result.u == 127.5
     assert result.p_two_sided == pytest.approx(0.0001208, rel=5e-4)
@@ -142,17 +140,23 @@ _KAYENTA_TIE_OUT_AGAIN_EXPERIMENT = _floats(
     [
         # MannWhitneySuite "tie out with R version": rCiLow, rCiHigh, rEst.
         (
-            _KAYENTA_TIE_OUT_CONTROL, _KAYENTA_TIE_OUT_EXPERIMENT, 0.95,
-            (-0.500002521696696, -3.486287505871302e-05), -0.4999393907180323,
+            _KAYENTA_TIE_OUT_CONTROL,
+            _KAYENTA_TIE_OUT_EXPERIMENT,
+            0.95,
+            (-0.500002521696696, -3.486287505871302e-05),
+            -0.4999393907180323,
         ),
         # MannWhitneySuite "tie out with R version again": rCiLow, rCiHigh, rEst.
         (
-            _KAYENTA_TIE_OUT_AGAIN_CONTROL, _KAYENTA_TIE_OUT_AGAIN_EXPERIMENT, 0.98,
-            (-0.4999173250549087, -6.912685789769486e-06), -3.45044082729315e-05,
+            _KAYENTA_TIE_OUT_AGAIN_CONTROL,
+            _KAYENTA_TIE_OUT_AGAIN_EXPERIMENT,
+            0.98,
+            (-0.4999173250549087, -6.912685789769486e-06),
+            -3.45044082729315e-05,
         ),
     ],
     ids=["tie-out-with-r", "tie-out-with-r-again"],
-)  # fmt: skip
+)
 def test_kayenta_tie_outs_with_r(
     control: list[float],
     experiment: list[float],

@@ -117,9 +117,13 @@ def test_half_width_reproduces_gbstats_sequential_test_runs_prop() -> None:
     # variance is p (1 - p), with no small-sample correction.
     control, canary = Proportion(3000, 1396), Proportion(3461, 2422)
     lift, variance = _relative_lift(
-        control.rate, control.rate * (1 - control.rate), control.n,
-        canary.rate, canary.rate * (1 - canary.rate), canary.n,
-    )  # fmt: skip
+        control.rate,
+        control.rate * (1 - control.rate),
+        control.n,
+        canary.rate,
+        canary.rate * (1 - canary.rate),
+        canary.n,
+    )
     assert lift == pytest.approx(0.50386, abs=5e-6)
     assert math.sqrt(variance) == pytest.approx(0.03386, abs=5e-6)
     hw = half_width(variance, control.n + canary.n, 0.05, "sequential", 5000)

@@ -138,8 +138,9 @@ def test_the_null_maximum_matches_a_numerical_optimiser() -> None:
             + exact._log_lik(canary.events, canary.n, q + d)
         )
 
-    best = minimize_scalar(negative, bounds=(1e-9, 0.01), method="bounded",
-                           options={"xatol": 1e-13})  # fmt: skip
+    best = minimize_scalar(
+        negative, bounds=(1e-9, 0.01), method="bounded", options={"xatol": 1e-13}
+    )
     assert exact._log_null_max(control, canary, d) == pytest.approx(-best.fun, abs=1e-7)
 
 
