@@ -218,20 +218,14 @@ def apply(ctx: Context, rollout: str, name: str, reason: str) -> Outcome:
                 _set_split(backend, state, float(value["canary_percent"]))
             else:
                 backend.set_control(key, value)
-        if _snapshot(state) != before:
-            store.save(state, expected_version=version)
-        store.audit(
-            rollout,
+        store.commit(
+            state,
+            expected_version=version,
             actor=ctx.actor,
             command="control",
             reason=reason,
             before={**before, "control": name, "operation": "apply", "values": current},
-            after={
-                **_snapshot(state),
-                "control": name,
-                "operation": "apply",
-                "values": dict(values),
-            },
+            after_extra={"control": name, "operation": "apply", "values": dict(values)},
             at=now,
         )
     out = _outcome(
@@ -288,16 +282,15 @@ def revert(ctx: Context, rollout: str, name: str, reason: str, *, force: bool = 
             restored[key] = old
         del book["applied"][name]
         save_book(store, rollout, book)
-        if _snapshot(state) != before:
-            store.save(state, expected_version=version)
         now = ctx.clock().isoformat()
-        store.audit(
-            rollout,
+        store.commit(
+            state,
+            expected_version=version,
             actor=ctx.actor,
             command="control",
             reason=reason,
             before={**before, "control": name, "operation": "revert", "values": current},
-            after={**_snapshot(state), "control": name, "operation": "revert", "values": restored},
+            after_extra={"control": name, "operation": "revert", "values": restored},
             at=now,
         )
     out = _outcome(

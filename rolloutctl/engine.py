@@ -11,6 +11,7 @@ offline-eval, shadow and monitor stages), `report/records.py` (gate records and 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rolloutctl import reconcile
-from rolloutctl.errors import BackendError, ExitCode, InvalidInput, StateConflict
+from rolloutctl.errors import BackendError, ExitCode, InvalidInput, StateConflict, UsageError
 from rolloutctl.flags.registry import build_backend
 from rolloutctl.playbook.scope import effective_scopes, scope_text
 from rolloutctl.report import records
@@ -103,7 +104,7 @@ def _parse_time(text: str) -> datetime:
 # ---------------------------------------------------------------- start
 
 
-def start(ctx: Context, loaded: LoadedPlaybook) -> Outcome:
+def start(ctx: Context, loaded: LoadedPlaybook, *, force: bool = False) -> Outcome:
     pb = loaded.playbook
     _check_sources(loaded)
     store = ctx.store
@@ -118,6 +119,8 @@ def start(ctx: Context, loaded: LoadedPlaybook) -> Outcome:
                 )
         flag = _flag_spec(loaded)
         backend = build_backend(flag)
+        if not force:
+            _refuse_a_flag_owned_elsewhere(store, pb.rollout, flag, backend)
         first = pb.stages[0]
         scope = effective_scopes(loaded)[0]
         now = ctx.clock()
@@ -138,14 +141,12 @@ def start(ctx: Context, loaded: LoadedPlaybook) -> Outcome:
         state.flag_fingerprint = split.fingerprint
         for control in pb.controls:
             _ensure_control_default(backend, control, flag)
-        store.save(state)
-        store.audit(
-            pb.rollout,
+        store.commit(
+            state,
             actor=ctx.actor,
             command="start",
             reason=None,
             before=None,
-            after=snapshot(state),
             at=now.isoformat(),
         )
     return Outcome(
@@ -157,6 +158,51 @@ def start(ctx: Context, loaded: LoadedPlaybook) -> Outcome:
         f"started {pb.rollout}: stage {first.name}, {state.canary_percent:g}% to {flag['canary']}",
         warnings=_unset_notify_variables(loaded),
     )
+
+
+def _refuse_a_flag_owned_elsewhere(
+    store: StateStore, rollout: str, flag: dict[str, Any], backend: Any
+) -> None:
+    """Two rollouts moving one flag would undo each other's stages: a flag that an active
+    rollout of this state store drives, or that the flag itself says another rollout set
+    (while it still sends traffic to a canary), is not taken over without --force."""
+    owners = [
+        other.rollout
+        for other in _other_rollouts(store, rollout)
+        if other.status in ACTIVE and same_flag(other.flag, flag)
+    ]
+    current = backend.read()
+    if not owners and current is not None and current.owner not in (None, rollout):
+        serving = current.problem is not None or current.canary_percent > 0
+        owners = [current.owner] if serving else []
+    if owners:
+        raise StateConflict(
+            f"flag {flag['key']!r} is driven by rollout {owners[0]!r}; starting "
+            f"{rollout!r} on it would take it over, nothing was changed",
+            hint=f"finish or roll back {owners[0]!r} first, or pass --force to take the flag over",
+        )
+
+
+def _other_rollouts(store: StateStore, rollout: str) -> list[RolloutState]:
+    others = []
+    for name in store.names():
+        if name == rollout:
+            continue
+        try:
+            others.append(store.load(name))
+        except (StateConflict, UsageError):
+            continue  # a corrupt or stray folder says nothing about the flag
+    return others
+
+
+def same_flag(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two flag sections point at the same flag of the same backend."""
+    if a.get("backend", "file") != b.get("backend", "file") or a.get("key") != b.get("key"):
+        return False
+    if a.get("path") or b.get("path"):
+        return os.path.realpath(str(a.get("path"))) == os.path.realpath(str(b.get("path")))
+    where = ("url", "base_url", "project", "environment", "write_url", "read_url")
+    return all(a.get(k) == b.get(k) for k in where)
 
 
 def _store_operations(store: StateStore, loaded: LoadedPlaybook) -> None:
@@ -485,14 +531,13 @@ def advance(
             code = ExitCode.BACKEND if result.verdict == "error" else ExitCode.GATE_INCONCLUSIVE
         result.report = records.report_path(ctx, state.rollout, result)
         state.last_report = result.report
-        store.save(state, expected_version=version)
-        store.audit(
-            rollout,
+        store.commit(
+            state,
+            expected_version=version,
             actor=ctx.actor,
             command="advance",
             reason=None,
             before=before,
-            after=snapshot(state),
             at=now.isoformat(),
             verdict={
                 "verdict": result.verdict,
@@ -597,14 +642,14 @@ def rollback(ctx: Context, rollout: str, reason: str) -> Outcome:
     store = ctx.store
     with store.lock(rollout, "rollback", ctx.lock_wait):
         state = store.load(rollout)
-        if state.status == "rolled_back":
+        if state.status == "rolled_back" and _serves_only_control(state):
             return Outcome(
                 rollout,
                 "rollback",
                 state.status,
                 state.stage,
                 0.0,
-                f"{rollout} is already rolled back",
+                f"{rollout} is already rolled back (the flag serves only {state.flag['control']})",
             )
         before, version = snapshot(state), state.version
         backend = build_backend(state.flag)
@@ -620,14 +665,13 @@ def rollback(ctx: Context, rollout: str, reason: str) -> Outcome:
             ) from None
         state.flag_fingerprint, state.canary_percent = split.fingerprint, 0.0
         state.status, state.paused_reason = "rolled_back", reason
-        store.save(state, expected_version=version)
-        store.audit(
-            rollout,
+        store.commit(
+            state,
+            expected_version=version,
             actor=ctx.actor,
             command="rollback",
             reason=reason,
             before=before,
-            after=snapshot(state),
             at=ctx.clock().isoformat(),
         )
     message = f"rolled back {rollout}: all traffic on {state.flag['control']}"
@@ -642,6 +686,16 @@ def rollback(ctx: Context, rollout: str, reason: str) -> Outcome:
         report=state.last_report,
     )
     return Outcome(rollout, "rollback", state.status, state.stage, 0.0, message, warnings=warnings)
+
+
+def _serves_only_control(state: RolloutState) -> bool:
+    """The flag, read now, sends nobody to the canary (a rolled-back rollout's flag can be
+    set back by hand or by a tool; rolling back again then flips it again)."""
+    try:
+        real = build_backend(state.flag).read()
+    except BackendError:
+        return False
+    return real is not None and real.problem is None and real.canary_percent == 0
 
 
 def pause(ctx: Context, rollout: str, reason: str) -> Outcome:
@@ -679,14 +733,13 @@ def _set_status(ctx: Context, rollout: str, command: str, reason: str, target: s
         before, version = snapshot(state), state.version
         state.status = target
         state.paused_reason = reason if target == "paused" else None
-        store.save(state, expected_version=version)
-        store.audit(
-            rollout,
+        store.commit(
+            state,
+            expected_version=version,
             actor=ctx.actor,
             command=command,
             reason=reason,
             before=before,
-            after=snapshot(state),
             at=ctx.clock().isoformat(),
         )
     verb = "paused" if target == "paused" else "resumed"
@@ -739,14 +792,13 @@ def promote(ctx: Context, rollout: str, reason: str) -> Outcome:
             )
             message = f"promoted {rollout} to {state.stage} ({state.canary_percent:g}%)"
         state.last_decision = "promote"
-        store.save(state, expected_version=version)
-        store.audit(
-            rollout,
+        store.commit(
+            state,
+            expected_version=version,
             actor=ctx.actor,
             command="promote",
             reason=reason,
             before=before,
-            after=snapshot(state),
             at=now.isoformat(),
         )
     event = "complete" if state.status == "completed" else "advance"
@@ -789,14 +841,13 @@ def retry(ctx: Context, rollout: str, reason: str | None) -> Outcome:
         now = ctx.clock()
         _enter_stage(ctx, loaded, state, build_backend(state.flag), state.stage_index, now, "retry")
         state.last_verdict = state.last_decision = None
-        store.save(state, expected_version=version)
-        store.audit(
-            rollout,
+        store.commit(
+            state,
+            expected_version=version,
             actor=ctx.actor,
             command="retry",
             reason=reason,
             before=before,
-            after=snapshot(state),
             at=now.isoformat(),
         )
     return Outcome(

@@ -22,6 +22,11 @@ def flag_drift(state: RolloutState) -> str | None:
     current = backend.read()
     if current is None:
         return f"flag {state.flag['key']!r} is missing from {state.flag.get('path', 'the backend')}"
+    if current.problem is not None:
+        return (
+            f"flag {state.flag['key']!r} was changed outside rolloutctl: {current.problem}, "
+            "so what clients get from it is unknown"
+        )
     if state.flag_fingerprint and current.fingerprint != state.flag_fingerprint:
         return (
             f"flag {state.flag['key']!r} was changed outside rolloutctl: it now sends "
@@ -40,7 +45,7 @@ def reconcile_pending(ctx: Context, state: RolloutState) -> None:
     if intent is None:
         return
     real = build_backend(state.flag).read()
-    if real is None:
+    if real is None or real.problem is not None:
         return
     if real.fingerprint == state.flag_fingerprint:
         ctx.store.clear_intent(state.rollout)
@@ -59,14 +64,13 @@ def reconcile_pending(ctx: Context, state: RolloutState) -> None:
     state.canary_percent, state.scope = float(target), intent.get("scope")
     state.flag_fingerprint = real.fingerprint
     state.status, state.paused_reason, state.consecutive_errors = "running", None, 0
-    ctx.store.save(state, expected_version=version)
-    ctx.store.audit(
-        state.rollout,
+    ctx.store.commit(
+        state,
+        expected_version=version,
         actor=ctx.actor,
         command="reconcile",
         reason=reason,
         before=before,
-        after=_snapshot(state),
         at=ctx.clock().isoformat(),
     )
 
@@ -77,20 +81,21 @@ def reconcile_rollback(ctx: Context, state: RolloutState) -> None:
     by hand. Either way the safe reading is the flag's: record the rollback, then refuse to
     advance. Never re-opens canary traffic; other differences still need a person."""
     real = build_backend(state.flag).read()
-    if real is None or real.canary_percent > 0 or state.canary_percent <= 0:
+    if real is None or real.problem is not None:
+        return
+    if real.canary_percent > 0 or state.canary_percent <= 0:
         return
     before, version = _snapshot(state), state.version
     reason = "the flag already serves only the control (an interrupted or manual rollback)"
     state.flag_fingerprint, state.canary_percent = real.fingerprint, 0.0
     state.status, state.paused_reason = "rolled_back", reason
-    ctx.store.save(state, expected_version=version)
-    ctx.store.audit(
-        state.rollout,
+    ctx.store.commit(
+        state,
+        expected_version=version,
         actor=ctx.actor,
         command="reconcile",
         reason=reason,
         before=before,
-        after=_snapshot(state),
         at=ctx.clock().isoformat(),
     )
     raise StateConflict(

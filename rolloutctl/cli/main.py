@@ -185,12 +185,22 @@ def control_revert(
 
 
 @app.command()
-def start(playbook: Path, json_out: JsonOpt = False) -> None:
-    """Create the rollout and apply the first stage's flag split."""
+def start(
+    playbook: Path,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="take over a flag that another rollout drives (it stops moving it)"
+        ),
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Create the rollout and apply the first stage's flag split. Exit 5 when another
+    rollout drives the same flag (unless --force)."""
     from rolloutctl import engine
     from rolloutctl.playbook.load import load_playbook
 
-    finish(engine.start(context(), load_playbook(playbook)), json_out)
+    finish(engine.start(context(), load_playbook(playbook), force=force), json_out)
 
 
 @app.command()

@@ -13,6 +13,10 @@ class FlagSplit:
     canary_percent: float
     scope: Any  # JsonLogic condition limiting who may get the canary, or None
     fingerprint: str  # hash of the flag as the backend holds it now
+    # Set when the flag holds something rolloutctl cannot read as a split (a hand edit): the
+    # share is then unknown (canary_percent is NaN) and nothing may be concluded from it.
+    problem: str | None = None
+    owner: str | None = None  # the rollout the flag says set it, where the backend keeps that
 
 
 class FlagBackend(Protocol):

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from rolloutctl.atomic import atomic_write
 from rolloutctl.errors import BackendError
 from rolloutctl.flags.base import FlagSplit
+from rolloutctl.flags.localfile import LocalFlagFile
 
 SCHEMA = "https://flagd.dev/schema/v0/flags.json"
 WEIGHT_SCALE = 1000  # weights in thousandths of a percent: 0.5% -> 500 of 100000
@@ -36,37 +37,48 @@ class FileFlagBackend:
 
     # ------------------------------------------------------------ file I/O
 
+    @property
+    def _file(self) -> LocalFlagFile:
+        return LocalFlagFile(self.path, "flag file")
+
+    def _restore_hint(self) -> str:
+        return f"restore {self.path} from version control, then run the command again"
+
     def _load(self) -> dict[str, Any]:
-        try:
-            raw = self.path.read_bytes()
-        except FileNotFoundError:
+        raw = self._file.read_bytes()
+        if raw is None:
             return {"$schema": SCHEMA, "flags": {}}
-        except OSError as exc:
-            raise BackendError(f"flag file {self.path}: cannot read: {exc.strerror}") from None
         try:
             data = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise BackendError(
                 f"flag file {self.path}: not valid JSON ({exc}); nothing was changed",
-                hint=f"restore {self.path} from version control, then run the command again",
+                hint=self._restore_hint(),
+            ) from None
+        except RecursionError:
+            raise BackendError(
+                f"flag file {self.path}: nested too deeply to be a flag definition; "
+                "nothing was changed",
+                hint=self._restore_hint(),
             ) from None
         if not isinstance(data, dict) or not isinstance(data.get("flags", {}), dict):
             raise BackendError(
                 f'flag file {self.path}: expected a flagd definition {{"flags": {{...}}}}',
-                hint=f"restore {self.path} from version control, then run the command again",
+                hint=self._restore_hint(),
             )
         data.setdefault("flags", {})
         return data
 
     def _write(self, data: dict[str, Any]) -> None:
-        text = json.dumps(data, indent=2, sort_keys=False) + "\n"
         try:
-            atomic_write(self.path, text.encode())
-        except OSError as exc:
+            text = json.dumps(data, indent=2, sort_keys=False, allow_nan=False) + "\n"
+        except ValueError:
             raise BackendError(
-                f"flag file {self.path}: cannot write: {exc.strerror}; the flag is unchanged",
-                hint="check the folder's permissions and free space",
+                f"flag file {self.path}: the change holds a number JSON cannot say (infinite "
+                "or NaN, such as 1e999 in a scope); nothing was changed",
+                hint="use a finite number in the playbook's scope",
             ) from None
+        self._file.write_bytes(text.encode())
 
     # ------------------------------------------------------------ the rollout flag
 
@@ -89,30 +101,48 @@ class FileFlagBackend:
         return flag
 
     def _split_of(self, flag: Any) -> FlagSplit:
-        percent, scope = 0.0, None
-        targeting = flag.get("targeting") if isinstance(flag, dict) else None
+        """The split as flagd would serve it, for a flag in the shape `definition` writes; for
+        anything else (a hand edit) the share is unknown and `problem` says why."""
+        owner = _owner(flag)
+        try:
+            percent, scope = self._percent_and_scope(flag)
+        except _Unreadable as exc:
+            return FlagSplit(math.nan, None, fingerprint(flag), problem=str(exc), owner=owner)
+        return FlagSplit(percent, scope, fingerprint(flag), owner=owner)
+
+    def _percent_and_scope(self, flag: Any) -> tuple[float, Any]:
+        if not isinstance(flag, dict):
+            raise _Unreadable("the flag is not a JSON object")
+        if flag.get("state", "ENABLED") != "ENABLED":
+            raise _Unreadable("it is not ENABLED (clients then serve their own code default)")
+        scope, targeting = None, flag.get("targeting")
+        if targeting in (None, {}):
+            default = flag.get("defaultVariant")
+            return (100.0 if default == self.canary else 0.0), None
         if isinstance(targeting, dict) and "if" in targeting:
-            scope, targeting = targeting["if"][0], targeting["if"][1]
-        if isinstance(targeting, dict) and "fractional" in targeting:
-            weights = {
-                item[0]: item[1]
-                for item in targeting["fractional"]
-                if isinstance(item, list) and len(item) == 2
-            }
-            total = sum(weights.values()) or 1
-            percent = 100 * weights.get(self.canary, 0) / total
-        return FlagSplit(percent, scope, fingerprint(flag))
+            branches = targeting["if"]
+            if not (isinstance(branches, list) and len(branches) == 3):
+                raise _Unreadable("its `if` does not have the three parts rolloutctl writes")
+            if branches[2] != self.control:
+                raise _Unreadable("requests outside its scope do not get the control")
+            scope, targeting = branches[0], branches[1]
+        if not (isinstance(targeting, dict) and set(targeting) == {"fractional"}):
+            raise _Unreadable("its targeting is not a `fractional` split")
+        return _canary_share(targeting["fractional"], self.control, self.canary), scope
 
     def read(self) -> FlagSplit | None:
         flag = self._load()["flags"].get(self.key)
         return None if flag is None else self._split_of(flag)
 
     def _put(self, key: str, flag: Any) -> None:
-        data = self._load()
-        data["flags"][key] = flag
-        data.setdefault("$schema", SCHEMA)
-        self._write(data)
-        if self._load()["flags"].get(key) != flag:
+        """Replace one flag, keeping every other flag of the file, under the file's lock."""
+        with self._file.locked():
+            data = self._load()
+            data["flags"][key] = flag
+            data.setdefault("$schema", SCHEMA)
+            self._write(data)
+            written = self._load()["flags"].get(key)
+        if written != flag:
             raise BackendError(
                 f"flag file {self.path}: read-back of {key!r} does not match what was written",
                 hint="another process may be writing the file; check it by hand",
@@ -154,12 +184,47 @@ class FileFlagBackend:
         self._put(key, flag)
 
     def remove_control(self, key: str) -> None:
-        data = self._load()
-        data["flags"].pop(key, None)
-        self._write(data)
+        with self._file.locked():
+            data = self._load()
+            if data["flags"].pop(key, None) is not None:
+                self._write(data)
 
     def read_control(self, key: str) -> Any:
         flag = self._load()["flags"].get(key)
         if not isinstance(flag, dict):
             return None
         return flag.get("variants", {}).get(flag.get("defaultVariant"))
+
+
+def _owner(flag: Any) -> str | None:
+    metadata = flag.get("metadata") if isinstance(flag, dict) else None
+    if isinstance(metadata, dict) and metadata.get("managedBy") == "rolloutctl":
+        rollout = metadata.get("rollout")
+        return rollout if isinstance(rollout, str) else None
+    return None
+
+
+class _Unreadable(Exception):
+    """A flag that is not in the shape rolloutctl writes."""
+
+
+def _canary_share(fractional: Any, control: str, canary: str) -> float:
+    """The canary's percent of a flagd `fractional` list: `[[variant, weight], ...]`."""
+    if not isinstance(fractional, list):
+        raise _Unreadable("its `fractional` is not a list")
+    weights: dict[str, float] = {}
+    for item in fractional:
+        if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)):
+            raise _Unreadable(f"its `fractional` holds {json.dumps(item)[:60]}")
+        weight = item[1]
+        if isinstance(weight, bool) or not isinstance(weight, int | float):
+            raise _Unreadable(f"the weight of {item[0]!r} is {json.dumps(weight)[:40]}")
+        if not math.isfinite(weight) or weight < 0:
+            raise _Unreadable(f"the weight of {item[0]!r} is {weight}")
+        weights[item[0]] = weights.get(item[0], 0.0) + float(weight)
+    if set(weights) - {control, canary}:
+        raise _Unreadable(f"its split names variants other than {control!r} and {canary!r}")
+    total = sum(weights.values())
+    if total <= 0:
+        raise _Unreadable("its split's weights add up to zero")
+    return 100 * weights.get(canary, 0.0) / total

@@ -21,12 +21,26 @@ from typing import Any, ClassVar
 
 import yaml
 
-from rolloutctl.atomic import atomic_write
 from rolloutctl.errors import BackendError
 from rolloutctl.flags.base import FlagSplit
+from rolloutctl.flags.localfile import LocalFlagFile
 from rolloutctl.flags.transport import fingerprint
 
 CONTROLS_KEY = "rolloutctl_controls"
+
+
+def _params(entry: dict[str, Any]) -> dict[str, Any]:
+    params = entry.get("litellm_params")
+    return params if isinstance(params, dict) else {}
+
+
+def _is_weight(value: Any) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= 0
+    )
 
 
 def _weight(value: float) -> int | float:
@@ -46,16 +60,17 @@ class GatewayFlagBackend:
     def _restore_hint(self) -> str:
         return f"restore {self.path} from version control, then run the command again"
 
+    @property
+    def _file(self) -> LocalFlagFile:
+        return LocalFlagFile(self.path, "gateway config")
+
     def _load(self) -> dict[str, Any]:
-        try:
-            raw = self.path.read_bytes()
-        except FileNotFoundError:
+        raw = self._file.read_bytes()
+        if raw is None:
             raise BackendError(
                 f"gateway config {self.path} does not exist",
                 hint="point `path:` at the gateway's config file (LiteLLM's config.yaml)",
-            ) from None
-        except OSError as exc:
-            raise BackendError(f"gateway config {self.path}: cannot read: {exc.strerror}") from None
+            )
         try:
             data = yaml.safe_load(raw)
         except yaml.YAMLError as exc:
@@ -72,13 +87,7 @@ class GatewayFlagBackend:
 
     def _write(self, data: dict[str, Any]) -> None:
         text = yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)
-        try:
-            atomic_write(self.path, text.encode())
-        except OSError as exc:
-            raise BackendError(
-                f"gateway config {self.path}: cannot write: {exc.strerror}; it is unchanged",
-                hint="check the folder's permissions and free space",
-            ) from None
+        self._file.write_bytes(text.encode())
 
     # ------------------------------------------------------------ the model group
 
@@ -113,10 +122,13 @@ class GatewayFlagBackend:
             return None
         percent = 0.0
         if canary is not None:
-            weights = [(e.get("litellm_params") or {}).get("weight") for e in group]
+            weights = [_params(e).get("weight") for e in group]
+            if not all(w is None or _is_weight(w) for w in weights):
+                problem = f"a weight of model group {self.key!r} is not a non-negative number"
+                return FlagSplit(math.nan, None, fingerprint(group), problem=problem)
             if any(w is not None for w in weights):
                 total = sum(float(w or 0) for w in weights)
-                mine = float((canary.get("litellm_params") or {}).get("weight") or 0)
+                mine = float(_params(canary).get("weight") or 0)
                 percent = 100.0 * mine / total if total else 0.0
             else:  # no weights: LiteLLM spreads requests evenly over the group
                 percent = 100.0 / len(group)
@@ -126,6 +138,10 @@ class GatewayFlagBackend:
         return self._split_of(self._load())
 
     def _apply(self, percent: float) -> FlagSplit:
+        with self._file.locked():
+            return self._apply_locked(percent)
+
+    def _apply_locked(self, percent: float) -> FlagSplit:
         data = self._load()
         group = self._group(data)
         control, canary = self._find(group, self.control), self._find(group, self.canary)
@@ -171,26 +187,29 @@ class GatewayFlagBackend:
     # ------------------------------------------------------------ controls
 
     def set_control(self, key: str, value: Any) -> None:
-        data = self._load()
-        controls = data.get(CONTROLS_KEY)
-        if not isinstance(controls, dict):
-            controls = data[CONTROLS_KEY] = {}
-        controls[key] = value
-        self._write(data)
-        if self.read_control(key) != value:
+        with self._file.locked():
+            data = self._load()
+            controls = data.get(CONTROLS_KEY)
+            if not isinstance(controls, dict):
+                controls = data[CONTROLS_KEY] = {}
+            controls[key] = value
+            self._write(data)
+            written = self.read_control(key)
+        if written != value:
             raise BackendError(
                 f"gateway config {self.path}: read-back of control {key!r} does not show {value!r}",
                 hint=f"set {CONTROLS_KEY}.{key} in {self.path} by hand",
             )
 
     def remove_control(self, key: str) -> None:
-        data = self._load()
-        controls = data.get(CONTROLS_KEY)
-        if isinstance(controls, dict) and key in controls:
-            del controls[key]
-            if not controls:
-                del data[CONTROLS_KEY]
-            self._write(data)
+        with self._file.locked():
+            data = self._load()
+            controls = data.get(CONTROLS_KEY)
+            if isinstance(controls, dict) and key in controls:
+                del controls[key]
+                if not controls:
+                    del data[CONTROLS_KEY]
+                self._write(data)
 
     def read_control(self, key: str) -> Any:
         controls = self._load().get(CONTROLS_KEY)

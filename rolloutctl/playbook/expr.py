@@ -21,6 +21,7 @@ Grammar (keywords case-insensitive)::
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -201,7 +202,10 @@ class _Parser:
     def atom(self) -> Node:
         kind, value, col = self.take()
         if kind == "num":
-            return Lit(float(value) if any(c in value for c in ".eE") else int(value))
+            number = float(value) if any(c in value for c in ".eE") else int(value)
+            if not math.isfinite(number):
+                raise ExprError(f"{value} at column {col} is too large to be a number")
+            return Lit(number)
         if kind == "str":
             return Lit(_unquote(value))
         if kind == "kw" and value in ("true", "false", "null"):
@@ -319,27 +323,74 @@ def _sql(node: Node) -> str:
 
 
 def to_jsonlogic(node: Node) -> Any:
-    """JsonLogic for flag targeting (flagd evaluates it against the evaluation context)."""
+    """JsonLogic for flag targeting (flagd evaluates it against the evaluation context).
+
+    The condition keeps SQL's rule for a missing value, so the flag and the gate's SQL agree
+    on who is in scope: a request that lacks an attribute a comparison reads is never in
+    scope, negated or not (`category not in [...]` is false, not true, for a request without
+    a category). JsonLogic has no such rule (`{"!": {"in": [null, [...]]}}` is true), so
+    negations are pushed down to the comparisons (De Morgan; `not a < 3` is `a >= 3`) and
+    every comparison is guarded by `{"!==": [{"var": name}, null]}` for each name it reads;
+    an `and`/`or` of guarded comparisons is then true exactly when SQL's is."""
+    return _jl_condition(node, negated=False)
+
+
+_NEGATED_CMP = {"=": "!=", "!=": "=", "<": ">=", "<=": ">", ">": "<=", ">=": "<"}
+_JL_CMP = {"=": "==", "!=": "!="}
+
+
+def _jl_present(name: str) -> Any:
+    return {"!==": [{"var": name}, None]}
+
+
+def _jl_condition(node: Node, *, negated: bool) -> Any:
+    match node:
+        case Not(x):
+            return _jl_condition(x, negated=not negated)
+        case Bin("and" | "or" as op, left, right):
+            if negated:
+                op = "or" if op == "and" else "and"
+            parts = (_jl_condition(left, negated=negated), _jl_condition(right, negated=negated))
+            return {op: [c for part in parts for c in _jl_operands(part, op)]}
+        case IsNull(x, is_not):
+            return {"!==" if is_not != negated else "===": [_jl_value(x), None]}
+        case Lit(value):
+            return {"!": value} if negated else value
+    guards = [_jl_present(name) for name in sorted(names(node))]
+    test = _jl_comparison(node, negated=negated)
+    return {"and": [*guards, test]} if guards else test
+
+
+def _jl_operands(condition: Any, op: str) -> list[Any]:
+    """`a and (b and c)` as one `and` of three."""
+    if isinstance(condition, dict) and set(condition) == {op}:
+        return list(condition[op])
+    return [condition]
+
+
+def _jl_comparison(node: Node, *, negated: bool) -> Any:
+    match node:
+        case In(x, values, is_not):
+            test = {"in": [_jl_value(x), list(values)]}
+            return {"!": test} if is_not != negated else test
+        case Bin(op, left, right) if op in _NEGATED_CMP:
+            op = _NEGATED_CMP[op] if negated else op
+            return {_JL_CMP.get(op, op): [_jl_value(left), _jl_value(right)]}
+    value = _jl_value(node)
+    return {"!": value} if negated else value
+
+
+def _jl_value(node: Node) -> Any:
     match node:
         case Lit(value):
             return value
         case Name(name):
             return {"var": name}
         case Neg(x):
-            return {"-": [to_jsonlogic(x)]}
-        case Not(x):
-            return {"!": to_jsonlogic(x)}
-        case In(x, values, negated):
-            test = {"in": [to_jsonlogic(x), list(values)]}
-            return {"!": test} if negated else test
-        case IsNull(x, negated):
-            return {"!=" if negated else "==": [to_jsonlogic(x), None]}
-        case Bin(op, left, right):
-            if op in ("and", "or"):
-                return {op: [to_jsonlogic(left), to_jsonlogic(right)]}
-            jl_op = {"=": "==", "!=": "!="}.get(op, op)
-            return {jl_op: [to_jsonlogic(left), to_jsonlogic(right)]}
-    raise AssertionError(node)
+            return {"-": [_jl_value(x)]}
+        case Bin(op, left, right) if op in ("+", "-", "*", "/"):
+            return {op: [_jl_value(left), _jl_value(right)]}
+    return _jl_condition(node, negated=False)
 
 
 def evaluate(node: Node, lookup: Callable[[str], Any]) -> Any:

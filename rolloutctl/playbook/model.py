@@ -17,8 +17,9 @@ from pydantic import (
 )
 
 from rolloutctl.durations import parse_duration
+from rolloutctl.state.store import NAME_PATTERN
 
-NAME_RE = r"^[a-z0-9][a-z0-9._-]{0,79}$"
+NAME_RE = NAME_PATTERN
 DURATION_RE = r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d|w)\s*$"
 METRIC_NAME_RE = r"^[A-Za-z_][A-Za-z0-9_]*$"
 

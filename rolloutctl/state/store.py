@@ -11,7 +11,9 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
@@ -19,8 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from rolloutctl.atomic import atomic_write
-from rolloutctl.errors import StateConflict
+from rolloutctl.errors import StateConflict, UsageError
 
+# A rollout's name is its folder's name: never a path. Playbooks are held to the same pattern.
+NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,79}$"
+_NAME = re.compile(NAME_PATTERN)
 ACTIVE = ("running", "paused", "awaiting_approval")
 FINISHED = ("completed", "rolled_back")
 
@@ -48,6 +53,9 @@ class RolloutState:
     created_at: str = ""
     updated_at: str = ""
     version: int = 0
+    # The audit event of the transition that wrote this state, kept with it: if the process
+    # dies before the audit line is appended, the next command appends it (`recover_audit`).
+    pending_audit: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,7 +80,29 @@ class StateStore:
         self.root = root
 
     def dir(self, rollout: str) -> Path:
+        if not _NAME.fullmatch(rollout):
+            raise UsageError(
+                f"{rollout!r} is not a rollout name: lowercase letters, digits, '.', '_' and "
+                "'-', starting with a letter or digit",
+                hint="`rolloutctl status` lists the rollouts",
+            )
         return self.root / rollout
+
+    def _make_dir(self, rollout: str) -> Path:
+        directory = self.dir(rollout)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise UsageError(
+                f"the state folder {self.root} is not a folder (a file is in the way)",
+                hint="pass --state-dir (or set ROLLOUTCTL_STATE_DIR) to a folder",
+            ) from None
+        except OSError as exc:
+            raise StateConflict(
+                f"cannot make the state folder {directory}: {exc.strerror}",
+                hint="check the folder's permissions, or pass --state-dir",
+            ) from None
+        return directory
 
     def state_path(self, rollout: str) -> Path:
         return self.dir(rollout) / "state.json"
@@ -116,15 +146,22 @@ class StateStore:
 
     def save(self, state: RolloutState, *, expected_version: int | None = None) -> None:
         """Write atomically with the version counter bumped (checked when given)."""
-        if expected_version is not None and self.exists(state.rollout):
-            current = self.load(state.rollout).version
+        self._check_version(state.rollout, expected_version)
+        state.version += 1
+        state.pending_audit = None
+        self._write_state(state)
+
+    def _check_version(self, rollout: str, expected_version: int | None) -> None:
+        if expected_version is not None and self.exists(rollout):
+            current = self.load(rollout).version
             if current != expected_version:
                 raise StateConflict(
-                    f"rollout {state.rollout!r} changed underneath this command "
+                    f"rollout {rollout!r} changed underneath this command "
                     f"(version {current}, expected {expected_version})",
                     hint="run `rolloutctl status` and try again",
                 )
-        state.version += 1
+
+    def _write_state(self, state: RolloutState) -> None:
         state.updated_at = now_iso()
         if not state.created_at:
             state.created_at = state.updated_at
@@ -132,6 +169,60 @@ class StateStore:
         atomic_write(self.state_path(state.rollout), text.encode())
         # Whatever flag change was pending is now either recorded or known not to matter.
         self.intent_path(state.rollout).unlink(missing_ok=True)
+
+    def commit(
+        self,
+        state: RolloutState,
+        *,
+        actor: str,
+        command: str,
+        reason: str | None,
+        before: dict[str, Any] | None,
+        expected_version: int | None = None,
+        after_extra: dict[str, Any] | None = None,
+        verdict: dict[str, Any] | None = None,
+        at: str | None = None,
+    ) -> None:
+        """Save a transition and audit it as one durable step: the audit event is written
+        inside state.json with the state it describes, then appended to audit.jsonl. A kill
+        between the two leaves the event in the state, and the next command appends it."""
+        self._check_version(state.rollout, expected_version)
+        state.version += 1
+        event = {
+            "id": uuid.uuid4().hex[:16],
+            "time": at or now_iso(),
+            "actor": actor,
+            "command": command,
+            "reason": reason,
+            "before": before,
+            "after": {**snapshot(state), **(after_extra or {})},
+            "verdict": verdict,
+        }
+        state.pending_audit = event
+        self._write_state(state)
+        self._append_audit(state.rollout, event)
+
+    def recover_audit(self, rollout: str) -> None:
+        """Append the audit event of the last transition if a kill kept it from the log.
+        Called under the rollout's lock, so no other command is between its two writes."""
+        try:
+            state = self.load(rollout)
+        except StateConflict:
+            return
+        event = state.pending_audit
+        if not isinstance(event, dict) or not event.get("id"):
+            return
+        if f'"id":"{event["id"]}"' not in self._audit_tail(rollout):
+            self._append_audit(rollout, {**event, "recovered": True})
+
+    def _audit_tail(self, rollout: str, size: int = 65536) -> str:
+        try:
+            with self.audit_path(rollout).open("rb") as handle:
+                handle.seek(0, os.SEEK_END)
+                handle.seek(max(0, handle.tell() - size))
+                return handle.read().decode(errors="replace")
+        except FileNotFoundError:
+            return ""
 
     # ------------------------------------------------------------ pending.json
 
@@ -176,6 +267,9 @@ class StateStore:
             "after": after,
             "verdict": verdict,
         }
+        self._append_audit(rollout, event)
+
+    def _append_audit(self, rollout: str, event: dict[str, Any]) -> None:
         line = json.dumps(event, separators=(",", ":")) + "\n"
         path = self.audit_path(rollout)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -206,8 +300,7 @@ class StateStore:
 
     @contextlib.contextmanager
     def lock(self, rollout: str, command: str, wait: float = 0.0) -> Iterator[None]:
-        directory = self.dir(rollout)
-        directory.mkdir(parents=True, exist_ok=True)
+        directory = self._make_dir(rollout)
         fd = os.open(directory / "lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
             deadline = time.monotonic() + wait
@@ -228,6 +321,7 @@ class StateStore:
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"pid {os.getpid()} running {command} since {now_iso()}".encode(), 0)
             try:
+                self.recover_audit(rollout)
                 yield
             finally:
                 os.ftruncate(fd, 0)

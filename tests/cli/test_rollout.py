@@ -257,9 +257,9 @@ def test_a_rollback_interrupted_before_its_state_write_is_reconciled(ws: Workspa
 CRASH_ON_STATE_WRITE = (
     "import os, sys\n"
     "from rolloutctl.state.store import StateStore\n"
-    "def crash(self, state, **kw):\n"
+    "def crash(self, state):\n"
     "    os._exit(9)\n"
-    "StateStore.save = crash\n"
+    "StateStore._write_state = crash\n"
     "from rolloutctl.cli.entry import run\n"
     "sys.argv = ['rolloutctl', *sys.argv[1:]]\n"
     "run()\n"
