@@ -107,6 +107,54 @@ def _state_of(values: dict[str, Any], current: dict[str, Any]) -> str:
     return "partly applied" if any(matches) else "not applied"
 
 
+# ---------------------------------------------------------------- interrupted changes
+
+
+def reconcile_interrupted(ctx: Context, state: RolloutState) -> None:
+    """A control's apply or revert killed between its flag writes and its state write. The
+    flag is what users get, so the state follows it where the book explains the difference:
+    the rollout flag at a recorded control's value (the apply got that far), or back at the
+    value the control replaced (the revert got that far); audited as `reconcile`. A record
+    whose flags are all back at the values it replaced is dropped (an apply that never
+    reached the flags, or a revert that finished)."""
+    book = load_book(ctx.store, state.rollout)
+    if not book["applied"]:
+        return
+    backend = build_backend(state.flag)
+    real = backend.read()
+    if real is None or real.problem is not None:
+        return
+    flag_key = state.flag["key"]
+    for name, record in list(book["applied"].items()):
+        values, previous = record["values"], record["previous"]
+        current = {k: _current(backend, flag_key, k) for k in values}
+        changes = [k for k in values if not _same(values[k], previous.get(k))]
+        undone = bool(changes) and all(_same(current[k], previous.get(k)) for k in changes)
+        drifted = flag_key in values and real.fingerprint != state.flag_fingerprint
+        if drifted and _same(current[flag_key], values[flag_key]):
+            _record_from_flag(ctx, state, real, f"an interrupted apply of control {name!r}")
+        elif undone:
+            if drifted:
+                _record_from_flag(ctx, state, real, f"an interrupted revert of control {name!r}")
+            del book["applied"][name]
+            save_book(ctx.store, state.rollout, book)
+
+
+def _record_from_flag(ctx: Context, state: RolloutState, real: Any, what: str) -> None:
+    before, version = _snapshot(state), state.version
+    state.canary_percent, state.flag_fingerprint = real.canary_percent, real.fingerprint
+    ctx.store.commit(
+        state,
+        expected_version=version,
+        actor=ctx.actor,
+        command="reconcile",
+        reason=f"the flag serves {real.canary_percent:g}% to {state.flag['canary']}: {what} "
+        "wrote the flags but not the state; recorded it now",
+        before=before,
+        at=ctx.clock().isoformat(),
+    )
+
+
 # ---------------------------------------------------------------- commands
 
 
@@ -175,6 +223,7 @@ def apply(ctx: Context, rollout: str, name: str, reason: str) -> Outcome:
     store = ctx.store
     with store.lock(rollout, "control apply", max(ctx.lock_wait, LOCK_WAIT)):
         state = store.load(rollout)
+        reconcile_interrupted(ctx, state)
         book = load_book(store, rollout)
         control = _find(book, name, rollout)
         flag_key = state.flag["key"]
@@ -240,6 +289,7 @@ def revert(ctx: Context, rollout: str, name: str, reason: str, *, force: bool = 
     warnings: list[str] = []
     with store.lock(rollout, "control revert", max(ctx.lock_wait, LOCK_WAIT)):
         state = store.load(rollout)
+        reconcile_interrupted(ctx, state)
         book = load_book(store, rollout)
         control = _find(book, name, rollout)
         flag_key = state.flag["key"]
@@ -280,8 +330,6 @@ def revert(ctx: Context, rollout: str, name: str, reason: str, *, force: bool = 
             else:
                 backend.set_control(key, old)
             restored[key] = old
-        del book["applied"][name]
-        save_book(store, rollout, book)
         now = ctx.clock().isoformat()
         store.commit(
             state,
@@ -293,6 +341,8 @@ def revert(ctx: Context, rollout: str, name: str, reason: str, *, force: bool = 
             after_extra={"control": name, "operation": "revert", "values": restored},
             at=now,
         )
+        del book["applied"][name]  # last: a kill before this leaves a record reconciled later
+        save_book(store, rollout, book)
     out = _outcome(
         state,
         f"reverted {name}: {control['title']} is off",

@@ -41,6 +41,9 @@ def reconcile_pending(ctx: Context, state: RolloutState) -> None:
     flag shows the stage it was moving to, the change happened: record it (audited as
     `reconcile`). If the flag is as the state last left it, the change never reached the
     flag: forget it. Anything else is left to the drift check, which refuses to act."""
+    from rolloutctl.controls import reconcile_interrupted
+
+    reconcile_interrupted(ctx, state)
     intent = ctx.store.read_intent(state.rollout)
     if intent is None:
         return

@@ -20,6 +20,7 @@ from rolloutctl.flags.localfile import LocalFlagFile
 
 SCHEMA = "https://flagd.dev/schema/v0/flags.json"
 WEIGHT_SCALE = 1000  # weights in thousandths of a percent: 0.5% -> 500 of 100000
+DEFAULT_TARGETING_KEY = "targetingKey"  # what flagd's `fractional` hashes unless told
 
 
 def fingerprint(definition: Any) -> str:
@@ -34,6 +35,7 @@ class FileFlagBackend:
     key: str
     control: str
     canary: str
+    targeting_key: str = DEFAULT_TARGETING_KEY
 
     # ------------------------------------------------------------ file I/O
 
@@ -83,6 +85,9 @@ class FileFlagBackend:
     # ------------------------------------------------------------ the rollout flag
 
     def definition(self, canary_percent: float, scope: Any, metadata: dict[str, Any]) -> Any:
+        """The rollout flag. The split hashes the flag key and the targeting attribute (as
+        flagd does by default with `targetingKey`); with another attribute, a request that
+        lacks it gets the control, like a request outside the scope."""
         canary_weight = round(canary_percent * WEIGHT_SCALE)
         flag: dict[str, Any] = {
             "state": "ENABLED",
@@ -90,13 +95,20 @@ class FileFlagBackend:
             "defaultVariant": self.control,
         }
         if canary_weight > 0:
-            split = {
-                "fractional": [
-                    [self.control, 100 * WEIGHT_SCALE - canary_weight],
-                    [self.canary, canary_weight],
-                ]
-            }
-            flag["targeting"] = split if scope is None else {"if": [scope, split, self.control]}
+            weights: list[Any] = [
+                [self.control, 100 * WEIGHT_SCALE - canary_weight],
+                [self.canary, canary_weight],
+            ]
+            condition = scope
+            if self.targeting_key != DEFAULT_TARGETING_KEY:
+                bucket = {"cat": [{"var": "$flagd.flagKey"}, {"var": self.targeting_key}]}
+                weights.insert(0, bucket)
+                present = {"!==": [{"var": self.targeting_key}, None]}
+                condition = present if scope is None else {"and": [present, scope]}
+            split = {"fractional": weights}
+            flag["targeting"] = (
+                split if condition is None else {"if": [condition, split, self.control]}
+            )
         flag["metadata"] = {"managedBy": "rolloutctl", **metadata}
         return flag
 
@@ -125,10 +137,23 @@ class FileFlagBackend:
                 raise _Unreadable("its `if` does not have the three parts rolloutctl writes")
             if branches[2] != self.control:
                 raise _Unreadable("requests outside its scope do not get the control")
-            scope, targeting = branches[0], branches[1]
+            scope, targeting = self._scope_of(branches[0]), branches[1]
         if not (isinstance(targeting, dict) and set(targeting) == {"fractional"}):
             raise _Unreadable("its targeting is not a `fractional` split")
         return _canary_share(targeting["fractional"], self.control, self.canary), scope
+
+    def _scope_of(self, condition: Any) -> Any:
+        """The stage's scope in a condition `definition` wrote (without the presence test of
+        the targeting attribute)."""
+        if self.targeting_key == DEFAULT_TARGETING_KEY:
+            return condition
+        present = {"!==": [{"var": self.targeting_key}, None]}
+        if condition == present:
+            return None
+        if isinstance(condition, dict) and condition.get("and", [None])[0] == present:
+            parts = condition["and"][1:]
+            return parts[0] if len(parts) == 1 else {"and": parts}
+        return condition
 
     def read(self) -> FlagSplit | None:
         flag = self._load()["flags"].get(self.key)
@@ -213,6 +238,8 @@ def _canary_share(fractional: Any, control: str, canary: str) -> float:
     if not isinstance(fractional, list):
         raise _Unreadable("its `fractional` is not a list")
     weights: dict[str, float] = {}
+    if fractional and isinstance(fractional[0], dict):
+        fractional = fractional[1:]  # the bucketing expression
     for item in fractional:
         if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)):
             raise _Unreadable(f"its `fractional` holds {json.dumps(item)[:60]}")

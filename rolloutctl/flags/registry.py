@@ -23,9 +23,15 @@ def build_backend(spec: dict[str, Any], base_dir: Path | None = None) -> FlagBac
     backend module is imported only when its kind is asked for."""
     kind = spec.get("backend", "file")
     if kind == "file":
-        from rolloutctl.flags.file import FileFlagBackend
+        from rolloutctl.flags.file import DEFAULT_TARGETING_KEY, FileFlagBackend
 
-        return FileFlagBackend(_path(spec, base_dir), spec["key"], spec["control"], spec["canary"])
+        return FileFlagBackend(
+            _path(spec, base_dir),
+            spec["key"],
+            spec["control"],
+            spec["canary"],
+            spec.get("targeting_key") or DEFAULT_TARGETING_KEY,
+        )
     if kind == "gateway":
         from rolloutctl.flags.gateway import GatewayFlagBackend
 

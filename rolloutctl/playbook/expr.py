@@ -322,6 +322,53 @@ def _sql(node: Node) -> str:
     raise AssertionError(node)
 
 
+def scope_problems(node: Node) -> list[str]:
+    """What a stage scope may not say, because a flag's JsonLogic would read it differently
+    from the gate's SQL: comparisons with null (JsonLogic `null != 'en'` is true, SQL's is
+    unknown; `is null` / `is not null` say it), arithmetic (JsonLogic counts a missing value
+    as 0 and fails on a division by zero), and a value other than true or false as a
+    condition."""
+    problems: list[str] = []
+
+    def condition(n: Node) -> None:
+        match n:
+            case Not(x):
+                condition(x)
+            case Bin("and" | "or", left, right):
+                condition(left)
+                condition(right)
+            case IsNull(x, _):
+                operand(x)
+            case In(x, values, _):
+                operand(x)
+                if None in values:
+                    problems.append("a list after 'in' may not hold null (use `is null`)")
+            case Bin(op, left, right) if op in _NEGATED_CMP:
+                operand(left)
+                operand(right)
+                if Lit(None) in (left, right):
+                    problems.append(f"`{op} null` is never true in SQL: use `is null`")
+            case Name(_) | Lit(True | False):
+                pass  # a boolean attribute (guarded like a comparison), or true / false
+            case _:
+                problems.append(
+                    "a scope's conditions are comparisons (`tier = 'free'`, `score >= 3`) "
+                    "or boolean attributes"
+                )
+
+    def operand(n: Node) -> None:
+        if isinstance(n, Neg) and isinstance(n.operand, Lit):
+            return
+        if not isinstance(n, Lit | Name):
+            problems.append(
+                "a scope compares attributes with values; arithmetic is not supported in "
+                "flag targeting"
+            )
+
+    condition(node)
+    return list(dict.fromkeys(problems))
+
+
 def to_jsonlogic(node: Node) -> Any:
     """JsonLogic for flag targeting (flagd evaluates it against the evaluation context).
 
@@ -331,7 +378,11 @@ def to_jsonlogic(node: Node) -> Any:
     a category). JsonLogic has no such rule (`{"!": {"in": [null, [...]]}}` is true), so
     negations are pushed down to the comparisons (De Morgan; `not a < 3` is `a >= 3`) and
     every comparison is guarded by `{"!==": [{"var": name}, null]}` for each name it reads;
-    an `and`/`or` of guarded comparisons is then true exactly when SQL's is."""
+    an `and`/`or` of guarded comparisons is then true exactly when SQL's is. A condition
+    with one of the `scope_problems` is refused."""
+    problems = scope_problems(node)
+    if problems:
+        raise ExprError("; ".join(problems))
     return _jl_condition(node, negated=False)
 
 
@@ -408,7 +459,11 @@ def evaluate(node: Node, lookup: Callable[[str], Any]) -> Any:
             return None if v is None else not v
         case In(x, values, negated):
             v = evaluate(x, lookup)
-            return None if v is None else (v in values) != negated
+            if v is None:
+                return None
+            if v in values:
+                return not negated
+            return None if None in values else negated  # SQL: `x in ('a', null)` is unknown
         case IsNull(x, negated):
             return (evaluate(x, lookup) is None) != negated
         case Bin(op, left, right):

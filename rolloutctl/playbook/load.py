@@ -3,6 +3,7 @@ the key path and what was expected, and the nearest valid key for a typo."""
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 import os
@@ -358,6 +359,9 @@ def semantic_problems(data: Any, positions: dict[Loc, tuple[int, int]], path: Pa
         scope = stage.get("scope")
         if isinstance(scope, str) and scope.strip().lower() != "all":
             check_columns(("stages", i, "scope"), scope, allow_eval=False)
+            with contextlib.suppress(expr.ExprError):  # a parse error is reported above
+                for problem in expr.scope_problems(expr.parse(scope)):
+                    at(("stages", i, "scope"), f"{scope!r}: {problem}")
         if scope is not None:
             previous_traffic = -1.0  # a new audience: the ramp starts again
         traffic = stage.get("traffic")

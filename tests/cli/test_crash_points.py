@@ -1,0 +1,189 @@
+"""A kill at every write of every command: afterwards the flag, the state and the audit log
+agree once the command is run again (what an operator does after a crash).
+
+Each command runs in a real process whose file writes are counted (every atomic write of a
+flag, state, intent, control or notification file, and every audit append); the process is
+killed with os._exit right after write number n, for every n the command makes. Then the
+same command is run again, normally, and three things must hold:
+
+- the rollout flag serves what the state says (never canary traffic the state does not know);
+- every state version has its audit event (no transition unaudited), and none is audited twice;
+- `status` reports no change "outside rolloutctl" (rolloutctl explains its own crashes)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.cli.test_controls import CONTROLS
+from tests.conftest import PLAYBOOK, START, Workspace, cli_env, make_workspace
+
+# Counts writes; exits with status 9 right after write number KILL_AFTER (0: never; the
+# count is printed to stderr at exit so the test knows how many writes a command makes).
+KILLER = """\
+import atexit, os, sys
+import rolloutctl.atomic as atomic
+
+kill_after = int(os.environ["KILL_AFTER"])
+count = 0
+
+def counted(write):
+    def wrapper(*args, **kwargs):
+        global count
+        result = write(*args, **kwargs)
+        count += 1
+        if count == kill_after:
+            os._exit(9)
+        return result
+    return wrapper
+
+atomic.atomic_write = counted(atomic.atomic_write)  # before any module imports it
+from rolloutctl.state.store import StateStore
+StateStore._append_audit = counted(StateStore._append_audit)
+atexit.register(lambda: sys.stderr.write(f"\\nWRITES {count}\\n"))
+from rolloutctl.cli.entry import run
+sys.argv = ["rolloutctl", *sys.argv[1:]]
+run()
+"""
+
+REVERT = ["control", "revert", "shop-answers", "provider-off", "--reason", "recovered"]
+COMMANDS: dict[str, list[str]] = {
+    "control revert": REVERT,
+    "rollback": ["rollback", "shop-answers", "--reason", "on-call"],
+    "pause": ["pause", "shop-answers", "--reason", "look"],
+    "promote": ["promote", "shop-answers", "--reason", "looks good"],
+    "control apply": ["control", "apply", "shop-answers", "provider-off", "--reason", "down"],
+    "control apply (other flag)": [
+        "control",
+        "apply",
+        "shop-answers",
+        "health-off",
+        "--reason",
+        "bad",
+    ],
+}
+
+
+def _run_killed(ws: Workspace, args: list[str], kill_after: int) -> tuple[int, str]:
+    env = cli_env(ws.root)
+    env["KILL_AFTER"] = str(kill_after)
+    env["ROLLOUTCTL_NOW"] = START.replace(hour=10).isoformat()
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLER, *args],
+        cwd=ws.root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return proc.returncode, proc.stderr
+
+
+def _writes_of(ws: Workspace, args: list[str]) -> int:
+    code, err = _run_killed(ws, args, 0)
+    assert code in (0, 12), err
+    return int(err.rsplit("WRITES", 1)[1].split()[0])
+
+
+def _flag_percent(ws: Workspace) -> float:
+    flag = ws.flag
+    targeting = flag.get("targeting")
+    if not targeting:
+        return 100.0 if flag["defaultVariant"] == "v2" else 0.0
+    split = targeting["if"][1] if "if" in targeting else targeting
+    weights = dict(split["fractional"])
+    return 100 * weights.get("v2", 0) / sum(weights.values())
+
+
+def _assert_consistent(ws: Workspace) -> None:
+    state = ws.state()
+    assert _flag_percent(ws) == pytest.approx(state["canary_percent"]), (state, ws.flag)
+    events = [e for e in ws.audit() if e.get("id")]
+    ids = [e["id"] for e in events]
+    assert len(ids) == len(set(ids)), "an audit event was appended twice"
+    versions = sorted(e["after"]["version"] for e in events)
+    assert versions == list(range(1, state["version"] + 1)), versions
+    status = ws.run("status", "shop-answers")
+    assert "outside rolloutctl" not in status.err + status.out, status.err
+
+
+@pytest.fixture(scope="module")
+def started(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A rollout started with controls, copied for every crash."""
+    root = tmp_path_factory.mktemp("started")
+    ws = make_workspace(root)
+    ws.playbook.write_text(PLAYBOOK + CONTROLS)
+    assert ws.run("start", str(ws.playbook), now=START).code == 0
+    return root
+
+
+@pytest.fixture(scope="module")
+def held(started: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same rollout with the provider-off control applied (0% to the canary)."""
+    root = tmp_path_factory.mktemp("held")
+    ws = _copy(started, root, "held")
+    assert ws.run(*COMMANDS["control apply"], now=START.replace(hour=9, minute=30)).code == 0
+    return ws.root
+
+
+def _copy(started: Path, tmp_path: Path, name: str) -> Workspace:
+    root = tmp_path / name
+    shutil.copytree(started, root)
+    ws = make_workspace(root)
+    state_file = root / "state" / "shop-answers" / "state.json"
+    state = json.loads(state_file.read_text())
+    state["playbook"] = str(ws.playbook)  # the copy's own playbook
+    state["flag"]["path"] = str(root / "flags" / "flags.json")
+    state_file.write_text(json.dumps(state))
+    return ws
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_a_kill_at_every_write_is_recovered_by_running_the_command_again(
+    command: str, started: Path, held: Path, tmp_path: Path
+) -> None:
+    args = COMMANDS[command]
+    if command == "control revert":
+        started = held
+    writes = _writes_of(_copy(started, tmp_path, "count"), args)
+    assert writes >= 2  # at least the state and its audit line
+    for n in range(1, writes + 1):
+        ws = _copy(started, tmp_path, f"kill-{n}")
+        code, err = _run_killed(ws, args, n)
+        assert code == 9, f"write {n} of {writes}: {err}"
+        again = ws.run(*args, now=START.replace(hour=10, minute=5))
+        assert again.code in (0, 12), f"after a kill at write {n}: {again.err}"
+        _assert_consistent(ws)
+
+
+def test_a_start_killed_at_every_write_can_be_started_again(
+    tmp_path: Path,
+) -> None:
+    def fresh(name: str) -> Workspace:
+        (tmp_path / name).mkdir()
+        ws = make_workspace(tmp_path / name)
+        ws.playbook.write_text(PLAYBOOK + CONTROLS)
+        return ws
+
+    first = fresh("count")
+    args = ["start", str(first.playbook)]
+    writes = _writes_of(first, args)
+    for n in range(1, writes + 1):
+        ws = fresh(f"kill-{n}")
+        code, err = _run_killed(ws, ["start", str(ws.playbook)], n)
+        assert code == 9, err
+        again = ws.run("start", str(ws.playbook), now=START)
+        state_written = (ws.root / "state" / "shop-answers" / "state.json").exists()
+        assert again.code == 0 or (again.code == 5 and "already running" in again.err), (
+            f"after a kill at write {n} of {writes}: {again.err}"
+        )
+        assert state_written
+        # A later locking command recovers any audit line the kill cut off.
+        assert ws.run("pause", "shop-answers", "--reason", "check").code == 12
+        _assert_consistent(ws)
+
