@@ -111,12 +111,19 @@ def _state_of(values: dict[str, Any], current: dict[str, Any]) -> str:
 
 
 def reconcile_interrupted(ctx: Context, state: RolloutState) -> None:
-    """A control's apply or revert killed between its flag writes and its state write. The
-    flag is what users get, so the state follows it where the book explains the difference:
-    the rollout flag at a recorded control's value (the apply got that far), or back at the
-    value the control replaced (the revert got that far); audited as `reconcile`. A record
-    whose flags are all back at the values it replaced is dropped (an apply that never
-    reached the flags, or a revert that finished)."""
+    """A control's apply or revert killed between its writes. `apply` records the control in
+    the book before writing flags; `revert` marks the record `reverting` before writing
+    them; each ends with its audited state write (and revert then drops the record). So
+    the book, the flags and the audit log say how far a killed command got:
+
+    - flags at the control's values but the apply not audited (or the state not matching
+      the rollout flag): the apply reached the flags; record it (`reconcile`);
+    - flags at the values it replaced and the apply never audited: the apply never reached
+      them; drop the record;
+    - a `reverting` record whose flags are back at the values it replaced: the revert
+      reached the flags; record it unless it was, and drop the record.
+
+    A record whose flags were changed by hand is left alone (`revert` refuses it)."""
     book = load_book(ctx.store, state.rollout)
     if not book["applied"]:
         return
@@ -129,28 +136,59 @@ def reconcile_interrupted(ctx: Context, state: RolloutState) -> None:
         values, previous = record["values"], record["previous"]
         current = {k: _current(backend, flag_key, k) for k in values}
         changes = [k for k in values if not _same(values[k], previous.get(k))]
-        undone = bool(changes) and all(_same(current[k], previous.get(k)) for k in changes)
+        at_values = all(_same(current[k], values[k]) for k in values)
+        at_previous = bool(changes) and all(_same(current[k], previous.get(k)) for k in changes)
         drifted = flag_key in values and real.fingerprint != state.flag_fingerprint
-        if drifted and _same(current[flag_key], values[flag_key]):
-            _record_from_flag(ctx, state, real, f"an interrupted apply of control {name!r}")
-        elif undone:
-            if drifted:
-                _record_from_flag(ctx, state, real, f"an interrupted revert of control {name!r}")
+        if record.get("reverting"):
+            if not at_previous:
+                continue  # partly reverted: `revert` run again finishes it
+            if not _last_event_is(state, name, "revert"):
+                _record_from_flag(ctx, state, real, name, "revert", dict(previous))
+            del book["applied"][name]
+            save_book(ctx.store, state.rollout, book)
+        elif at_values and (drifted or not _apply_audited(ctx, state, name, record["at"])):
+            _record_from_flag(ctx, state, real, name, "apply", dict(values), record["at"])
+        elif at_previous and not _apply_audited(ctx, state, name, record["at"]):
             del book["applied"][name]
             save_book(ctx.store, state.rollout, book)
 
 
-def _record_from_flag(ctx: Context, state: RolloutState, real: Any, what: str) -> None:
+def _last_event_is(state: RolloutState, name: str, operation: str) -> bool:
+    after = (state.pending_audit or {}).get("after") or {}
+    return after.get("control") == name and after.get("operation") == operation
+
+
+def _apply_audited(ctx: Context, state: RolloutState, name: str, at: str) -> bool:
+    for event in reversed(ctx.store.history(state.rollout)):
+        after = event.get("after") or {}
+        same = after.get("control") == name and after.get("operation") == "apply"
+        if same and at in (event.get("time"), after.get("applied_at")):
+            return True
+    return False
+
+
+def _record_from_flag(
+    ctx: Context,
+    state: RolloutState,
+    real: Any,
+    name: str,
+    operation: str,
+    values: dict[str, Any],
+    applied_at: str | None = None,
+) -> None:
     before, version = _snapshot(state), state.version
-    state.canary_percent, state.flag_fingerprint = real.canary_percent, real.fingerprint
+    if state.flag["key"] in values:
+        state.canary_percent, state.flag_fingerprint = real.canary_percent, real.fingerprint
+    extra = {"control": name, "operation": operation, "values": values}
     ctx.store.commit(
         state,
         expected_version=version,
         actor=ctx.actor,
         command="reconcile",
-        reason=f"the flag serves {real.canary_percent:g}% to {state.flag['canary']}: {what} "
-        "wrote the flags but not the state; recorded it now",
+        reason=f"an interrupted {operation} of control {name!r} wrote the flags but was not "
+        "recorded; recorded it now",
         before=before,
+        after_extra={**extra, "applied_at": applied_at} if applied_at else extra,
         at=ctx.clock().isoformat(),
     )
 
@@ -307,12 +345,14 @@ def revert(ctx: Context, rollout: str, name: str, reason: str, *, force: bool = 
             )
         applied: dict[str, Any] = record["values"]
         changed = [k for k in applied if not _same(current.get(k), applied[k])]
-        if changed and not force:
+        if changed and not force and not record.get("reverting"):
             raise StateConflict(
                 f"flag(s) {', '.join(changed)} changed since {name} was applied (now "
                 f"{', '.join(f'{k}={current.get(k)!r}' for k in changed)}); refusing to overwrite",
                 hint="pass --force to restore the values from before the control anyway",
             )
+        record["reverting"] = ctx.clock().isoformat()  # before any flag is written
+        save_book(store, rollout, book)
         before, version = _snapshot(state), state.version
         restored: dict[str, Any] = {}
         for key, old in record["previous"].items():

@@ -139,8 +139,7 @@ def start(ctx: Context, loaded: LoadedPlaybook, *, force: bool = False) -> Outco
         _store_operations(store, loaded)  # before the flip: an unreadable book stops here
         split = backend.set_split(state.canary_percent, scope, rollout=pb.rollout, stage=first.name)
         state.flag_fingerprint = split.fingerprint
-        for control in pb.controls:
-            _ensure_control_default(backend, control, flag)
+        released = _release_controls(store, pb.rollout, backend, pb.controls, flag)
         store.commit(
             state,
             actor=ctx.actor,
@@ -156,7 +155,7 @@ def start(ctx: Context, loaded: LoadedPlaybook, *, force: bool = False) -> Outco
         state.stage,
         state.canary_percent,
         f"started {pb.rollout}: stage {first.name}, {state.canary_percent:g}% to {flag['canary']}",
-        warnings=_unset_notify_variables(loaded),
+        warnings=released + _unset_notify_variables(loaded),
     )
 
 
@@ -263,14 +262,41 @@ def _controls_holding_flag(ctx: Context, state: RolloutState) -> list[str]:
     return controls.holding_flag(ctx.store, state.rollout, state.flag["key"])
 
 
-def _ensure_control_default(backend: Any, control: Any, flag: dict[str, Any]) -> None:
-    """Controls start released: a boolean control flag is written as the opposite of what the
-    control sets (unless it already exists); numeric controls are written only when applied."""
-    for key, value in control.set.items():
-        if key == flag["key"] or not isinstance(value, bool):
-            continue
-        if backend.read_control(key) is None:
+def _release_controls(
+    store: StateStore, rollout: str, backend: Any, controls: list[Any], flag: dict[str, Any]
+) -> list[str]:
+    """A rollout starts with its boolean controls released, on every backend: each control
+    flag is set to the opposite of what its control sets (a kill switch created off in
+    Unleash would otherwise start engaged). A flag that a control of another active rollout
+    holds is left as it is. Numeric controls are written only when applied. Returns what
+    was changed or left, for the start's warnings."""
+    from rolloutctl import controls as control_book
+
+    held = {
+        key
+        for other in _other_rollouts(store, rollout)
+        if other.status in ACTIVE
+        for record in control_book.load_book(store, other.rollout)["applied"].values()
+        for key in record.get("values", {})
+    }
+    notes: list[str] = []
+    for control in controls:
+        for key, value in control.set.items():
+            if key == flag["key"] or not isinstance(value, bool):
+                continue
+            current = backend.read_control(key)
+            if current is (not value):
+                continue
+            if key in held:
+                notes.append(f"control flag {key!r} is held by another rollout's control; left it")
+                continue
             backend.set_control(key, not value)
+            if current is not None:
+                notes.append(
+                    f"control {control.name!r}: flag {key!r} was {current!r}, released it to "
+                    f"{not value!r}"
+                )
+    return notes
 
 
 def _check_sources(loaded: LoadedPlaybook) -> None:

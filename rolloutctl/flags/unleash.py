@@ -12,7 +12,9 @@ hand does not reopen canary traffic.
 Other enabled strategies in the environment would turn the feature on for users rolloutctl
 does not count, so a split is refused while any exist. A stage's scope becomes constraints
 (all must hold): `x in [..]` / `x not in [..]` / `x = v` / `x != v` and numeric comparisons,
-joined by `and`; anything else (`or`, arithmetic) is refused before anything is changed.
+joined by `and`; anything else (`or`, arithmetic) is refused before anything is changed. A
+request that lacks an attribute the scope reads is out of scope, as in the gate's SQL: where
+Unleash's own operator would let it in (NOT_IN), a constraint requiring the attribute is added.
 
 Controls are features too: a boolean control is the environment's on/off (with a 100%
 strategy so "on" means on for everyone); any other value is the payload of the single variant
@@ -54,10 +56,36 @@ class ScopeNotExpressible(ValueError):
 
 
 # ---------------------------------------------------------------- scope <-> constraints
+#
+# A scope arrives from `expr.to_jsonlogic` as an `and` of comparisons, each after a presence
+# test `{"!==": [{"var": x}, null]}` per attribute it reads: a request without the attribute
+# is never in scope (SQL's rule). What Unleash makes of a constraint when the context lacks
+# its field, as unleash-server 7.5.1's own evaluator (the playground), the Node SDK 6.12,
+# yggdrasil (the engine of the Python SDK 6 and others) and the Python SDK 5 evaluate it:
+#
+#   IN, NUM_*        false everywhere, so the presence test beside them is dropped;
+#   NOT_IN           true everywhere, so the presence test becomes a constraint, `_present`:
+#   REGEX ".*"       false without the field, true for any value it has, in the server, Node
+#                    and yggdrasil 0.21+; an SDK without REGEX (Python 5, older Node or engines)
+#                    takes the constraint as false: the stage then serves nobody the
+#                    canary, never someone outside the scope;
+#   STR_* [""]       refused by the Admin API ("values[0] is not allowed to be empty");
+#   STR_* [" "]      the server and Node trim it to "" (true for any value), yggdrasil and
+#                    Python 5 do not (false for nearly all): it cannot be the presence test.
+#
+# `scope_of` writes the presence test back before every comparison on an attribute that a
+# constraint requires, so the scope read back is the one written.
 
+PRESENT_OPERATOR, PRESENT_VALUE = "REGEX", ".*"
 _NUMERIC = {"<": "NUM_LT", "<=": "NUM_LTE", ">": "NUM_GT", ">=": "NUM_GTE"}
 _NUMERIC_BACK = {v: k for k, v in _NUMERIC.items()}
 _FLIPPED = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}
+_FALSE_WHEN_MISSING = {"IN", *_NUMERIC.values()}
+_SAYABLE = (
+    "Unleash can say `column in (...)`, `column not in (...)`, `column = value`, "
+    "`column != value`, `column < number` (and <=, >, >=) and `column is not null`, "
+    "all joined by `and`"
+)
 
 
 def _var(node: Any) -> str | None:
@@ -66,12 +94,45 @@ def _var(node: Any) -> str | None:
     return None
 
 
+def _presence_of(node: Any) -> str | None:
+    """The attribute of a presence test `{"!==": [{"var": x}, null]}`, else None."""
+    if isinstance(node, dict) and set(node) == {"!=="}:
+        args = node["!=="]
+        if isinstance(args, list) and len(args) == 2 and args[1] is None:
+            return _var(args[0])
+    return None
+
+
+def _present(name: str) -> dict[str, Any]:
+    """The constraint that holds exactly when the context has `name` (see the table above)."""
+    return {"contextName": name, "operator": PRESENT_OPERATOR, "value": PRESENT_VALUE}
+
+
+def _is_present(constraint: dict[str, Any]) -> bool:
+    return (
+        constraint.get("operator") == PRESENT_OPERATOR
+        and constraint.get("value") == PRESENT_VALUE
+        and not constraint.get("inverted")
+    )
+
+
 def _text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
+
+
+def _value(value: Any) -> str:
+    """A literal as an IN / NOT_IN value, the same in every SDK."""
+    text = _text(value)
+    if not text or text != text.strip():
+        raise ScopeNotExpressible(
+            f"{json.dumps(value)} cannot be an Unleash constraint value: the server refuses "
+            "empty values, and it and the Node SDK trim spaces that other SDKs keep"
+        )
+    return text
 
 
 def _literal(value: Any) -> bool:
@@ -91,14 +152,14 @@ def _constraint(node: Any, negated: bool = False) -> dict[str, Any]:
         return {
             "contextName": _var(left),
             "operator": "NOT_IN" if negated else "IN",
-            "values": [_text(v) for v in right],
+            "values": [_value(v) for v in right],
         }
     if op in ("==", "!=") and _var(left) and _literal(right):
         negated = negated != (op == "!=")
         return {
             "contextName": _var(left),
             "operator": "NOT_IN" if negated else "IN",
-            "values": [_text(right)],
+            "values": [_value(right)],
         }
     if op in _NUMERIC and not negated:
         if _var(right) and not _var(left):
@@ -109,27 +170,57 @@ def _constraint(node: Any, negated: bool = False) -> dict[str, Any]:
     what = {"or": "`or`", "!": "`not` around a comparison"}.get(op, f"`{op}` here")
     if op in _NUMERIC:
         what = f"`not` around `{op}`" if negated else f"`{op}` between two columns or non-numbers"
-    raise ScopeNotExpressible(
-        f"{what} cannot be an Unleash constraint; Unleash can say `column in (...)`, "
-        "`column not in (...)`, `column = value`, `column != value` and `column < number` "
-        "(and <=, >, >=), all joined by `and`"
-    )
+    if op == "===" and right is None:
+        what = "`is null`"
+    raise ScopeNotExpressible(f"{what} cannot be an Unleash constraint; {_SAYABLE}")
+
+
+def _conjuncts(scope: Any) -> list[Any]:
+    """`a and (b and c)` as [a, b, c]."""
+    if isinstance(scope, dict) and set(scope) == {"and"} and isinstance(scope["and"], list):
+        return [part for item in scope["and"] for part in _conjuncts(item)]
+    return [scope]
 
 
 def constraints_of(scope: Any) -> list[dict[str, Any]]:
-    """Unleash constraints (all must hold) for a JsonLogic scope; None means everyone."""
+    """Unleash constraints (all must hold) for a JsonLogic scope; None means everyone.
+
+    A presence test becomes a `_present` constraint (once per attribute, where its first
+    test stood) unless an IN or NUM_* constraint on the attribute already fails without it."""
     if scope is None:
         return []
-    if isinstance(scope, dict) and set(scope) == {"and"} and isinstance(scope["and"], list):
-        return [c for part in scope["and"] for c in constraints_of(part)]
-    return [_constraint(scope)]
+    parts = _conjuncts(scope)
+    comparisons = [_constraint(part) for part in parts if _presence_of(part) is None]
+    required = {c["contextName"] for c in comparisons if c["operator"] in _FALSE_WHEN_MISSING}
+    out: list[dict[str, Any]] = []
+    for part in parts:
+        name = _presence_of(part)
+        if name is None:
+            out.append(comparisons.pop(0))
+        elif name not in required:
+            required.add(name)
+            out.append(_present(name))
+    return out
 
 
 def scope_of(constraints: list[dict[str, Any]]) -> Any:
-    """The JsonLogic a list of constraints stands for (inverse of constraints_of)."""
+    """The JsonLogic a list of constraints stands for (inverse of constraints_of): every
+    comparison on an attribute that some constraint requires is preceded by its presence
+    test; a `_present` constraint alone on its attribute is `column is not null`."""
+    required = {
+        c.get("contextName")
+        for c in constraints
+        if _is_present(c) or (c.get("operator") in _FALSE_WHEN_MISSING and not c.get("inverted"))
+    }
+    compared = [c.get("contextName") for c in constraints if not _is_present(c)]
     parts: list[Any] = []
     for c in constraints:
         name, op = {"var": c.get("contextName")}, c.get("operator")
+        presence = {"!==": [name, None]}
+        if _is_present(c):
+            if c.get("contextName") not in compared:
+                parts.append(presence)
+            continue
         if op in ("IN", "NOT_IN"):
             values = list(c.get("values") or [])
             part: Any = {"in": [name, values]} if len(values) != 1 else {"==": [name, values[0]]}
@@ -141,6 +232,8 @@ def scope_of(constraints: list[dict[str, Any]]) -> Any:
             part = {"unleash": c}
         if c.get("inverted"):
             part = {"!": part}
+        if c.get("contextName") in required:
+            parts.append(presence)
         parts.append(part)
     if not parts:
         return None
@@ -148,13 +241,17 @@ def scope_of(constraints: list[dict[str, Any]]) -> Any:
 
 
 def _same_constraints(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
+    """Whether two constraint lists say the same (Unleash adds defaults such as
+    `values: []`, `inverted: false` and `caseInsensitive: false` to what it stores)."""
+
     def norm(c: dict[str, Any]) -> tuple[Any, ...]:
         return (
-            c.get("contextName"),
-            c.get("operator"),
+            str(c.get("contextName")),
+            str(c.get("operator")),
             tuple(c.get("values") or ()),
-            c.get("value") or None,
+            str(c.get("value") or ""),
             bool(c.get("inverted")),
+            bool(c.get("caseInsensitive")),
         )
 
     return sorted(map(norm, a)) == sorted(map(norm, b))

@@ -244,3 +244,21 @@ def test_a_corrupt_control_book_stops_start_before_the_flag_moves(cws: Workspace
     assert "rolloutctl start" not in again.err  # the hint must not suggest what just failed
     assert json.dumps(flags(cws), sort_keys=True) == before  # no canary traffic reopened
     assert cws.state()["status"] == "rolled_back"
+
+
+def test_start_releases_a_kill_switch_that_exists_engaged(ws: Workspace) -> None:
+    """A control flag that already exists with its control's value (a kill switch created
+    'off' in the flag system) is released at start, on every backend, and start says so."""
+    from rolloutctl.flags.file import FileFlagBackend
+
+    ws.playbook.write_text(PLAYBOOK + CONTROLS)
+    backend = FileFlagBackend(ws.root / "flags" / "flags.json", "answer-model", "v1", "v2")
+    backend.set_control("ai-answers-health", False)  # health-off's value: engaged
+    r = ws.run("--json", "start", str(ws.playbook), now=START)
+    assert r.code == 0, r.err
+    assert value(ws, "ai-answers-health") is True
+    assert any(
+        "'ai-answers-health' was False, released it to True" in w for w in r.json()["warnings"]
+    )
+    listed = ws.run("--json", "control", "list", "shop-answers").json()["controls"]
+    assert {row["name"]: row["state"] for row in listed}["health-off"] == "not applied"

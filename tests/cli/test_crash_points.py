@@ -6,7 +6,8 @@ flag, state, intent, control or notification file, and every audit append); the 
 killed with os._exit right after write number n, for every n the command makes. Then the
 same command is run again, normally, and three things must hold:
 
-- the rollout flag serves what the state says (never canary traffic the state does not know);
+- the rollout flag serves what the state says (never canary traffic the state does not know),
+  and a control recorded as applied has its values in the flags;
 - every state version has its audit event (no transition unaudited), and none is audited twice;
 - `status` reports no change "outside rolloutctl" (rolloutctl explains its own crashes)."""
 
@@ -51,9 +52,16 @@ sys.argv = ["rolloutctl", *sys.argv[1:]]
 run()
 """
 
-REVERT = ["control", "revert", "shop-answers", "provider-off", "--reason", "recovered"]
 COMMANDS: dict[str, list[str]] = {
-    "control revert": REVERT,
+    "control revert": ["control", "revert", "shop-answers", "provider-off", "--reason", "ok"],
+    "control revert (other flag)": [
+        "control",
+        "revert",
+        "shop-answers",
+        "health-off",
+        "--reason",
+        "ok",
+    ],
     "rollback": ["rollback", "shop-answers", "--reason", "on-call"],
     "pause": ["pause", "shop-answers", "--reason", "look"],
     "promote": ["promote", "shop-answers", "--reason", "looks good"],
@@ -108,6 +116,9 @@ def _assert_consistent(ws: Workspace) -> None:
     assert len(ids) == len(set(ids)), "an audit event was appended twice"
     versions = sorted(e["after"]["version"] for e in events)
     assert versions == list(range(1, state["version"] + 1)), versions
+    controls = ws.run("--json", "control", "list", "shop-answers").json()["controls"]
+    for row in controls:  # what the book records as applied, the flags hold
+        assert row["applied_by"] is None or row["state"] == "applied", row
     status = ws.run("status", "shop-answers")
     assert "outside rolloutctl" not in status.err + status.out, status.err
 
@@ -124,10 +135,12 @@ def started(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def held(started: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The same rollout with the provider-off control applied (0% to the canary)."""
+    """The same rollout with two controls applied: provider-off (0% to the canary) and
+    health-off (a kill switch in another flag)."""
     root = tmp_path_factory.mktemp("held")
     ws = _copy(started, root, "held")
-    assert ws.run(*COMMANDS["control apply"], now=START.replace(hour=9, minute=30)).code == 0
+    for name in ("control apply", "control apply (other flag)"):
+        assert ws.run(*COMMANDS[name], now=START.replace(hour=9, minute=30)).code == 0
     return ws.root
 
 
@@ -148,7 +161,7 @@ def test_a_kill_at_every_write_is_recovered_by_running_the_command_again(
     command: str, started: Path, held: Path, tmp_path: Path
 ) -> None:
     args = COMMANDS[command]
-    if command == "control revert":
+    if command.startswith("control revert"):
         started = held
     writes = _writes_of(_copy(started, tmp_path, "count"), args)
     assert writes >= 2  # at least the state and its audit line

@@ -273,6 +273,23 @@ class UnleashServer:
         path = f"{self.features_path(name)}/environments/{self.environment}/{'on' if on else 'off'}"
         self.request("POST", path).raise_for_status()
 
+    def playground(self, name: str, context: dict[str, Any]) -> dict[str, Any]:
+        """How Unleash's own evaluator answers the feature in self.environment for an SDK
+        context (the advanced playground): `isEnabled`, `variant`, per-constraint results."""
+        body = {
+            "projects": [self.project],
+            "environments": [self.environment],
+            "context": {"appName": "rolloutctl-tests", **context},
+        }
+        answer = self.request("POST", "/api/admin/playground/advanced", body)
+        answer.raise_for_status()
+        for feature in answer.json()["features"]:
+            if feature["name"] == name:
+                [result] = feature["environments"][self.environment]
+                found: dict[str, Any] = result
+                return found
+        raise KeyError(f"the playground did not evaluate feature {name}")
+
 
 def wait_for(
     check: str, ok: Callable[[], bool], proc: subprocess.Popen[bytes], log: Path, deadline: float

@@ -18,6 +18,7 @@ from rolloutctl.errors import BackendError
 from rolloutctl.flags.unleash import (
     ScopeNotExpressible,
     UnleashFlagBackend,
+    _same_constraints,
     constraints_of,
     scope_of,
 )
@@ -59,22 +60,127 @@ def owned(env: dict[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------- scope <-> constraints
 
 
+PRESENT = {"operator": "REGEX", "value": ".*"}  # true exactly when the context has the field
+
+
+def present(name: str) -> dict[str, Any]:
+    return {"contextName": name, **PRESENT}
+
+
 def test_scopes_become_constraints_and_back() -> None:
     scope = jsonlogic("category not in ('health', 'finance') and tier >= 2 and device = 'ios'")
     constraints = constraints_of(scope)
     assert constraints == [
+        present("category"),
         {"contextName": "category", "operator": "NOT_IN", "values": ["health", "finance"]},
         {"contextName": "tier", "operator": "NUM_GTE", "value": "2"},
         {"contextName": "device", "operator": "IN", "values": ["ios"]},
     ]
+    assert scope_of(constraints) == scope
     assert constraints_of(scope_of(constraints)) == constraints
     assert constraints_of(None) == [] and scope_of([]) is None
     assert constraints_of(jsonlogic("3 < tier")) == [
         {"contextName": "tier", "operator": "NUM_GT", "value": "3"}
     ]
-    for text in ("category = 'a' or device = 'b'", "tier + 1 > 2", "not (tier > 2)"):
-        with pytest.raises(ScopeNotExpressible):
+    # Unleash has one IN / NOT_IN for `=` and a one-value list: both read back as `=` / `!=`.
+    assert scope_of(constraints_of(jsonlogic("category not in ('health')"))) == jsonlogic(
+        "category != 'health'"
+    )
+    # `not` is pushed down to the comparison by to_jsonlogic, so this is `tier <= 2`
+    assert constraints_of(jsonlogic("not (tier > 2)")) == [
+        {"contextName": "tier", "operator": "NUM_LTE", "value": "2"}
+    ]
+    refused = {
+        "category = 'a' or device = 'b'": "`or` cannot",
+        "tier < limit": "`<` between two columns or non-numbers",
+        "category is null": "`is null` cannot",
+        "category = ''": "server refuses empty values",
+        "category in ('a', ' b')": "trim spaces",
+    }
+    for text, message in refused.items():
+        with pytest.raises(ScopeNotExpressible, match=message):
             constraints_of(jsonlogic(text))
+    with pytest.raises(ScopeNotExpressible, match="`>` between two columns or non-numbers"):
+        constraints_of({">": [{"+": [{"var": "tier"}, 1]}, 2]})
+
+
+def test_presence_tests_become_constraints_only_where_unleash_needs_them() -> None:
+    """The two forms to_jsonlogic writes, spelled out: beside NOT_IN (true without the
+    field) the presence test is a constraint; beside IN and NUM_* (false) it is dropped."""
+    category, tier = {"var": "category"}, {"var": "tier"}
+    not_in = {
+        "and": [
+            {"!==": [category, None]},
+            {"!": {"in": [category, ["health", "finance"]]}},
+        ]
+    }
+    assert constraints_of(not_in) == [
+        present("category"),
+        {"contextName": "category", "operator": "NOT_IN", "values": ["health", "finance"]},
+    ]
+    assert scope_of(constraints_of(not_in)) == not_in
+    not_equal = {"and": [{"!==": [category, None]}, {"!=": [category, "health"]}]}
+    assert constraints_of(not_equal) == [
+        present("category"),
+        {"contextName": "category", "operator": "NOT_IN", "values": ["health"]},
+    ]
+    assert scope_of(constraints_of(not_equal)) == not_equal
+    both = {
+        "and": [
+            {"!==": [category, None]},
+            {"==": [category, "x"]},
+            {"!==": [tier, None]},
+            {">=": [tier, 3]},
+        ]
+    }
+    assert constraints_of(both) == [
+        {"contextName": "category", "operator": "IN", "values": ["x"]},
+        {"contextName": "tier", "operator": "NUM_GTE", "value": "3"},
+    ]
+    assert scope_of(constraints_of(both)) == both
+    # An IN on the attribute already requires it: the NOT_IN beside it needs nothing more.
+    assert constraints_of(jsonlogic("category = 'x' and category != 'y'")) == [
+        {"contextName": "category", "operator": "IN", "values": ["x"]},
+        {"contextName": "category", "operator": "NOT_IN", "values": ["y"]},
+    ]
+    # One presence constraint per attribute, however many comparisons read it.
+    twice = jsonlogic("category != 'a' and category != 'b'")
+    assert constraints_of(twice) == [
+        present("category"),
+        {"contextName": "category", "operator": "NOT_IN", "values": ["a"]},
+        {"contextName": "category", "operator": "NOT_IN", "values": ["b"]},
+    ]
+    assert scope_of(constraints_of(twice)) == twice
+    # `is not null` alone is the presence constraint alone.
+    assert constraints_of(jsonlogic("category is not null")) == [present("category")]
+    assert scope_of([present("category")]) == {"!==": [category, None]}
+    for text in ("tier >= 2 and device is not null", "not (category in ('a', 'b') or tier < 3)"):
+        assert scope_of(constraints_of(jsonlogic(text))) == jsonlogic(text)
+
+
+def test_unguarded_negations_are_translated_as_they_read() -> None:
+    """JsonLogic without presence tests (a scope written before they existed) means what
+    it says, `{"!": {"in": [null, ...]}}` is true, and so does the NOT_IN it becomes."""
+    old = {"!": {"in": [{"var": "category"}, ["health"]]}}
+    assert constraints_of(old) == [
+        {"contextName": "category", "operator": "NOT_IN", "values": ["health"]}
+    ]
+    assert scope_of(constraints_of(old)) == {"!=": [{"var": "category"}, "health"]}
+    # A NOT_IN made by hand in Unleash reads back the same way: absent attributes pass it.
+    assert scope_of([{"contextName": "category", "operator": "NOT_IN", "values": ["a", "b"]}]) == {
+        "!": {"in": [{"var": "category"}, ["a", "b"]]}
+    }
+
+
+def test_same_constraints_ignores_what_unleash_adds() -> None:
+    written = constraints_of(jsonlogic("category != 'a' and tier < 3"))
+    stored = [
+        {**c, "values": c.get("values", []), "inverted": False, "caseInsensitive": False}
+        for c in reversed(written)
+    ]
+    assert _same_constraints(stored, written)
+    assert not _same_constraints(stored[1:], written)
+    assert not _same_constraints([{**stored[0], "inverted": True}, *stored[1:]], written)
 
 
 # ---------------------------------------------------------------- the rollout feature
@@ -92,11 +198,18 @@ def test_split_scope_and_rollback_as_unleash_shows_them(unleash: UnleashServer) 
     assert env["enabled"] is True and len(env["strategies"]) == 1
     assert strategy["name"] == "flexibleRollout"
     assert strategy["parameters"] == {"rollout": "5", "stickiness": "userId", "groupId": key}
-    [constraint] = strategy["constraints"]
+    presence, constraint = strategy["constraints"]
+    assert (presence["contextName"], presence["operator"], presence["value"]) == (
+        "category",
+        "REGEX",
+        ".*",
+    )
     assert (constraint["contextName"], constraint["operator"]) == ("category", "NOT_IN")
     assert constraint["values"] == ["health", "finance"] and not constraint.get("inverted")
     assert [v["name"] for v in strategy["variants"]] == ["v2"]
     assert split.canary_percent == 5 and split.scope == scope
+    again = flags.read()
+    assert again is not None and again.scope == scope and again.fingerprint == split.fingerprint
 
     widened = flags.set_split(50, None, rollout="shop", stage="ramp-50")
     strategy = owned(unleash.environment_entry(key))
@@ -114,6 +227,51 @@ def test_split_scope_and_rollback_as_unleash_shows_them(unleash: UnleashServer) 
     after = flags.read()
     assert after is not None and after.canary_percent == 0
     assert after.fingerprint != rolled.fingerprint  # ... and the change is seen
+
+
+# Scopes as the playbook writes them, and who Unleash's own evaluator (the playground) gives
+# the canary at 100%: SDK contexts carry strings, custom fields under `properties`.
+SCOPED = [
+    ("category not in ('health', 'finance')", "category", {"books": True, "health": False}),
+    ("category != 'health'", "category", {"books": True, "finance": True, "health": False}),
+    ("tier >= 3", "tier", {"3": True, "12": True, "2": False}),
+    (
+        "category not in ('health', 'finance') and tier < 3",
+        "category",
+        {"toys": True, "finance": False},
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "field", "answers"), SCOPED, ids=[s[0] for s in SCOPED])
+def test_a_scoped_stage_never_serves_the_canary_without_the_attribute(
+    unleash: UnleashServer, text: str, field: str, answers: dict[str, bool]
+) -> None:
+    key = new_feature(unleash)
+    flags = backend(unleash, key, stickiness="userId")
+    scope = jsonlogic(text)
+    split = flags.set_split(100, scope, rollout="shop", stage="scoped")
+    read = flags.read()
+    assert read is not None and read.canary_percent == 100
+    assert read.scope == scope and read.fingerprint == split.fingerprint
+
+    others = {"tier": "1"} if field == "category" else {"category": "books"}
+    for value, in_scope in answers.items():
+        for user in ("u1", "u2", "u3"):
+            context = {"userId": user, "properties": {**others, field: value}}
+            result = unleash.playground(key, context)
+            assert result["isEnabled"] is in_scope, (value, user)
+            assert result["variant"]["name"] == ("v2" if in_scope else "disabled")
+    # Without the attribute: never the canary, whatever else the request carries.
+    for context in (
+        {"userId": "u1"},
+        {"userId": "u2", "properties": others},
+        {"userId": "u3", "properties": {"other": "books"}},
+        {},
+    ):
+        result = unleash.playground(key, context)
+        assert result["isEnabled"] is False, context
+        assert result["variant"]["name"] == "disabled"
 
 
 def test_refusals_change_nothing(unleash: UnleashServer) -> None:
@@ -234,6 +392,30 @@ def test_a_500_during_rollback_is_retried_then_succeeds() -> None:
 # ---------------------------------------------------------------- controls
 
 
+def test_kill_switches_on_features_created_disabled(unleash: UnleashServer) -> None:
+    flags = backend(unleash, "unused")
+    on, off, untouched = (new_feature(unleash, p) for p in ("switch-on", "switch-off", "as-is"))
+    assert all(not unleash.environment_entry(k)["enabled"] for k in (on, off, untouched))
+
+    flags.set_control(on, True)
+    assert unleash.environment_entry(on)["enabled"] is True
+    assert flags.read_control(on) is True
+    assert unleash.playground(on, {"userId": "u1"})["isEnabled"] is True
+
+    flags.set_control(off, False)
+    env = unleash.environment_entry(off)
+    assert env["enabled"] is False and env["strategies"] == []  # nothing added to say "off"
+    assert flags.read_control(off) is False
+    assert unleash.playground(off, {"userId": "u1"})["isEnabled"] is False
+
+    # A feature rolloutctl never touched reads as Unleash serves it: off while its
+    # environment is off, on once switched on by hand (Unleash adds its default strategy).
+    assert flags.read_control(untouched) is False
+    unleash.set_enabled(untouched, True)
+    assert flags.read_control(untouched) is True
+    assert unleash.playground(untouched, {"userId": "u1"})["isEnabled"] is True
+
+
 def test_boolean_and_numeric_controls(unleash: UnleashServer) -> None:
     flags = backend(unleash, "unused")
     switch, threshold = new_feature(unleash, "ai-answers"), new_feature(unleash, "review")
@@ -286,7 +468,7 @@ def test_full_rollout_with_controls_and_rollback(
     unleash: UnleashServer, ws: Workspace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     key, health, review = (new_feature(unleash, p) for p in ("answer-model", "health", "review"))
-    unleash.set_enabled(health, True)
+    assert unleash.environment_entry(health)["enabled"] is False  # created off: engaged
     ws.playbook.write_text(
         UNLEASH_PLAYBOOK.replace("KEY", key).replace("HEALTH", health).replace("REVIEW", review)
     )
@@ -302,6 +484,10 @@ def test_full_rollout_with_controls_and_rollback(
     started = ws.run("start", str(ws.playbook), now=START)
     assert started.code == 0, started.err
     assert rollout_now() == (True, "20", [])
+    # The kill switch starts released, as with every backend, and start says it changed it.
+    assert unleash.environment_entry(health)["enabled"] is True
+    assert unleash.playground(health, {"userId": "u1"})["isEnabled"] is True
+    assert f"{health!r} was False, released it to True" in started.err + started.out
 
     # Controls while the rollout runs: each checked in Unleash.
     applied = ws.run("--json", "control", "apply", "shop-answers", "health-off", "--reason", "x")
@@ -324,9 +510,19 @@ def test_full_rollout_with_controls_and_rollback(
     assert advanced.json()["decision"] == "advance"
     enabled, rollout, constraints = rollout_now()
     assert (enabled, rollout) == (True, "50")
-    assert [(c["contextName"], c["operator"], c["values"]) for c in constraints] == [
-        ("category", "NOT_IN", ["health"])
+    assert [(c["contextName"], c["operator"], c["values"] or c["value"]) for c in constraints] == [
+        ("category", "REGEX", ".*"),
+        ("category", "NOT_IN", ["health"]),
     ]
+    status = ws.run("status")
+    assert status.code == 0 and "changed outside rolloutctl" not in status.err, status.err
+    for user in (f"user-{i}" for i in range(40)):  # no category: never the canary
+        assert unleash.playground(key, {"userId": user})["isEnabled"] is False
+    served = [
+        unleash.playground(key, {"userId": f"user-{i}", "properties": {"category": "books"}})
+        for i in range(40)
+    ]
+    assert 0 < sum(r["isEnabled"] for r in served) < 40  # 50% of the in-scope users
 
     # provider-off holds the rollout flag at 0%; reverting restores 50%.
     assert ws.run("control", "apply", "shop-answers", "provider-off", "--reason", "spend").code == 0

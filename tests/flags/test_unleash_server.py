@@ -1,14 +1,21 @@
 """The real Unleash server of tests/flags/conftest.py, and the facts of its admin API that the
 unleash flag backend relies on: the admin token is required, a new flag has its environments
 (off, with no strategies), turning an environment on shows in the flag's GET, flexibleRollout
-strategies round-trip with `rollout` as a string and PUT replaces a strategy whole, and the
-per-environment variants endpoint refuses new flags (strategy variants replace it)."""
+strategies round-trip with `rollout` as a string and PUT replaces a strategy whole, the
+per-environment variants endpoint refuses new flags (strategy variants replace it), and how
+Unleash's own evaluator (the playground) answers constraints when the context lacks the field."""
 
 from __future__ import annotations
 
+import itertools
+from typing import Any
+
 import httpx
+import pytest
 
 from tests.flags.conftest import UnleashServer
+
+_names = itertools.count(1)
 
 
 def test_admin_api_requires_the_token(unleash: UnleashServer) -> None:
@@ -115,3 +122,66 @@ def test_environment_variants_are_deprecated(unleash: UnleashServer) -> None:
     assert put.status_code == 403, put.text
     assert "Use strategy variants instead" in put.json()["message"]
     assert unleash.request("GET", path + "/variants").json()["variants"] == []
+
+
+def scoped_feature(unleash: UnleashServer, constraint: dict[str, Any]) -> str:
+    """A feature on for everyone (100%) who satisfies the one constraint."""
+    name = f"evaluated-{next(_names)}"
+    unleash.create_feature(name)
+    path = f"{unleash.features_path(name)}/environments/{unleash.environment}/strategies"
+    body = {
+        "name": "flexibleRollout",
+        "parameters": {"rollout": "100", "stickiness": "default", "groupId": name},
+        "constraints": [constraint],
+    }
+    unleash.request("POST", path, body).raise_for_status()
+    unleash.set_enabled(name, True)
+    return name
+
+
+# Without the field: IN and NUM_* are false, NOT_IN is true (so a scope `category not in
+# (...)` needs one more constraint to keep out requests without a category), and REGEX ".*"
+# is false, and true for any value: that is the constraint the backend adds.
+@pytest.mark.parametrize(
+    ("constraint", "values"),
+    [
+        ({"operator": "IN", "values": ["books"]}, {"books": True, "toys": False}),
+        ({"operator": "NOT_IN", "values": ["books"]}, {"books": False, "toys": True}),
+        ({"operator": "NUM_GTE", "value": "3"}, {"3": True, "12": True, "2": False, "x": False}),
+        ({"operator": "NUM_LT", "value": "3"}, {"2": True, "-1.5": True, "3": False, "x": False}),
+        ({"operator": "REGEX", "value": ".*"}, {"books": True, "3": True, "a b": True}),
+        # " " is trimmed to "" by the server (and the Node SDK), not by yggdrasil (Python SDK 6)
+        # nor the Python SDK 5: no presence test the SDKs agree on.
+        ({"operator": "STR_STARTS_WITH", "values": [" "]}, {"books": True, "x": True}),
+    ],
+    ids=["IN", "NOT_IN", "NUM_GTE", "NUM_LT", "REGEX", "STR_STARTS_WITH-space"],
+)
+def test_how_unleash_evaluates_a_context_without_the_field(
+    unleash: UnleashServer, constraint: dict[str, Any], values: dict[str, bool]
+) -> None:
+    absent = constraint["operator"] == "NOT_IN"
+    name = scoped_feature(unleash, {"contextName": "category", **constraint})
+    for context in ({}, {"userId": "u1"}, {"properties": {"tier": "3"}}):
+        assert unleash.playground(name, context)["isEnabled"] is absent, context
+    for value, expected in values.items():
+        result = unleash.playground(name, {"properties": {"category": value}})
+        assert result["isEnabled"] is expected, value
+    # A top-level field (userId) behaves like a custom property.
+    on_user = scoped_feature(unleash, {"contextName": "userId", **constraint})
+    assert unleash.playground(on_user, {"properties": {"category": "books"}})["isEnabled"] is (
+        absent
+    )
+
+
+def test_empty_constraint_values_are_refused(unleash: UnleashServer) -> None:
+    unleash.create_feature("evaluated-empty")
+    path = f"{unleash.features_path('evaluated-empty')}/environments/{unleash.environment}"
+    body = {
+        "name": "flexibleRollout",
+        "parameters": {"rollout": "100"},
+        "constraints": [{"contextName": "category", "operator": "STR_STARTS_WITH", "values": [""]}],
+    }
+    answer = unleash.request("POST", path + "/strategies", body)
+    assert answer.status_code == 400, answer.text
+    assert "not allowed to be empty" in answer.text
+    assert unleash.environment_entry("evaluated-empty")["strategies"] == []
