@@ -683,7 +683,8 @@ def rollback(ctx: Context, rollout: str, reason: str) -> Outcome:
             split = backend.rollback(rollout=rollout, reason=reason)
         except BackendError as exc:
             raise BackendError(
-                exc.message + " — the rollback did NOT happen",
+                exc.message + f" — the rollback did NOT complete: traffic may still reach "
+                f"{state.flag['canary']!r}",
                 hint=f"set flag {state.flag['key']!r} to serve only {state.flag['control']!r} "
                 "by hand"
                 + (f" ({state.flag['path']})" if state.flag.get("path") else "")

@@ -110,6 +110,16 @@ class LaunchDarklyFlag(_Flag):
         "LD_API_TOKEN", description="environment variable holding the API access token"
     )
     base_url: str = Field("https://app.launchdarkly.com", description="API base URL")
+    context_kind: str = Field(
+        "user",
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="context kind the percentage rollout buckets (rolloutContextKind)",
+    )
+    bucket_by: str = Field(
+        "key",
+        min_length=1,
+        description="attribute of that context kind the rollout hashes (rolloutBucketBy)",
+    )
     timeout: Duration = "10s"
     retries: int = Field(2, ge=0, le=10, description="retries on 5xx and connection errors")
 

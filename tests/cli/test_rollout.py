@@ -330,7 +330,7 @@ def test_corrupt_state_and_flag_files(ws: Workspace) -> None:
     flag_path = ws.root / "flags" / "flags.json"
     flag_path.write_text("{not json")
     r = ws.run("rollback", "shop-answers", "--reason", "x")
-    assert r.code == 4 and "did NOT happen" in r.err and "Traceback" not in r.err
+    assert r.code == 4 and "did NOT complete" in r.err and "Traceback" not in r.err
     assert ws.state()["status"] == "running"  # no record of a flip that did not happen
     assert flag_path.read_text() == "{not json"
     state_path = ws.root / "state" / "shop-answers" / "state.json"

@@ -185,7 +185,7 @@ def test_a_flag_file_nested_too_deeply_stops_rollback_with_the_manual_step(
     assert ws.run("status", "shop-answers").code in (0, 4)
     r = ws.run("rollback", "shop-answers", "--reason", "broken file")
     assert r.code == 4 and "nested too deeply" in r.err, r.err
-    assert "did NOT happen" in r.err and "serve only 'v1' by hand" in r.err
+    assert "did NOT complete" in r.err and "serve only 'v1' by hand" in r.err
     assert "Traceback" not in r.err
     assert ws.state()["status"] == "running"  # nothing recorded that did not happen
 

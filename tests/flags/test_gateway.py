@@ -187,7 +187,7 @@ def test_a_rollback_that_cannot_write_the_config_exits_4_and_records_nothing(
     before = state.read_text()
     r = ws.run("rollback", "shop-answers", "--reason", "pager")
     assert r.code == 4, r.err
-    assert "the rollback did NOT happen" in r.err and str(config) in r.err
+    assert "the rollback did NOT complete" in r.err and str(config) in r.err
     assert "serve only 'v1' by hand" in r.err and "Traceback" not in r.err
     assert state.read_text() == before
     assert config.read_text() == "model_list: [unclosed\n"

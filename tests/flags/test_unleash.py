@@ -599,6 +599,6 @@ def test_a_feature_switched_by_hand_is_detected_and_unreachable_rollback_exits_4
     before = state_file.read_text()
     down = ws.run("rollback", "shop-answers", "--reason", "pager")
     assert down.code == 4, down.err
-    assert "did NOT happen" in down.err and f"flag {key!r}" in down.err
+    assert "did NOT complete" in down.err and f"flag {key!r}" in down.err
     assert "Traceback" not in down.err
     assert state_file.read_text() == before

@@ -337,7 +337,7 @@ def test_a_flag_service_down_during_rollback_exits_4_and_records_nothing(
     before = (ws.root / "state" / "shop-answers" / "state.json").read_text()
     down = ws.run("rollback", "shop-answers", "--reason", "pager")  # the server is gone
     assert down.code == ExitCode.BACKEND, down.err
-    assert "the rollback did NOT happen" in down.err and "after 2 tries" in down.err
+    assert "the rollback did NOT complete" in down.err and "after 2 tries" in down.err
     assert "set flag 'answer-model' to serve only 'v1' by hand" in down.err
     assert "Traceback" not in down.err
     assert (ws.root / "state" / "shop-answers" / "state.json").read_text() == before
