@@ -1,29 +1,63 @@
 """HTTP plumbing shared by the flag backends that talk to a service (http, launchdarkly,
-unleash): bounded retries with backoff on 5xx, connection errors and timeouts (never on 4xx),
-`${ENV}` expansion that names the missing variable, messages that name only a URL's scheme and
-host (paths and query strings often carry secrets), and a stable fingerprint of what a service
-answered, so a flag changed outside rolloutctl is noticed.
+unleash): bounded retries with backoff on 5xx, connection errors and timeouts (never on 4xx,
+except 429), `${ENV}` expansion that names the missing variable, messages that name only a
+URL's scheme and host (paths and query strings often carry secrets), and a stable fingerprint
+of what a service answered, so a flag changed outside rolloutctl is noticed.
 
 `Client` speaks HTTP/1.1 with the standard library: these backends run on rollback's fast
 path, where importing httpx and httpcore (~200 ms with their optional extras installed) would
 cost more than the flip itself. Tests hand it an httpx transport (`httpx.MockTransport`) for
-the faults a real server cannot produce; only then is httpx imported."""
+the faults a real server cannot produce; only then is httpx imported.
+
+It honours the environment the way httpx and requests do, so a rollback works from wherever
+the metrics queries work:
+
+- Proxy, decided per request. `urllib.request.getproxies_environment()` reads `<scheme>_proxy`
+  in any case, a lower-case variable winning over its upper-case twin (an empty lower-case
+  one unsets it; under CGI, where `REQUEST_METHOD` is set, upper-case `HTTP_PROXY` is
+  ignored). An http URL uses `http_proxy`, an https URL `https_proxy`, else `all_proxy`.
+  `urllib.request.proxy_bypass_environment()` applies `no_proxy`: `*` bypasses every host;
+  otherwise a comma list of host names, IP addresses or domain suffixes (`example.com` and
+  `.example.com` both cover `api.example.com`), optionally with `:port`; no CIDR ranges.
+  urllib is imported only when some `*_proxy` variable is set.
+- Only `http://` proxies (a scheme-less `host:port` counts as one): an https target is
+  tunnelled with CONNECT, an http target is asked for with its absolute URL. Credentials in
+  the proxy URL (`http://user:password@host:3128`, percent-encoded) become
+  `Proxy-Authorization: Basic`; messages show the proxy as scheme://host:port only.
+- CA certificates for https: the first set of `SSL_CERT_FILE` (httpx's and OpenSSL's
+  variable, so flags and metrics trust the same CAs), `REQUESTS_CA_BUNDLE`, `CURL_CA_BUNDLE`
+  is the CA file; `SSL_CERT_DIR` is a CA directory (`openssl rehash` layout); both may be set.
+  When either is set it replaces the system's CA store, as it does in httpx and requests. A
+  missing or unreadable one is a BackendError naming the variable and the path.
+
+A 429 is retried within the same budget of tries, after the `Retry-After` the server sent
+(seconds or an HTTP date), each wait capped at RATE_LIMIT_WAIT_MAX; without one, after the
+usual backoff."""
 
 from __future__ import annotations
 
 import hashlib
 import http.client
 import json
+import math
+import os
 import time
-from dataclasses import dataclass
-from typing import Any
-from urllib.parse import urlencode, urlsplit
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlencode, urlsplit
 
 from rolloutctl import envvars
 from rolloutctl.errors import BackendError
 
+if TYPE_CHECKING:
+    import ssl
+
 DEFAULT_RETRIES = 2
 DEFAULT_BACKOFF = 0.25  # seconds before the first retry; doubles after each
+RATE_LIMIT_WAIT_MAX = 30.0  # seconds: the longest a Retry-After makes one retry wait
+
+CA_FILE_VARIABLES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")  # first set wins
+CA_DIR_VARIABLE = "SSL_CERT_DIR"
 
 
 def expand_env(value: str, *, what: str) -> str:
@@ -61,11 +95,139 @@ def seconds(value: Any, default: float = 10.0) -> float:
     return parse_duration(str(value)).total_seconds()
 
 
+# ---------------------------------------------------------------- proxy and CAs from the environment
+
+
+@dataclass(frozen=True)
+class Proxy:
+    """The http:// forward proxy one request goes through."""
+
+    host: str
+    port: int
+    authorization: str | None  # the Proxy-Authorization value, from the URL's user:password
+    shown: str  # scheme://host:port for messages: never the credentials
+
+    def auth_headers(self) -> dict[str, str]:
+        return {} if self.authorization is None else {"Proxy-Authorization": self.authorization}
+
+
+def proxy_for(scheme: str, host: str, port: int | None) -> Proxy | None:
+    """The proxy the environment names for this URL, or None to connect directly."""
+    if not _proxy_variables_set():
+        return None  # the common case: urllib.request (~6 ms to import) stays unloaded
+    from urllib.request import getproxies_environment
+
+    proxies = getproxies_environment()
+    url = proxies.get(scheme) or proxies.get("all")
+    if not url or _bypassed(host, port, proxies):
+        return None
+    return parse_proxy(url, scheme=scheme)
+
+
+def _proxy_variables_set() -> bool:
+    return any(value and name.lower().endswith("_proxy") for name, value in os.environ.items())
+
+
+def _bypassed(host: str, port: int | None, proxies: dict[str, str]) -> bool:
+    """no_proxy covers the host (`::1` as written), or host:port for port-specific entries."""
+    # Public in urllib.request (requests imports it too) but missing from typeshed's stubs.
+    from urllib.request import proxy_bypass_environment  # type: ignore[attr-defined]
+
+    if proxy_bypass_environment(host, proxies):
+        return True
+    return port is not None and bool(proxy_bypass_environment(f"{host}:{port}", proxies))
+
+
+def parse_proxy(url: str, *, scheme: str) -> Proxy:
+    """A proxy URL as httpx and requests read it: no scheme means http://, port 80 by default."""
+    if "://" not in url:
+        url = "http://" + url
+    parts = urlsplit(url)
+    where = f"the proxy for {scheme} URLs ({scheme.upper()}_PROXY, {scheme}_proxy or ALL_PROXY)"
+    try:
+        port = parts.port
+    except ValueError:
+        raise BackendError(
+            f"{where}, {parts.scheme}://{parts.hostname}, has an invalid port",
+            hint="set it to http://host:port",
+        ) from None
+    if parts.scheme != "http" or not parts.hostname:
+        raise BackendError(
+            f"{where} is {redact(url)}: the flag backends support only http:// proxies",
+            hint="set it to http://host:port (https targets are tunnelled with CONNECT)",
+        )
+    return Proxy(
+        parts.hostname, port or 80, _basic_auth(parts.username, parts.password), redact(url)
+    )
+
+
+def _basic_auth(username: str | None, password: str | None) -> str | None:
+    if username is None:
+        return None
+    import base64
+
+    pair = f"{unquote(username)}:{unquote(password or '')}".encode()
+    return "Basic " + base64.b64encode(pair).decode("ascii")
+
+
+@dataclass(frozen=True)
+class CALocation:
+    """A CA file or directory and the environment variable that named it."""
+
+    variable: str
+    path: str
+
+    def problem(self, *, directory: bool) -> str | None:
+        if not os.path.exists(self.path):
+            return "does not exist"
+        if directory != os.path.isdir(self.path):
+            return "is not a directory" if directory else "is a directory, not a file"
+        return None
+
+
+def ca_locations() -> tuple[CALocation | None, CALocation | None]:
+    """(CA file, CA directory) named by the environment; see the module's docstring."""
+    cafile = next(
+        (CALocation(name, os.environ[name]) for name in CA_FILE_VARIABLES if os.environ.get(name)),
+        None,
+    )
+    capath = os.environ.get(CA_DIR_VARIABLE)
+    return cafile, CALocation(CA_DIR_VARIABLE, capath) if capath else None
+
+
+def tls_context() -> ssl.SSLContext:
+    """Certificate-verifying TLS, trusting the environment's CAs when it names some."""
+    import ssl
+
+    cafile, capath = ca_locations()
+    for location, directory in ((cafile, False), (capath, True)):
+        if location is not None and (problem := location.problem(directory=directory)):
+            raise _ca_error(location, problem)
+    try:
+        return ssl.create_default_context(
+            cafile=cafile.path if cafile else None, capath=capath.path if capath else None
+        )
+    except (OSError, ssl.SSLError) as exc:
+        blamed = cafile or capath
+        if blamed is None:  # the system's store: not ours to explain
+            raise
+        raise _ca_error(
+            blamed, f"cannot be read as PEM certificates ({type(exc).__name__})"
+        ) from None
+
+
+def _ca_error(location: CALocation, problem: str) -> BackendError:
+    return BackendError(
+        f"{location.variable}={location.path} {problem}: no https request can be verified",
+        hint=f"point {location.variable} at the CA certificates (PEM) to trust, or unset it",
+    )
+
+
 # ---------------------------------------------------------------- a small HTTP client
 
 
 class Unreachable(Exception):
-    """No answer: refused, reset, DNS, TLS. Retried."""
+    """No answer: refused, reset, DNS, TLS, a proxy that would not tunnel. Retried."""
 
 
 class TimedOut(Unreachable):
@@ -76,6 +238,7 @@ class TimedOut(Unreachable):
 class Response:
     status_code: int
     content: bytes
+    headers: dict[str, str] = field(default_factory=dict)  # names lower-cased
 
     def json(self) -> Any:
         """Raises ValueError when the body is not JSON."""
@@ -84,9 +247,14 @@ class Response:
 
 _json_dumps = json.dumps  # Client.request's `json=` parameter shadows the module
 
+# One keep-alive connection per target and route: a proxied one never serves a direct request.
+_Route = tuple[str, str, int | None, Proxy | None]
+
 
 class Client:
-    """Blocking HTTP/1.1 with keep-alive per host; `with Client(...) as c: c.request(...)`."""
+    """Blocking HTTP/1.1 with keep-alive per target and route (direct, or which proxy);
+    `with Client(...) as c: c.request(...)`. `request` raises Unreachable or TimedOut when no
+    answer came, BackendError when the environment's proxy or CA settings cannot be used."""
 
     def __init__(
         self, *, timeout: float, headers: dict[str, str] | None = None, transport: Any = None
@@ -94,7 +262,8 @@ class Client:
         self.timeout = timeout
         self.headers = {"Accept": "application/json", "User-Agent": "rolloutctl", **(headers or {})}
         self.transport = transport  # an httpx transport: tests only
-        self._connections: dict[tuple[str, str, int | None], http.client.HTTPConnection] = {}
+        self._connections: dict[_Route, http.client.HTTPConnection] = {}
+        self._tls: ssl.SSLContext | None = None
 
     def __enter__(self) -> Client:
         return self
@@ -128,36 +297,49 @@ class Client:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise Unreachable(f"not an http(s) URL: {parts.scheme}://")
+        proxy = proxy_for(parts.scheme, parts.hostname, parts.port)
+        route: _Route = (parts.scheme, parts.hostname, parts.port, proxy)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        conn = self._connection(parts.scheme, parts.hostname, parts.port)
+        if proxy is not None and parts.scheme == "http":
+            target = f"http://{_authority(parts.hostname, parts.port)}{target}"
+            headers.update(proxy.auth_headers())
+        return self._send(route, method, target, body, headers)
+
+    def _send(
+        self, route: _Route, method: str, target: str, body: bytes | None, headers: dict[str, str]
+    ) -> Response:
+        conn = self._connection(route)
         try:
             conn.request(method, target, body=body, headers=headers)
             answer = conn.getresponse()
-            return Response(answer.status, answer.read())
+            content = answer.read()
         except TimeoutError as exc:
-            self._drop(parts.scheme, parts.hostname, parts.port)
-            raise TimedOut(type(exc).__name__) from None
+            self._drop(route)
+            raise TimedOut(_failure(exc, route[3])) from None
         except (OSError, http.client.HTTPException) as exc:
-            self._drop(parts.scheme, parts.hostname, parts.port)
-            raise Unreachable(type(exc).__name__) from None
+            self._drop(route)
+            raise Unreachable(_failure(exc, route[3])) from None
+        return Response(answer.status, content, {k.lower(): v for k, v in answer.getheaders()})
 
-    def _connection(self, scheme: str, host: str, port: int | None) -> http.client.HTTPConnection:
-        key = (scheme, host, port)
-        if key not in self._connections:
-            if scheme == "https":
-                import ssl
+    def _connection(self, route: _Route) -> http.client.HTTPConnection:
+        if route not in self._connections:
+            self._connections[route] = self._open(route)
+        return self._connections[route]
 
-                self._connections[key] = http.client.HTTPSConnection(
-                    host, port, timeout=self.timeout, context=ssl.create_default_context()
-                )
-            else:
-                self._connections[key] = http.client.HTTPConnection(
-                    host, port, timeout=self.timeout
-                )
-        return self._connections[key]
+    def _open(self, route: _Route) -> http.client.HTTPConnection:
+        scheme, host, port, proxy = route
+        address = (host, port) if proxy is None else (proxy.host, proxy.port)
+        if scheme == "http":
+            return http.client.HTTPConnection(*address, timeout=self.timeout)
+        if self._tls is None:
+            self._tls = tls_context()
+        conn = http.client.HTTPSConnection(*address, timeout=self.timeout, context=self._tls)
+        if proxy is not None:
+            conn.set_tunnel(host, port, headers=proxy.auth_headers())
+        return conn
 
-    def _drop(self, scheme: str, host: str, port: int | None) -> None:
-        conn = self._connections.pop((scheme, host, port), None)
+    def _drop(self, route: _Route) -> None:
+        conn = self._connections.pop(route, None)
         if conn is not None:
             conn.close()
 
@@ -173,7 +355,25 @@ class Client:
                 raise TimedOut(type(exc).__name__) from None
             except httpx.TransportError as exc:
                 raise Unreachable(type(exc).__name__) from None
-        return Response(answer.status_code, answer.content)
+        return Response(
+            answer.status_code, answer.content, {k.lower(): v for k, v in answer.headers.items()}
+        )
+
+
+def _authority(host: str, port: int | None) -> str:
+    name = f"[{host}]" if ":" in host else host
+    return name if port is None else f"{name}:{port}"
+
+
+def _failure(exc: BaseException, proxy: Proxy | None) -> str:
+    """The exception's kind, and the proxy's answer when it refused to tunnel (http.client
+    says `Tunnel connection failed: 407 ...`); never the proxy's credentials."""
+    if proxy is None:
+        return type(exc).__name__
+    text = str(exc)
+    if text.startswith("Tunnel connection failed"):
+        return f"the proxy {proxy.shown} refused the tunnel: {text.split(': ', 1)[-1]}"
+    return f"{type(exc).__name__} via the proxy {proxy.shown}"
 
 
 # ---------------------------------------------------------------- one call, retried
@@ -194,38 +394,87 @@ def request(
     with the status (never the body's secrets, never the full URL) when it gives up."""
     where = f"{what} ({method} {redact(url)})"
     attempts = retries + 1
-    last = ""
+    last, hint = "", None
+    pause = 0.0
     for attempt in range(attempts):
         if attempt:
-            time.sleep(backoff * 2 ** (attempt - 1))
+            time.sleep(pause)
+        pause = backoff * 2**attempt  # before the next try, unless a 429 says otherwise
         try:
             response = client.request(method, url, **kwargs)
         except TimedOut:
-            last = "timed out"
+            last, hint = "timed out", None
             continue
         except Unreachable as exc:
-            last = f"unreachable ({exc})"
+            last, hint = f"unreachable ({exc})", None
             continue
         if response.status_code >= 500:
-            last = f"answered HTTP {response.status_code}"
+            last, hint = f"answered HTTP {response.status_code}", None
+            continue
+        if response.status_code == 429:
+            wait = retry_after(response.headers.get("retry-after"))
+            pause = pause if wait is None else min(wait, RATE_LIMIT_WAIT_MAX)
+            last, hint = _rate_limited(wait)
             continue
         if response.status_code == 404 and allow_404:
             return None
-        if response.status_code in (401, 403):
-            raise BackendError(
-                f"{where}: refused with HTTP {response.status_code} (not authorized); "
-                "nothing was retried",
-                hint="check the token's environment variable and the token's permissions",
-            )
-        if response.status_code >= 400:
-            detail = _short_detail(response)
-            raise BackendError(
-                f"{where}: refused with HTTP {response.status_code}{detail}; nothing was retried",
-                hint="the request does not match what the server expects; check the flag spec",
-            )
+        _refuse(where, response)
         return response
     tries = f"{attempts} tr{'y' if attempts == 1 else 'ies'}"
-    raise BackendError(f"{where}: {last} after {tries}")
+    raise BackendError(f"{where}: {last} after {tries}", hint=hint)
+
+
+def _rate_limited(wait: float | None) -> tuple[str, str]:
+    asked = "" if wait is None else f", Retry-After {math.ceil(wait)} s"
+    hint = "the flag service limits how often rolloutctl may call it; wait, then run the "
+    return f"rate limited (HTTP 429{asked})", hint + "command again (or raise the rate limit)"
+
+
+def _refuse(where: str, response: Response) -> None:
+    """Raises for a 4xx answer, which no retry would change."""
+    status = response.status_code
+    if status in (401, 403):
+        raise BackendError(
+            f"{where}: refused with HTTP {status} (not authorized); nothing was retried",
+            hint="check the token's environment variable and the token's permissions",
+        )
+    if status == 407:
+        raise BackendError(
+            f"{where}: the proxy refused with HTTP 407 (proxy authentication required)",
+            hint="put the proxy's credentials in its URL: HTTP_PROXY=http://user:password@host:port",
+        )
+    if status >= 400:
+        detail = _short_detail(response)
+        raise BackendError(
+            f"{where}: refused with HTTP {status}{detail}; nothing was retried",
+            hint="the request does not match what the server expects; check the flag spec",
+        )
+
+
+def retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds a Retry-After header asks to wait (RFC 9110 §10.2.3: delay-seconds or an
+    HTTP date, 0 once that date has passed); None when absent or unreadable."""
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        delay = float(value)
+    except ValueError:
+        return _seconds_until(value, time.time() if now is None else now)
+    return delay if math.isfinite(delay) and delay >= 0 else None
+
+
+def _seconds_until(http_date: str, now: float) -> float | None:
+    from datetime import UTC
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(http_date)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # `-0000`: UTC, says RFC 5322
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - now)
 
 
 def _short_detail(response: Response) -> str:
