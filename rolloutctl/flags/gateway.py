@@ -78,6 +78,12 @@ class GatewayFlagBackend:
                 f"gateway config {self.path}: not valid YAML ({exc}); nothing was changed",
                 hint=self._restore_hint(),
             ) from None
+        except RecursionError:
+            raise BackendError(
+                f"gateway config {self.path}: nested too deeply to be a config; nothing was "
+                "changed",
+                hint=self._restore_hint(),
+            ) from None
         if not isinstance(data, dict) or not isinstance(data.get("model_list"), list):
             raise BackendError(
                 f"gateway config {self.path}: expected a mapping with a `model_list:` list",

@@ -253,3 +253,13 @@ def test_state_paths_never_leave_the_state_folder(ws: Workspace) -> None:
     r = ws.run("--state-dir", str(blocker), "start", str(ws.playbook), now=START)
     assert r.code == 2 and "is not a folder" in r.err and "Traceback" not in r.err, r.err
     assert not (ws.root / "flags" / "flags.json").exists()
+
+
+def test_a_gateway_config_nested_too_deeply_is_a_backend_error(tmp_path: Path) -> None:
+    from rolloutctl.flags.gateway import GatewayFlagBackend
+
+    config = tmp_path / "config.yaml"
+    config.write_text("[" * 100_000 + "]" * 100_000)
+    backend = GatewayFlagBackend(config, "answer", "v1", "v2")
+    with pytest.raises(BackendError, match="nested too deeply"):
+        backend.rollback(rollout="r", reason="x")
