@@ -348,7 +348,12 @@ def evaluate(
     limit_breaches = _limit_breaches(look, results)
     triggers, trigger_action, reasons = _triggers(look, results)
     srm = _sample_ratio(look, ratio_counts, ratio_unit, check_ratio)
-    deciding_errors = [name for name in errors if not playbook.metric(name).advisory]
+    for trig in triggers:  # a trigger that cannot be evaluated is a measurement error
+        if "error" in trig:
+            errors[f"trigger {trig['name']}"] = f"cannot evaluate {trig['when']!r}: {trig['error']}"
+    deciding_errors = [
+        name for name in errors if name.startswith("trigger ") or not playbook.metric(name).advisory
+    ]
     no_data = counts["canary"] == 0 or (look.has_control and counts["control"] == 0)
     verdict: GateVerdict
     if failing or limit_breaches or trigger_action == "rollback":
@@ -365,6 +370,7 @@ def evaluate(
         overall_pass = {
             r.name: r.verdict == "pass" for r, _ in judged if r.segment is None and not r.advisory
         }
+        unmeasured = [] if no_data else _unmeasured(look, results, errors)
         waiting = _waiting(
             look,
             counts,
@@ -376,6 +382,7 @@ def evaluate(
             overall_pass,
             trigger_action,
         )
+        waiting[len(deciding_errors) > 0 : len(deciding_errors) > 0] = unmeasured
         reasons.extend(waiting)
         verdict = "inconclusive" if waiting else "pass"
         if not waiting:
@@ -657,7 +664,11 @@ def _triggers(
     action: str | None = None
     reasons: list[str] = []
     for trig in look.playbook.triggers:
-        fired = expr.evaluate(expr.parse(trig.when), lookup)
+        try:
+            fired = expr.evaluate(expr.parse(trig.when), lookup)
+            problem = None
+        except (TypeError, ValueError, ArithmeticError, expr.ExprError) as exc:
+            fired, problem = None, f"{type(exc).__name__}: {exc}"
         triggers.append(
             {
                 "name": trig.name,
@@ -665,6 +676,7 @@ def _triggers(
                 "action": trig.action,
                 "fired": bool(fired),
                 "evaluated": fired is not None,
+                **({"error": problem} if problem else {}),
             }
         )
         if fired:
@@ -709,6 +721,29 @@ def _failure_reason(look: _Look, r: MetricResult, n_vetoing: int, holm_name: str
         f"{r.p_value:.2g}, {r.p_adjusted:.2g} after {holm_name} over {n_vetoing} vetoing "
         f"comparisons ≤ α = {look.playbook.analysis.alpha:g})"
     )
+
+
+def _unmeasured(look: _Look, results: list[MetricResult], errors: dict[str, str]) -> list[str]:
+    """Missing data never passes, whatever `pass_requires` says: a deciding metric without
+    enough values on either arm (every value NULL, non-numeric or non-finite, say) holds
+    the gate, even when nothing fails."""
+    overall = {r.name: r for r in results if r.segment is None}
+    holding = []
+    for metric in stage_metrics(look.playbook, look.stage):
+        if metric.advisory or metric.name in errors:
+            continue
+        if metric.name in look.at_end_only and not look.at_end:
+            continue
+        r = overall.get(metric.name)
+        control_n = r.control["n"] if r is not None else 0
+        canary_n = r.canary["n"] if r is not None else 0
+        arms = (control_n, canary_n) if look.has_control else (canary_n,)
+        if min(arms) < look.min_segment:
+            holding.append(
+                f"too few values of {metric.name} to judge (control {control_n}, canary "
+                f"{canary_n}; need {look.min_segment} per arm): missing data never passes"
+            )
+    return holding
 
 
 def _waiting(

@@ -106,3 +106,27 @@ def test_passing_shows_each_metric_at_the_full_alpha() -> None:
         gate.stage_rho2(playbook, 0, gate.tuned_total(playbook, 0)),
     )
     assert split.verdict == "inconclusive" and split.ci[1] > 0.005
+
+
+def test_a_trigger_that_cannot_be_evaluated_holds_as_a_measurement_error() -> None:
+    """A trigger whose `when` raises at run time (it compares a number with a string:
+    `validate` refuses it, a playbook built another way may not) never crashes a look: it
+    holds the gate as a measurement error, counted toward the consecutive-error limit."""
+    book = _playbook(1.0).model_dump()
+    book["triggers"] = [{"name": "broken", "when": "canary.a_rate > 'abc'", "action": "rollback"}]
+    playbook = Playbook.model_validate(book)
+    result = _evaluate(playbook, _look(20_000, 200, 200, 200))
+    assert result.verdict == "inconclusive" and result.errors == 1
+    assert any("cannot evaluate" in r and "broken" in r for r in result.reasons), result.reasons
+    [trigger] = result.triggers
+    assert trigger["evaluated"] is False and "TypeError" in trigger["error"]
+    last = gate.evaluate(
+        playbook,
+        0,
+        {"s": _look(20_000, 200, 200, 200)},
+        {},
+        stage_started=START,
+        now=START + timedelta(hours=2),
+        consecutive_errors=3,
+    )
+    assert last.verdict == "error"

@@ -374,14 +374,17 @@ class RequestLogSource:
                     f"CASE WHEN variant = {_literal(request.control)} THEN 0 ELSE {bin_sql} END"
                 )
 
-        # Bad rows and freshness, and segment cardinality, in one scan.
+        # Bad rows and values, freshness, and segment cardinality, in one scan.
         card = ", ".join(f"approx_count_distinct({sql_ident(d)})" for d in dims) or "0"
+        bad_values = self._bad_value_counts(request.metrics, columns, types, arm_rows)
         health_sql = (
             f"SELECT count(*) FILTER (WHERE __ts IS NULL),"
             f" count(*) FILTER (WHERE {span} AND (variant IS NULL OR (variant NOT IN {arms}"
             f" AND variant NOT LIKE 'shadow:%'))),"
             f" epoch_ms(max(__ts) FILTER (WHERE {window})), {card},"
-            f" count(*) FILTER (WHERE {window}) FROM log"
+            f" count(*) FILTER (WHERE {window})"
+            + "".join(f", {sql}" for sql in bad_values.values())
+            + " FROM log"
         )
         row = con.execute(health_sql).fetchone() or ()
         bad_ts, unknown_variant, latest = row[0], row[1], row[2]
@@ -389,6 +392,10 @@ class RequestLogSource:
             out.bad_rows["unparseable ts"] = int(bad_ts)
         if unknown_variant:
             out.bad_rows["unknown variant"] = int(unknown_variant)
+        for i, text in enumerate(bad_values):
+            if row[4 + len(dims) + i]:
+                label = f"non-numeric or non-finite {text}"
+                out.bad_rows[label] = int(row[4 + len(dims) + i])
         out.latest = None if latest is None else datetime.fromtimestamp(latest / 1000, UTC)
         segment_values: dict[str, list[str] | None] = {}
         for i, d in enumerate(dims):
@@ -538,11 +545,35 @@ class RequestLogSource:
         return (dims[i], str(row[2 + i]))
 
     def _number(self, column_or_expr: str, columns: set[str], types: dict[str, str]) -> str:
+        """The value as a finite DOUBLE, or NULL: text that is not a number, NaN and the
+        infinities are left out of every statistic (and counted by `_bad_value_counts`)."""
         node = expr.parse(column_or_expr)
         sql = expr.to_sql(node, columns)
         if isinstance(node, expr.Name) and types.get(node.name, "").startswith(_NUMERIC):
-            return f"CAST({sql} AS DOUBLE)"
-        return f"TRY_CAST({sql} AS DOUBLE)"
+            number = f"CAST({sql} AS DOUBLE)"
+        else:
+            number = f"TRY_CAST({sql} AS DOUBLE)"
+        return f"(CASE WHEN isfinite({number}) THEN {number} END)"
+
+    def _bad_value_counts(
+        self, metrics: Sequence[Metric], columns: set[str], types: dict[str, str], rows: str
+    ) -> dict[str, str]:
+        """Per value expression of the metrics: SQL counting the arms' rows where it holds
+        something (not NULL) that is not a finite number."""
+        counts: dict[str, str] = {}
+        for metric in metrics:
+            for text in (metric.value, metric.numerator, metric.denominator):
+                if text is None or text in counts:
+                    continue
+                try:
+                    raw = expr.to_sql(expr.parse(text), columns)
+                    clean = self._number(text, columns, types)
+                except expr.ExprError:
+                    continue  # reported as the metric's own error
+                counts[text] = (
+                    f"count(*) FILTER (WHERE {rows} AND ({raw}) IS NOT NULL AND {clean} IS NULL)"
+                )
+        return counts
 
     def _aggregates(
         self, metric: Metric, columns: set[str], types: dict[str, str]

@@ -322,6 +322,75 @@ def _sql(node: Node) -> str:
     raise AssertionError(node)
 
 
+def type_problems(node: Node, kind: str, name_type: Callable[[str], str]) -> list[str]:
+    """What makes an expression unable to work, found before it runs: a comparison of a
+    number with a string, arithmetic on a string, a condition that is a constant (`'x'`,
+    `1`), or none of the names it should read. `kind` is "condition" (a trigger's `when`, a
+    proportion's `event`) or "value"; `name_type(name)` is "number", "string" or "any"."""
+    problems: list[str] = []
+
+    def type_of(n: Node) -> str:
+        match n:
+            case Lit(value):
+                if value is None:
+                    return "null"
+                if isinstance(value, bool):
+                    return "bool"
+                return "number" if isinstance(value, int | float) else "string"
+            case Name(name):
+                return name_type(name)
+            case Neg(x):
+                if type_of(x) == "string":
+                    problems.append(f"`-` of a string ({_show(x)})")
+                return "number"
+            case Not(x):
+                type_of(x)
+                return "bool"
+            case In(x, values, _):
+                left = type_of(x)
+                for value in values:
+                    _mismatch(left, type_of(Lit(value)), n)
+                return "bool"
+            case IsNull(x, _):
+                type_of(x)
+                return "bool"
+            case Bin("and" | "or", left, right):
+                type_of(left)
+                type_of(right)
+                return "bool"
+            case Bin(op, left, right) if op in ("+", "-", "*", "/"):
+                for side in (left, right):
+                    if type_of(side) == "string":
+                        problems.append(f"arithmetic on a string ({_show(side)})")
+                return "number"
+            case Bin(_, left, right):
+                _mismatch(type_of(left), type_of(right), n)
+                return "bool"
+        return "any"
+
+    def _mismatch(left: str, right: str, n: Node) -> None:
+        if {left, right} == {"number", "string"}:
+            problems.append(f"compares a number with a string in {_show(n)}")
+
+    result = type_of(node)
+    if not names(node):
+        problems.append("is a constant: it names no metric or column, so it never changes")
+    elif kind == "condition" and result in ("number", "string"):
+        problems.append(f"is a {result}, not a condition (a comparison such as `x > 3`)")
+    return list(dict.fromkeys(problems))
+
+
+def _show(node: Node) -> str:
+    match node:
+        case Lit(value):
+            return repr(value)
+        case Name(name):
+            return name
+        case Bin(op, left, right):
+            return f"{_show(left)} {op} {_show(right)}"
+    return "the expression"
+
+
 def scope_problems(node: Node) -> list[str]:
     """What a stage scope may not say, because a flag's JsonLogic would read it differently
     from the gate's SQL: comparisons with null (JsonLogic `null != 'en'` is true, SQL's is

@@ -323,12 +323,14 @@ def semantic_problems(data: Any, positions: dict[Loc, tuple[int, int]], path: Pa
         dimensions = []
     columns = REQUEST_LOG_COLUMNS | COMMON_SEGMENT_COLUMNS | {str(d) for d in dimensions}
 
-    def check_columns(loc: Loc, text: str, allow_eval: bool = True) -> None:
+    def check_columns(loc: Loc, text: str, allow_eval: bool = True, kind: str = "") -> None:
         try:
             node = expr.parse(text)
         except expr.ExprError as exc:
             at(loc, f"cannot parse {text!r}: {exc}")
             return
+        for problem in expr.type_problems(node, kind, lambda _: "any") if kind else []:
+            at(loc, f"{text!r} {problem}")
         bad = [n for n in expr.names(node) if n not in columns]
         if allow_eval:
             bad = [n for n in bad if not n.startswith("eval.")]
@@ -352,7 +354,8 @@ def semantic_problems(data: Any, positions: dict[Loc, tuple[int, int]], path: Pa
             for field in ("event", "value", "numerator", "denominator"):
                 text = m.get(field)
                 if isinstance(text, str):
-                    check_columns(("metrics", i, field), text)
+                    kind = "condition" if field == "event" else "value"
+                    check_columns(("metrics", i, field), text, kind=kind)
 
     previous_traffic = -1.0
     for i, stage in _items(data, "stages"):
@@ -411,6 +414,8 @@ def semantic_problems(data: Any, positions: dict[Loc, tuple[int, int]], path: Pa
                 near = difflib.get_close_matches(name, arm_names, n=1)
                 tip = f"; did you mean {near[0]!r}?" if near else ""
                 at(("triggers", i, "when"), f"unknown metric {metric!r}{tip}")
+        for problem in expr.type_problems(node, "condition", lambda _: "number"):
+            at(("triggers", i, "when"), f"{when!r} {problem}; the trigger could never fire")
 
     flag = _mapping(data, "flag")
     _check_flag_backend(flag, _items(data, "stages"), at)

@@ -25,7 +25,8 @@ METRIC_NAME_RE = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # A margin, limit or threshold of .inf or .nan could never be crossed: refused.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 Duration = Annotated[

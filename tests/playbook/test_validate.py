@@ -149,3 +149,42 @@ def test_missing_and_empty_files(tmp_path: Path) -> None:
     empty.write_text("")
     with pytest.raises(InvalidInput, match="empty"):
         load_playbook(empty)
+
+
+NEVER_WORKS = """\
+rollout: shop
+flag: {backend: file, path: f.json, key: k, control: v1, canary: v2}
+sources:
+  req: {kind: requestlog, path: x.jsonl}
+metrics:
+  - {name: err, group: technical, source: req, kind: proportion, event: "'x'", worse: higher, margin: {absolute: .inf}}
+  - {name: lat, group: technical, source: req, kind: mean, value: "latency_ms + 'ms'", worse: higher, margin: {relative: 0.1}, limit: .nan}
+stages:
+  - {name: c1, traffic: 5}
+triggers:
+  - {name: a, when: "canary.err > 'abc'", action: rollback}
+  - {name: b, when: "1", action: rollback}
+  - {name: c, when: "canary.lat * 2", action: pause}
+"""
+
+
+def test_expressions_and_numbers_that_could_never_work_are_refused(tmp_path: Path) -> None:
+    """A trigger that could never fire, an event that is a constant, a margin of infinity:
+    each would pass every look silently; validate names each one with its line."""
+    path = tmp_path / "p.yaml"
+    path.write_text(NEVER_WORKS)
+    with pytest.raises(PlaybookInvalid) as info:
+        load_playbook(path)
+    text = "\n".join(info.value.problems)
+    expected = [
+        "6:",  # the err metric's line: its event and its margin
+        "metrics[0].event: \"'x'\" is a constant",
+        "metrics[0].margin.absolute",
+        "metrics[1].value: \"latency_ms + 'ms'\" arithmetic on a string",
+        "metrics[1].limit",
+        "triggers[0].when: \"canary.err > 'abc'\" compares a number with a string",
+        "triggers[1].when: '1' is a constant",
+        "triggers[2].when: 'canary.lat * 2' is a number, not a condition",
+    ]
+    for part in expected:
+        assert part in text, (part, text)
