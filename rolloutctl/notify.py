@@ -140,6 +140,7 @@ def send(store: Any, rollout: str, body: dict[str, Any]) -> list[str]:
                 before=None,
                 after=None,
                 verdict={"event": body["event"], "kind": kind, "delivered": False},
+                at=body.get("time"),  # the command's clock (--now), like its own audit line
             )
     return warnings
 

@@ -168,7 +168,7 @@ def test_a_failing_endpoint_never_changes_the_rollback(
     url = hook.url if failure == "500" else f"http://127.0.0.1:{free_port()}"
     start_with(envws, f"notify:\n  - {{kind: slack, url: '{url}/s', on: [rollback]}}\n")
     began = time.monotonic()
-    r = envws.run("--json", "rollback", "shop-answers", "--reason", "pager")
+    r = envws.run("--json", "rollback", "shop-answers", "--reason", "pager", now=START)
     elapsed = time.monotonic() - began
     assert r.code == 0
     assert r.json()["status"] == "rolled_back" and envws.state()["status"] == "rolled_back"
@@ -180,6 +180,7 @@ def test_a_failing_endpoint_never_changes_the_rollback(
     assert elapsed < notify.DEADLINE + 5
     commands = [e["command"] for e in envws.audit()]
     assert commands[-2:] == ["rollback", "notify"]
+    assert {e["time"] for e in envws.audit()[-2:]} == {START.isoformat()}  # --now, both
     assert envws.audit()[-1]["verdict"] == {
         "event": "rollback",
         "kind": "slack",

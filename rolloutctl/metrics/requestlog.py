@@ -80,6 +80,22 @@ def _arm_rows(request: MeasureRequest) -> tuple[str, str]:
     )
 
 
+def _skipped_csv_lines(con: duckdb.DuckDBPyConnection, files: list[str]) -> int:
+    """Lines of CSV files that did not become rows: data lines (all lines but each file's
+    header) minus the rows read."""
+    lines = 0
+    for name in files:
+        with open(name, "rb") as handle:
+            last = b"\n"
+            while chunk := handle.read(1 << 20):
+                lines += chunk.count(b"\n")
+                last = chunk[-1:]
+            lines += 0 if last == b"\n" else 1  # a last line without its newline
+        lines -= 1  # the header
+    row = con.execute("SELECT count(*) FROM raw_log").fetchone()
+    return max(0, lines - int(row[0] if row else 0))
+
+
 WHOLE = -1  # the bin of rows aggregated over the whole window (segments, when not per look)
 
 
@@ -138,6 +154,7 @@ class RequestLogSource:
     name: str
     paths: list[str]
     format: str = "auto"
+    skipped_lines: int = 0  # CSV lines that could not be read as a row (set by `open`)
 
     @classmethod
     def from_spec(cls, name: str, spec: Any, loaded: LoadedPlaybook) -> RequestLogSource:
@@ -185,7 +202,9 @@ class RequestLogSource:
         listing = "[" + ", ".join(_literal(f) for f in files) + "]"
         reader = {
             "parquet": f"read_parquet({listing}, union_by_name = true)",
-            "csv": f"read_csv({listing}, union_by_name = true, types = {{'ts': 'VARCHAR'}})",
+            # A malformed line is skipped, not fatal: `_count_skipped` counts it for the report.
+            "csv": f"read_csv({listing}, union_by_name = true, types = {{'ts': 'VARCHAR'}},"
+            " ignore_errors = true)",
             # Full-scan type detection: a bad value late in the file must not abort the read.
             "jsonl": f"read_json({listing}, format = 'newline_delimited', union_by_name = true,"
             " sample_size = -1)",
@@ -201,6 +220,8 @@ class RequestLogSource:
                 hint="each file must be valid JSONL, CSV or Parquet with ts and variant columns",
             ) from None
         types = {row[0]: str(row[1]) for row in described}
+        if fmt == "csv":
+            self.skipped_lines = _skipped_csv_lines(con, files)
         missing = [c for c in ("ts", "variant") if c not in types]
         if missing:
             raise InvalidInput(
@@ -392,6 +413,8 @@ class RequestLogSource:
             out.bad_rows["unparseable ts"] = int(bad_ts)
         if unknown_variant:
             out.bad_rows["unknown variant"] = int(unknown_variant)
+        if self.skipped_lines:
+            out.bad_rows["unreadable CSV lines"] = self.skipped_lines
         for i, text in enumerate(bad_values):
             if row[4 + len(dims) + i]:
                 label = f"non-numeric or non-finite {text}"

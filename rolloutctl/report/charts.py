@@ -14,6 +14,7 @@ import io
 import math
 import re
 import threading
+import warnings
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, ParamSpec
@@ -39,6 +40,9 @@ _RC: Any = {
 # matplotlib's rc settings are global: charts are drawn one at a time (the warm-up may run
 # on a thread while the gate's queries run).
 _DRAWING = threading.Lock()
+# A segment value or title in a script the font lacks is drawn as a box; matplotlib's warning
+# about it would reach the user's terminal, where it means nothing to them.
+warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from", category=UserWarning)
 
 
 def _serial(draw: Callable[P, str]) -> Callable[P, str]:

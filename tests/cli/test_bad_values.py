@@ -69,3 +69,25 @@ def test_text_among_numbers_is_left_out_and_counted(ws: Workspace) -> None:
     assert data["bad_rows"]["non-numeric or non-finite latency_ms"] > 100
     latency = [m for m in data["metrics"] if m["name"] == "p95_latency_ms" and not m["segment"]]
     assert latency[0]["canary"]["n"] > 1000
+
+
+def test_a_csv_with_garbage_lines_is_read_and_the_lines_are_counted(ws: Workspace) -> None:
+    """5% of the lines are garbage (too many or too few fields, binary noise): the rest is
+    judged and the report counts what was skipped (it used to fail whole, blaming `ts`)."""
+    assert ws.run("start", str(ws.playbook), now=START).code == 0
+    path = ws.log("healthy", START, 2, 20, "p1", seed=5)
+    csv = path.with_suffix(".csv")
+    duckdb.connect().execute(f"COPY (SELECT * FROM read_parquet('{path}')) TO '{csv}' (HEADER)")
+    path.unlink()
+    lines = csv.read_text().splitlines()
+    garbage = ["garbage", "a,b", "\x01\x02,,", lines[1] + ",1,2,3"]
+    mixed = [lines[0]]
+    for i, line in enumerate(lines[1:]):
+        mixed.append(garbage[i % 4] if i % 20 == 7 else line)
+    csv.write_text("\n".join(mixed) + "\n")
+    ws.playbook.write_text(ws.playbook.read_text().replace("data/*.parquet", "data/*.csv"))
+    r = ws.run("--json", "check", "shop-answers", now=AT)
+    assert r.code in (0, 11), r.err
+    skipped = r.json()["bad_rows"]["unreadable CSV lines"]
+    expected = sum(1 for i in range(len(lines) - 1) if i % 20 == 7)
+    assert 0.9 * expected <= skipped <= expected, (skipped, expected)
