@@ -91,6 +91,56 @@ def _baseline(
     return stats, volume, f"{source.paths[0]}, last {hours:.1f} h"
 
 
+LIVE_KINDS = ("prometheus", "http")  # sources that can be asked about the control's recent past
+BASELINE_WINDOW = timedelta(days=1)  # the control's rates and variances
+VOLUME_WINDOW = timedelta(hours=1)  # the traffic now
+
+
+@dataclass
+class LiveBaseline:
+    stats: dict[str, Stat]
+    volume: float | None  # requests per hour, both arms
+    where: str  # which sources answered, or why none did
+
+
+def _live_baseline(loaded: LoadedPlaybook, names: set[str], now: datetime) -> LiveBaseline:
+    """For metrics on a live source (Prometheus, HTTP) that no request log sizes: the control
+    arm's statistics over the last day and the requests of the last hour, asked of the
+    metric's own source with the same queries the gate sends."""
+    from rolloutctl.errors import RolloutError
+    from rolloutctl.metrics.base import MeasureRequest
+    from rolloutctl.metrics.registry import build_source
+
+    pb = loaded.playbook
+    found = LiveBaseline({}, None, "")
+    answered, failed = [], []
+    for name, spec in pb.sources.items():
+        metrics = tuple(m for m in pb.metrics if m.source == name and m.name in names)
+        if spec.kind not in LIVE_KINDS or not metrics:
+            continue
+        try:
+            source = build_source(name, loaded)
+            day, hour = (
+                source.measure(
+                    MeasureRequest(metrics, now - window, now, pb.flag.control, pb.flag.canary)
+                )
+                for window in (BASELINE_WINDOW, VOLUME_WINDOW)
+            )
+        except RolloutError as exc:
+            failed.append(f"{spec.kind} source {name!r}: {exc.message.splitlines()[0]}")
+            continue
+        for (metric, segment), arms in day.stats.items():
+            if segment is None and "control" in arms:
+                found.stats[metric] = arms["control"]
+        requests = sum((hour.arm_counts.get(None) or {}).values())
+        if found.volume is None and requests:
+            found.volume = requests / (VOLUME_WINDOW.total_seconds() / 3600)
+        answered.append(f"{spec.kind} source {name!r}")
+    parts = [f"{', '.join(answered)}, last {BASELINE_WINDOW.days * 24} h"] if answered else []
+    found.where = "; ".join(parts + [f"no baseline from {why}" for why in failed])
+    return found
+
+
 @dataclass(frozen=True)
 class Sizing:
     """What sizes one metric: the per-observation variance, the margin in absolute units and,
@@ -454,6 +504,18 @@ def plan_rollout(
     now = now or datetime.now(UTC).replace(microsecond=0)
     pb = loaded.playbook
     baseline, volume, volume_source = _baseline(loaded, log)
+    unsized = {
+        m.name
+        for m in pb.metrics
+        if m.name not in baseline and pb.sources[m.source].kind in LIVE_KINDS
+    }
+    if unsized:
+        live = _live_baseline(loaded, unsized, now)
+        baseline = {**live.stats, **baseline}
+        if volume is None and live.volume is not None:
+            volume, volume_source = live.volume, live.where
+        elif live.where:
+            volume_source = f"{volume_source}; {live.where}"
     stages = []
     for index, stage in enumerate(pb.stages):
         entry = plan_stage(pb, index, baseline, volume)
