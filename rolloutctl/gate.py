@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from rolloutctl import formatting
 from rolloutctl.durations import format_duration, parse_duration
-from rolloutctl.metrics.base import Measurement, SegmentKey
+from rolloutctl.metrics.base import Measurement, MetricError, SegmentKey
 from rolloutctl.playbook import expr
 from rolloutctl.playbook.model import Metric, Playbook, Stage
 from rolloutctl.stats import compare, multiple, rank, sequential
@@ -67,6 +67,8 @@ class MetricResult:
     # Kayenta's view, reported beside the decision and never deciding: Mann-Whitney and the
     # Hodges-Lehmann shift (quantile metrics, whose histograms carry the distributions).
     rank: dict[str, float] | None = None
+    # A metric that could not be measured (verdict "error"): {message, query, error_type}.
+    error: dict[str, Any] | None = None
 
 
 @dataclass
@@ -111,10 +113,19 @@ def json_safe(value: Any) -> Any:
 
 def stage_metrics(playbook: Playbook, stage: Stage) -> list[Metric]:
     """The metrics a stage measures. An A/B stage measures them all: its `metrics:` names the
-    product metrics compared at the end, and every other metric keeps guarding."""
+    product metrics compared at the end, and every other metric keeps guarding.
+
+    Offline eval results are never live traffic: a metric on an `evalfile` source is judged
+    by the offline_eval stage that reads its source and by no other stage (no traffic stage
+    compares it, counts its samples for the sample-ratio check, or waits for it), and an
+    offline_eval stage judges only its source's metrics (validate flags the rest)."""
     if stage.metrics is None or stage.kind == "ab":
-        return list(playbook.metrics)
-    return [playbook.metric(name) for name in stage.metrics]
+        chosen = list(playbook.metrics)
+    else:
+        chosen = [playbook.metric(name) for name in stage.metrics]
+    if stage.kind == "offline_eval":
+        return [m for m in chosen if m.source == stage.source]
+    return [m for m in chosen if playbook.sources[m.source].kind != "evalfile"]
 
 
 def ab_metrics(playbook: Playbook, stage: Stage) -> set[str]:
@@ -342,8 +353,9 @@ def evaluate(
     reasons)."""
     counts, ratio_counts, ratio_unit = _arm_counts(measurements)
     look = _look(playbook, stage_index, stage_started, now, sum(counts.values()))
-    planned, errors = _planned(look, measurements, source_errors)
+    planned, errors, error_rows = _planned(look, measurements, source_errors)
     results, judged = _compare_all(look, planned)
+    results[:0] = error_rows
     failing, n_vetoing, holm_name = _adjust(look, judged)
     limit_breaches = _limit_breaches(look, results)
     triggers, trigger_action, reasons = _triggers(look, results)
@@ -363,8 +375,8 @@ def evaluate(
     elif deciding_errors and consecutive_errors + 1 >= playbook.analysis.consecutive_error_limit:
         verdict = "error"
         reasons.append(
-            f"no measurement for {', '.join(deciding_errors)} "
-            f"{consecutive_errors + 1} times in a row: {errors[deciding_errors[0]]}"
+            f"no measurement {consecutive_errors + 1} times in a row for "
+            + _each_error(deciding_errors, errors)
         )
     else:
         overall_pass = {
@@ -458,24 +470,55 @@ def _look(
 
 def _planned(
     look: _Look, measurements: dict[str, Measurement], source_errors: dict[str, str]
-) -> tuple[list[Planned], dict[str, str]]:
-    """Measure: every (metric, segment) with its arms' statistics, and the metrics that have
-    none (with why)."""
+) -> tuple[list[Planned], dict[str, str], list[MetricResult]]:
+    """Measure: every (metric, segment) with its arms' statistics; and each metric that has
+    none, with its own error (what went wrong, and the query whose answer it was)."""
     planned: list[Planned] = []
     errors: dict[str, str] = {}
+    rows: list[MetricResult] = []
     for metric in stage_metrics(look.playbook, look.stage):
         found = measurements.get(metric.source)
-        if found is None or metric.name in found.errors:
-            why = source_errors.get(metric.source) or (
-                found.errors[metric.name] if found else "no data"
-            )
-            errors[metric.name] = why
+        error = None if found is None else found.error_for(metric.name)
+        if found is None or error is not None:
+            if error is None:
+                error = MetricError(source_errors.get(metric.source) or "no data")
+            query = error.query or (found.queries.get(metric.name) if found else None)
+            errors[metric.name] = error.message
+            rows.append(_error_row(look, metric, error, query))
             continue
         query = found.queries.get(metric.name)
         for (name, segment), arms in found.stats.items():
             if name == metric.name:  # every segment is shown; vetoes() says which decide
                 planned.append((metric, segment, arms, query))
-    return planned, errors
+    return planned, errors, rows
+
+
+def _error_row(look: _Look, metric: Metric, error: MetricError, query: str | None) -> MetricResult:
+    margin = (
+        metric.margin.relative if metric.margin.relative is not None else metric.margin.absolute
+    )
+    return MetricResult(
+        name=metric.name,
+        title=metric.title or metric.name.replace("_", " "),
+        group=metric.group,
+        kind=metric.kind,
+        segment=None,
+        critical=metric.critical,
+        advisory=metric.advisory,
+        vetoes=look.vetoes(metric, None),
+        control={"n": 0, "value": None},
+        canary={"n": 0, "value": None},
+        estimate=None,
+        ci=[None, None],
+        margin=margin or 0.0,
+        margin_kind="relative" if metric.margin.relative is not None else "absolute",
+        worse=metric.worse,
+        verdict="error",
+        note=f"no measurement: {error.message}",
+        limit=metric.limit,
+        query=query,
+        error={"message": error.message, "query": query, "error_type": error.error_type},
+    )
 
 
 def _compare_all(
@@ -723,6 +766,11 @@ def _failure_reason(look: _Look, r: MetricResult, n_vetoing: int, holm_name: str
     )
 
 
+def _each_error(names: list[str], errors: dict[str, str]) -> str:
+    """Each metric with its own error: `a: bad_data: parse error ...; b: empty result ...`."""
+    return "; ".join(f"{name}: {errors[name]}" for name in names)
+
+
 def _unmeasured(look: _Look, results: list[MetricResult], errors: dict[str, str]) -> list[str]:
     """Missing data never passes, whatever `pass_requires` says: a deciding metric without
     enough values on either arm (every value NULL, non-numeric or non-finite, say) holds
@@ -763,9 +811,8 @@ def _waiting(
     waiting: list[str] = []
     if deciding_errors:
         waiting.append(
-            f"no measurement for {', '.join(deciding_errors)} "
-            f"({consecutive_errors + 1} of {analysis.consecutive_error_limit} before error):"
-            f" {errors[deciding_errors[0]]}"
+            f"no measurement ({consecutive_errors + 1} of {analysis.consecutive_error_limit} "
+            "before error) for " + _each_error(deciding_errors, errors)
         )
     if no_data:
         waiting.append(

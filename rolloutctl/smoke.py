@@ -27,11 +27,17 @@ A call's timeout bounds the whole call, not only each network read.
 
 The API key travels only in the `Authorization: Bearer` header. Results never hold it, and any
 text taken from the server or an error (a body snippet, an error message, a model name) has it
-replaced by "***" before it goes into a reason. Network and HTTP failures become failed checks;
-`run_smoke` raises only ValueError, for invalid arguments, and never with the key in it."""
+replaced by "***" before it goes into a reason. The endpoint is shown as its scheme, host and
+path only: credentials (`user:password@`, sent as HTTP Basic by httpx) and the query string
+(`?token=...`, sent after the route) never are, and they are masked like the key (each part of
+4 characters or more, raw, percent-decoded and as the Basic header) in any text, so no report,
+JSON, JUnit, Markdown, audit or gate record built from a result can hold them. Network and
+HTTP failures become failed checks; `run_smoke` raises only ValueError, for invalid
+arguments, and never with the key in it."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import statistics
@@ -39,8 +45,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 import httpx
+
+from rolloutctl.flags.transport import redact
 
 PROMPT = "Reply with the single word: pong"
 JSON_PROMPT = 'Reply with the JSON object {"status": "ok"} and nothing else.'
@@ -83,7 +92,7 @@ class SmokeCheck:
 
 @dataclass(frozen=True)
 class SmokeResult:
-    endpoint: str  # as given, with the API key masked should it appear in it
+    endpoint: str  # scheme, host and path only (no credentials, no query string)
     model: str
     checks: list[SmokeCheck]
 
@@ -126,9 +135,9 @@ def run_smoke(
     `transport` is for tests (e.g. httpx.MockTransport); by default httpx's own, which honours
     the usual proxy environment variables."""
     _validate(endpoint, model, api_key, timeout_s, calls, max_latency_ms, probe_timeout_s)
-    mask = _masker(api_key)
-    url = endpoint.rstrip("/") + "/" + route.lstrip("/")
-    shown_url = mask(url)
+    url, shown, secrets = _endpoint(endpoint, route)
+    shown_url = shown.rstrip("/") + "/" + route.lstrip("/")
+    mask = _masker(api_key, {endpoint: shown, url: shown_url}, secrets)
     headers = {"Accept": "application/json", "User-Agent": "rolloutctl-smoke"}
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
@@ -181,7 +190,7 @@ def run_smoke(
         else:
             put("timeout_honoured", False, f"skipped: {blocker}")
 
-    return SmokeResult(mask(endpoint), model, [checks[name] for name in TITLES])
+    return SmokeResult(shown, model, [checks[name] for name in TITLES])
 
 
 # ---------------------------------------------------------------- requests
@@ -414,12 +423,42 @@ def _validate(
         raise ValueError("max_latency_ms must be positive")
 
 
-def _masker(api_key: str | None) -> Callable[[str], str]:
-    """Replaces the key with *** wherever it appears in a text."""
-    if not api_key:
-        return lambda text: text
-    key: str = api_key
-    return lambda text: text.replace(key, "***")
+def _endpoint(endpoint: str, route: str) -> tuple[str, str, list[str]]:
+    """The URL to call (the route joined to the endpoint's path, its query string kept), the
+    endpoint as shown (scheme, host and path), and the secrets the URL carries."""
+    parts = urlsplit(endpoint.strip())
+    path = parts.path.rstrip("/") + "/" + route.lstrip("/")
+    url = urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+    try:
+        shown = redact(endpoint.strip()) + parts.path if parts.hostname else parts.path
+    except ValueError:  # urllib's message names the port, never the rest
+        raise ValueError("the endpoint's port is not a number") from None
+    userinfo = parts.netloc.rpartition("@")[0]
+    values = [v for pair in parse_qsl(parts.query, keep_blank_values=True) for v in pair[1:]]
+    found = [userinfo, parts.query, parts.fragment, parts.username, parts.password, *values]
+    if userinfo:  # what httpx sends for them: Authorization: Basic base64(user:password)
+        pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+        found.append(base64.b64encode(pair.encode()).decode())
+    secrets = {text for raw in found if raw for text in (raw, unquote(raw)) if len(text) >= 4}
+    return url, shown, sorted(secrets, key=len, reverse=True)
+
+
+def _masker(
+    api_key: str | None, shown: dict[str, str] | None = None, secrets: list[str] | None = None
+) -> Callable[[str], str]:
+    """Replaces the key and the URL's secrets with *** wherever they appear in a text, after
+    each URL in `shown` (URL -> as shown) by its shown form."""
+    urls = sorted((shown or {}).items(), key=lambda item: len(item[0]), reverse=True)
+    hidden = [*([api_key] if api_key else []), *(secrets or [])]
+
+    def mask(text: str) -> str:
+        for url, as_shown in urls:
+            text = text.replace(url, as_shown)
+        for secret in hidden:
+            text = text.replace(secret, "***")
+        return text
+
+    return mask
 
 
 def _quote(text: str, mask: Callable[[str], str]) -> str:

@@ -1,19 +1,39 @@
 """Shared CLI plumbing: global options, the engine context, and output.
 
-Kept free of heavy imports: `rollback`, `pause` and `status` pass through here."""
+Kept free of heavy imports: `rollback`, `pause` and `status` pass through here.
+
+Every text line the CLI prints goes through `say`, `warn` or the error reporters here (or
+`render.py`, which uses `clean` too), so data from a request log, a playbook or a server
+(segment values, titles, reasons) never reaches a terminal as control characters: an escape
+sequence could clear the screen, set the window title or rewrite what was printed. JSON
+output keeps data as data: json.dumps escapes every control character."""
 
 from __future__ import annotations
 
 import getpass
 import json
 import os
+import re
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from rolloutctl.errors import ExitCode, RolloutError, UsageError
+from rolloutctl.errors import ExitCode, InvalidInput, RolloutError, UsageError
+
+# rolloutctl.playbook.load's MAX_PLAYBOOK_BYTES and MAX_DEPTH (it imports pydantic: too slow
+# for the fast path); tests/playbook/test_hostile_input.py keeps them equal
+PLAYBOOK_MAX_BYTES = 256 * 1024
+PLAYBOOK_MAX_DEPTH = 32
+
+_UNSAFE = re.compile(
+    r"\x1b(?:\[[0-?]*[ -/]*[@-~]?"  # CSI: colours, cursor moves, clearing the screen
+    r"|\][^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"  # OSC: window title, hyperlinks, clipboard
+    r"|[PX^_][^\x1b\x9c]*(?:\x1b\\|\x9c)?"  # DCS, SOS, PM, APC strings
+    r"|[ -/]*[0-~]?)"  # the other escapes (character sets, reset)
+    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]"  # every other C0 control but tab and newline, DEL, C1
+)
 
 
 @dataclass
@@ -76,16 +96,84 @@ def resolve_rollout(name_or_path: str) -> str:
     if name_or_path.endswith((".yaml", ".yml")) or os.sep in name_or_path:
         path = Path(name_or_path)
         if path.is_file():
-            import yaml
-
-            try:
-                data = yaml.safe_load(path.read_text(encoding="utf-8"))
-            except (yaml.YAMLError, OSError, UnicodeDecodeError):
-                data = None
-            if isinstance(data, dict) and isinstance(data.get("rollout"), str):
-                return data["rollout"]
-            raise UsageError(f"{path}: cannot read a `rollout:` name from this playbook")
+            name = _rollout_name(path)
+            if name is None:
+                raise UsageError(f"{path}: cannot read a `rollout:` name from this playbook")
+            return name
     return name_or_path
+
+
+def _rollout_name(path: Path) -> str | None:
+    """The playbook's top-level `rollout:`, read from YAML events without building the
+    document (aliases are not expanded), within the loader's limits on size and nesting, and
+    a second `rollout:` refused, as the loader refuses them."""
+    import yaml
+
+    try:
+        with path.open("rb") as file:
+            raw = file.read(PLAYBOOK_MAX_BYTES + 1)
+        if len(raw) > PLAYBOOK_MAX_BYTES:
+            raise InvalidInput(f"{path}: larger than {PLAYBOOK_MAX_BYTES // 1024} KiB")
+        return _top_level_rollout(path, yaml.parse(raw.decode("utf-8"), Loader=yaml.SafeLoader))
+    except (yaml.YAMLError, OSError, UnicodeDecodeError):
+        return None
+
+
+def _top_level_rollout(path: Path, events: Any) -> str | None:
+    import yaml
+
+    name: str | None = None
+    first_line = 0
+    depth, is_key, wanted = 0, True, False
+    for event in events:
+        if isinstance(event, yaml.CollectionStartEvent):
+            if depth == 0 and not isinstance(event, yaml.MappingStartEvent):
+                return None  # a playbook is a mapping
+            depth += 1
+            if depth > PLAYBOOK_MAX_DEPTH:
+                line = event.start_mark.line + 1 if event.start_mark else 0
+                raise InvalidInput(
+                    f"{path}:{line}: nested more than {PLAYBOOK_MAX_DEPTH} levels deep"
+                )
+            if depth == 2:
+                wanted = False  # `rollout: [...]` is no name
+            continue
+        if depth == 0 and isinstance(event, yaml.ScalarEvent | yaml.AliasEvent):
+            return None
+        if isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+            is_key = not is_key if depth == 1 else is_key
+            continue
+        if depth != 1 or not isinstance(event, yaml.ScalarEvent | yaml.AliasEvent):
+            continue
+        if is_key and isinstance(event, yaml.ScalarEvent) and event.value == "rollout":
+            line = event.start_mark.line + 1 if event.start_mark else 0
+            if first_line:
+                raise InvalidInput(
+                    f"{path}:{line}: key 'rollout' appears twice (first at line {first_line})"
+                )
+            first_line, wanted = line, True
+        elif not is_key and wanted:
+            name = event.value if isinstance(event, yaml.ScalarEvent) and _is_text(event) else None
+            wanted = False
+        is_key = not is_key
+    return name
+
+
+def _is_text(event: Any) -> bool:
+    """A scalar the loader reads as a string (not `12`, `null`, `true`)."""
+    import yaml
+
+    tag = event.tag
+    if tag in (None, "!"):
+        tag = yaml.resolver.Resolver().resolve(yaml.ScalarNode, event.value, event.implicit)
+    return bool(tag == "tag:yaml.org,2002:str")
+
+
+def clean(text: str) -> str:
+    """Text safe for a terminal: escape sequences and control characters (but tab and
+    newline) removed."""
+    return _UNSAFE.sub("", text)
 
 
 def emit_json(data: Any) -> None:
@@ -93,11 +181,11 @@ def emit_json(data: Any) -> None:
 
 
 def say(text: str) -> None:
-    sys.stdout.write(text + "\n")
+    sys.stdout.write(clean(text) + "\n")
 
 
 def warn(text: str) -> None:
-    sys.stderr.write(f"warning: {text}\n")
+    sys.stderr.write(f"warning: {clean(text)}\n")
 
 
 def render_outcome(outcome: Any, json_flag: bool) -> int:
@@ -187,26 +275,28 @@ def render_controls(data: dict[str, Any], json_flag: bool) -> None:
 def report_error(exc: RolloutError, verbose: bool) -> int:
     """Message, hint and exit code for an expected error; the traceback only with -v."""
     if verbose:
-        import traceback
-
-        traceback.print_exc()
-    sys.stderr.write(f"error: {exc.message}\n")
+        _traceback()
+    sys.stderr.write(f"error: {clean(exc.message)}\n")
     if exc.hint:
-        sys.stderr.write(f"hint: {exc.hint}\n")
+        sys.stderr.write(f"hint: {clean(exc.hint)}\n")
     return int(exc.exit_code)
 
 
 def report_bug(exc: BaseException, verbose: bool) -> int:
     """An unexpected exception: one line and a hint; the traceback only with -v."""
     if verbose:
-        import traceback
-
-        traceback.print_exc()
+        _traceback()
     sys.stderr.write(
-        f"internal error: {type(exc).__name__}: {exc}\n"
+        f"internal error: {type(exc).__name__}: {clean(str(exc))}\n"
         "hint: this is a bug in rolloutctl; run again with -v for the traceback\n"
     )
     return int(ExitCode.INTERNAL)
+
+
+def _traceback() -> None:
+    import traceback
+
+    sys.stderr.write(clean(traceback.format_exc()))
 
 
 def require_reason(reason: str | None, command: str) -> str:

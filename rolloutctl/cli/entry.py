@@ -1,23 +1,38 @@
 """The `rolloutctl` entry point.
 
 `rollback`, `pause`, `resume`, `status` and `control` are what on-call types under stress, so a
-well-formed invocation of one of them is parsed here by hand and run straight on the engine:
-no typer, click, pydantic, rich, pandas or DuckDB is imported, and the command finishes in
-about the time Python takes to start. Anything else — another command, `--help`, a typo,
-a missing argument — goes to the full typer app, which owns help and usage errors.
+well-formed invocation of one of them is parsed here, with argparse, and run straight on the
+engine: no typer, click, pydantic, rich, pandas or DuckDB is imported, and the command finishes
+in about the time Python takes to start. Anything else — another command, `--help`, an
+invocation this grammar refuses — goes to the full typer app, which owns help and usage errors.
+
+Both parsers read one grammar (tests/cli/test_fast_path_grammar.py feeds the same argument
+lists to both and compares their exit codes):
+
+    rolloutctl [--state-dir DIR] [--reports-dir DIR] [--actor NAME] [--now ISO] [--wait S]
+               COMMAND ARGUMENTS [COMMAND OPTIONS]
+
+- the global options come before the command;
+- `--json` and `-v`/`--verbose` may come anywhere before a `--`: `normalize` moves them in
+  front of the command for both parsers;
+- an option that takes a value takes the next argument, whatever it is (`--reason -x`), as
+  click does; `--reason=TEXT` works too.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 FAST_COMMANDS = frozenset({"rollback", "pause", "resume", "status", "control"})
-_REASON_COMMANDS = ("rollback", "pause", "resume", "control")
-_GLOBAL_VALUE_OPTIONS = {"--state-dir", "--reports-dir", "--actor", "--now", "--wait"}
-_FLAGS = {"--json", "-v", "--verbose"}
+_GLOBAL_VALUE_OPTIONS = ("--state-dir", "--reports-dir", "--actor", "--now", "--wait")
+_VALUE_OPTIONS = frozenset({*_GLOBAL_VALUE_OPTIONS, "--reason"})
+_ANYWHERE = frozenset({"--json", "-v", "--verbose"})
+_FLAGS = frozenset({*_ANYWHERE, "--force"})
 
 
 @dataclass
@@ -32,61 +47,94 @@ class FastCall:
     force: bool = False
 
 
+def normalize(argv: list[str]) -> list[str]:
+    """`--json`, `-v` and `--verbose` moved in front of everything (up to a `--`), where
+    both parsers read them; every other argument keeps its order."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    head = argv[:end]
+    return (
+        [a for a in head if a in _ANYWHERE] + [a for a in head if a not in _ANYWHERE] + argv[end:]
+    )
+
+
+class _NotFast(Exception):
+    """argparse refused the invocation: the full CLI reports the usage error."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise _NotFast(message)
+
+
+def _grammar() -> argparse.ArgumentParser:
+    def parser(owner: argparse._SubParsersAction[_Parser], name: str) -> _Parser:
+        return owner.add_parser(name, add_help=False, allow_abbrev=False)
+
+    root = _Parser(prog="rolloutctl", add_help=False, allow_abbrev=False)
+    for option in _GLOBAL_VALUE_OPTIONS:
+        root.add_argument(option, type=float if option == "--wait" else str)
+    root.add_argument("--json", action="store_true")
+    root.add_argument("-v", "--verbose", action="count", default=0)
+    commands = root.add_subparsers(dest="command", required=True)
+    for name in ("rollback", "pause", "resume"):
+        command = parser(commands, name)
+        command.add_argument("rollout")
+        command.add_argument("--reason")
+    parser(commands, "status").add_argument("rollout", nargs="?")
+    operations = parser(commands, "control").add_subparsers(dest="operation", required=True)
+    parser(operations, "list").add_argument("rollout")
+    for name in ("apply", "revert"):
+        operation = parser(operations, name)
+        operation.add_argument("rollout")
+        operation.add_argument("name")
+        operation.add_argument("--reason")
+        if name == "revert":
+            operation.add_argument("--force", action="store_true")
+    return root
+
+
 def parse_fast(argv: list[str]) -> FastCall | None:
-    """The invocation as a FastCall, or None when the full CLI should handle it."""
-    call = FastCall(command="")
-    positional: list[str] = []
+    """The (normalized) invocation as a FastCall, or None when the full CLI should handle
+    it: another command, help, or a usage error, which typer explains."""
+    words = [a for a in argv[: argv.index("--") if "--" in argv else None] if a[:1] != "-"]
+    if not words or not FAST_COMMANDS & set(words):
+        return None  # surely another command: skip building the parser
+    joined: list[str] = []
     i = 0
-    while i < len(argv):
+    while i < len(argv):  # `--reason -x` -> `--reason=-x`: the next argument is the value
         arg = argv[i]
-        name, eq, value = arg.partition("=")
-        if arg in ("--json",):
-            call.json = True
-        elif arg in ("-v", "--verbose"):
-            call.verbose = True
-        elif name in _GLOBAL_VALUE_OPTIONS and not call.command:
-            if not eq:
-                if i + 1 >= len(argv):
-                    return None
-                i, value = i + 1, argv[i + 1]
-            call.options[name] = value
-        elif arg == "--force" and call.command == "control":
-            call.force = True
-        elif name == "--reason" and call.command in _REASON_COMMANDS:
-            if not eq:
-                if i + 1 >= len(argv):
-                    return None
-                i, value = i + 1, argv[i + 1]
-            call.reason = value
-        elif arg.startswith("-"):
-            return None  # --help, an unknown option: the full CLI explains
-        elif not call.command:
-            if arg not in FAST_COMMANDS:
-                return None
-            call.command = arg
-        else:
-            positional.append(arg)
+        if arg == "--":
+            joined += argv[i:]
+            break
+        if arg in _VALUE_OPTIONS and i + 1 < len(argv):
+            arg, i = f"{arg}={argv[i + 1]}", i + 1
+        name, _, value = arg.partition("=")
+        if arg[:1] == "-" and name not in _VALUE_OPTIONS | _FLAGS:
+            return None  # an unknown option (or `-1`, which argparse would take as a value)
+        if name in _VALUE_OPTIONS and value == "--":
+            return None  # argparse drops a `--` even as a value; typer takes it
+        joined.append(arg)
         i += 1
+    try:
+        parsed = _grammar().parse_args(joined)
+    except _NotFast:
+        return None
+    options = {
+        option: str(value)
+        for option in _GLOBAL_VALUE_OPTIONS
+        if (value := getattr(parsed, option[2:].replace("-", "_"))) is not None
+    }
+    call = FastCall(
+        command=parsed.command,
+        rollout=parsed.rollout,
+        reason=getattr(parsed, "reason", None),
+        options=options,
+        json=parsed.json,
+        verbose=parsed.verbose > 0,
+        force=getattr(parsed, "force", False),
+    )
     if call.command == "control":
-        return _control_call(call, positional)
-    if not call.command or len(positional) > 1:
-        return None
-    if call.command != "status" and not positional:
-        return None
-    call.rollout = positional[0] if positional else None
-    return call
-
-
-def _control_call(call: FastCall, positional: list[str]) -> FastCall | None:
-    """`control list ROLLOUT` or `control apply|revert ROLLOUT NAME`; else the full CLI."""
-    if positional[:1] == ["list"] and len(positional) == 2 and call.reason is None:
-        call.args, call.rollout = ["list"], positional[1]
-    elif positional[:1] in (["apply"], ["revert"]) and len(positional) == 3:
-        call.args, call.rollout = [positional[0], positional[2]], positional[1]
-    else:
-        return None
-    if call.force and call.args[0] != "revert":
-        return None
+        call.args = [parsed.operation] + ([parsed.name] if parsed.operation != "list" else [])
     return call
 
 
@@ -94,25 +142,24 @@ def run_fast(call: FastCall) -> int:
     from rolloutctl import engine
     from rolloutctl.cli import common
 
-    try:
-        wait = float(call.options.get("--wait", "0"))
-    except ValueError:
-        return -1  # let the full CLI report the bad number
+    given = call.options
     common.GLOBALS.append(
         common.Globals(
             state_dir=Path(
-                call.options.get("--state-dir")
-                or os.environ.get("ROLLOUTCTL_STATE_DIR", ".rolloutctl")
+                given["--state-dir"]
+                if "--state-dir" in given
+                else os.environ.get("ROLLOUTCTL_STATE_DIR", ".rolloutctl")
             ),
             reports_dir=Path(
-                call.options.get("--reports-dir")
-                or os.environ.get("ROLLOUTCTL_REPORTS_DIR", "reports")
+                given["--reports-dir"]
+                if "--reports-dir" in given
+                else os.environ.get("ROLLOUTCTL_REPORTS_DIR", "reports")
             ),
             actor=call.options.get("--actor") or common.default_actor(),
             json=call.json,
             verbose=call.verbose,
             now=common.parse_now(call.options.get("--now") or os.environ.get("ROLLOUTCTL_NOW")),
-            wait=wait,
+            wait=float(call.options.get("--wait", "0")),
         )
     )
     ctx = common.context()
@@ -137,24 +184,57 @@ def run_fast(call: FastCall) -> int:
     return common.render_outcome(outcome, call.json)
 
 
+def run_full(argv: list[str]) -> int:
+    """The typer app on a normalized invocation; errors become a message, a hint and the
+    right exit code (the README's exit-code table)."""
+    import typer
+    from typer._click.exceptions import ClickException  # click, as typer ships it
+
+    from rolloutctl.cli import common
+    from rolloutctl.cli.main import app
+    from rolloutctl.errors import RolloutError
+
+    head = argv[: argv.index("--") if "--" in argv else None]
+    verbose = "-v" in head or "--verbose" in head
+    try:
+        code = app(args=argv, prog_name="rolloutctl", standalone_mode=False)
+    except RolloutError as exc:
+        return common.report_error(exc, verbose)
+    except typer.Exit as exc:
+        return exc.exit_code
+    except ClickException as exc:  # a usage error: missing argument, unknown option (exit 2)
+        exc.show()
+        return exc.exit_code
+    except typer.Abort:
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
+    except Exception as exc:
+        return common.report_bug(exc, verbose)
+    return code if isinstance(code, int) else 0
+
+
+def main(argv: list[str]) -> int:
+    """The exit code of `rolloutctl ARGV`: the fast path when it applies, else typer."""
+    argv = normalize(argv)
+    call = parse_fast(argv)
+    if call is None:
+        return run_full(argv)
+    from rolloutctl.cli import common
+    from rolloutctl.errors import RolloutError
+
+    try:
+        return run_fast(call)
+    except RolloutError as exc:
+        return common.report_error(exc, call.verbose)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
+    except Exception as exc:
+        return common.report_bug(exc, call.verbose)
+
+
 def run() -> None:
-    """Console entry point: the fast path when it applies, else the full typer app."""
-    call = parse_fast(sys.argv[1:])
-    if call is not None:
-        from rolloutctl.cli import common
-        from rolloutctl.errors import RolloutError
-
-        try:
-            code = run_fast(call)
-        except RolloutError as exc:
-            sys.exit(common.report_error(exc, call.verbose))
-        except KeyboardInterrupt:
-            sys.stderr.write("interrupted\n")
-            sys.exit(130)
-        except Exception as exc:
-            sys.exit(common.report_bug(exc, call.verbose))
-        if code >= 0:
-            sys.exit(code)
-    from rolloutctl.cli.main import run as run_full
-
-    run_full()
+    """Console entry point."""
+    sys.exit(main(sys.argv[1:]))

@@ -4,7 +4,6 @@ exceptions into messages and exit codes (DESIGN.md §4)."""
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -12,7 +11,6 @@ import typer
 
 from rolloutctl.cli import common
 from rolloutctl.cli.common import context, finish, require_reason, resolve_rollout
-from rolloutctl.errors import RolloutError
 
 app = typer.Typer(
     name="rolloutctl",
@@ -305,30 +303,3 @@ from rolloutctl.cli import playbook_cmds, sim_cmds, stage_cmds  # noqa: E402
 playbook_cmds.register(app)
 sim_cmds.register(app)
 stage_cmds.register(app)
-
-
-def run() -> None:
-    """Console entry point: errors become a message, a hint and the right exit code."""
-    verbose = "-v" in sys.argv[1:] or "--verbose" in sys.argv[1:]
-    argv = sys.argv[1:]
-    if "--json" in argv:  # accepted before or after the command name
-        argv = [a for a in argv if a != "--json"]
-        argv.insert(0, "--json")
-    try:
-        code = app(args=argv, prog_name="rolloutctl", standalone_mode=False)
-    except RolloutError as exc:
-        sys.exit(common.report_error(exc, verbose))
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        sys.stderr.write("interrupted\n")
-        sys.exit(130)
-    except Exception as exc:  # usage errors of the argument parser, then bugs
-        parser_code = getattr(exc, "exit_code", None)
-        if hasattr(exc, "show") and isinstance(parser_code, int):
-            exc.show()  # a parser usage error (missing argument, bad option): exit 2
-            sys.exit(parser_code)
-        if type(exc).__name__ == "Abort":
-            sys.exit(1)
-        sys.exit(common.report_bug(exc, verbose))
-    sys.exit(code if isinstance(code, int) else 0)

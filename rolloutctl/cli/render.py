@@ -1,4 +1,9 @@
-"""Human-readable rendering with rich (imported only by commands that show tables)."""
+"""Human-readable rendering with rich (imported only by commands that show tables).
+
+Every string from data (rollout, stage, metric titles, segment values, notes, reasons, paths)
+goes through `_text`: control characters removed (`common.clean`) and rich markup escaped, so
+a segment value such as `[bold]x[/bold]` or `[link=...]` prints literally; emoji codes are off
+for the same reason (`:warning:` stays text)."""
 
 from __future__ import annotations
 
@@ -9,17 +14,23 @@ from rich.markup import escape
 from rich.table import Table
 
 from rolloutctl import formatting as fmt
+from rolloutctl.cli.common import clean
 
 _STYLE = {"pass": "green", "fail": "bold red", "inconclusive": "yellow", "error": "magenta"}
 COMPARED = ("proportion", "mean", "quantile", "ratio")  # rows comparing two arms
 
 
+def _text(value: Any) -> str:
+    """Data as rich markup that prints exactly that text, minus control characters."""
+    return escape(clean(str(value)))
+
+
 def _seg(m: Any) -> str:
-    return "" if m.segment is None else escape(", ".join(f"{k}={v}" for k, v in m.segment.items()))
+    return "" if m.segment is None else _text(", ".join(f"{k}={v}" for k, v in m.segment.items()))
 
 
 def gate_table(result: Any) -> Table:
-    title = f"{result.rollout} · {result.stage} · window {result.elapsed}"
+    title = _text(f"{result.rollout} · {result.stage} · window {result.elapsed}")
     shown = [m for m in result.metrics if m.segment is None or m.verdict == "fail"]
     if all(m.kind not in COMPARED for m in shown):  # a smoke, eval or shadow stage's checks
         table = Table(title=title)
@@ -27,10 +38,10 @@ def gate_table(result: Any) -> Table:
             table.add_column(col)
         for m in shown:
             table.add_row(
-                escape(m.title),
+                _text(m.title),
                 _seg(m),
-                f"[{_STYLE.get(m.verdict, '')}]{m.verdict}[/]",
-                escape(m.note),
+                f"[{_STYLE.get(m.verdict, '')}]{_text(m.verdict)}[/]",
+                _text(m.note),
             )
         return table
     table = Table(title=title)
@@ -48,26 +59,26 @@ def gate_table(result: Any) -> Table:
     for m in shown:
         rel = m.margin_kind == "relative"
         table.add_row(
-            escape(m.title) + (" *" if m.critical else "") + (" (advisory)" if m.advisory else ""),
+            _text(m.title) + (" *" if m.critical else "") + (" (advisory)" if m.advisory else ""),
             _seg(m),
             f"{fmt.value(m.control['value'], m.kind)} ({m.control['n']})",
             f"{fmt.value(m.canary['value'], m.kind)} ({m.canary['n']})",
             fmt.delta(m.estimate, m.kind, rel),
             f"[{fmt.delta(m.ci[0], m.kind, rel)}, {fmt.delta(m.ci[1], m.kind, rel)}]",
             fmt.delta(m.margin, m.kind, rel),
-            f"[{_STYLE.get(m.verdict, '')}]{m.verdict}[/]",
+            f"[{_STYLE.get(m.verdict, '')}]{_text(m.verdict)}[/]",
         )
     return table
 
 
 def print_gate(result: Any) -> None:
-    console = Console()
+    console = Console(emoji=False)
     console.print(gate_table(result))
     style = _STYLE.get(result.verdict, "")
-    console.print(f"[{style}]gate {result.verdict}[/] → {result.decision}")
+    console.print(f"[{style}]gate {_text(result.verdict)}[/] → {_text(result.decision)}")
     for reason in result.reasons:
-        console.print(f"  • {reason}", markup=False)
+        console.print(f"  • {_text(reason)}")
     if result.srm and not result.srm["ok"]:
         console.print(f"  sample ratio mismatch p={result.srm['p_value']:.2g}")
     if result.report:
-        console.print(f"  report: {result.report}", markup=False)
+        console.print(f"  report: {_text(result.report)}")

@@ -28,6 +28,8 @@ def watch_advance(name: str, interval: float, timeout: float | None, force: bool
             if timeout is not None and time.monotonic() - started + interval > timeout:
                 return outcome
             live.console.print(
-                f"holding: {outcome.message}; next look in {interval:g}s", markup=False
+                common.clean(f"holding: {outcome.message}; next look in {interval:g}s"),
+                markup=False,
+                highlight=False,
             )
             time.sleep(interval)

@@ -47,6 +47,19 @@ class MeasureRequest:
                 raise ValueError(f"control_window needs two variants, both are {self.control!r}")
 
 
+@dataclass(frozen=True)
+class MetricError:
+    """Why one metric has no value, in parts a report can lay out: what went wrong and the
+    exact query whose answer it was (sources that send queries fill `query`)."""
+
+    message: str  # the answer or the problem, e.g. "bad_data: 1:77: parse error: ..."
+    query: str | None = None  # the exact query that failed; None when none was sent
+    error_type: str | None = None  # the server's own error class (Prometheus' errorType)
+
+    def __str__(self) -> str:
+        return self.message if self.query is None else f"{self.message} (query: {self.query})"
+
+
 @dataclass
 class Measurement:
     # (metric name, segment) -> {"control": stat, "canary": stat}
@@ -57,10 +70,26 @@ class Measurement:
     # randomized (users), not requests, which cluster within users
     unit_counts: dict[SegmentKey, dict[str, int]] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)  # metric -> why it has no value
+    # metric -> the same, typed (sources that record one; see `error_for`)
+    metric_errors: dict[str, MetricError] = field(default_factory=dict)
     queries: dict[str, str] = field(default_factory=dict)  # metric (or "*") -> exact query
     bad_rows: dict[str, int] = field(default_factory=dict)  # reason -> rows
     notes: list[str] = field(default_factory=list)
     latest: datetime | None = None  # newest row seen in the window (data freshness)
+
+    def fail(self, metric: str, error: MetricError) -> None:
+        """Record that `metric` has no value; `errors` keeps the one-line text."""
+        self.errors[metric] = str(error)
+        self.metric_errors[metric] = error
+
+    def error_for(self, metric: str) -> MetricError | None:
+        """The metric's error as a record, whichever way the source recorded it (a source
+        that records only `errors` gives the text alone: its query is in `queries`)."""
+        if metric in self.metric_errors:
+            return self.metric_errors[metric]
+        if metric in self.errors:
+            return MetricError(self.errors[metric])
+        return None
 
 
 class MetricSource(Protocol):

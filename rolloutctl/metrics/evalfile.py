@@ -4,16 +4,18 @@ A baseline run and a candidate run of the same eval set (read by `evalformats`) 
 arms: "control" is the baseline run and "canary" the candidate. A proportion metric's
 `event` (a condition on `passed`, `score`, `category`, `id`, e.g. `not passed`) gives pass or
 failure counts per arm, overall and per category (segments `("category", value)`), so the
-gate compares pass rates with margins as it does for traffic. The stage checks are the pure
-functions at the end: pass rate against a threshold, pass rates per category, and new
-failures in named categories, matched by id and judged with the exact McNemar test
-(`rolloutctl.stats.paired`)."""
+offline-eval stage compares pass rates with margins as a canary gate does for traffic (an eval
+set is never live traffic: these metrics are judged by the offline_eval stage that reads
+their source, and by no other stage). A run that did not complete (`EvalRun.error`) gives
+every metric that error, never a statistic. The stage checks are the pure functions at the
+end: pass rate against a threshold, pass rates per category, and new failures in named
+categories, matched by id and judged with the exact McNemar test (`rolloutctl.stats.paired`)."""
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from rolloutctl.errors import InvalidInput
@@ -45,32 +47,55 @@ class EvalFileSource:
     candidate: str
     format: str = "auto"
     options: ReadOptions = field(default_factory=ReadOptions)
+    candidate_options: ReadOptions | None = None  # None: the same as the baseline's
 
     @classmethod
     def from_spec(cls, name: str, spec: Any, loaded: LoadedPlaybook) -> EvalFileSource:
         assert isinstance(spec, EvalFileSpec)
         opts = ReadOptions(spec.scorer, spec.pass_threshold, spec.category_field)
+
+        def pick(arm: str) -> ReadOptions:
+            chosen = [
+                value if isinstance(value, str) or value is None else getattr(value, arm)
+                for value in (spec.prompt, spec.provider)
+            ]
+            return replace(opts, prompt=chosen[0], provider=chosen[1])
+
         return cls(
             name,
             loaded.resolve_path(spec.baseline),
             loaded.resolve_path(spec.candidate),
             spec.format,
-            opts,
+            pick("baseline"),
+            pick("candidate"),
         )
 
     def load(self) -> tuple[EvalRun, EvalRun]:
-        """Both runs; per-sample runs must hold the same sample ids."""
+        """Both runs; per-sample runs must hold the same sample ids (unless one did not
+        complete: then its error is what there is to say)."""
         baseline = read_run(self.baseline, self.format, self.options)
-        candidate = read_run(self.candidate, self.format, self.options)
-        if baseline.has_samples and candidate.has_samples:
+        candidate = read_run(self.candidate, self.format, self.candidate_options or self.options)
+        complete = baseline.error is None and candidate.error is None
+        if complete and baseline.has_samples and candidate.has_samples:
             pair_records(baseline, candidate)  # raises on mismatched ids
         return baseline, candidate
 
     def measure(self, request: MeasureRequest) -> Measurement:
-        baseline, candidate = self.load()
+        return self.measure_runs(request, *self.load())
+
+    def measure_runs(
+        self, request: MeasureRequest, baseline: EvalRun, candidate: EvalRun
+    ) -> Measurement:
+        """Statistics of runs already read: control = baseline, canary = candidate."""
         out = Measurement()
         out.notes.extend([*baseline.notes, *candidate.notes])
         out.notes.append("offline eval: the stage window does not apply; whole runs compared")
+        failed = run_errors(baseline, candidate)
+        if failed:  # a measurement error for every metric: never a statistic, never a pass
+            out.arm_counts[None] = {"control": 0, "canary": 0}
+            for metric in request.metrics:
+                out.errors[metric.name] = "; ".join(failed)
+            return out
         runs = {"control": baseline, "canary": candidate}
         categories = sorted(set(baseline.totals) | set(candidate.totals))
         if len(categories) > request.max_segments:
@@ -107,6 +132,12 @@ class EvalFileSource:
 
 class _Unsupported(ValueError):
     pass
+
+
+def run_errors(baseline: EvalRun, candidate: EvalRun) -> list[str]:
+    """Why the runs cannot be compared: each run that did not complete, with its error."""
+    runs = (("baseline", baseline), ("candidate", candidate))
+    return [f"the {arm} run did not complete: {run.error}" for arm, run in runs if run.error]
 
 
 def _describe(metric: Metric) -> str:

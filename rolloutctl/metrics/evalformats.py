@@ -4,15 +4,22 @@ one shape: an EvalRun of records (id, category, passed, score), one per sample.
 - promptfoo (`promptfoo eval -o out.json`): `results.results[]`; passed = `success`, score =
   `score`; id from `testCase.metadata.id`, `vars.id`, a unique `testCase.description`, else
   the test's index; category from `testCase.metadata`, the result's `metadata` or `vars`.
-- Inspect AI eval logs in JSON (`inspect log convert --to json` for .eval files): `samples[]`;
+  A file that compares several prompts or providers holds one run per (prompt, provider)
+  column (`promptIdx`): the source's `prompt` / `provider` pick one, never a mix.
+- Inspect AI eval logs, `.eval` (a zip: `header.json`, `samples/*.json`) or JSON: `samples[]`;
   score = the chosen scorer's value (C = 1, P = 0.5, I = N = 0, or the number); id = the
   sample id (with `#epoch` when the log has several epochs); category from sample metadata.
+  A log whose status is not `success` (error, cancelled, started) is a run that did not
+  complete: its error message is the measurement's error, and its samples are not judged.
 - lm-evaluation-harness: per-sample `samples_<task>_<time>.jsonl` (written with
   `--log_samples`, found next to `results_<time>.json` or given directly): id =
   `<task>/<doc_id>`, score = the metric (`acc`, `exact_match`, ...), category = the task; a
   results JSON without sample files is read as aggregate-only pass counts per task
   (`results.<task>["acc,none"]` times `n-samples.<task>.effective`).
 - plain JSONL: one `{"id", "category", "passed", "score"}` object a line.
+
+The declared format decides how a file or a folder is read (`auto` recognizes the file); a
+folder holds one run: lm-eval's output folder, or one promptfoo, Inspect or JSONL file.
 
 A sample that errored counts as failed: a candidate that crashes is not a candidate that
 passes. Numeric scores pass at or above the source's `pass_threshold`."""
@@ -24,6 +31,7 @@ import json
 import math
 import os
 import re
+import zipfile
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -34,12 +42,25 @@ from rolloutctl.errors import InvalidInput
 from rolloutctl.stats.sufficient import Proportion
 
 FORMATS = ("promptfoo", "inspect", "lm_eval", "jsonl")
+FORMAT_NAMES = {
+    "promptfoo": "promptfoo output",
+    "inspect": "an Inspect AI log",
+    "lm_eval": "lm-eval results",
+    "jsonl": "JSONL records",
+}
 FIELDS = ("id", "category", "passed", "score")
 NO_CATEGORY = "(none)"
 _INSPECT_VALUES = {"C": 1.0, "I": 0.0, "P": 0.5, "N": 0.0}
 _LM_EVAL_METRICS = ("acc", "exact_match", "acc_norm", "pass@1", "em", "f1")
 _SAMPLES_NAME = re.compile(r"^samples_(?P<task>.+)_(?P<stamp>\d{4}-\d{2}-\d{2}T[0-9.\-]+)\.jsonl$")
 _RESULTS_NAME = re.compile(r"^results_(?P<stamp>\d{4}-\d{2}-\d{2}T[0-9.\-]+)\.json$")
+_FOLDER_FILES = {
+    "promptfoo": (".json",),
+    "inspect": (".eval", ".json"),
+    "jsonl": (".jsonl", ".ndjson"),
+}
+_INSPECT_LISTING = "logs.json"  # Inspect's index of a log folder, not a log
+_INSPECT_UNFINISHED = ("error", "cancelled", "started")
 
 
 @dataclass(frozen=True)
@@ -53,13 +74,15 @@ class EvalRecord:
 @dataclass(frozen=True)
 class EvalRun:
     """One run of an eval set. `records` is None for aggregate-only results (lm-eval without
-    sample files): then only pass counts per category are known."""
+    sample files): then only pass counts per category are known. `error` says why a run that
+    did not complete (the eval tool's own status and message) cannot be judged at all."""
 
     path: str
     format: str
     records: tuple[EvalRecord, ...] | None
     totals: dict[str, Proportion]  # category -> pass counts
     notes: tuple[str, ...] = ()
+    error: str | None = None
 
     @property
     def overall(self) -> Proportion:
@@ -104,6 +127,8 @@ class ReadOptions:
     scorer: str | None = None
     pass_threshold: float = 1.0
     category_field: str = "category"
+    prompt: str | None = None  # promptfoo: the prompt (label, file or id) whose results to read
+    provider: str | None = None  # promptfoo: the provider (id or label) whose results to read
 
 
 def _read_json(path: str) -> Any:
@@ -164,13 +189,25 @@ def read_promptfoo(path: str, data: Any, opts: ReadOptions) -> EvalRun:
             f"eval file {path}: expected promptfoo output with a results.results list",
             hint="write it with `promptfoo eval -o out.json`",
         )
-    descriptions = Counter(_obj(_obj(r).get("testCase")).get("description") for r in rows)
-    records = []
     for index, row in enumerate(rows):
         if not isinstance(row, dict) or not isinstance(row.get("success"), bool):
             raise InvalidInput(
                 f"eval file {path}: results.results[{index}] has no boolean `success`"
             )
+    assert isinstance(results, dict)
+    columns = _promptfoo_columns(results, rows)
+    key = _pick_column(path, columns, opts)
+    notes = []
+    if len(columns) > 1:
+        chosen = columns[key]
+        notes.append(
+            f"{path}: prompt {chosen.prompt!r} on provider {chosen.provider!r} "
+            f"({chosen.count} of {len(rows)} results)"
+        )
+    rows = [row for row in rows if _column_key(row) == key]
+    descriptions = Counter(_obj(r.get("testCase")).get("description") for r in rows)
+    records = []
+    for index, row in enumerate(rows):
         case = _obj(row.get("testCase"))
         case_meta = _obj(case.get("metadata"))
         variables = row.get("vars") or case.get("vars") or {}
@@ -185,7 +222,105 @@ def read_promptfoo(path: str, data: Any, opts: ReadOptions) -> EvalRun:
             sid = f"test-{row.get('testIdx', index)}"
         category = _category(case_meta, row.get("metadata"), variables, key=opts.category_field)
         records.append(EvalRecord(sid, category, row["success"], as_number(row.get("score"))))
-    return _make_run(path, "promptfoo", records, [])
+    return _make_run(path, "promptfoo", records, notes)
+
+
+@dataclass(frozen=True)
+class _Column:
+    """One (prompt, provider) column of a promptfoo comparison: one run of the eval set."""
+
+    prompt: str  # as shown
+    provider: str
+    prompt_names: frozenset[str]  # what `prompt:` may say to pick it
+    provider_names: frozenset[str]
+    count: int
+
+    def picked_by(self, opts: ReadOptions) -> bool:
+        return (opts.prompt is None or _selector(opts.prompt) in self.prompt_names) and (
+            opts.provider is None or _selector(opts.provider) in self.provider_names
+        )
+
+
+def _selector(text: str) -> str:
+    return text.removeprefix("file://")
+
+
+def _column_key(row: dict[str, Any]) -> Any:
+    index = row.get("promptIdx")
+    if isinstance(index, int) and not isinstance(index, bool):
+        return index
+    provider = row.get("provider")
+    return (str(_obj(row.get("prompt")).get("label")), str(_obj(provider).get("id", provider)))
+
+
+def _promptfoo_columns(results: dict[str, Any], rows: list[Any]) -> dict[Any, _Column]:
+    """The file's runs by column, named as promptfoo names them: a prompt by its label (a
+    file's prompt is labelled "<file>: <text>"), its file, template or id; a provider by its
+    id or label."""
+    prompts = results.get("prompts")
+    listed: list[Any] = prompts if isinstance(prompts, list) else []
+    columns = {}
+    for key, count in Counter(_column_key(row) for row in rows).items():
+        row = next(r for r in rows if _column_key(r) == key)
+        head = _obj(listed[key]) if isinstance(key, int) and 0 <= key < len(listed) else {}
+        prompt, provider = _obj(row.get("prompt")), row.get("provider")
+        label = str(head.get("label") or prompt.get("label") or "")
+        short = label.split(": ", 1)[0]
+        providers = [_obj(provider).get("label"), _obj(provider).get("id"), provider]
+        providers.append(head.get("provider"))
+        columns[key] = _Column(
+            short if short and " " not in short else label[:60],
+            next((p for p in providers if isinstance(p, str) and p), "?"),
+            _names(label, short, head.get("raw"), head.get("id"), prompt.get("label"))
+            | _names(row.get("promptId")),
+            _names(*providers),
+            count,
+        )
+    return columns
+
+
+def _names(*values: Any) -> frozenset[str]:
+    return frozenset(v for v in values if isinstance(v, str) and v)
+
+
+def _pick_column(path: str, columns: dict[Any, _Column], opts: ReadOptions) -> Any:
+    """The one column the source asks for; several or none is an error that lists them."""
+    picked = [key for key, column in columns.items() if column.picked_by(opts)]
+    if len(picked) == 1 or not columns:
+        return picked[0] if picked else None
+    listing = "; ".join(
+        f"prompt {c.prompt!r} on provider {c.provider!r} ({c.count} results)"
+        for c in columns.values()
+    )
+    asked = ", ".join(
+        f"{name} {value!r}"
+        for name, value in (("prompt", opts.prompt), ("provider", opts.provider))
+        if value is not None
+    )
+    prompts = list(dict.fromkeys(c.prompt for c in columns.values()))
+    providers = list(dict.fromkeys(c.provider for c in columns.values()))
+    key, names = ("prompt", prompts) if len(prompts) > 1 else ("provider", providers)
+    pick = f"{key}: {json.dumps(names[0])}"
+    example = f"{key}: {{baseline: {json.dumps(names[0])}, candidate: {json.dumps(names[1])}}}"
+    hint = (
+        f"pick one run with sources.<name>.prompt and/or provider (e.g. `{pick}`); when this "
+        f"file holds both the baseline and the candidate, pick each: `{example}`"
+    )
+    if not picked:
+        raise InvalidInput(
+            f"eval file {path}: no results for {asked}; it holds {listing}", hint=hint
+        )
+    compared = " on ".join(
+        f"{len(names)} {what}s"
+        for what, names in (("prompt", prompts), ("provider", providers))
+        if len(names) > 1
+    )
+    raise InvalidInput(
+        f"eval file {path}: promptfoo compared {compared}, so it holds {len(picked)} runs"
+        + (f" for {asked}" if asked else "")
+        + f": {listing}; expected one run",
+        hint=hint,
+    )
 
 
 def _inspect_score(scores: dict[str, Any], opts: ReadOptions, where: str) -> float | None:
@@ -214,6 +349,9 @@ def _inspect_score(scores: dict[str, Any], opts: ReadOptions, where: str) -> flo
 
 
 def read_inspect(path: str, data: Any, opts: ReadOptions) -> EvalRun:
+    status = data.get("status") if isinstance(data, dict) else None
+    if status in _INSPECT_UNFINISHED:
+        return _unfinished_inspect(path, data, str(status))
     samples = data.get("samples") if isinstance(data, dict) else None
     if not isinstance(samples, list):
         raise InvalidInput(
@@ -221,7 +359,7 @@ def read_inspect(path: str, data: Any, opts: ReadOptions) -> EvalRun:
             hint="logs written with --no-log-samples have no samples; rerun with samples",
         )
     epochs = {s.get("epoch", 1) for s in samples if isinstance(s, dict)}
-    notes = [f"{path}: status {data.get('status')!r}"] if data.get("status") != "success" else []
+    notes = [] if status in (None, "success") else [f"{path}: status {status!r}"]
     records = []
     for index, sample in enumerate(samples):
         where = f"eval file {path}: samples[{index}]"
@@ -234,6 +372,68 @@ def read_inspect(path: str, data: Any, opts: ReadOptions) -> EvalRun:
         category = _category(sample.get("metadata"), key=opts.category_field)
         records.append(EvalRecord(sid, category, passed, score))
     return _make_run(path, "inspect", records, notes)
+
+
+def _unfinished_inspect(path: str, data: dict[str, Any], status: str) -> EvalRun:
+    """A run Inspect did not finish: what it says happened, never its partial samples (the
+    samples it did not reach would read as missing ids, or worse, as a smaller eval set)."""
+    spec = _obj(data.get("eval"))
+    run = "the Inspect run" + "".join(
+        f" {word} {spec[key]}"
+        for key, word in (("task", "of task"), ("model", "on"))
+        if spec.get(key)
+    )
+    if status == "error":
+        message = str(_obj(data.get("error")).get("message") or "no error message in the log")
+        what = f"errored (status 'error'): {message[:500]}"
+    elif status == "cancelled":
+        what = "was cancelled (status 'cancelled')"
+    else:
+        what = "has not finished (status 'started': still running, or stopped before it ended)"
+    samples = data.get("samples")
+    samples = samples if isinstance(samples, list) else []
+    planned = _obj(spec.get("dataset")).get("samples")
+    logged = f"{len(samples)} of {planned}" if isinstance(planned, int) else f"{len(samples)}"
+    error = f"{run} {what}; {logged} samples logged ({path})"
+    return EvalRun(path, "inspect", (), {}, (), error)
+
+
+def _read_eval_log(path: str) -> dict[str, Any]:
+    """Inspect's `.eval` log (a zip) in its JSON form: `header.json` once the run has ended,
+    else only `_journal/start.json` (a run still going, or killed: status "started"), and
+    one `samples/<id>_epoch_<n>.json` per sample."""
+    try:
+        with zipfile.ZipFile(path) as log:
+            names = list(dict.fromkeys(log.namelist()))  # a re-logged sample: the last wins
+            if "header.json" in names:
+                data = json.loads(log.read("header.json"))
+            elif "_journal/start.json" in names:
+                data = {"status": "started", **json.loads(log.read("_journal/start.json"))}
+            else:
+                raise zipfile.BadZipFile("neither header.json nor _journal/start.json in it")
+            if not isinstance(data, dict):
+                raise zipfile.BadZipFile("header.json is not a JSON object")
+            data["samples"] = [
+                json.loads(log.read(name))
+                for name in names
+                if name.startswith("samples/") and name.endswith(".json")
+            ]
+    except (zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError, KeyError) as exc:
+        raise InvalidInput(
+            f"eval file {path}: cannot read this Inspect binary .eval log ({exc})",
+            hint="check that the file is a whole .eval log; `inspect log convert --to json` "
+            "writes its JSON form",
+        ) from None
+    except OSError as exc:
+        raise InvalidInput(f"eval file {path}: cannot read it ({exc.strerror})") from None
+
+    def order(sample: Any) -> tuple[int, int, str]:
+        sample = _obj(sample)
+        sid = sample.get("id")
+        return (sample.get("epoch", 1), isinstance(sid, str), str(sid).zfill(12))
+
+    data["samples"].sort(key=order)
+    return data
 
 
 def _lm_eval_metric(row: dict[str, Any], opts: ReadOptions) -> str | None:
@@ -333,7 +533,7 @@ def read_jsonl(path: str, opts: ReadOptions) -> EvalRun:
     return _make_run(path, "jsonl", records, [])
 
 
-def _detect_json(path: str, data: Any) -> str:
+def _detect_json(data: Any) -> str | None:
     if isinstance(data, dict):
         results = data.get("results")
         if isinstance(results, dict) and isinstance(results.get("results"), list):
@@ -344,29 +544,55 @@ def _detect_json(path: str, data: Any) -> str:
             "n-samples" in data or "versions" in data or "configs" in data
         ):
             return "lm_eval"
-    raise InvalidInput(
-        f"eval file {path}: cannot tell which tool wrote it",
-        hint="expected promptfoo output (results.results), an Inspect AI log (samples) or "
-        "lm-eval results (results, n-samples); or set sources.<name>.format",
-    )
+    return None
 
 
-def _expand(pattern: str) -> list[str]:
-    """Files named by a path, a glob or an lm-eval output folder."""
+def _expand(pattern: str, fmt: str) -> list[str]:
+    """Files named by a path, a glob or a folder."""
     if os.path.isdir(pattern):
-        found = sorted(glob.glob(os.path.join(pattern, "**", "results_*.json"), recursive=True))
-        if len(found) != 1:
-            raise InvalidInput(
-                f"eval folder {pattern}: expected one lm-eval results_*.json, found {len(found)}",
-                hint="name the results file (or the samples_*.jsonl files) instead",
-            )
-        return found
+        return _folder(pattern, fmt)
     files = sorted(f for f in glob.glob(pattern) if os.path.isfile(f))
     if not files and not glob.has_magic(pattern):
         raise InvalidInput(f"eval file {pattern}: no such file")
     if not files:
         raise InvalidInput(f"eval files {pattern}: no file matches")
     return files
+
+
+def _folder(folder: str, fmt: str) -> list[str]:
+    """The run a folder holds, read as the declared format: lm-eval's output folder (one
+    results_*.json, searched below it), or the one promptfoo, Inspect or JSONL file in it.
+    `auto` takes lm-eval's layout when it is there, else the one eval file."""
+    results = sorted(
+        glob.glob(os.path.join(glob.escape(folder), "**", "results_*.json"), recursive=True)
+    )
+    if fmt == "lm_eval" or (fmt == "auto" and results):
+        if len(results) != 1:
+            raise InvalidInput(
+                f"eval folder {folder}: expected one lm-eval results_*.json, found {len(results)}",
+                hint="name the results file (or the samples_*.jsonl files) instead",
+            )
+        return results
+    suffixes = _FOLDER_FILES.get(fmt) or tuple(dict.fromkeys(sum(_FOLDER_FILES.values(), ())))
+    found = sorted(
+        entry.path
+        for entry in os.scandir(folder)
+        if entry.is_file()
+        and entry.name.endswith(suffixes)
+        and not entry.name.startswith(".")
+        and entry.name != _INSPECT_LISTING
+    )
+    if len(found) != 1:
+        what = FORMAT_NAMES[fmt].removeprefix("an ") if fmt != "auto" else "eval"
+        names = ", ".join(os.path.basename(f) for f in found[:5])
+        more = f" and {len(found) - 5} more" if len(found) > 5 else ""
+        raise InvalidInput(
+            f"eval folder {folder}: expected one {what} file "
+            f"({', '.join('*' + s for s in suffixes)}) for one run, found {len(found)}"
+            + (f": {names}{more}" if found else ""),
+            hint="name the run's file in the source's baseline: / candidate:",
+        )
+    return found
 
 
 def _siblings(results_path: str) -> list[str]:
@@ -383,17 +609,21 @@ def _siblings(results_path: str) -> list[str]:
 
 
 def read_run(pattern: str, fmt: str = "auto", opts: ReadOptions | None = None) -> EvalRun:
-    """Read one eval run (a file, a glob, or an lm-eval output folder) into records."""
+    """Read one eval run (a file, a glob, or a folder) into records, as the declared format."""
     opts = opts or ReadOptions()
-    files = _expand(pattern)
     if fmt not in ("auto", *FORMATS):
         raise InvalidInput(f"eval format {fmt!r} is not one of {', '.join(FORMATS)}")
-    for path in files:
-        if path.endswith(".eval"):
-            raise InvalidInput(
-                f"eval file {path}: Inspect's binary .eval log; expected its JSON form",
-                hint="convert it with `inspect log convert --to json`",
-            )
+    run = _read_files(pattern, _expand(pattern, fmt), fmt, opts)
+    if (opts.prompt is not None or opts.provider is not None) and run.format != "promptfoo":
+        raise InvalidInput(
+            f"eval file {run.path}: `prompt` and `provider` pick a run inside promptfoo output; "
+            f"this is {FORMAT_NAMES[run.format]}",
+            hint="remove them from the source, or point the source at promptfoo output",
+        )
+    return run
+
+
+def _read_files(pattern: str, files: list[str], fmt: str, opts: ReadOptions) -> EvalRun:
     samples = [f for f in files if _SAMPLES_NAME.match(os.path.basename(f))]
     if fmt in ("auto", "lm_eval") and samples:
         return read_lm_eval_samples(samples, opts)
@@ -403,6 +633,14 @@ def read_run(pattern: str, fmt: str = "auto", opts: ReadOptions | None = None) -
             hint="a glob may only name lm-eval samples_*.jsonl files of one run",
         )
     path = files[0]
+    if path.endswith(".eval"):
+        if fmt not in ("auto", "inspect"):
+            raise InvalidInput(
+                f"eval file {path}: expected {FORMAT_NAMES[fmt]} (the source's format), but "
+                "this is an Inspect AI .eval log",
+                hint="set sources.<name>.format to inspect (or auto)",
+            )
+        return read_inspect(path, _read_eval_log(path), opts)
     lines = path.endswith((".jsonl", ".ndjson"))
     if fmt == "jsonl" or (lines and fmt in ("auto", "lm_eval")):
         first = next(iter(_read_jsonl(path)), None)
@@ -410,7 +648,20 @@ def read_run(pattern: str, fmt: str = "auto", opts: ReadOptions | None = None) -
             return read_lm_eval_samples([path], opts)
         return read_jsonl(path, opts)
     data = _read_json(path)
-    kind = _detect_json(path, data) if fmt == "auto" else fmt
+    detected = _detect_json(data)
+    if fmt == "auto" and detected is None:
+        raise InvalidInput(
+            f"eval file {path}: cannot tell which tool wrote it",
+            hint="expected promptfoo output (results.results), an Inspect AI log (samples) or "
+            "lm-eval results (results, n-samples); or set sources.<name>.format",
+        )
+    kind = fmt if detected is None or fmt != "auto" else detected
+    if detected is not None and detected != kind:
+        raise InvalidInput(
+            f"eval file {path}: expected {FORMAT_NAMES[kind]} (the source's format), but this "
+            f"is {FORMAT_NAMES[detected]}",
+            hint=f"set sources.<name>.format to {detected} (or auto)",
+        )
     if kind == "promptfoo":
         return read_promptfoo(path, data, opts)
     if kind == "inspect":

@@ -28,6 +28,10 @@ from dataclasses import dataclass
 from typing import Any
 
 KEYWORDS = {"and", "or", "not", "in", "is", "null", "true", "false"}
+# Bounds on what a playbook may write, so a hostile condition is an ExprError, not a crash or a
+# stall: every function below recurses over the tree, and tokenizing is quadratic in length.
+MAX_LENGTH = 10_000  # characters; a long scope lists a few hundred values
+MAX_DEPTH = 50  # parentheses, `not`, `-` and chained operators; real conditions use under 10
 _TOKEN = re.compile(
     r"""\s*(?:
         (?P<num>\d+(?:\.\d*)?(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)
@@ -118,6 +122,15 @@ class _Parser:
         self.text = text
         self.tokens = _tokenize(text)
         self.i = 0
+        self.depth = 0
+
+    def nested(self, parse: Callable[[], Node]) -> Node:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise ExprError(f"nested more than {MAX_DEPTH} levels deep at column {self.peek()[2]}")
+        node = parse()
+        self.depth -= 1
+        return node
 
     def peek(self) -> tuple[str, str, int]:
         return self.tokens[self.i]
@@ -160,7 +173,7 @@ class _Parser:
 
     def not_(self) -> Node:
         if self.accept("kw", "not"):
-            return Not(self.not_())
+            return Not(self.nested(self.not_))
         return self.cmp()
 
     def cmp(self) -> Node:
@@ -196,15 +209,20 @@ class _Parser:
 
     def unary(self) -> Node:
         if self.accept("op", "-"):
-            return Neg(self.unary())
+            return Neg(self.nested(self.unary))
         return self.atom()
 
     def atom(self) -> Node:
         kind, value, col = self.take()
         if kind == "num":
-            number = float(value) if any(c in value for c in ".eE") else int(value)
-            if not math.isfinite(number):
-                raise ExprError(f"{value} at column {col} is too large to be a number")
+            try:
+                number = float(value) if any(c in value for c in ".eE") else int(value)
+                finite = math.isfinite(number)
+            except (ValueError, OverflowError):  # an int beyond a float, or of 4300+ digits
+                finite = False
+            if not finite:
+                shown = value if len(value) <= 20 else value[:17] + "..."
+                raise ExprError(f"{shown} at column {col} is too large to be a number")
             return Lit(number)
         if kind == "str":
             return Lit(_unquote(value))
@@ -213,7 +231,7 @@ class _Parser:
         if kind == "name":
             return Name(value)
         if kind == "op" and value == "(":
-            node = self.or_()
+            node = self.nested(self.or_)
             self.expect("op", ")")
             return node
         raise ExprError(f"expected a value or column at column {col}, found {value or 'end'!r}")
@@ -247,7 +265,26 @@ def parse(text: str) -> Node:
     """Parse a condition or arithmetic expression; raise ExprError saying where it broke."""
     if not text or not text.strip():
         raise ExprError("empty expression")
-    return _Parser(text).parse()
+    if len(text) > MAX_LENGTH:
+        raise ExprError(f"longer than {MAX_LENGTH:,} characters (the limit)")
+    node = _Parser(text).parse()
+    if _depth(node) > MAX_DEPTH:
+        raise ExprError(f"nested more than {MAX_DEPTH} levels deep (chained operators count)")
+    return node
+
+
+def _depth(node: Node) -> int:
+    """How deep the tree goes, without recursing (`a + a + ...` nests one level per `+`)."""
+    deepest, todo = 0, [(node, 1)]
+    while todo:
+        here, level = todo.pop()
+        deepest = max(deepest, level)
+        match here:
+            case Neg(x) | Not(x) | In(x, _, _) | IsNull(x, _):
+                todo.append((x, level + 1))
+            case Bin(_, left, right):
+                todo += [(left, level + 1), (right, level + 1)]
+    return deepest
 
 
 def names(node: Node) -> set[str]:

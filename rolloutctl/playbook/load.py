@@ -6,11 +6,13 @@ from __future__ import annotations
 import contextlib
 import difflib
 import hashlib
+import math
 import os
 import re
+import sys
 import types
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -87,9 +89,73 @@ def resolve_env(value: str, *, where: str) -> str:
 
 # ------------------------------------------------------------------ YAML with positions
 
+# What a playbook may be, so a hostile or broken file is refused in well under a second and a
+# few megabytes instead of taking minutes, gigabytes or the process (exit 3, never 1):
+MAX_PLAYBOOK_BYTES = 256 * 1024  # 50 times the largest real playbook (~5 KB); parses in ~1 s
+MAX_DEPTH = 32  # nesting of mappings and lists; a playbook uses 6
+MAX_ALIAS_NODES = 10_000  # nodes produced through aliases (*name), counted as expanded
+_MERGE = "tag:yaml.org,2002:merge"
+
+
+class _Refused(Exception):
+    """A playbook beyond one of the limits above, or with a duplicate key, at `mark`."""
+
+    def __init__(self, mark: Any, message: str) -> None:
+        super().__init__(message)
+        self.line = mark.line + 1
+        self.message = message
+
 
 class _PositionLoader(yaml.SafeLoader):
-    """SafeLoader with YAML 1.2 booleans: only true/false, so `on:` stays a key."""
+    """SafeLoader with YAML 1.2 booleans (only true/false, so `on:` stays a key) that refuses
+    what PyYAML accepts silently: duplicate keys (the last one would win), nesting beyond
+    MAX_DEPTH (composing recurses), numbers beyond a float's range, and malformed typed
+    scalars (a `2026-13-01` date, `!!int x`), each with its line."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark
+                raise _Refused(mark, f"nested more than {MAX_DEPTH} levels deep (the limit)")
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+    def construct_object(self, node: Any, deep: bool = False) -> Any:
+        try:
+            value = super().construct_object(node, deep=deep)
+        except (ValueError, OverflowError) as exc:
+            digits = str(node.value).lstrip("+-").replace("_", "")
+            if not (node.tag == "tag:yaml.org,2002:int" and digits.isdecimal()):
+                raise _Refused(node.start_mark, f"cannot read {_snippet(node)}: {exc}") from None
+            value = math.inf  # more digits than Python converts (4300)
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if number and abs(value) > sys.float_info.max and ".inf" not in str(node.value).lower():
+            raise _Refused(
+                node.start_mark,
+                f"the number {_snippet(node)} is too large "
+                f"(the limit is ±{sys.float_info.max:.3g}, the largest float)",
+            )
+        return value
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        first: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _MERGE:
+                continue  # a complex key is refused below; keys a `<<` merge brings may be overridden
+            key = self.construct_object(key_node)
+            if key in first:
+                raise _Refused(
+                    key_node.start_mark,
+                    f"key {key!r} appears twice (first at line {first[key]})",
+                )
+            first[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
 
 
 _PositionLoader.yaml_implicit_resolvers = {
@@ -103,37 +169,87 @@ _PositionLoader.add_implicit_resolver(
 )
 
 
-def _compose_positions(node: yaml.Node, loc: Loc, out: dict[Loc, tuple[int, int]]) -> None:
+def _snippet(node: Any) -> str:
+    text = str(node.value)
+    return repr(text if len(text) <= 40 else text[:37] + "...")
+
+
+@dataclass
+class _Walk:
+    """What walking the composed graph has seen: aliases share nodes, so a node met again was
+    produced through an alias."""
+
+    seen: set[int] = field(default_factory=set)
+    repeated: int = 0
+    path: set[int] = field(default_factory=set)  # the nodes above this one: a cycle check
+
+
+def _compose_positions(
+    node: yaml.Node, loc: Loc, out: dict[Loc, tuple[int, int]], walk: _Walk | None = None
+) -> None:
+    """Record where each key path starts, expanding aliases within MAX_ALIAS_NODES and
+    MAX_DEPTH (the data built from this graph is then as bounded as this walk)."""
+    walk = walk or _Walk()
+    if id(node) in walk.path:
+        raise _Refused(node.start_mark, "an alias refers to a value that contains it")
+    if id(node) in walk.seen:
+        walk.repeated += 1
+        if walk.repeated > MAX_ALIAS_NODES:
+            raise _Refused(
+                node.start_mark,
+                f"aliases expand to more than {MAX_ALIAS_NODES:,} nodes (the limit); "
+                "the value anchored at this line is repeated too often",
+            )
+    if len(loc) >= MAX_DEPTH:
+        raise _Refused(
+            node.start_mark, f"aliases nest values more than {MAX_DEPTH} levels deep (the limit)"
+        )
+    walk.seen.add(id(node))
     out[loc] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    walk.path.add(id(node))
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
-            key = key_node.value
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else "?"
             out[(*loc, key, "__key__")] = (
                 key_node.start_mark.line + 1,
                 key_node.start_mark.column + 1,
             )
-            _compose_positions(value_node, (*loc, key), out)
+            _compose_positions(value_node, (*loc, key), out, walk)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _compose_positions(item, (*loc, i), out)
+            _compose_positions(item, (*loc, i), out, walk)
+    walk.path.discard(id(node))
 
 
 def _read_yaml(path: Path) -> tuple[Any, dict[Loc, tuple[int, int]], bytes]:
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as file:
+            raw = file.read(MAX_PLAYBOOK_BYTES + 1)
     except FileNotFoundError:
         raise InvalidInput(
             f"{path}: no such playbook file", hint="`rolloutctl init` writes a starter playbook"
         ) from None
     except OSError as exc:
         raise InvalidInput(f"{path}: cannot read the playbook: {exc.strerror}") from None
+    if len(raw) > MAX_PLAYBOOK_BYTES:
+        raise InvalidInput(
+            f"{path}: larger than {MAX_PLAYBOOK_BYTES // 1024} KiB, the limit for a playbook",
+            hint="a playbook is a few kilobytes; is this the right file?",
+        )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidInput(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    positions: dict[Loc, tuple[int, int]] = {}
+    loader: _PositionLoader | None = None
     try:
-        node = yaml.compose(text, Loader=_PositionLoader)
-        data = yaml.load(text, Loader=_PositionLoader)
+        loader = _PositionLoader(text)  # refuses control characters
+        node = loader.get_single_node()
+        if node is not None:
+            _compose_positions(node, (), positions)  # bounds the aliases before building
+        data = loader.construct_document(node) if node is not None else None
+    except _Refused as exc:
+        raise InvalidInput(f"{path}:{exc.line}: {exc.message}") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
@@ -143,9 +259,9 @@ def _read_yaml(path: Path) -> tuple[Any, dict[Loc, tuple[int, int]], bytes]:
         ) from None
     except yaml.YAMLError as exc:
         raise InvalidInput(f"{path}: not valid YAML: {exc}") from None
-    positions: dict[Loc, tuple[int, int]] = {}
-    if node is not None:
-        _compose_positions(node, (), positions)
+    finally:
+        if loader is not None:
+            loader.dispose()
     if data is None:
         raise InvalidInput(f"{path}: the playbook is empty", hint="`rolloutctl init` writes one")
     if not isinstance(data, dict):
@@ -356,6 +472,11 @@ def semantic_problems(data: Any, positions: dict[Loc, tuple[int, int]], path: Pa
                 if isinstance(text, str):
                     kind = "condition" if field == "event" else "value"
                     check_columns(("metrics", i, field), text, kind=kind)
+        elif source_kind(name) == "prometheus":
+            from rolloutctl.metrics.prometheus import metric_problems
+
+            for field, problem in metric_problems(m, [str(d) for d in dimensions]):
+                at(("metrics", i, field), problem)
 
     previous_traffic = -1.0
     for i, stage in _items(data, "stages"):
@@ -419,6 +540,7 @@ def semantic_problems(data: Any, positions: dict[Loc, tuple[int, int]], path: Pa
 
     flag = _mapping(data, "flag")
     _check_flag_backend(flag, _items(data, "stages"), at)
+    _check_eval_metrics(data, at)
     for i, control in _items(data, "controls"):
         settings = control.get("set")
         for key, value in settings.items() if isinstance(settings, dict) else []:
@@ -427,6 +549,68 @@ def semantic_problems(data: Any, positions: dict[Loc, tuple[int, int]], path: Pa
             ):
                 at(("controls", i, "set", key), "the rollout flag takes {canary_percent: N}")
     return problems
+
+
+def _check_eval_metrics(data: dict[str, Any], at: Any) -> None:
+    """Offline eval results are not live traffic: a metric on an `evalfile` source is judged
+    only by an offline_eval stage that reads its source (gate.stage_metrics), so a traffic
+    stage or a trigger that names one, or such a metric with no offline_eval stage to judge
+    it, would silently never be judged."""
+    sources = _mapping(data, "sources")
+
+    def kind(name: Any) -> Any:
+        spec = sources.get(name) if isinstance(name, str) else None
+        return spec.get("kind") if isinstance(spec, dict) else None
+
+    metric_source = {
+        m["name"]: m.get("source")
+        for _, m in _items(data, "metrics")
+        if isinstance(m.get("name"), str)
+    }
+    stages = _items(data, "stages")
+    judged_by = {s.get("source") for _, s in stages if s.get("kind") == "offline_eval"}
+    for i, stage in stages:
+        listed = stage.get("metrics")
+        for j, name in enumerate(listed if isinstance(listed, list) else []):
+            source = metric_source.get(name)
+            if name not in metric_source:
+                continue  # reported as an unknown metric
+            if stage.get("kind") == "offline_eval" and source != stage.get("source"):
+                at(
+                    ("stages", i, "metrics", j),
+                    f"an offline_eval stage judges the metrics of its evalfile source "
+                    f"{stage.get('source')!r}; {name!r} reads source {source!r}",
+                )
+            elif stage.get("kind", "canary") != "offline_eval" and kind(source) == "evalfile":
+                at(
+                    ("stages", i, "metrics", j),
+                    f"{name!r} reads evalfile source {source!r}: offline eval results are "
+                    "judged by the offline_eval stage that reads them, never against live "
+                    "traffic; remove it from this stage's metrics",
+                )
+    for i, metric in _items(data, "metrics"):
+        source = metric.get("source")
+        if kind(source) == "evalfile" and source not in judged_by:
+            at(
+                ("metrics", i, "source"),
+                f"{metric.get('name')!r} reads evalfile source {source!r}, which no "
+                "offline_eval stage reads, so it would never be judged; add a stage "
+                f"`{{kind: offline_eval, source: {source}}}`",
+            )
+    for i, trigger in _items(data, "triggers"):
+        when = trigger.get("when")
+        try:
+            names = expr.names(expr.parse(when)) if isinstance(when, str) else set()
+        except expr.ExprError:
+            continue  # reported above
+        for name in sorted(names):
+            named = name.partition(".")[2]
+            if kind(metric_source.get(named)) == "evalfile":
+                at(
+                    ("triggers", i, "when"),
+                    f"{named!r} is an offline eval metric, judged once by its offline_eval "
+                    "stage; triggers watch live traffic (give the metric a `limit:` instead)",
+                )
 
 
 _UNTARGETED = {

@@ -200,11 +200,18 @@ class PrometheusSource(Strict):
     step: Duration = Field(
         "5m", description="interval of the range queries that estimate a mean's variance"
     )
+    variants: dict[str, str] = Field(
+        default_factory=dict,
+        description="the arm label's value for each flag variant whose series carry another "
+        "value, e.g. {v1: answer-model-v1} (OpenTelemetry's gen_ai.request.model)",
+    )
 
     @model_validator(mode="after")
     def _one_auth(self) -> PrometheusSource:
         if self.bearer_token_env and self.basic_auth_env:
             raise ValueError("give at most one of bearer_token_env and basic_auth_env")
+        if len(set(self.variants.values())) < len(self.variants):
+            raise ValueError("variants: two variants map to the same label value")
         return self
 
 
@@ -234,6 +241,13 @@ class HttpSource(Strict):
     )
 
 
+class EvalRunPick(Strict):
+    """One promptfoo file holding both runs: which prompt or provider is which run."""
+
+    baseline: str
+    candidate: str
+
+
 class EvalFileSource(Strict):
     """Offline eval results of a baseline run and a candidate run on the same samples."""
 
@@ -251,6 +265,16 @@ class EvalFileSource(Strict):
     )
     category_field: str = Field(
         "category", description="metadata key (or JSONL field) holding the sample's category"
+    )
+    prompt: str | EvalRunPick | None = Field(
+        None,
+        description="promptfoo: the prompt whose results are the run (its label, file or id) "
+        "when a file compares several; {baseline: ..., candidate: ...} picks each run's",
+    )
+    provider: str | EvalRunPick | None = Field(
+        None,
+        description="promptfoo: the provider whose results are the run (its id or label) when "
+        "a file compares several; {baseline: ..., candidate: ...} picks each run's",
     )
 
 

@@ -413,11 +413,15 @@ def _readiness_cases(suite: _Suite) -> None:
 
 
 def _measurement_case(suite: _Suite) -> None:
+    """Measurement errors no metric's own testcase shows (a trigger that cannot be evaluated;
+    a gate that errored): each failing metric is an <error> in its own testcase."""
     data = suite.data
-    if not data.get("errors") and data.get("verdict") != "error":
+    rows = [m for m in data.get("metrics") or [] if isinstance(m, dict)]
+    shown = sum(1 for m in rows if m.get("verdict") == "error" and not m.get("segment"))
+    if data.get("errors", 0) <= shown and data.get("verdict") != "error":
         return
     case = suite.case("measurements")
-    why = _find_reason(data, "no measurement for") or "; ".join(map(str, data.get("reasons") or []))
+    why = _find_reason(data, "no measurement") or "; ".join(map(str, data.get("reasons") or []))
     _child(case, "error", why, message=why or "measurement error", type="measurement")
 
 

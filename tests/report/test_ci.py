@@ -385,9 +385,13 @@ def test_measurement_errors_are_junit_errors() -> None:
     assert holding["verdict"] == "inconclusive" and holding["errors"] == 3
     suite = ET.fromstring(junit_xml(holding)).find("testsuite")
     assert suite is not None
-    error = _case(suite, "measurements").find("error")
-    assert error is not None and "connection refused" in (error.get("message") or "")
-    assert suite.get("errors") == "1"
+    # Each metric without a measurement is an <error> in its own testcase, with its cause.
+    failing = [m["name"] for m in holding["metrics"] if m["verdict"] == "error"]
+    assert len(failing) == 3
+    for name in failing:
+        error = _case(suite, name).find("error")
+        assert error is not None and "connection refused" in (error.get("message") or "")
+    assert suite.get("errors") == "3"
     given_up = _gate_dict(errors={"requests": "connection refused"}, consecutive_errors=3)
     assert given_up["verdict"] == "error"
     first = markdown_summary(given_up).splitlines()[0]
