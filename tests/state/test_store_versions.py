@@ -1,0 +1,89 @@
+"""StateStore's optimistic concurrency: a write that expected another version is refused
+with StateConflict and changes nothing (state.json nor audit.jsonl)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rolloutctl.errors import StateConflict
+from rolloutctl.state.store import RolloutState, StateStore, snapshot
+
+
+def _state() -> RolloutState:
+    return RolloutState(
+        rollout="demo",
+        playbook="/tmp/demo.yaml",
+        playbook_digest="sha256:0",
+        flag={"backend": "file", "path": "f.json", "key": "k"},
+        status="running",
+        stage_index=0,
+        stage="c1",
+        stage_started_at="2026-03-02T09:00:00+00:00",
+        canary_percent=5.0,
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> StateStore:
+    store = StateStore(tmp_path)
+    store.save(_state())  # version 1 on disk
+    assert store.load("demo").version == 1
+    return store
+
+
+def test_save_with_the_current_version_bumps_it(store: StateStore) -> None:
+    state = store.load("demo")
+    state.canary_percent = 25.0
+    store.save(state, expected_version=1)
+    on_disk = store.load("demo")
+    assert (on_disk.version, on_disk.canary_percent) == (2, 25.0)
+
+
+def test_save_with_a_stale_version_is_a_conflict_and_writes_nothing(store: StateStore) -> None:
+    first, second = store.load("demo"), store.load("demo")  # two commands read version 1
+    first.status = "paused"
+    store.save(first, expected_version=1)  # the first one wins: version 2
+    before = store.state_path("demo").read_bytes()
+    second.status = "rolled_back"
+    with pytest.raises(StateConflict, match=r"changed underneath .*version 2, expected 1"):
+        store.save(second, expected_version=1)
+    assert store.state_path("demo").read_bytes() == before
+    assert (store.load("demo").status, store.load("demo").version) == ("paused", 2)
+    assert second.version == 1  # not bumped either
+
+
+def test_save_expecting_a_version_ahead_of_the_disk_is_a_conflict(store: StateStore) -> None:
+    with pytest.raises(StateConflict):
+        store.save(store.load("demo"), expected_version=2)
+    assert store.load("demo").version == 1
+
+
+def test_commit_with_a_stale_version_is_a_conflict_and_audits_nothing(store: StateStore) -> None:
+    state = store.load("demo")
+    store.commit(state, actor="a", command="advance", reason=None, before=None, expected_version=1)
+    assert store.load("demo").version == 2
+    assert [e["command"] for e in store.history("demo")] == ["advance"]
+
+    stale = store.load("demo")
+    stale.version = 1  # as read by a command that started before the advance
+    before = store.state_path("demo").read_bytes()
+    with pytest.raises(StateConflict, match=r"version 2, expected 1"):
+        store.commit(
+            stale,
+            actor="b",
+            command="rollback",
+            reason="late",
+            before=snapshot(stale),
+            expected_version=1,
+        )
+    assert store.state_path("demo").read_bytes() == before
+    assert [e["command"] for e in store.history("demo")] == ["advance"]
+
+
+def test_no_expected_version_means_no_check(store: StateStore) -> None:
+    state = store.load("demo")
+    state.version = 7
+    store.save(state)
+    assert store.load("demo").version == 8

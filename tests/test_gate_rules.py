@@ -1,0 +1,236 @@
+"""gate.evaluate and gate.decide, one decision rule at a time: absolute limits, the
+inconclusive-at-max action, and `per_segment` vetoes outside the declared critical segments."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from rolloutctl import gate
+from rolloutctl.metrics.base import Measurement
+from rolloutctl.playbook.model import Playbook
+from rolloutctl.stats.sufficient import Proportion
+
+START = datetime(2026, 3, 2, 9, tzinfo=UTC)
+N = 20_000  # per arm, well above min_samples_per_arm (1000) and per segment (200)
+
+
+def _metric(**extra: Any) -> dict[str, Any]:
+    return {
+        "name": "err_rate",
+        "group": "technical",
+        "source": "s",
+        "kind": "proportion",
+        "event": "x",
+        "worse": "higher",
+        "margin": {"absolute": 0.005},
+        **extra,
+    }
+
+
+def _playbook(
+    metric: dict[str, Any],
+    *,
+    stages: list[dict[str, Any]] | None = None,
+    pass_requires: str = "no_failure",
+    segments: dict[str, Any] | None = None,
+) -> Playbook:
+    return Playbook.model_validate(
+        {
+            "rollout": "rules",
+            "flag": {
+                "backend": "file",
+                "path": "f.json",
+                "key": "k",
+                "control": "v1",
+                "canary": "v2",
+            },
+            "sources": {"s": {"kind": "requestlog", "path": "x.parquet"}},
+            "segments": segments or {},
+            "analysis": {
+                "alpha": 0.05,
+                "min_samples_per_arm": 1000,
+                "pass_requires": pass_requires,
+                "expected_samples_per_arm": 20_000,
+            },
+            "metrics": [metric],
+            "stages": stages or [{"name": "c1", "traffic": 50, "min_duration": "1h"}],
+        }
+    )
+
+
+def _look(control: int, canary: int, n: int = N) -> Measurement:
+    m = Measurement()
+    m.stats[("err_rate", None)] = {
+        "control": Proportion(n, control),
+        "canary": Proportion(n, canary),
+    }
+    m.arm_counts[None] = {"control": n, "canary": n}
+    return m
+
+
+def _evaluate(
+    playbook: Playbook, look: Measurement, elapsed: timedelta = timedelta(hours=2)
+) -> gate.GateResult:
+    return gate.evaluate(
+        playbook,
+        0,
+        {"s": look},
+        {},
+        stage_started=START,
+        now=START + elapsed,
+        consecutive_errors=0,
+    )
+
+
+# ---------------------------------------------------------------- absolute limits
+
+
+def test_a_canary_beyond_its_absolute_limit_fails_the_gate_on_its_own() -> None:
+    """Both arms at exactly 5.00% (1000 of 20,000): no comparison fails, so without a limit
+    the stage passes (no_failure, minimum duration and samples met). A limit of 4.99% on the
+    canary's own rate fails it; a limit equal to the rate (5.00%) is not exceeded."""
+    look = _look(1000, 1000)
+    assert _evaluate(_playbook(_metric()), look).verdict == "pass"
+
+    breached = _evaluate(_playbook(_metric(limit=0.0499)), look)
+    assert breached.verdict == "fail"
+    assert [r for r in breached.reasons if "beyond the limit" in r] == [
+        "err rate: canary 5.000% is beyond the limit 4.990%"
+    ], breached.reasons
+    assert breached.metrics[0].verdict != "fail"  # the comparison itself did not fail
+    assert gate.decide(_playbook(_metric(limit=0.0499)), 0, breached) == "rollback"
+
+    at_limit = _evaluate(_playbook(_metric(limit=0.05)), look)
+    assert at_limit.verdict == "pass", at_limit.reasons
+
+
+def test_a_limit_on_a_lower_is_worse_metric_is_a_floor() -> None:
+    """worse: lower, both arms 5.00%: a floor of 5.01% is breached, a floor of 5.00% is not."""
+    look = _look(1000, 1000)
+    below = _evaluate(_playbook(_metric(worse="lower", limit=0.0501)), look)
+    assert below.verdict == "fail"
+    assert any("beyond the limit 5.010%" in r for r in below.reasons), below.reasons
+    assert _evaluate(_playbook(_metric(worse="lower", limit=0.05)), look).verdict == "pass"
+
+
+def test_a_limit_judges_a_full_traffic_stage_without_a_control() -> None:
+    """At 100% there is no control to compare with: limits (and triggers) are what judges."""
+    stages = [{"name": "full", "traffic": 100, "min_duration": "1h"}]
+    look = Measurement()
+    look.stats[("err_rate", None)] = {"control": Proportion(0, 0), "canary": Proportion(N, 1000)}
+    look.arm_counts[None] = {"control": 0, "canary": N}
+    ok = _evaluate(_playbook(_metric(limit=0.06), stages=stages), look)
+    assert ok.verdict == "pass", ok.reasons
+    bad = _evaluate(_playbook(_metric(limit=0.04), stages=stages), look)
+    assert bad.verdict == "fail"
+    assert any("beyond the limit 4.000%" in r for r in bad.reasons), bad.reasons
+
+
+def test_an_advisory_metrics_limit_never_fails_the_gate() -> None:
+    look = _look(1000, 1000)
+    result = _evaluate(_playbook(_metric(limit=0.0499, advisory=True)), look)
+    assert result.verdict == "pass", result.reasons
+
+
+# ---------------------------------------------------------------- at max_duration
+
+
+def _undecided_at(elapsed: timedelta, action: str) -> tuple[Playbook, gate.GateResult]:
+    """Equal arms at 1,000 per arm: nothing fails, non-inferiority is not yet shown, so
+    the gate is inconclusive."""
+    stages = [
+        {
+            "name": "c1",
+            "traffic": 50,
+            "min_duration": "1h",
+            "max_duration": "4h",
+            "on_inconclusive_at_max": action,
+        },
+        {"name": "c2", "traffic": 100},
+    ]
+    playbook = _playbook(_metric(), stages=stages, pass_requires="non_inferiority")
+    return playbook, _evaluate(playbook, _look(50, 50, n=1000), elapsed)
+
+
+@pytest.mark.parametrize("action", ["pause", "rollback", "advance", "hold"])
+def test_inconclusive_at_max_duration_takes_the_stages_action(action: str) -> None:
+    playbook, at_max = _undecided_at(timedelta(hours=4), action)
+    assert at_max.verdict == "inconclusive" and at_max.max_duration_passed
+    assert any("non-inferiority not yet shown" in r for r in at_max.reasons), at_max.reasons
+    assert gate.decide(playbook, 0, at_max) == action
+
+
+@pytest.mark.parametrize("action", ["pause", "rollback", "advance"])
+def test_before_max_duration_an_inconclusive_gate_holds(action: str) -> None:
+    playbook, before = _undecided_at(timedelta(hours=4) - timedelta(seconds=1), action)
+    assert before.verdict == "inconclusive" and not before.max_duration_passed
+    assert gate.decide(playbook, 0, before) == "hold"
+
+
+# ---------------------------------------------------------------- per_segment vetoes
+
+SEGMENTS = {"dimensions": ["region"], "critical": {"region": ["us"]}}
+EU = ("region", "eu")
+
+
+def _segmented_look() -> Measurement:
+    """Overall equal (5.0% in both arms); in `region=eu` (not a declared critical segment)
+    the canary has 10.0% against 5.0% on 2,000 requests per arm, far beyond a 0.5 pt margin."""
+    m = _look(1000, 1000)
+    m.stats[("err_rate", ("region", "us"))] = {
+        "control": Proportion(5000, 250),
+        "canary": Proportion(5000, 250),
+    }
+    m.stats[("err_rate", EU)] = {
+        "control": Proportion(2000, 100),
+        "canary": Proportion(2000, 200),
+    }
+    return m
+
+
+def _segment(result: gate.GateResult, value: str) -> gate.MetricResult:
+    [row] = [r for r in result.metrics if r.segment == {"region": value}]
+    return row
+
+
+def test_per_segment_vetoes_in_a_segment_that_is_not_declared_critical() -> None:
+    playbook = _playbook(_metric(critical=True, per_segment=True), segments=SEGMENTS)
+    result = _evaluate(playbook, _segmented_look())
+    eu = _segment(result, "eu")
+    assert eu.vetoes and eu.verdict == "fail"
+    assert result.verdict == "fail"
+    assert result.reasons[0].startswith("err rate in region=eu is worse than allowed")
+    assert gate.decide(playbook, 0, result) == "rollback"
+
+
+def test_without_per_segment_the_same_segment_is_only_diagnostic() -> None:
+    """A critical metric vetoes in its declared critical segments only: `region=eu` is
+    flagged (BH) for the report, never fails the gate."""
+    playbook = _playbook(_metric(critical=True), segments=SEGMENTS)
+    result = _evaluate(playbook, _segmented_look())
+    eu, us = _segment(result, "eu"), _segment(result, "us")
+    assert not eu.vetoes and us.vetoes
+    assert eu.verdict == "fail"  # flagged for the report
+    assert result.verdict == "pass", result.reasons
+
+
+def test_which_comparisons_veto() -> None:
+    """_Look.vetoes, rule by rule: overall always (unless advisory); a segment only for a
+    critical metric, in a declared critical segment or anywhere with per_segment."""
+    cases = [
+        # (metric fields, segment, vetoes)
+        ({}, None, True),
+        ({}, EU, False),
+        ({"per_segment": True}, EU, False),  # per_segment without critical does not veto
+        ({"critical": True}, ("region", "us"), True),
+        ({"critical": True}, EU, False),
+        ({"critical": True, "per_segment": True}, EU, True),
+        ({"advisory": True}, None, False),
+    ]
+    for fields, segment, expected in cases:
+        playbook = _playbook(_metric(**fields), segments=SEGMENTS)
+        look = gate._look(playbook, 0, START, START + timedelta(hours=2), 2 * N)
+        assert look.vetoes(playbook.metrics[0], segment) is expected, (fields, segment)
