@@ -226,6 +226,7 @@ def _requests(
             dimensions=tuple(pb.segments.dimensions),
             scope=expr.parse(scope) if scope else None,
             max_segments=pb.analysis.max_segments,
+            never_pooled=pb.segments.never_pooled(),
         )
         for name in sorted({m.source for m in metrics if m.source in replay.sources})
     }

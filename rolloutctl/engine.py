@@ -363,6 +363,7 @@ def measure_and_judge(
             dimensions=tuple(pb.segments.dimensions),
             scope=expr.parse(scope) if scope else None,
             max_segments=pb.analysis.max_segments,
+            never_pooled=pb.segments.never_pooled(),
         )
         try:
             source = build_source(source_name, loaded)

@@ -39,3 +39,9 @@ def p_value(v: Any) -> str:
     if not finite(v):
         return "—"
     return "< 0.0001" if v < 1e-4 else f"{v:.2g}" if v < 0.01 else f"{v:.3f}"
+
+
+def p_is(v: Any) -> str:
+    """What follows "p" in a sentence: "= 0.012" or "< 0.0001" (never "p = < 0.0001")."""
+    text = p_value(v)
+    return text if text.startswith("<") else f"= {text}"

@@ -30,6 +30,58 @@ from rolloutctl.stats.compare import one_sided_width
 from rolloutctl.stats.sufficient import Histogram, Moments, Proportion, RatioMoments, Stat
 
 
+def _log_source(loaded: LoadedPlaybook, log: Path | None) -> Any:
+    """The request log the plan reads: --log, else the playbook's first requestlog source."""
+    from rolloutctl.metrics.requestlog import RequestLogSource
+
+    sources = [n for n, s in loaded.playbook.sources.items() if s.kind == "requestlog"]
+    if log is not None:
+        return RequestLogSource("log", [str(log)])
+    if not sources:
+        return None
+    from rolloutctl.metrics.registry import build_source
+
+    built = build_source(sources[0], loaded)
+    assert isinstance(built, RequestLogSource)
+    return built
+
+
+def _scope_shares(loaded: LoadedPlaybook, log: Path | None, scopes: set[str]) -> dict[str, float]:
+    """The share of the log's rows inside each scope: a scoped stage's canary only ever sees
+    that part of the traffic, so its hours are counted on it. {} without a readable log; a
+    scope the log cannot evaluate (a column it lacks) is left out."""
+    import duckdb
+
+    from rolloutctl.playbook import expr
+
+    if not scopes:
+        return {}
+    try:
+        source = _log_source(loaded, log)
+        if source is None:
+            return {}
+        con = source.connect()
+        columns = set(source.open(con))
+    except (InvalidInput, BackendError, duckdb.Error):
+        return {}
+    shares: dict[str, float] = {}
+    try:
+        row = con.execute("SELECT count(*) FROM log").fetchone()
+        total = int(row[0]) if row else 0
+        for scope in sorted(scopes):
+            if not total:
+                break
+            try:
+                sql = expr.to_sql(expr.parse(scope), columns)
+                inside = con.execute(f"SELECT count(*) FROM log WHERE ({sql})").fetchone()
+            except (expr.ExprError, duckdb.Error):
+                continue
+            shares[scope] = (int(inside[0]) if inside else 0) / total
+    finally:
+        con.close()
+    return shares
+
+
 def _baseline(
     loaded: LoadedPlaybook, log: Path | None
 ) -> tuple[dict[str, Stat], float | None, str]:
@@ -37,19 +89,10 @@ def _baseline(
     import duckdb
 
     from rolloutctl.metrics.base import MeasureRequest
-    from rolloutctl.metrics.requestlog import RequestLogSource
 
     pb = loaded.playbook
-    sources = [n for n, s in pb.sources.items() if s.kind == "requestlog"]
-    if log is not None:
-        source = RequestLogSource("log", [str(log)])
-    elif sources:
-        from rolloutctl.metrics.registry import build_source
-
-        built = build_source(sources[0], loaded)
-        assert isinstance(built, RequestLogSource)
-        source = built
-    else:
+    source = _log_source(loaded, log)
+    if source is None:
         return {}, None, "no request log"
     try:
         con = source.connect()
@@ -411,7 +454,10 @@ def plan_stage(
         "metrics": [],
     }
     if traffic >= 100 and stage.kind not in ("shadow", "monitor"):
-        entry["note"] = "100%: no control arm left; judged on limits and triggers"
+        entry["note"] = (
+            "100%: not sized, as there is no control arm left to compare; judged on limits "
+            "and triggers"
+        )
         return entry
     if stage.kind in ("smoke", "offline_eval"):
         return entry
@@ -498,6 +544,15 @@ def plan_metrics(pb: Playbook, stage: Stage) -> list[Metric]:
     return metrics
 
 
+def _unsized_reason(pb: Playbook, name: str, log: Path | None, where: str) -> str:
+    """Why a metric row has no sample size, truthfully: `pass --log` only when no log was
+    read."""
+    if log is None and where.startswith("no "):
+        return "no baseline to size it (pass --log)"
+    kind = next((pb.sources[m.source].kind for m in pb.metrics if m.name == name), "?")
+    return f"no baseline for it from {where} (its source is {kind})"
+
+
 def plan_rollout(
     loaded: LoadedPlaybook, log: Path | None, now: datetime | None = None
 ) -> dict[str, Any]:
@@ -516,9 +571,27 @@ def plan_rollout(
             volume, volume_source = live.volume, live.where
         elif live.where:
             volume_source = f"{volume_source}; {live.where}"
+    from rolloutctl.playbook.scope import scope_text
+
+    scopes = [scope_text(loaded, index) for index in range(len(pb.stages))]
+    shares = _scope_shares(loaded, log, {s for s in scopes if s})
     stages = []
     for index, stage in enumerate(pb.stages):
-        entry = plan_stage(pb, index, baseline, volume)
+        scope = scopes[index]
+        inside = shares.get(scope) if scope else None
+        scoped_volume = volume * inside if volume is not None and inside is not None else volume
+        entry = plan_stage(pb, index, baseline, scoped_volume)
+        for row in entry["metrics"]:
+            if row["samples_per_arm"] is None:
+                row["unsized"] = _unsized_reason(pb, row["name"], log, volume_source)
+        entry["effective_scope"] = scope
+        entry["scope_share"] = inside
+        if scope and entry["metrics"]:
+            entry["scope_note"] = (
+                f"hours count only the scope's {inside:.1%} of the traffic"
+                if inside is not None
+                else "hours assume the whole traffic (no request log to measure the scope's share)"
+            )
         if entry["metrics"]:
             explained = _explained(loaded, stage, plan_metrics(pb, stage), now)
             for row, queries in zip(entry["metrics"], explained, strict=True):

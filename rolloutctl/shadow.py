@@ -829,7 +829,7 @@ class _Analysis:
                 reasons.append(
                     f"shadow calls fail more often than the control's: {c.title} "
                     f"{_pct(c.shadow_value)} vs {_pct(c.control_value)} on the same requests "
-                    f"(p = {_p(c.p_value)}); add a playbook metric on status with a margin to "
+                    f"(p {_p_is(c.p_value)}); add a playbook metric on status with a margin to "
                     "tolerate some"
                 )
         if pairs and coverage < self.min_coverage:
@@ -873,13 +873,13 @@ class _Analysis:
         if c.discordant is not None:
             extra = (
                 f"; {c.discordant[0]:,} requests worse only on the shadow, "
-                f"{c.discordant[1]:,} only on the control, exact McNemar p = "
-                f"{_p(c.mcnemar_p)}"
+                f"{c.discordant[1]:,} only on the control, exact McNemar p "
+                f"{_p_is(c.mcnemar_p)}"
             )
         return (
             f"{title}{where} is worse: {what}{fmt(c.control_value)} → {fmt(c.shadow_value)} "
             f"({_theta(c, c.estimate)}, one-sided bound {_theta(c, harm_bound)}){against}; "
-            f"always-valid p = {_p(c.p_value)}, {_p(c.p_adjusted)} after Holm over "
+            f"always-valid p {_p_is(c.p_value)}, {_p(c.p_adjusted)} after Holm over "
             f"{n_vetoing} vetoing comparisons{extra}"
         )
 
@@ -900,6 +900,12 @@ def _num_text(v: float | None) -> str:
 
 def _p(v: float | None) -> str:
     return "—" if v is None else "< 0.0001" if v < 1e-4 else f"{v:.2g}"
+
+
+def _p_is(v: float | None) -> str:
+    """What follows "p" in a sentence: "= 0.012" or "< 0.0001"."""
+    text = _p(v)
+    return text if text.startswith("<") else f"= {text}"
 
 
 def _theta(c: ShadowComparison, v: float | None) -> str:

@@ -566,7 +566,7 @@ def _eval_metric_failure(r: MetricResult, family: int, alpha: float) -> str:
         f"{r.title}{where} is worse than allowed: baseline {fmt.value(r.control['value'], r.kind)}"
         f" → candidate {fmt.value(r.canary['value'], r.kind)} "
         f"({fmt.delta(r.estimate, r.kind, rel)} against a {fmt.delta(r.margin, r.kind, rel)} "
-        f"margin; p = {fmt.p_value(r.p_value)}, {fmt.p_value(r.p_adjusted)} after Holm over "
+        f"margin; p {fmt.p_is(r.p_value)}, {fmt.p_value(r.p_adjusted)} after Holm over "
         f"{family} tests ≤ α = {alpha:g})"
     )
 
@@ -638,7 +638,7 @@ def judge_shadow(
     for c in outcome.comparisons:
         note = c.note
         if c.mcnemar_p is not None:
-            note = (note + "; " if note else "") + f"exact McNemar p = {fmt.p_value(c.mcnemar_p)}"
+            note = (note + "; " if note else "") + f"exact McNemar p {fmt.p_is(c.mcnemar_p)}"
         rows.append(
             row(
                 c.name,
@@ -760,6 +760,7 @@ def judge_monitor(
         canary=canary,
         dimensions=tuple(pb.segments.dimensions),
         max_segments=pb.analysis.max_segments,
+        never_pooled=pb.segments.never_pooled(),
         control_window=baseline,
     )
     measurement = source.measure(request)
@@ -788,8 +789,8 @@ def judge_monitor(
                 f"{r.title}{where} drifted: {fmt.value(r.control['value'], r.kind)} before the "
                 f"rollout → {fmt.value(r.canary['value'], r.kind)} now "
                 f"({fmt.delta(r.estimate, r.kind, rel)} against a "
-                f"{fmt.delta(r.margin, r.kind, rel)} margin; adjusted p = "
-                f"{fmt.p_value(r.p_adjusted)})"
+                f"{fmt.delta(r.margin, r.kind, rel)} margin; adjusted p "
+                f"{fmt.p_is(r.p_adjusted)})"
             )
     for dimension, mix in sorted(source.segment_mix(request).items()):
         baseline_rows = sum(b for _, b, _ in mix)

@@ -9,12 +9,14 @@ failing to append it is a warning and never changes the exit code."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rolloutctl.cli import common
-from rolloutctl.errors import UsageError
+from rolloutctl.errors import ExitCode, RolloutError, UsageError
 
 STEP_SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
 
@@ -63,6 +65,37 @@ class CIOutputs:
                     f"{option} {path}: cannot write it ({exc.strerror or exc})",
                     hint="the gate's outcome above stands; fix the path and run again",
                 ) from None
+
+    def write_error(self, command: str, message: str, hint: str | None, code: int) -> None:
+        """An error summary in each requested file: the command stopped before a verdict,
+        and CI must not find a stale file, or none, from a run that failed."""
+        from rolloutctl.atomic import atomic_write
+        from rolloutctl.report import ci
+
+        render = {"--markdown": ci.error_markdown, "--junit": ci.error_junit_xml}
+        for option, path in self.targets():
+            try:
+                atomic_write(path, render[option](command, message, hint, code).encode("utf-8"))
+            except OSError as exc:
+                common.warn(f"{option} {path}: cannot write the error summary ({exc})")
+
+    @contextmanager
+    def on_error(self, command: str) -> Iterator[None]:
+        """Run a gate command; on an error (not a verdict), write the error summaries and let
+        the error go on to the entry point."""
+        import typer
+
+        try:
+            yield
+        except typer.Exit:
+            raise
+        except RolloutError as exc:
+            self.write_error(command, exc.message, exc.hint, int(exc.exit_code))
+            raise
+        except Exception as exc:
+            message = f"internal error: {type(exc).__name__}: {exc}"
+            self.write_error(command, message, common.BUG_HINT, int(ExitCode.INTERNAL))
+            raise
 
 
 def _same(a: Path, b: Path) -> bool:

@@ -176,8 +176,19 @@ def clean(text: str) -> str:
     return _UNSAFE.sub("", text)
 
 
+_JSON_EMITTED: list[bool] = []
+
+
 def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    _JSON_EMITTED.append(True)
+
+
+def emit_error_json(message: str, hint: str | None, exit_code: int) -> None:
+    """With --json, an error exit prints one object too, so a CI step that redirects stdout
+    to a file never gets an empty one; not when the command already printed its object."""
+    if not _JSON_EMITTED:
+        emit_json({"error": message, "hint": hint, "exit_code": exit_code})
 
 
 def say(text: str) -> None:
@@ -272,24 +283,30 @@ def render_controls(data: dict[str, Any], json_flag: bool) -> None:
             say(f"        applied by {by['actor']} at {by['at']}: {by['reason']}")
 
 
-def report_error(exc: RolloutError, verbose: bool) -> int:
-    """Message, hint and exit code for an expected error; the traceback only with -v."""
+def report_error(exc: RolloutError, verbose: bool, json_flag: bool = False) -> int:
+    """Message, hint and exit code for an expected error (on stderr, and with --json as one
+    object on stdout); the traceback only with -v."""
     if verbose:
         _traceback()
     sys.stderr.write(f"error: {clean(exc.message)}\n")
     if exc.hint:
         sys.stderr.write(f"hint: {clean(exc.hint)}\n")
+    if json_flag:
+        emit_error_json(exc.message, exc.hint, int(exc.exit_code))
     return int(exc.exit_code)
 
 
-def report_bug(exc: BaseException, verbose: bool) -> int:
+BUG_HINT = "this is a bug in rolloutctl; run again with -v for the traceback"
+
+
+def report_bug(exc: BaseException, verbose: bool, json_flag: bool = False) -> int:
     """An unexpected exception: one line and a hint; the traceback only with -v."""
     if verbose:
         _traceback()
-    sys.stderr.write(
-        f"internal error: {type(exc).__name__}: {clean(str(exc))}\n"
-        "hint: this is a bug in rolloutctl; run again with -v for the traceback\n"
-    )
+    message = f"internal error: {type(exc).__name__}: {exc}"
+    sys.stderr.write(f"{clean(message)}\nhint: {BUG_HINT}\n")
+    if json_flag:
+        emit_error_json(message, BUG_HINT, int(ExitCode.INTERNAL))
     return int(ExitCode.INTERNAL)
 
 

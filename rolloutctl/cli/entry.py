@@ -196,22 +196,29 @@ def run_full(argv: list[str]) -> int:
 
     head = argv[: argv.index("--") if "--" in argv else None]
     verbose = "-v" in head or "--verbose" in head
+    json_flag = "--json" in head
     try:
         code = app(args=argv, prog_name="rolloutctl", standalone_mode=False)
     except RolloutError as exc:
-        return common.report_error(exc, verbose)
+        return common.report_error(exc, verbose, json_flag)
     except typer.Exit as exc:
         return exc.exit_code
     except ClickException as exc:  # a usage error: missing argument, unknown option (exit 2)
         exc.show()
+        if json_flag:
+            common.emit_error_json(exc.format_message(), "see --help", exc.exit_code)
         return exc.exit_code
     except typer.Abort:
+        if json_flag:
+            common.emit_error_json("aborted", None, 1)
         return 1
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
+        if json_flag:
+            common.emit_error_json("interrupted", None, 130)
         return 130
     except Exception as exc:
-        return common.report_bug(exc, verbose)
+        return common.report_bug(exc, verbose, json_flag)
     return code if isinstance(code, int) else 0
 
 
@@ -227,12 +234,14 @@ def main(argv: list[str]) -> int:
     try:
         return run_fast(call)
     except RolloutError as exc:
-        return common.report_error(exc, call.verbose)
+        return common.report_error(exc, call.verbose, call.json)
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
+        if call.json:
+            common.emit_error_json("interrupted", None, 130)
         return 130
     except Exception as exc:
-        return common.report_bug(exc, call.verbose)
+        return common.report_bug(exc, call.verbose, call.json)
 
 
 def run() -> None:

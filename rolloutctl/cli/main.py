@@ -219,7 +219,8 @@ def check(
 
     outputs = CIOutputs(markdown, junit)
     outputs.check()
-    outcome = engine.check(context(), resolve_rollout(rollout))
+    with outputs.on_error("check"):
+        outcome = engine.check(context(), resolve_rollout(rollout))
     if explain and not (json_out or common.current().json) and outcome.gate is not None:
         gate = outcome.gate
         common.say(f"window: {gate.window['start']} → {gate.window['end']}")
@@ -253,15 +254,17 @@ def advance(
     from rolloutctl import engine
     from rolloutctl.cli.ci_output import CIOutputs, finish_gate
 
-    name = resolve_rollout(rollout)
     outputs = CIOutputs(markdown, junit)
     outputs.check()  # before the gate can act
-    if not watch:
-        finish_gate(engine.advance(context(), name, force=force), json_out, outputs)
-        return
-    from rolloutctl.cli.watch import watch_advance
+    with outputs.on_error("advance"):
+        name = resolve_rollout(rollout)
+        if watch:
+            from rolloutctl.cli.watch import watch_advance
 
-    finish_gate(watch_advance(name, interval, timeout, force), json_out, outputs)
+            outcome = watch_advance(name, interval, timeout, force)
+        else:
+            outcome = engine.advance(context(), name, force=force)
+    finish_gate(outcome, json_out, outputs)
 
 
 @app.command()

@@ -118,9 +118,11 @@ def plan(
         )
         if stage.get("note"):
             common.say(f"    ({stage['note']})")
+        if stage.get("scope_note"):
+            common.say(f"    (scope {stage['effective_scope']}: {stage['scope_note']})")
         for m in stage["metrics"]:
             if m["samples_per_arm"] is None:
-                common.say(f"    {m['name']}: no baseline to size it (pass --log)")
+                common.say(f"    {m['name']}: {m.get('unsized') or 'no baseline to size it'}")
                 continue
             eta = f", about {m['hours']:.1f} h" if m.get("hours") is not None else ""
             unit = {"shadow": "request pairs", "monitor": "recent requests"}.get(

@@ -29,8 +29,25 @@ def _seg(m: Any) -> str:
     return "" if m.segment is None else _text(", ".join(f"{k}={v}" for k, v in m.segment.items()))
 
 
+def _window(result: Any) -> str:
+    """The window the gate compared: the stage so far, or a monitor's recent window (whose
+    length is the playbook's `window:`, not the time since the stage began)."""
+    window = getattr(result, "window", None) or {}
+    if "baseline_end" in window:
+        from datetime import datetime
+
+        from rolloutctl.durations import format_duration
+
+        try:
+            start, end = (datetime.fromisoformat(window[k]) for k in ("start", "end"))
+        except (KeyError, TypeError, ValueError):
+            return str(result.elapsed)
+        return format_duration(end - start)
+    return str(result.elapsed)
+
+
 def gate_table(result: Any) -> Table:
-    title = _text(f"{result.rollout} · {result.stage} · window {result.elapsed}")
+    title = _text(f"{result.rollout} · {result.stage} · window {_window(result)}")
     shown = [m for m in result.metrics if m.segment is None or m.verdict == "fail"]
     if all(m.kind not in COMPARED for m in shown):  # a smoke, eval or shadow stage's checks
         table = Table(title=title)

@@ -82,5 +82,6 @@ def monitor(
 
     outputs = CIOutputs(markdown, junit)
     outputs.check()
-    ctx = common.context()
-    finish_gate(engine.monitor(ctx, common.resolve_rollout(rollout)), json_out, outputs)
+    with outputs.on_error("monitor"):
+        outcome = engine.monitor(common.context(), common.resolve_rollout(rollout))
+    finish_gate(outcome, json_out, outputs)

@@ -28,6 +28,9 @@ class MeasureRequest:
     dimensions: tuple[str, ...] = ()
     scope: expr.Node | None = None  # who could get the canary; both arms filtered alike
     max_segments: int = 60
+    # Segment values never pooled into '(other)' however many values a dimension has: the
+    # playbook's `segments.critical`, whose checks must always be judged on their own.
+    never_pooled: tuple[tuple[str, tuple[str, ...]], ...] = ()
     units: bool = True  # count distinct unit_id per arm (the sample-ratio check needs it)
     # Window-compared arms (post-launch monitoring): when set, the control arm is the control
     # variant's traffic in [control_window) (e.g. the pre-rollout baseline) and the canary arm

@@ -92,8 +92,32 @@ def _skipped_csv_lines(con: duckdb.DuckDBPyConnection, files: list[str]) -> int:
                 last = chunk[-1:]
             lines += 0 if last == b"\n" else 1  # a last line without its newline
         lines -= 1  # the header
-    row = con.execute("SELECT count(*) FROM raw_log").fetchone()
+    row = con.execute("SELECT count(*) FROM raw_log_csv").fetchone()
     return max(0, lines - int(row[0] if row else 0))
+
+
+_FORMAT_OF_SUFFIX = {
+    ".parquet": "parquet",
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".jsonl": "jsonl",
+    ".json": "jsonl",
+    ".ndjson": "jsonl",
+}
+
+
+def _reader(fmt: str, files: list[str]) -> str:
+    """The DuckDB table function that reads `files` of one format."""
+    listing = "[" + ", ".join(_literal(f) for f in files) + "]"
+    return {
+        "parquet": f"read_parquet({listing}, union_by_name = true)",
+        # A malformed line is skipped, not fatal: `_skipped_csv_lines` counts it for the report.
+        "csv": f"read_csv({listing}, union_by_name = true, types = {{'ts': 'VARCHAR'}},"
+        " ignore_errors = true)",
+        # Full-scan type detection: a bad value late in the file must not abort the read.
+        "jsonl": f"read_json({listing}, format = 'newline_delimited', union_by_name = true,"
+        " sample_size = -1)",
+    }[fmt]
 
 
 WHOLE = -1  # the bin of rows aggregated over the whole window (segments, when not per look)
@@ -179,49 +203,61 @@ class RequestLogSource:
             )
         return files
 
-    def _format(self, files: list[str]) -> str:
+    def _formats(self, files: list[str]) -> dict[str, list[str]]:
+        """The files grouped by format: `format:` when set, else each file's suffix (a list
+        may mix JSONL, CSV and Parquet)."""
         if self.format != "auto":
-            return self.format
-        suffixes = {Path(f).suffix.lower() for f in files}
-        for fmt, known in (
-            ("parquet", {".parquet"}),
-            ("csv", {".csv", ".tsv"}),
-            ("jsonl", {".jsonl", ".json", ".ndjson"}),
-        ):
-            if suffixes <= known:
-                return fmt
-        raise InvalidInput(
-            f"request log {self.name!r}: cannot tell the format of {sorted(suffixes)}",
-            hint="name files .jsonl, .csv or .parquet, or set sources.<name>.format",
-        )
+            return {self.format: files}
+        groups: dict[str, list[str]] = {}
+        unknown: set[str] = set()
+        for f in files:
+            suffix = Path(f).suffix.lower()
+            fmt = _FORMAT_OF_SUFFIX.get(suffix)
+            if fmt is None:
+                unknown.add(suffix)
+            else:
+                groups.setdefault(fmt, []).append(f)
+        if unknown:
+            raise InvalidInput(
+                f"request log {self.name!r}: cannot tell the format of {sorted(unknown)}",
+                hint="name files .jsonl, .csv or .parquet, or set sources.<name>.format",
+            )
+        return groups
 
     def open(self, con: duckdb.DuckDBPyConnection) -> dict[str, str]:
-        """Create view `log` with a normalised `__ts`; return column -> DuckDB type."""
+        """Create view `log` with a normalised `__ts`; return column -> DuckDB type. Files of
+        several formats are read one view per format, then unioned by column name."""
         files = self._files()
-        fmt = self._format(files)
-        listing = "[" + ", ".join(_literal(f) for f in files) + "]"
-        reader = {
-            "parquet": f"read_parquet({listing}, union_by_name = true)",
-            # A malformed line is skipped, not fatal: `_count_skipped` counts it for the report.
-            "csv": f"read_csv({listing}, union_by_name = true, types = {{'ts': 'VARCHAR'}},"
-            " ignore_errors = true)",
-            # Full-scan type detection: a bad value late in the file must not abort the read.
-            "jsonl": f"read_json({listing}, format = 'newline_delimited', union_by_name = true,"
-            " sample_size = -1)",
-        }[fmt]
+        groups = self._formats(files)
+        views = []
+        for fmt, group in groups.items():
+            view = f"raw_log_{fmt}"
+            try:
+                con.execute(
+                    f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM {_reader(fmt, group)}"
+                )
+                con.execute(f"DESCRIBE {view}").fetchall()
+            except duckdb.Error as exc:
+                raise InvalidInput(
+                    f"request log {self.name!r}: cannot read {group[0]}"
+                    f"{f' (and {len(group) - 1} more)' if len(group) > 1 else ''}: "
+                    f"{str(exc).splitlines()[0]}",
+                    hint="each file must be valid JSONL, CSV or Parquet with ts and variant columns",
+                ) from None
+            views.append(view)
         try:
-            con.execute(f"CREATE OR REPLACE TEMP VIEW raw_log AS SELECT * FROM {reader}")
+            union = " UNION ALL BY NAME ".join(f"SELECT * FROM {v}" for v in views)
+            con.execute(f"CREATE OR REPLACE TEMP VIEW raw_log AS {union}")
             described = con.execute("DESCRIBE raw_log").fetchall()
         except duckdb.Error as exc:
             raise InvalidInput(
-                f"request log {self.name!r}: cannot read {files[0]}"
-                f"{f' (and {len(files) - 1} more)' if len(files) > 1 else ''}: "
+                f"request log {self.name!r}: cannot combine its {' and '.join(groups)} files: "
                 f"{str(exc).splitlines()[0]}",
-                hint="each file must be valid JSONL, CSV or Parquet with ts and variant columns",
+                hint="give a column the same type in every file",
             ) from None
         types = {row[0]: str(row[1]) for row in described}
-        if fmt == "csv":
-            self.skipped_lines = _skipped_csv_lines(con, files)
+        if "csv" in groups:
+            self.skipped_lines = _skipped_csv_lines(con, groups["csv"])
         missing = [c for c in ("ts", "variant") if c not in types]
         if missing:
             raise InvalidInput(
@@ -428,10 +464,14 @@ class RequestLogSource:
                     f"GROUP BY v ORDER BY count(*) DESC, v "
                     f"LIMIT {request.max_segments}"
                 ).fetchall()
-                segment_values[d] = [str(t[0]) for t in top]
+                largest = [str(t[0]) for t in top]
+                critical = [v for v in dict(request.never_pooled).get(d, ()) if v not in largest]
+                segment_values[d] = largest + critical
                 out.notes.append(
                     f"segment {d!r} has about {row[3 + i]} values; judging the "
-                    f"{request.max_segments} largest, the rest pooled as '(other)'"
+                    f"{request.max_segments} largest"
+                    + (f" and the critical {', '.join(map(repr, critical))}" if critical else "")
+                    + ", the rest pooled as '(other)'"
                 )
             else:
                 segment_values[d] = None

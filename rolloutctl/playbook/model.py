@@ -305,6 +305,10 @@ class Segments(Strict):
                 )
         return self
 
+    def never_pooled(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """The critical values per dimension, as MeasureRequest.never_pooled takes them."""
+        return tuple((dim, tuple(str(v) for v in values)) for dim, values in self.critical.items())
+
 
 class Analysis(Strict):
     alpha: float = Field(

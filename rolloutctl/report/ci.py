@@ -23,7 +23,7 @@ from typing import Any
 
 from rolloutctl import formatting as fmt
 
-__all__ = ["junit_xml", "markdown_summary"]
+__all__ = ["error_junit_xml", "error_markdown", "junit_xml", "markdown_summary"]
 
 # ---------------------------------------------------------------- numbers (as the HTML report)
 
@@ -146,7 +146,7 @@ def _detail(m: dict[str, Any]) -> str:
         f"control {_arm(m, 'control')} → canary {_arm(m, 'canary')}; "
         f"estimate {fmt.delta(m.get('estimate'), kind, rel)}, interval [{lo}, {hi}], "
         f"margin {fmt.delta(m.get('margin'), kind, rel)} (worse is {m.get('worse', '?')}); "
-        f"always-valid p = {fmt.p_value(m.get('p_value'))}, adjusted {fmt.p_value(m.get('p_adjusted'))}"
+        f"always-valid p {fmt.p_is(m.get('p_value'))}, adjusted {fmt.p_value(m.get('p_adjusted'))}"
     )
     if fmt.finite(m.get("alpha")):
         text += f", α = {m['alpha']:.3g}"
@@ -277,7 +277,7 @@ def markdown_summary(data: dict[str, Any]) -> str:
             f"{md_escape(srm.get('counted') or 'requests')} "
             f"({fmt.value(srm.get('observed_canary_percent'))}% observed, "
             f"{fmt.value(srm.get('expected_canary_percent'))}% configured), "
-            f"p = {fmt.p_value(srm.get('p_value'))}."
+            f"p {fmt.p_is(srm.get('p_value'))}."
         )
         lines.append("")
     window = data.get("window") or {}
@@ -377,7 +377,7 @@ def _srm_case(suite: _Suite, srm: dict[str, Any]) -> None:
         f"control {fmt.value(srm.get('control_n'))}, canary {fmt.value(srm.get('canary_n'))} "
         f"{srm.get('counted') or 'requests'}: {fmt.value(srm.get('observed_canary_percent'))}% "
         f"observed, {fmt.value(srm.get('expected_canary_percent'))}% configured; "
-        f"chi-square p = {fmt.p_value(srm.get('p_value'))}"
+        f"chi-square p {fmt.p_is(srm.get('p_value'))}"
     )
     if srm.get("ok"):
         _child(case, "system-out", text)
@@ -477,6 +477,33 @@ def junit_xml(data: dict[str, Any]) -> str:
     reasons = [str(r) for r in data.get("reasons") or []]
     out = ET.SubElement(testsuite, "system-out")
     out.text = xml_text("\n".join([str(data.get("message") or ""), *reasons]).strip(), 20_000)
+    ET.indent(root)
+    body = ET.tostring(root, encoding="unicode")
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + body + "\n"
+
+
+def error_markdown(command: str, message: str, hint: str | None, exit_code: int) -> str:
+    """The Markdown summary of a gate command that stopped on an error before any verdict."""
+    lines = [f"### ⚠️ rolloutctl {md_escape(command)}: error (exit {exit_code})", ""]
+    lines.append(_md_line_start(md_escape(message, 2000)))
+    if hint:
+        lines += ["", "hint: " + md_escape(hint, 500)]
+    return "\n".join(lines) + "\n"
+
+
+def error_junit_xml(command: str, message: str, hint: str | None, exit_code: int) -> str:
+    """JUnit XML of a gate command that stopped on an error: one suite, one <error>."""
+    attrs = {"tests": "1", "failures": "0", "errors": "1", "time": "0"}
+    root = ET.Element("testsuites", {"name": "rolloutctl", **attrs})
+    testsuite = ET.SubElement(root, "testsuite", {"name": "rolloutctl", **attrs, "skipped": "0"})
+    props = ET.SubElement(testsuite, "properties")
+    ET.SubElement(props, "property", {"name": "exit_code", "value": str(exit_code)})
+    case = ET.SubElement(testsuite, "testcase", {"name": command, "classname": "rolloutctl"})
+    text = message + (f"\nhint: {hint}" if hint else "")
+    error = ET.SubElement(
+        case, "error", {"message": xml_text(_one_line(message, 1000)), "type": f"exit {exit_code}"}
+    )
+    error.text = xml_text(text, 20_000)
     ET.indent(root)
     body = ET.tostring(root, encoding="unicode")
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + body + "\n"

@@ -27,6 +27,7 @@ COMPARED = ("proportion", "mean", "quantile", "ratio")  # rows that compare two 
 
 _env.filters["num"] = fmt.value
 _env.filters["pval"] = fmt.p_value
+_env.filters["p_is"] = fmt.p_is
 _env.filters["delta"] = fmt.delta
 
 
@@ -72,7 +73,7 @@ def headline(data: dict[str, Any], acted: bool = True) -> str:
             f"{done}: {m['title']} {went}{_where(m['segment'])} "
             f"({fmt.value(m['control']['value'], m['kind'])} → {fmt.value(m['canary']['value'], m['kind'])}, "
             f"{fmt.delta(m['estimate'], m['kind'], rel)} against a {fmt.delta(m['margin'], m['kind'], rel)}"
-            f" margin; adjusted p = {fmt.p_value(m.get('p_adjusted'))})."
+            f" margin; adjusted p {fmt.p_is(m.get('p_adjusted'))})."
         )
     reason = data["reasons"][0] if data.get("reasons") else ""
     return f"{done}: {reason}." if reason else f"{done}."
