@@ -132,6 +132,13 @@ def reconcile_interrupted(ctx: Context, state: RolloutState) -> None:
     if real is None or real.problem is not None:
         return
     flag_key = state.flag["key"]
+    history: list[dict[str, Any]] = []  # the audit log, read once and only when needed
+
+    def audited(name: str, at: str) -> bool:
+        if not history:
+            history.extend(ctx.store.history(state.rollout))
+        return _apply_audited(history, name, at)
+
     for name, record in list(book["applied"].items()):
         values, previous = record["values"], record["previous"]
         current = {k: _current(backend, flag_key, k) for k in values}
@@ -146,9 +153,9 @@ def reconcile_interrupted(ctx: Context, state: RolloutState) -> None:
                 _record_from_flag(ctx, state, real, name, "revert", dict(previous))
             del book["applied"][name]
             save_book(ctx.store, state.rollout, book)
-        elif at_values and (drifted or not _apply_audited(ctx, state, name, record["at"])):
+        elif at_values and (drifted or not audited(name, record["at"])):
             _record_from_flag(ctx, state, real, name, "apply", dict(values), record["at"])
-        elif at_previous and not _apply_audited(ctx, state, name, record["at"]):
+        elif at_previous and not audited(name, record["at"]):
             del book["applied"][name]
             save_book(ctx.store, state.rollout, book)
 
@@ -158,8 +165,10 @@ def _last_event_is(state: RolloutState, name: str, operation: str) -> bool:
     return after.get("control") == name and after.get("operation") == operation
 
 
-def _apply_audited(ctx: Context, state: RolloutState, name: str, at: str) -> bool:
-    for event in reversed(ctx.store.history(state.rollout)):
+def _apply_audited(history: list[dict[str, Any]], name: str, at: str) -> bool:
+    """An apply of control `name` recorded at `at` is in the audit log (as itself, or as the
+    reconcile that recorded it)."""
+    for event in reversed(history):
         after = event.get("after") or {}
         same = after.get("control") == name and after.get("operation") == "apply"
         if same and at in (event.get("time"), after.get("applied_at")):

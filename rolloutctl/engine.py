@@ -119,8 +119,9 @@ def start(ctx: Context, loaded: LoadedPlaybook, *, force: bool = False) -> Outco
                 )
         flag = _flag_spec(loaded)
         backend = build_backend(flag)
+        others = [other for other in _other_rollouts(store, pb.rollout) if other.status in ACTIVE]
         if not force:
-            _refuse_a_flag_owned_elsewhere(store, pb.rollout, flag, backend)
+            _refuse_a_flag_owned_elsewhere(others, pb.rollout, flag, backend)
         first = pb.stages[0]
         scope = effective_scopes(loaded)[0]
         now = ctx.clock()
@@ -139,7 +140,7 @@ def start(ctx: Context, loaded: LoadedPlaybook, *, force: bool = False) -> Outco
         _store_operations(store, loaded)  # before the flip: an unreadable book stops here
         split = backend.set_split(state.canary_percent, scope, rollout=pb.rollout, stage=first.name)
         state.flag_fingerprint = split.fingerprint
-        released = _release_controls(store, pb.rollout, backend, pb.controls, flag)
+        released = _release_controls(store, others, backend, pb.controls, flag)
         store.commit(
             state,
             actor=ctx.actor,
@@ -160,16 +161,12 @@ def start(ctx: Context, loaded: LoadedPlaybook, *, force: bool = False) -> Outco
 
 
 def _refuse_a_flag_owned_elsewhere(
-    store: StateStore, rollout: str, flag: dict[str, Any], backend: Any
+    active: list[RolloutState], rollout: str, flag: dict[str, Any], backend: Any
 ) -> None:
     """Two rollouts moving one flag would undo each other's stages: a flag that an active
     rollout of this state store drives, or that the flag itself says another rollout set
     (while it still sends traffic to a canary), is not taken over without --force."""
-    owners = [
-        other.rollout
-        for other in _other_rollouts(store, rollout)
-        if other.status in ACTIVE and same_flag(other.flag, flag)
-    ]
+    owners = [other.rollout for other in active if same_flag(other.flag, flag)]
     current = backend.read()
     if not owners and current is not None and current.owner not in (None, rollout):
         serving = current.problem is not None or current.canary_percent > 0
@@ -263,7 +260,11 @@ def _controls_holding_flag(ctx: Context, state: RolloutState) -> list[str]:
 
 
 def _release_controls(
-    store: StateStore, rollout: str, backend: Any, controls: list[Any], flag: dict[str, Any]
+    store: StateStore,
+    active: list[RolloutState],
+    backend: Any,
+    controls: list[Any],
+    flag: dict[str, Any],
 ) -> list[str]:
     """A rollout starts with its boolean controls released, on every backend: each control
     flag is set to the opposite of what its control sets (a kill switch created off in
@@ -274,8 +275,7 @@ def _release_controls(
 
     held = {
         key
-        for other in _other_rollouts(store, rollout)
-        if other.status in ACTIVE
+        for other in active
         for record in control_book.load_book(store, other.rollout)["applied"].values()
         for key in record.get("values", {})
     }

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from statistics import NormalDist
@@ -46,46 +46,40 @@ def _log_source(loaded: LoadedPlaybook, log: Path | None) -> Any:
     return built
 
 
-def _scope_shares(loaded: LoadedPlaybook, log: Path | None, scopes: set[str]) -> dict[str, float]:
+@dataclass
+class LogBaseline:
+    """What the request log says before the rollout: the control's statistics per metric,
+    requests per hour, the share of rows inside each stage scope, and where it came from."""
+
+    stats: dict[str, Stat] = field(default_factory=dict)
+    volume: float | None = None
+    where: str = "no request log"
+    read: bool = False  # a log was read (else `where` says why not)
+    shares: dict[str, float] = field(default_factory=dict)
+
+
+def _scope_shares(con: Any, columns: set[str], total: int, scopes: set[str]) -> dict[str, float]:
     """The share of the log's rows inside each scope: a scoped stage's canary only ever sees
-    that part of the traffic, so its hours are counted on it. {} without a readable log; a
-    scope the log cannot evaluate (a column it lacks) is left out."""
+    that part of the traffic, so its hours are counted on it. A scope the log cannot evaluate
+    (a column it lacks) is left out."""
     import duckdb
 
     from rolloutctl.playbook import expr
 
-    if not scopes:
-        return {}
-    try:
-        source = _log_source(loaded, log)
-        if source is None:
-            return {}
-        con = source.connect()
-        columns = set(source.open(con))
-    except (InvalidInput, BackendError, duckdb.Error):
-        return {}
     shares: dict[str, float] = {}
-    try:
-        row = con.execute("SELECT count(*) FROM log").fetchone()
-        total = int(row[0]) if row else 0
-        for scope in sorted(scopes):
-            if not total:
-                break
-            try:
-                sql = expr.to_sql(expr.parse(scope), columns)
-                inside = con.execute(f"SELECT count(*) FROM log WHERE ({sql})").fetchone()
-            except (expr.ExprError, duckdb.Error):
-                continue
-            shares[scope] = (int(inside[0]) if inside else 0) / total
-    finally:
-        con.close()
+    for scope in sorted(scopes) if total else []:
+        try:
+            sql = expr.to_sql(expr.parse(scope), columns)
+            inside = con.execute(f"SELECT count(*) FROM log WHERE ({sql})").fetchone()
+        except (expr.ExprError, duckdb.Error):
+            continue
+        shares[scope] = (int(inside[0]) if inside else 0) / total
     return shares
 
 
-def _baseline(
-    loaded: LoadedPlaybook, log: Path | None
-) -> tuple[dict[str, Stat], float | None, str]:
-    """Control-arm statistics per metric over the whole log, and requests per hour."""
+def _baseline(loaded: LoadedPlaybook, log: Path | None, scopes: set[str]) -> LogBaseline:
+    """Control-arm statistics per metric over the whole log, requests per hour over its
+    last day, and the scopes' shares of its rows: one opening of the log."""
     import duckdb
 
     from rolloutctl.metrics.base import MeasureRequest
@@ -93,10 +87,10 @@ def _baseline(
     pb = loaded.playbook
     source = _log_source(loaded, log)
     if source is None:
-        return {}, None, "no request log"
+        return LogBaseline()
     try:
         con = source.connect()
-        source.open(con)
+        columns = set(source.open(con))
         row = con.execute(
             "SELECT epoch_ms(min(__ts)), epoch_ms(max(__ts)), count(*) FROM log"
         ).fetchone()
@@ -106,10 +100,10 @@ def _baseline(
                 exc.message if isinstance(exc, InvalidInput) else f"{log}: {exc}",
                 hint="--log takes a JSONL, CSV or Parquet path or glob",
             ) from None
-        return {}, None, "no readable request log"
+        return LogBaseline(where="no readable request log")
     if not row or not row[2]:
-        return {}, None, "empty request log"
-    first, last, _ = row
+        return LogBaseline(where="empty request log")
+    first, last, total = row
 
     start = datetime.fromtimestamp(first / 1000, UTC)
     end = datetime.fromtimestamp(last / 1000, UTC) + timedelta(milliseconds=1)
@@ -125,13 +119,14 @@ def _baseline(
             "SELECT variant, count(*) c FROM log GROUP BY variant ORDER BY c DESC"
         ).fetchall()
     ]
+    shares = _scope_shares(con, columns, int(total), scopes)
     control = pb.flag.control if pb.flag.control in variants else (variants[0] if variants else "")
     metrics = tuple(m for m in pb.metrics if pb.sources[m.source].kind == "requestlog")
     request = MeasureRequest(metrics, start, end, control, "\x00none")
     con.close()
     measured = source.measure(request)
     stats = {name: arms["control"] for (name, seg), arms in measured.stats.items() if seg is None}
-    return stats, volume, f"{source.paths[0]}, last {hours:.1f} h"
+    return LogBaseline(stats, volume, f"{source.paths[0]}, last {hours:.1f} h", True, shares)
 
 
 LIVE_KINDS = ("prometheus", "http")  # sources that can be asked about the control's recent past
@@ -544,10 +539,10 @@ def plan_metrics(pb: Playbook, stage: Stage) -> list[Metric]:
     return metrics
 
 
-def _unsized_reason(pb: Playbook, name: str, log: Path | None, where: str) -> str:
+def _unsized_reason(pb: Playbook, name: str, log_read: bool, where: str) -> str:
     """Why a metric row has no sample size, truthfully: `pass --log` only when no log was
     read."""
-    if log is None and where.startswith("no "):
+    if not log_read:
         return "no baseline to size it (pass --log)"
     kind = next((pb.sources[m.source].kind for m in pb.metrics if m.name == name), "?")
     return f"no baseline for it from {where} (its source is {kind})"
@@ -558,7 +553,11 @@ def plan_rollout(
 ) -> dict[str, Any]:
     now = now or datetime.now(UTC).replace(microsecond=0)
     pb = loaded.playbook
-    baseline, volume, volume_source = _baseline(loaded, log)
+    from rolloutctl.playbook.scope import scope_text
+
+    scopes = [scope_text(loaded, index) for index in range(len(pb.stages))]
+    from_log = _baseline(loaded, log, {s for s in scopes if s})
+    baseline, volume, volume_source = from_log.stats, from_log.volume, from_log.where
     unsized = {
         m.name
         for m in pb.metrics
@@ -571,19 +570,15 @@ def plan_rollout(
             volume, volume_source = live.volume, live.where
         elif live.where:
             volume_source = f"{volume_source}; {live.where}"
-    from rolloutctl.playbook.scope import scope_text
-
-    scopes = [scope_text(loaded, index) for index in range(len(pb.stages))]
-    shares = _scope_shares(loaded, log, {s for s in scopes if s})
     stages = []
     for index, stage in enumerate(pb.stages):
         scope = scopes[index]
-        inside = shares.get(scope) if scope else None
+        inside = from_log.shares.get(scope) if scope else None
         scoped_volume = volume * inside if volume is not None and inside is not None else volume
         entry = plan_stage(pb, index, baseline, scoped_volume)
         for row in entry["metrics"]:
             if row["samples_per_arm"] is None:
-                row["unsized"] = _unsized_reason(pb, row["name"], log, volume_source)
+                row["unsized"] = _unsized_reason(pb, row["name"], from_log.read, volume_source)
         entry["effective_scope"] = scope
         entry["scope_share"] = inside
         if scope and entry["metrics"]:

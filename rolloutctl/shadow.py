@@ -810,7 +810,10 @@ class _Analysis:
     def _verdict(
         self, results: list[ShadowComparison], pairs: int, coverage: float, m: int
     ) -> tuple[str, list[str]]:
-        failing = [c for c in results if c.vetoes and c.verdict == "fail"]
+        failing = sorted(  # strongest evidence first; DuckDB's group order is not stable
+            (c for c in results if c.vetoes and c.verdict == "fail"),
+            key=lambda c: (c.p_adjusted or 0.0, c.p_value or 0.0, c.name, str(c.segment)),
+        )
         if failing:
             return "fail", [self._fail_reason(c, m) for c in failing]
         reasons: list[str] = []

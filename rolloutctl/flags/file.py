@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 from rolloutctl.errors import BackendError
 from rolloutctl.flags.base import FlagSplit
 from rolloutctl.flags.localfile import LocalFlagFile
+from rolloutctl.playbook.expr import jl_present
 
 SCHEMA = "https://flagd.dev/schema/v0/flags.json"
 WEIGHT_SCALE = 1000  # weights in thousandths of a percent: 0.5% -> 500 of 100000
@@ -43,30 +44,15 @@ class FileFlagBackend:
     def _file(self) -> LocalFlagFile:
         return LocalFlagFile(self.path, "flag file")
 
-    def _restore_hint(self) -> str:
-        return f"restore {self.path} from version control, then run the command again"
-
     def _load(self) -> dict[str, Any]:
-        raw = self._file.read_bytes()
-        if raw is None:
+        errors = (json.JSONDecodeError, UnicodeDecodeError)
+        data = self._file.parse(json.loads, errors, "valid JSON")
+        if data is None:
             return {"$schema": SCHEMA, "flags": {}}
-        try:
-            data = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise BackendError(
-                f"flag file {self.path}: not valid JSON ({exc}); nothing was changed",
-                hint=self._restore_hint(),
-            ) from None
-        except RecursionError:
-            raise BackendError(
-                f"flag file {self.path}: nested too deeply to be a flag definition; "
-                "nothing was changed",
-                hint=self._restore_hint(),
-            ) from None
         if not isinstance(data, dict) or not isinstance(data.get("flags", {}), dict):
             raise BackendError(
                 f'flag file {self.path}: expected a flagd definition {{"flags": {{...}}}}',
-                hint=self._restore_hint(),
+                hint=self._file.restore_hint,
             )
         data.setdefault("flags", {})
         return data
@@ -103,7 +89,7 @@ class FileFlagBackend:
             if self.targeting_key != DEFAULT_TARGETING_KEY:
                 bucket = {"cat": [{"var": "$flagd.flagKey"}, {"var": self.targeting_key}]}
                 weights.insert(0, bucket)
-                present = {"!==": [{"var": self.targeting_key}, None]}
+                present = jl_present(self.targeting_key)
                 condition = present if scope is None else {"and": [present, scope]}
             split = {"fractional": weights}
             flag["targeting"] = (
@@ -147,7 +133,7 @@ class FileFlagBackend:
         the targeting attribute)."""
         if self.targeting_key == DEFAULT_TARGETING_KEY:
             return condition
-        present = {"!==": [{"var": self.targeting_key}, None]}
+        present = jl_present(self.targeting_key)
         if condition == present:
             return None
         if isinstance(condition, dict) and condition.get("and", [None])[0] == present:

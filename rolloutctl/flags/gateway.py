@@ -57,37 +57,21 @@ class GatewayFlagBackend:
 
     # ------------------------------------------------------------ file I/O
 
-    def _restore_hint(self) -> str:
-        return f"restore {self.path} from version control, then run the command again"
-
     @property
     def _file(self) -> LocalFlagFile:
         return LocalFlagFile(self.path, "gateway config")
 
     def _load(self) -> dict[str, Any]:
-        raw = self._file.read_bytes()
-        if raw is None:
+        data = self._file.parse(yaml.safe_load, (yaml.YAMLError,), "valid YAML")
+        if data is None:
             raise BackendError(
                 f"gateway config {self.path} does not exist",
                 hint="point `path:` at the gateway's config file (LiteLLM's config.yaml)",
             )
-        try:
-            data = yaml.safe_load(raw)
-        except yaml.YAMLError as exc:
-            raise BackendError(
-                f"gateway config {self.path}: not valid YAML ({exc}); nothing was changed",
-                hint=self._restore_hint(),
-            ) from None
-        except RecursionError:
-            raise BackendError(
-                f"gateway config {self.path}: nested too deeply to be a config; nothing was "
-                "changed",
-                hint=self._restore_hint(),
-            ) from None
         if not isinstance(data, dict) or not isinstance(data.get("model_list"), list):
             raise BackendError(
                 f"gateway config {self.path}: expected a mapping with a `model_list:` list",
-                hint=self._restore_hint(),
+                hint=self._file.restore_hint,
             )
         return data
 

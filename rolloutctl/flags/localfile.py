@@ -22,9 +22,10 @@ import fcntl
 import os
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rolloutctl.atomic import atomic_write
 from rolloutctl.errors import BackendError
@@ -66,6 +67,29 @@ class LocalFlagFile:
             return None
         except OSError as exc:
             raise BackendError(f"{self.what} {self.path}: cannot read: {exc.strerror}") from None
+
+    @property
+    def restore_hint(self) -> str:
+        return f"restore {self.path} from version control, then run the command again"
+
+    def parse(
+        self, loads: Callable[[bytes], Any], errors: tuple[type[Exception], ...], expected: str
+    ) -> Any | None:
+        """The file decoded by `loads`, or None when it does not exist yet; a file `loads`
+        refuses (one of `errors`) or nested beyond Python's recursion limit is a BackendError
+        that says nothing was changed."""
+        raw = self.read_bytes()
+        if raw is None:
+            return None
+        try:
+            return loads(raw)
+        except errors as exc:
+            problem = f"not {expected} ({exc})"
+        except RecursionError:
+            problem = "nested too deeply to be read"
+        raise BackendError(
+            f"{self.what} {self.path}: {problem}; nothing was changed", hint=self.restore_hint
+        )
 
     def write_bytes(self, data: bytes) -> None:
         """Atomically replace the target's content (a link keeps pointing at it)."""

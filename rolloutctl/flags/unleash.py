@@ -45,6 +45,7 @@ from rolloutctl.flags.transport import (
     request,
     seconds,
 )
+from rolloutctl.playbook.expr import jl_presence_of, jl_present
 
 DEFAULT_TOKEN_ENV = "UNLEASH_ADMIN_TOKEN"
 OWNED = "rolloutctl"  # title prefix of the strategies rolloutctl owns
@@ -91,15 +92,6 @@ _SAYABLE = (
 def _var(node: Any) -> str | None:
     if isinstance(node, dict) and set(node) == {"var"} and isinstance(node["var"], str):
         return node["var"]
-    return None
-
-
-def _presence_of(node: Any) -> str | None:
-    """The attribute of a presence test `{"!==": [{"var": x}, null]}`, else None."""
-    if isinstance(node, dict) and set(node) == {"!=="}:
-        args = node["!=="]
-        if isinstance(args, list) and len(args) == 2 and args[1] is None:
-            return _var(args[0])
     return None
 
 
@@ -190,11 +182,11 @@ def constraints_of(scope: Any) -> list[dict[str, Any]]:
     if scope is None:
         return []
     parts = _conjuncts(scope)
-    comparisons = [_constraint(part) for part in parts if _presence_of(part) is None]
+    comparisons = [_constraint(part) for part in parts if jl_presence_of(part) is None]
     required = {c["contextName"] for c in comparisons if c["operator"] in _FALSE_WHEN_MISSING}
     out: list[dict[str, Any]] = []
     for part in parts:
-        name = _presence_of(part)
+        name = jl_presence_of(part)
         if name is None:
             out.append(comparisons.pop(0))
         elif name not in required:
@@ -216,7 +208,7 @@ def scope_of(constraints: list[dict[str, Any]]) -> Any:
     parts: list[Any] = []
     for c in constraints:
         name, op = {"var": c.get("contextName")}, c.get("operator")
-        presence = {"!==": [name, None]}
+        presence = jl_present(str(c.get("contextName")))
         if _is_present(c):
             if c.get("contextName") not in compared:
                 parts.append(presence)

@@ -496,8 +496,20 @@ _NEGATED_CMP = {"=": "!=", "!=": "=", "<": ">=", "<=": ">", ">": "<=", ">=": "<"
 _JL_CMP = {"=": "==", "!=": "!="}
 
 
-def _jl_present(name: str) -> Any:
+def jl_present(name: str) -> Any:
+    """JsonLogic true exactly when the context has `name` (not missing, not null)."""
     return {"!==": [{"var": name}, None]}
+
+
+def jl_presence_of(node: Any) -> str | None:
+    """The attribute a `jl_present` test checks, else None."""
+    if isinstance(node, dict) and set(node) == {"!=="}:
+        args = node["!=="]
+        if isinstance(args, list) and len(args) == 2 and args[1] is None:
+            var = args[0]
+            if isinstance(var, dict) and set(var) == {"var"} and isinstance(var["var"], str):
+                return var["var"]
+    return None
 
 
 def _jl_condition(node: Node, *, negated: bool) -> Any:
@@ -513,7 +525,7 @@ def _jl_condition(node: Node, *, negated: bool) -> Any:
             return {"!==" if is_not != negated else "===": [_jl_value(x), None]}
         case Lit(value):
             return {"!": value} if negated else value
-    guards = [_jl_present(name) for name in sorted(names(node))]
+    guards = [jl_present(name) for name in sorted(names(node))]
     test = _jl_comparison(node, negated=negated)
     return {"and": [*guards, test]} if guards else test
 
@@ -538,16 +550,16 @@ def _jl_comparison(node: Node, *, negated: bool) -> Any:
 
 
 def _jl_value(node: Node) -> Any:
+    """An operand: a literal, an attribute or a negative number (`scope_problems` refuses
+    anything else)."""
     match node:
         case Lit(value):
             return value
         case Name(name):
             return {"var": name}
-        case Neg(x):
-            return {"-": [_jl_value(x)]}
-        case Bin(op, left, right) if op in ("+", "-", "*", "/"):
-            return {op: [_jl_value(left), _jl_value(right)]}
-    return _jl_condition(node, negated=False)
+        case Neg(Lit(value)):
+            return -value
+    raise AssertionError(node)
 
 
 def evaluate(node: Node, lookup: Callable[[str], Any]) -> Any:

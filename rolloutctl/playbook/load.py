@@ -129,7 +129,9 @@ class _PositionLoader(yaml.SafeLoader):
     def construct_object(self, node: Any, deep: bool = False) -> Any:
         try:
             value = super().construct_object(node, deep=deep)
-        except (ValueError, OverflowError) as exc:
+        except (ValueError, OverflowError, AttributeError, TypeError) as exc:
+            # AttributeError / TypeError: PyYAML's typed constructors (`!!timestamp x`) fail so
+            # on a value their pattern does not match.
             digits = str(node.value).lstrip("+-").replace("_", "")
             if not (node.tag == "tag:yaml.org,2002:int" and digits.isdecimal()):
                 raise _Refused(node.start_mark, f"cannot read {_snippet(node)}: {exc}") from None

@@ -144,13 +144,6 @@ class StateStore:
                 " restore state.json from it or a backup",
             ) from None
 
-    def save(self, state: RolloutState, *, expected_version: int | None = None) -> None:
-        """Write atomically with the version counter bumped (checked when given)."""
-        self._check_version(state.rollout, expected_version)
-        state.version += 1
-        state.pending_audit = None
-        self._write_state(state)
-
     def _check_version(self, rollout: str, expected_version: int | None) -> None:
         if expected_version is not None and self.exists(rollout):
             current = self.load(rollout).version

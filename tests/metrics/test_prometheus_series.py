@@ -40,9 +40,14 @@ def test_series_looks_agree_with_instant_queries(server_url: str) -> None:
     over its own window (to Prometheus' extrapolation), and the last look is the gate's."""
     source = PrometheusSource("prom", server_url)
     quantile = metric(
-        name="p95", kind="quantile", q=0.95, query=None, event=None, histogram=BUCKETS,
+        name="p95",
+        kind="quantile",
+        q=0.95,
+        query=None,
+        event=None,
+        histogram=BUCKETS,
         margin={"relative": 0.1},
-    )  # fmt: skip
+    )
     metrics = (metric(), quantile, mean_latency())
     request = make_request(*metrics, end=at(3), dimensions=("category",))
     looks = source.measure_series(request, timedelta(minutes=15), segments_per_look=False)
@@ -79,9 +84,14 @@ def test_a_report_charts_a_prometheus_stage(loaded: LoadedPlaybook) -> None:
     request = request_for(loaded, "prom", T0, at(3))
     looks = source.measure_series(request, timedelta(minutes=15), segments_per_look=False)  # type: ignore[attr-defined]
     result = gate.evaluate(
-        loaded.playbook, 0, {"prom": looks[-1][1]}, {}, stage_started=T0, now=at(3),
+        loaded.playbook,
+        0,
+        {"prom": looks[-1][1]},
+        {},
+        stage_started=T0,
+        now=at(3),
         consecutive_errors=0,
-    )  # fmt: skip
+    )
     collected = evidence.collect(loaded, 0, result, {"prom": looks[-1][1]}, {"prom": looks})
     assert not any("too young" in note for note in collected["notes"])
     points = collected["series"]["error_rate"]

@@ -11,6 +11,17 @@ from rolloutctl.errors import StateConflict
 from rolloutctl.state.store import RolloutState, StateStore, snapshot
 
 
+def _commit(store: StateStore, state: RolloutState, expected_version: int | None = None) -> None:
+    store.commit(
+        state,
+        actor="t",
+        command="test",
+        reason=None,
+        before=None,
+        expected_version=expected_version,
+    )
+
+
 def _state() -> RolloutState:
     return RolloutState(
         rollout="demo",
@@ -28,35 +39,35 @@ def _state() -> RolloutState:
 @pytest.fixture
 def store(tmp_path: Path) -> StateStore:
     store = StateStore(tmp_path)
-    store.save(_state())  # version 1 on disk
+    _commit(store, _state())  # version 1 on disk
     assert store.load("demo").version == 1
     return store
 
 
-def test_save_with_the_current_version_bumps_it(store: StateStore) -> None:
+def test_commit_with_the_current_version_bumps_it(store: StateStore) -> None:
     state = store.load("demo")
     state.canary_percent = 25.0
-    store.save(state, expected_version=1)
+    _commit(store, state, 1)
     on_disk = store.load("demo")
     assert (on_disk.version, on_disk.canary_percent) == (2, 25.0)
 
 
-def test_save_with_a_stale_version_is_a_conflict_and_writes_nothing(store: StateStore) -> None:
+def test_commit_with_a_stale_version_is_a_conflict_and_writes_nothing(store: StateStore) -> None:
     first, second = store.load("demo"), store.load("demo")  # two commands read version 1
     first.status = "paused"
-    store.save(first, expected_version=1)  # the first one wins: version 2
+    _commit(store, first, 1)  # the first one wins: version 2
     before = store.state_path("demo").read_bytes()
     second.status = "rolled_back"
     with pytest.raises(StateConflict, match=r"changed underneath .*version 2, expected 1"):
-        store.save(second, expected_version=1)
+        _commit(store, second, 1)
     assert store.state_path("demo").read_bytes() == before
     assert (store.load("demo").status, store.load("demo").version) == ("paused", 2)
     assert second.version == 1  # not bumped either
 
 
-def test_save_expecting_a_version_ahead_of_the_disk_is_a_conflict(store: StateStore) -> None:
+def test_commit_expecting_a_version_ahead_of_the_disk_is_a_conflict(store: StateStore) -> None:
     with pytest.raises(StateConflict):
-        store.save(store.load("demo"), expected_version=2)
+        _commit(store, store.load("demo"), 2)
     assert store.load("demo").version == 1
 
 
@@ -64,7 +75,7 @@ def test_commit_with_a_stale_version_is_a_conflict_and_audits_nothing(store: Sta
     state = store.load("demo")
     store.commit(state, actor="a", command="advance", reason=None, before=None, expected_version=1)
     assert store.load("demo").version == 2
-    assert [e["command"] for e in store.history("demo")] == ["advance"]
+    assert [e["command"] for e in store.history("demo")] == ["test", "advance"]
 
     stale = store.load("demo")
     stale.version = 1  # as read by a command that started before the advance
@@ -79,11 +90,11 @@ def test_commit_with_a_stale_version_is_a_conflict_and_audits_nothing(store: Sta
             expected_version=1,
         )
     assert store.state_path("demo").read_bytes() == before
-    assert [e["command"] for e in store.history("demo")] == ["advance"]
+    assert [e["command"] for e in store.history("demo")] == ["test", "advance"]
 
 
 def test_no_expected_version_means_no_check(store: StateStore) -> None:
     state = store.load("demo")
     state.version = 7
-    store.save(state)
+    _commit(store, state)
     assert store.load("demo").version == 8

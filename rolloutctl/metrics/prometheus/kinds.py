@@ -106,12 +106,8 @@ def _proportion(reader: Reader, metric: Metric, total_template: str | None, look
         events = [r for r in rows if all(m.matches(r.labels) for m in matchers)]
         totals = rows
     else:
-        events = reader.rows(metric.query, by)
-        _check_labels(events, by, [], reader.last_query())
-        totals = reader.rows(total_template, by)
-        _check_labels(totals, by, [], reader.last_query())
-        events = _in_scope(events, look)
-        totals = _in_scope(totals, look)
+        events = _scoped_rows(reader, metric.query, look)
+        totals = _scoped_rows(reader, total_template, look)
     keep = _kept_values(totals, look, metric)
     n = _sums(totals, look.dims, keep)
     k = _sums(events, look.dims, keep)
@@ -121,6 +117,13 @@ def _proportion(reader: Reader, metric: Metric, total_template: str | None, look
             for arm in ARMS
         }
     _arm_counts(out, n)
+
+
+def _scoped_rows(reader: Reader, template: str, look: Look) -> list[Any]:
+    """One query's rows grouped by the look's labels, checked, then limited to the scope."""
+    rows = reader.rows(template, look.by)
+    _check_labels(rows, look.by, [], reader.last_query())
+    return _in_scope(rows, look)
 
 
 def _histogram(reader: Reader, metric: Metric, look: Look) -> None:
@@ -164,18 +167,14 @@ def _mean_of_counters(
     reader: Reader, metric: Metric, total_template: str | None, look: Look
 ) -> None:
     """The mean from a _sum / _count pair; its variance from per-interval means."""
-    out, by = look.out, look.by
+    out = look.out
     if metric.query is None or total_template is None:
         raise QueryError(
             f"a {metric.kind} from prometheus needs `histogram` (a _bucket query), or for a "
             "mean `query` (the _sum increase) and `total` (the _count increase)"
         )
-    sums = reader.rows(metric.query, by)
-    _check_labels(sums, by, [], reader.last_query())
-    totals = reader.rows(total_template, by)
-    _check_labels(totals, by, [], reader.last_query())
-    sums = _in_scope(sums, look)
-    totals = _in_scope(totals, look)
+    sums = _scoped_rows(reader, metric.query, look)
+    totals = _scoped_rows(reader, total_template, look)
     keep = _kept_values(totals, look, metric)
     n = _sums(totals, look.dims, keep)
     s = _sums(sums, look.dims, keep)
