@@ -747,6 +747,7 @@ def _set_status(ctx: Context, rollout: str, command: str, reason: str, target: s
                 state.stage,
                 state.canary_percent,
                 f"{rollout} is already {target}",
+                _status_exit(target),
             )
         if state.status not in ACTIVE:
             raise StateConflict(
@@ -790,9 +791,14 @@ def _set_status(ctx: Context, rollout: str, command: str, reason: str, target: s
         state.stage,
         state.canary_percent,
         message,
-        ExitCode.PAUSED if target == "paused" else ExitCode.OK,
+        _status_exit(target),
         warnings=warnings,
     )
+
+
+def _status_exit(status: str) -> ExitCode:
+    """pause exits 12 whenever the rollout ends paused, whether or not it already was."""
+    return ExitCode.PAUSED if status == "paused" else ExitCode.OK
 
 
 def promote(ctx: Context, rollout: str, reason: str) -> Outcome:

@@ -516,8 +516,18 @@ def test_random_expressions_raise_only_expr_error(text: str) -> None:
     max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(mutated_playbook())
-def test_validate_on_random_documents_exits_0_or_3(ws: Workspace, text: str) -> None:
+def test_validate_on_random_documents_agrees_with_the_loader(ws: Workspace, text: str) -> None:
+    """A random document is a playbook or it is not: validate exits 0 exactly when the loader
+    accepts it, and 3 naming the file when the loader refuses it."""
     ws.playbook.write_text(text)
+    try:
+        load_playbook(ws.playbook)
+        refused = False
+    except InvalidInput:
+        refused = True
     proc = run_limited(ws, "validate", str(ws.playbook))
-    assert proc.returncode in (0, 3), proc.stderr
     assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr
+    if refused:
+        assert proc.returncode == 3 and f"{ws.playbook}:" in proc.stdout, proc.stdout
+    else:
+        assert proc.returncode == 0 and f"{ws.playbook}: ok" in proc.stdout, proc.stderr
