@@ -385,7 +385,11 @@ class Metric(Strict):
     worse: Literal["higher", "lower"]
     margin: Margin
     limit: float | None = Field(None, description="an absolute limit on the canary's value")
-    critical: bool = Field(False, description="fails the gate on its own, in any segment")
+    critical: bool = Field(
+        False,
+        description="vetoes on its own: overall and in the critical segments (in every segment "
+        "with per_segment)",
+    )
     advisory: bool = Field(False, description="reported, never decides (a dry run)")
     per_segment: bool = Field(False, description="judge every segment value, not only overall")
     weight: float = Field(

@@ -135,6 +135,8 @@ class StateStore:
             ) from None
         try:
             data = json.loads(raw)
+            if not isinstance(data, dict):
+                raise TypeError(f"a JSON object was expected, found {type(data).__name__}")
             allowed = {f.name for f in fields(RolloutState)}
             return RolloutState(**{k: v for k, v in data.items() if k in allowed})
         except (json.JSONDecodeError, TypeError) as exc:
