@@ -169,6 +169,10 @@ def _paired_results() -> dict[str, Any]:
         "better": _paired(3000, -0.02),
         "binary": _binary_pairs(3000, 2500, 40, 90),
         "binary-rare": _binary_pairs(3000, 0, 1, 9),
+        "one-pair": PairedMoments(1, 1.0, 1.2, 1.0, 1.44, 1.2),
+        "two-pairs": _paired(2, 0.1),
+        "three-pairs": _paired(3, 0.1),
+        "zero-control": PairedMoments(100, 0.0, 5.0, 0.0, 30.0, 0.0),
     }
     for key, m in cases.items():
         binary = key.startswith("binary")

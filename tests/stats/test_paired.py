@@ -244,3 +244,13 @@ def test_pooled_sums_keep_their_kind() -> None:
     ratio = RatioMoments(2, 3.0, 5.0, 5.0, 13.0, 8.0) + RatioMoments(1, 1.0, 2.0, 1.0, 4.0, 2.0)
     assert type(ratio) is RatioMoments and ratio.ratio == pytest.approx(4 / 7)
     assert ratio != pooled  # same sums, different things
+
+
+def test_mcnemar_refuses_what_it_cannot_test() -> None:
+    with pytest.raises(
+        ValueError, match="alternative must be greater, less or two-sided, got 'up'"
+    ):
+        mcnemar_exact(1, 2, "up")  # type: ignore[arg-type]
+    for b, c in ((-1, 2), (2, -1)):
+        with pytest.raises(ValueError, match=f"discordant counts must be >= 0, got b={b}, c={c}"):
+            mcnemar_always_valid(b, c)
