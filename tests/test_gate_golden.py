@@ -248,8 +248,52 @@ def _healthy(seed: int = 1) -> Measurement:
     return _measurement(Arm(), Arm(), seed)
 
 
+AB_STAGES = [
+    {"name": "ab", "kind": "ab", "traffic": 50, "duration": "4h", "method": "fixed"},
+    {"name": "full", "traffic": 100},
+]
+
+
+def _ab_playbook() -> Playbook:
+    metrics = [
+        *_metrics(),
+        {
+            "source": "s",
+            "name": "helpful_votes",
+            "group": "product",
+            "kind": "proportion",
+            "event": "h",
+            "worse": "lower",
+            "margin": {"absolute": 0.01},
+        },
+    ]
+    return _playbook(stages=AB_STAGES, metrics=metrics)
+
+
+def _ab(hours: float) -> gate.GateResult:
+    m = _measurement(Arm(), Arm(grounded=0.87), 20)
+    for seg in [None, *(("category", c) for c in SEGMENTS)]:
+        m.stats[("helpful_votes", seg)] = m.stats[("grounding", seg)]
+    return _run(_ab_playbook(), m, hours=hours)
+
+
+def _full_traffic(error: float) -> gate.GateResult:
+    m = _measurement(Arm(n=0), Arm(error=error), 21)
+    return _run(_playbook(), m, stage_index=3)
+
+
+def _with_bad_rows() -> gate.GateResult:
+    m = _healthy()
+    m.bad_rows = {"non-numeric or non-finite latency_ms": 12, "unreadable CSV lines": 3}
+    return _run(_playbook(), m)
+
+
 def _source_down() -> gate.GateResult:
     return _run(_playbook(), None, source_errors={"s": "connection refused"}, consecutive_errors=1)
+
+
+def _source_down_one_short_of_the_limit() -> gate.GateResult:
+    return _run(_playbook(), None, source_errors={"s": "timeout"}, consecutive_errors=2)
 
 
 def _source_down_past_the_limit() -> gate.GateResult:
@@ -265,7 +309,7 @@ def _one_metric_unmeasurable() -> gate.GateResult:
 
 
 SCENARIOS: dict[str, Scenario] = {
-    "healthy_passes_no_failure": Scenario(
+    "healthy_shown_within_every_margin_advances": Scenario(
         "pass", "advance", lambda: _run(_playbook(), _healthy()), _playbook
     ),
     "healthy_holds_before_min_duration": Scenario(
@@ -396,6 +440,22 @@ SCENARIOS: dict[str, Scenario] = {
         _playbook,
     ),
     "source_down_holds": Scenario("inconclusive", "hold", _source_down, _playbook),
+    "source_down_one_short_of_the_error_limit_holds": Scenario(
+        "inconclusive", "hold", _source_down_one_short_of_the_limit, _playbook
+    ),
+    "ab_product_metric_waits_for_the_planned_end": Scenario(
+        "inconclusive", "hold", lambda: _ab(2), _ab_playbook
+    ),
+    "ab_product_metric_is_tested_once_at_the_end": Scenario(
+        "fail", "rollback", lambda: _ab(4), _ab_playbook
+    ),
+    "full_traffic_is_judged_on_limits": Scenario(
+        "pass", "complete", lambda: _full_traffic(0.01), _playbook
+    ),
+    "full_traffic_beyond_a_limit_fails": Scenario(
+        "fail", "rollback", lambda: _full_traffic(0.07), _playbook
+    ),
+    "bad_rows_are_reported": Scenario("pass", "advance", _with_bad_rows, _playbook),
     "source_down_past_the_error_limit_errors": Scenario(
         "error", "hold", _source_down_past_the_limit, _playbook
     ),

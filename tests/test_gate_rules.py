@@ -3,6 +3,7 @@ inconclusive-at-max action, and `per_segment` vetoes outside the declared critic
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -234,3 +235,110 @@ def test_which_comparisons_veto() -> None:
         playbook = _playbook(_metric(**fields), segments=SEGMENTS)
         look = gate._look(playbook, 0, START, START + timedelta(hours=2), 2 * N)
         assert look.vetoes(playbook.metrics[0], segment) is expected, (fields, segment)
+
+
+# ---------------------------------------------------------------- self-tuning and decide()
+
+
+def _untuned(stages: list[dict[str, Any]]) -> Playbook:
+    data = _playbook(_metric(), stages=stages).model_dump(exclude_none=True)
+    del data["analysis"]["expected_samples_per_arm"]
+    return Playbook.model_validate(data)
+
+
+@pytest.mark.parametrize(
+    ("per_hour", "total"),
+    [
+        (None, 200_000),  # before any traffic: 20,000 per arm at the stage's 10% share
+        (0.0, 200_000),
+        (-5.0, 200_000),
+        (1000.0, 2048),  # 2,000 requests by the 2 h minimum, to the nearest power of two
+        (3000.0, 8192),  # 6,000 -> 2^13
+        (10.0, 100),  # never below 100
+        (0.5, 100),
+    ],
+)
+def test_the_mixture_is_tuned_to_the_traffic_the_stage_sees_by_its_horizon(
+    per_hour: float | None, total: int
+) -> None:
+    playbook = _untuned([{"name": "c1", "traffic": 10, "min_duration": "2h"}])
+    assert gate.tuned_total(playbook, 0, per_hour) == total
+
+
+def test_a_written_expected_sample_wins_and_the_share_is_the_smaller_arm() -> None:
+    stages = [
+        {"name": "c1", "traffic": 10, "min_duration": "2h"},
+        {"name": "c2", "traffic": 90, "min_duration": "2h", "expected_samples_per_arm": 900},
+        {"name": "full", "traffic": 100},
+    ]
+    playbook = _playbook(_metric(), stages=stages)  # analysis: 20,000 per arm
+    assert gate.tuned_total(playbook, 0, 1e6) == 200_000  # 20,000 / 0.1
+    assert gate.tuned_total(playbook, 1, 1e6) == 9_000  # the stage's own 900 / 0.1
+    assert gate.tuned_total(playbook, 2, 1e6) == 40_000  # no split: half and half
+    untuned = _untuned([*stages[:1], {"name": "c2", "traffic": 50}])
+    assert gate.tuned_total(untuned, 1, 1e6) == 40_000  # no horizon: the fallback
+
+
+def test_the_horizon_is_the_minimum_then_the_maximum_then_the_duration() -> None:
+    stage = _playbook(_metric()).stages[0].model_copy
+    assert gate.stage_horizon(stage(update={"min_duration": "1h", "max_duration": "5h"})) == (
+        timedelta(hours=1)
+    )
+    assert gate.stage_horizon(stage(update={"min_duration": None, "max_duration": "5h"})) == (
+        timedelta(hours=5)
+    )
+    assert gate.stage_horizon(
+        stage(update={"min_duration": None, "max_duration": None, "duration": "3d"})
+    ) == timedelta(days=3)
+    assert gate.stage_horizon(stage(update={"min_duration": None})) is None
+
+
+def _decided(playbook: Playbook, stage_index: int, **result: Any) -> str:
+    base = _evaluate(_playbook(_metric()), _look(1000, 1000))
+    fields = {"trigger_action": None, "no_data": False, "max_duration_passed": False}
+    return gate.decide(playbook, stage_index, replace(base, **{**fields, **result}))
+
+
+def test_decide_maps_each_verdict_to_an_action() -> None:
+    stages = [
+        {"name": "c1", "traffic": 50, "min_duration": "1h", "on_inconclusive_at_max": "pause"},
+        {"name": "c2", "traffic": 80, "approval": "required"},
+        {"name": "full", "traffic": 100},
+    ]
+    pb = _playbook(_metric(), stages=stages)
+    assert _decided(pb, 0, verdict="fail") == "rollback"
+    assert _decided(pb, 0, verdict="fail", trigger_action="pause") == "rollback"
+    assert _decided(pb, 0, verdict="pass", trigger_action="pause") == "pause"
+    assert _decided(pb, 0, verdict="pass") == "pause"  # c2 needs approval
+    assert _decided(pb, 1, verdict="pass") == "advance"
+    assert _decided(pb, 2, verdict="pass") == "complete"
+    assert _decided(pb, 0, verdict="inconclusive") == "hold"
+    assert _decided(pb, 0, verdict="inconclusive", max_duration_passed=True) == "pause"
+    assert _decided(pb, 0, verdict="error") == "hold"
+
+
+def test_decide_on_no_data_acts_only_after_the_minimum_duration() -> None:
+    data = _playbook(_metric()).model_dump(exclude_none=True)
+    data["analysis"]["on_no_data"] = "rollback"
+    pb = Playbook.model_validate(data)
+    empty = {"verdict": "inconclusive", "no_data": True}
+    assert _decided(pb, 0, **empty, min_duration_met=True) == "rollback"
+    assert _decided(pb, 0, **empty, min_duration_met=False) == "hold"
+    held = _playbook(_metric())  # on_no_data: hold (the default)
+    assert _decided(held, 0, **empty, min_duration_met=True) == "hold"
+
+
+def test_a_monitor_stage_moves_the_flag_only_on_a_rollback_trigger() -> None:
+    stages = [
+        {"name": "full", "traffic": 100, "min_duration": "1h"},
+        {"name": "watch", "kind": "monitor", "source": "s", "duration": "3h"},
+    ]
+    pb = _playbook(_metric(), stages=stages)
+    assert _decided(pb, 1, verdict="fail") == "hold"  # drift alerts, the flag stays
+    assert _decided(pb, 1, verdict="fail", trigger_action="rollback") == "rollback"
+    assert _decided(pb, 1, verdict="pass", trigger_action="pause") == "hold"
+    assert _decided(pb, 1, verdict="pass") == "hold"  # not yet over
+    assert _decided(pb, 1, verdict="pass", max_duration_passed=True) == "complete"
+    assert _decided(pb, 1, verdict="inconclusive", max_duration_passed=True) == "hold"
+    more = _playbook(_metric(), stages=[*stages, {**stages[1], "name": "watch2"}])
+    assert _decided(more, 1, verdict="pass", max_duration_passed=True) == "hold"
