@@ -25,6 +25,18 @@ if "MUTANT_UNDER_TEST" in os.environ:
     sys.setrecursionlimit(10_000)
 
 
+@pytest.fixture(autouse=True)
+def _no_cached_statistics_under_mutation() -> Any:
+    """mutmut forks each mutant's run from a process that already ran the tests: a value
+    memoized then (sequential.critical_z) would hide the mutant. Under mutation testing every
+    test starts with the cache empty."""
+    if "MUTANT_UNDER_TEST" in os.environ:
+        from rolloutctl.stats import sequential
+
+        sequential.critical_z.cache_clear()
+    yield
+
+
 def in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
 
