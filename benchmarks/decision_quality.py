@@ -2,22 +2,29 @@
 
 Many simulated rollouts: a 5% canary, a look every 15 minutes for 24 hours (96 looks), 8
 metrics plus the unsafe-answer rate in 10 category segments (18 vetoing tests per look),
-at least 300 requests per arm before anything is judged. Per scenario and method: the share
-of rollouts ever rolled back, and the median time to the rollback.
+at least 300 requests per arm before anything is judged. Traffic is random as a flag makes
+it: Poisson arrivals per look, each request assigned to the canary with probability 5% and
+to one of the 10 categories uniformly, so arm and segment sizes vary as they do in a real
+split. Per scenario and method: the share of rollouts ever rolled back, and the median time
+to the rollback.
 
-Methods:
-- rolloutctl: the real `gate.evaluate` on the benchmark playbook (always-valid one-sided
-  bounds, the exact rare-event test, Holm across the 18 vetoing comparisons);
+Methods, each configured as its authors recommend and given the same multiplicity
+correction as rolloutctl (Holm across the 18 vetoing comparisons; for "did any comparison
+fail" Holm's first step is the whole decision, so it equals Bonferroni there):
+- rolloutctl: the real `gate.evaluate` on the benchmark playbook, tuned as a user gets it
+  (no `expected_samples_per_arm`: the gate tunes itself from the stage's duration and the
+  observed request rate), always-valid one-sided bounds and the exact rare-event test;
 - naive: a one-sided fixed-horizon z test at alpha = 0.05 per metric, at every look (how
   hand-written thresholds and Kayenta-style judges behave), margins included;
-- naive + Bonferroni: the same at alpha / 18;
-- fixed, last look: one z test per metric at alpha / 18, only at the end of the 24 hours;
-- GrowthBook-style sequence: GrowthBook's two-sided asymptotic confidence sequence at
-  alpha / 18, used one-sided, at every look.
+- naive + Holm: the same with Holm across the 18 at every look;
+- fixed, last look: one z test per metric with Holm, only at the end of the 24 hours;
+- GrowthBook safe rollout: GrowthBook's one-sided sequential test for guardrails (gbstats'
+  one-sided asymptotic confidence sequence, Waudby-Smith et al.), at its default tuning
+  (`sequentialTestingTuningParameter` 5000), with Holm, at every look.
 
 Two configurations of the same scenarios:
-- `benchmark`: the method's own setting (relative margin on the rare unsafe rate, mixture
-  tuned to the scenario's first 6 hours of canary traffic, 18 vetoing comparisons);
+- `benchmark`: the method's own setting (relative margin on the rare unsafe rate, 18
+  vetoing comparisons, lighter latency tails), beside the other methods;
 - `users`: a playbook as the README teaches: absolute margins on every proportion (error
   0.2 pt, unsafe 0.05 pt), `expected_samples_per_arm` not set (the gate tunes itself from the
   stage's duration and the observed request rate), four critical categories with critical
@@ -29,7 +36,7 @@ minimum 1 h, maximum 24 h) at a traffic `rolloutctl plan` says suffices (40,000/
 when plan says that cannot pass within 24 h), and reports plan's time to pass (from a day of
 the control's data), how often the canary passes by that time, and by 24 h.
 
-    python benchmarks/decision_quality.py [--aa 1000] [--runs 300] [--workers 2]
+    python benchmarks/decision_quality.py [--aa 500] [--runs 200] [--workers 2]
                                           [--config benchmark|users|both] [--healthy-only]
 """
 
@@ -50,12 +57,11 @@ from scipy import stats as sps
 from rolloutctl import gate, planning
 from rolloutctl.metrics.base import Measurement
 from rolloutctl.playbook.model import Playbook
-from rolloutctl.stats.compare import half_width
 from rolloutctl.stats.sufficient import GAMMA, Histogram, Moments, Proportion
 
 LOOKS, LOOK_MINUTES, SHARE, ALPHA, TESTS = 96, 15, 0.05, 0.05, 18
 SEGMENTS = 10  # categories; c0 is "health"
-TUNE_HOURS = 6  # the mixture is tightest at the canary sample of the first 6 hours
+GROWTHBOOK_TUNING = 5000  # GrowthBook's default sequentialTestingTuningParameter
 START = datetime(2026, 1, 5, tzinfo=UTC)
 
 # name -> (kind, base value, worse, margin kind, margin)
@@ -84,11 +90,10 @@ class Config:
     timeouts: float  # share of requests that hit the 30 s timeout
     critical_categories: int  # c0..c(k-1) are critical; c0 is "health"
     unsafe_everywhere: bool  # unsafe per_segment: true
-    tuned: bool  # expected_samples_per_arm written from the scenario's first 6 hours
 
 
 BENCHMARK = Config(
-    "benchmark", PROPORTIONS, ("relative", UNSAFE_MARGIN), LATENCY_SIGMA, 0.0, 0, True, True
+    "benchmark", PROPORTIONS, ("relative", UNSAFE_MARGIN), LATENCY_SIGMA, 0.0, 0, True
 )
 USERS = Config(
     "users",
@@ -104,7 +109,6 @@ USERS = Config(
     0.004,
     4,
     True,
-    False,
 )
 CONFIGS = {"benchmark": BENCHMARK, "users": USERS}
 CRITICAL_IN_SEGMENTS = ("error_rate", "hallucination_rate")  # users: judged in critical cats
@@ -127,12 +131,10 @@ SCENARIOS = [
     Scenario("cost +25% at 5,000/h", 5_000, cost_scale=1.25),
     Scenario("unsafe 0.05% -> 0.5% in health only at 40,000/h", 40_000, health_unsafe=0.005),
 ]
-METHODS = ["rolloutctl", "naive", "naive + Bonferroni", "fixed, last look", "GrowthBook-style"]
+METHODS = ["rolloutctl", "naive", "naive + Holm", "fixed, last look", "GrowthBook safe rollout"]
 
 
-def playbook(
-    config: Config, expected_per_arm: int | None, pass_requires: str = "no_failure"
-) -> Playbook:
+def playbook(config: Config, pass_requires: str = "no_failure") -> Playbook:
     metrics: list[dict[str, Any]] = []
     for name, (_, worse, kind, margin) in config.proportions.items():
         critical = name == "error_rate" or (
@@ -188,8 +190,6 @@ def playbook(
         "min_samples_per_segment": 300,
         "pass_requires": pass_requires,
     }
-    if expected_per_arm:
-        analysis["expected_samples_per_arm"] = expected_per_arm
     stage: dict[str, Any] = {"name": "canary", "traffic": SHARE * 100, "min_duration": "24h"}
     if pass_requires == "non_inferiority":
         stage.update(min_duration="1h", max_duration="24h")
@@ -222,6 +222,7 @@ def playbook(
 @dataclass
 class Arm:
     n: np.ndarray  # cumulative requests per look
+    seg_n: np.ndarray  # (SEGMENTS, LOOKS) cumulative requests
     props: dict[str, np.ndarray]  # cumulative events per look
     seg_props: dict[str, np.ndarray]  # (SEGMENTS, LOOKS) cumulative events
     unsafe: np.ndarray  # (SEGMENTS, LOOKS) cumulative events
@@ -239,10 +240,23 @@ def _bucket_probs(scale: float, sigma: float = LATENCY_SIGMA, timeouts: float = 
     return probs
 
 
-def simulate_arm(rng: np.random.Generator, s: Scenario, canary: bool, config: Config) -> Arm:
-    per_look = s.volume * LOOK_MINUTES / 60 * (SHARE if canary else 1 - SHARE)
-    n_look = np.full(LOOKS, round(per_look))
-    seg_n = n_look // SEGMENTS
+def split_traffic(rng: np.random.Generator, volume: float) -> tuple[np.ndarray, np.ndarray]:
+    """Requests per look and category, (SEGMENTS, LOOKS) for the control and the canary:
+    Poisson arrivals, each request to the canary with probability SHARE, to a category
+    uniformly (what a hashing flag and real traffic give, not the configured split)."""
+    total = rng.poisson(volume * LOOK_MINUTES / 60, size=LOOKS)
+    canary = rng.binomial(total, SHARE)
+    uniform = np.full(SEGMENTS, 1 / SEGMENTS)
+    control_seg = rng.multinomial(total - canary, uniform).T
+    canary_seg = rng.multinomial(canary, uniform).T
+    return control_seg, canary_seg
+
+
+def simulate_arm(
+    rng: np.random.Generator, s: Scenario, canary: bool, config: Config, seg_n: np.ndarray
+) -> Arm:
+    """One arm's cumulative statistics; `seg_n` is its (SEGMENTS, LOOKS) requests per look."""
+    n_look = seg_n.sum(axis=0)
     seg_props, props = {}, {}
     for name, (base, _, _, _) in config.proportions.items():
         rate = s.error if canary and name == "error_rate" else base
@@ -250,21 +264,29 @@ def simulate_arm(rng: np.random.Generator, s: Scenario, canary: bool, config: Co
         props[name] = seg_props[name].sum(axis=0)
     unsafe = np.stack(
         [
-            rng.binomial(seg_n, s.health_unsafe if canary and i == 0 else UNSAFE_BASE).cumsum()
+            rng.binomial(seg_n[i], s.health_unsafe if canary and i == 0 else UNSAFE_BASE).cumsum()
             for i in range(SEGMENTS)
         ]
     )
     probs = _bucket_probs(s.latency_scale if canary else 1.0, config.latency_sigma, config.timeouts)
-    latency = rng.multinomial(n_look[0], probs, size=LOOKS).cumsum(axis=0)
-    scale = s.cost_scale if canary else 1.0
-    costs = rng.lognormal(COST_MU + math.log(scale), COST_SIGMA, size=(LOOKS, n_look[0]))
-    cost = np.stack([n_look.cumsum(), costs.sum(axis=1).cumsum(), (costs**2).sum(axis=1).cumsum()])
-    return Arm((seg_n * SEGMENTS).cumsum(), props, seg_props, unsafe, latency, cost)
+    latency = rng.multinomial(n_look, probs).cumsum(axis=0)
+    mu = COST_MU + math.log(s.cost_scale if canary else 1.0)
+    costs = [rng.lognormal(mu, COST_SIGMA, size=int(n)) for n in n_look]
+    sums = np.array([c.sum() for c in costs]).cumsum()
+    squares = np.array([(c * c).sum() for c in costs]).cumsum()
+    cost = np.stack([n_look.cumsum(), sums, squares])
+    return Arm(n_look.cumsum(), seg_n.cumsum(axis=1), props, seg_props, unsafe, latency, cost)
+
+
+def simulate(rng: np.random.Generator, s: Scenario, config: Config) -> tuple[Arm, Arm]:
+    control_seg, canary_seg = split_traffic(rng, s.volume)
+    control = simulate_arm(rng, s, False, config, control_seg)
+    return control, simulate_arm(rng, s, True, config, canary_seg)
 
 
 def measurement(c: Arm, t: Arm, k: int) -> Measurement:
     m = Measurement()
-    seg_n = {arm: int(a.n[k]) // SEGMENTS for arm, a in (("control", c), ("canary", t))}
+    arms = (("control", c), ("canary", t))
     for name in c.props:
         m.stats[(name, None)] = {
             "control": Proportion(int(c.n[k]), int(c.props[name][k])),
@@ -272,8 +294,7 @@ def measurement(c: Arm, t: Arm, k: int) -> Measurement:
         }
         for i in range(SEGMENTS):
             m.stats[(name, ("category", f"c{i}"))] = {
-                arm: Proportion(seg_n[arm], int(a.seg_props[name][i, k]))
-                for arm, a in (("control", c), ("canary", t))
+                arm: Proportion(int(a.seg_n[i, k]), int(a.seg_props[name][i, k])) for arm, a in arms
             }
 
     def hist(arm: Arm) -> Histogram:
@@ -282,19 +303,16 @@ def measurement(c: Arm, t: Arm, k: int) -> Measurement:
 
     m.stats[("p95_latency_ms", None)] = {"control": hist(c), "canary": hist(t)}
     m.stats[("cost_per_request", None)] = {
-        arm: Moments(int(a.cost[0, k]), float(a.cost[1, k]), float(a.cost[2, k]))
-        for arm, a in (("control", c), ("canary", t))
+        arm: Moments(int(a.cost[0, k]), float(a.cost[1, k]), float(a.cost[2, k])) for arm, a in arms
     }
     m.stats[("unsafe_answer_rate", None)] = {
-        arm: Proportion(seg_n[arm] * SEGMENTS, int(a.unsafe[:, k].sum()))
-        for arm, a in (("control", c), ("canary", t))
+        arm: Proportion(int(a.n[k]), int(a.unsafe[:, k].sum())) for arm, a in arms
     }
     for i in range(SEGMENTS):
         m.stats[("unsafe_answer_rate", ("category", f"c{i}"))] = {
-            arm: Proportion(seg_n[arm], int(a.unsafe[i, k]))
-            for arm, a in (("control", c), ("canary", t))
+            arm: Proportion(int(a.seg_n[i, k]), int(a.unsafe[i, k])) for arm, a in arms
         }
-        m.arm_counts[("category", f"c{i}")] = dict(seg_n)
+        m.arm_counts[("category", f"c{i}")] = {arm: int(a.seg_n[i, k]) for arm, a in arms}
     m.arm_counts[None] = {"control": int(c.n[k]), "canary": int(t.n[k])}
     return m
 
@@ -341,20 +359,10 @@ def naive_z(c: Arm, t: Arm, s: Scenario) -> tuple[np.ndarray, np.ndarray]:
     var_t = (t.cost[2] - t.cost[0] * mt**2) / (t.cost[0] - 1) / t.cost[0]
     var = np.clip(var_c + var_t, 1e-300, None)
     tests.append(((mt - mc * (1 + COST_MARGIN)) / np.sqrt(var), var))
-    seg_c, seg_t = c.n // SEGMENTS, t.n // SEGMENTS
-    z, v = _z_prop(
-        c.unsafe.sum(axis=0),
-        seg_c * SEGMENTS,
-        t.unsafe.sum(axis=0),
-        seg_t * SEGMENTS,
-        "higher",
-        "relative",
-        UNSAFE_MARGIN,
-    )
-    tests.append((z, v))
+    unsafe = ("higher", "relative", UNSAFE_MARGIN)
+    tests.append(_z_prop(c.unsafe.sum(axis=0), c.n, t.unsafe.sum(axis=0), t.n, *unsafe))
     for i in range(SEGMENTS):
-        z, v = _z_prop(c.unsafe[i], seg_c, t.unsafe[i], seg_t, "higher", "relative", UNSAFE_MARGIN)
-        tests.append((z, v))
+        tests.append(_z_prop(c.unsafe[i], c.seg_n[i], t.unsafe[i], t.seg_n[i], *unsafe))
     return np.array([z for z, _ in tests]), np.array([v for _, v in tests])
 
 
@@ -368,33 +376,53 @@ class Outcome:
     gate_ms: list[float] = field(default_factory=list)
 
 
+def growthbook_one_sided_halfwidth(variance: float, n: int, alpha: float) -> float:
+    """GrowthBook's one-sided sequential half-width (gbstats'
+    sequentialIntervalHalfwidthOneSided, used by Safe Rollouts' guardrails): the mixture's
+    rho from 2 * alpha and the tuning parameter, s2 the per-observation variance, n the
+    sample of both arms."""
+    if variance <= 0 or n <= 0:
+        return 0.0
+    a2 = 2 * alpha
+    rho2 = (-2 * math.log(a2) + math.log(-2 * math.log(a2) + 1)) / GROWTHBOOK_TUNING
+    s2 = variance * n
+    width2 = (
+        s2 * 2 * (n * rho2 + 1) / (n * n * rho2) * math.log1p(math.sqrt(n * rho2 + 1) / (2 * alpha))
+    )
+    return math.sqrt(width2)
+
+
 def _naive(c: Arm, t: Arm, s: Scenario, out: Outcome) -> None:
-    """The comparators, vectorized over looks (benchmark configuration only)."""
-    judged = (np.minimum(t.n, c.n) // SEGMENTS >= 300)[None, :] | (np.arange(TESTS) < 8)[:, None]
-    judged &= (t.n >= 300)[None, :]
-    z, var = naive_z(c, t, s)
+    """The comparators, vectorized over looks (benchmark configuration only). Rows 0-7 are
+    whole-traffic comparisons, rows 8-17 the unsafe rate per category; a row is judged once
+    both of its arms have 300 requests, as the gate's minimum."""
+    judged = np.empty((TESTS, LOOKS), dtype=bool)
+    judged[:8] = np.minimum(c.n, t.n) >= 300
+    judged[8:] = np.minimum(c.seg_n, t.seg_n) >= 300
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z, var = naive_z(c, t, s)
     z = np.where(judged, z, -np.inf)
 
     def first(mask: np.ndarray) -> int | None:
         hits = np.nonzero(mask.any(axis=0))[0]
         return int(hits[0]) if hits.size else None
 
+    holm_first_step = sps.norm.ppf(1 - ALPHA / TESTS)  # any rejection under Holm
     out.first_fail["naive"] = first(z > sps.norm.ppf(1 - ALPHA))
-    out.first_fail["naive + Bonferroni"] = first(z > sps.norm.ppf(1 - ALPHA / TESTS))
+    out.first_fail["naive + Holm"] = first(z > holm_first_step)
     last = np.zeros_like(z, dtype=bool)
-    last[:, -1] = z[:, -1] > sps.norm.ppf(1 - ALPHA / TESTS)
+    last[:, -1] = z[:, -1] > holm_first_step
     out.first_fail["fixed, last look"] = first(last)
     n_total = (c.n + t.n).astype(int)
-    tune = int(s.volume * SHARE * TUNE_HOURS / SHARE)
     gb = np.zeros_like(z, dtype=bool)
     for k in range(LOOKS):
         for i in range(TESTS):
             if z[i, k] > 0:
-                width = half_width(
-                    float(var[i, k]), int(n_total[k]), ALPHA / TESTS, "sequential", tune
+                width = growthbook_one_sided_halfwidth(
+                    float(var[i, k]), int(n_total[k]), ALPHA / TESTS
                 )
                 gb[i, k] = z[i, k] * math.sqrt(var[i, k]) > width
-    out.first_fail["GrowthBook-style"] = first(gb)
+    out.first_fail["GrowthBook safe rollout"] = first(gb)
 
 
 def _first_look(pb: Playbook, c: Arm, t: Arm, verdict: str, out: Outcome) -> int | None:
@@ -420,26 +448,22 @@ def _first_look(pb: Playbook, c: Arm, t: Arm, verdict: str, out: Outcome) -> int
 
 def run_one(args: tuple[Scenario, int, Config, bool]) -> Outcome:
     s, seed, config, healthy_pass = args
-    rng = np.random.default_rng(seed)
-    c, t = simulate_arm(rng, s, False, config), simulate_arm(rng, s, True, config)
-    tuned = int(s.volume * SHARE * TUNE_HOURS) if config.tuned else None
+    c, t = simulate(np.random.default_rng(seed), s, config)
     out = Outcome()
     if healthy_pass:
-        pb = playbook(config, tuned, "non_inferiority")
-        out.first_pass = _first_look(pb, c, t, "pass", out)
+        out.first_pass = _first_look(playbook(config, "non_inferiority"), c, t, "pass", out)
         return out
     if config.name == "benchmark":
         _naive(c, t, s, out)
-    out.first_fail["rolloutctl"] = _first_look(playbook(config, tuned), c, t, "fail", out)
+    out.first_fail["rolloutctl"] = _first_look(playbook(config), c, t, "fail", out)
     return out
 
 
 def gate_timing() -> float:
     """Median ms of gate.evaluate with 8 metrics, every one judged in 10 segments."""
     s = SCENARIOS[0]
-    rng = np.random.default_rng(1)
-    c, t = simulate_arm(rng, s, False, USERS), simulate_arm(rng, s, True, USERS)
-    data = playbook(USERS, None).model_dump(exclude_none=True)
+    c, t = simulate(np.random.default_rng(1), s, USERS)
+    data = playbook(USERS).model_dump(exclude_none=True)
     for m in data["metrics"]:
         m["critical"], m["per_segment"] = True, True
     pb = Playbook.model_validate(data)
@@ -481,7 +505,7 @@ def run_config(
         print(f"{s.name} ({n} rollouts)")
         for method in methods:
             looks = [k for o in outcomes if (k := o.first_fail[method]) is not None]
-            print(f"  {method:<20} rolled back {len(looks) / n:7.1%}{_hours(looks)}")
+            print(f"  {method:<24} rolled back {len(looks) / n:7.1%}{_hours(looks)}")
         gate_ms += [ms for o in outcomes for ms in o.gate_ms]
     healthy, to_pass = healthy_at_planned_traffic(config)
     jobs = [(healthy, 90_000 + i, config, True) for i in range(runs)]
@@ -497,10 +521,10 @@ def run_config(
             f"  plan: passes in {to_pass['hours']:.2f} h (9 in 10); can pass within 24 h: "
             f"{to_pass['can_pass']}"
         )
-        print(f"  rolloutctl           passed by the planned time {by_plan / runs:7.1%}")
+        print(f"  rolloutctl               passed by the planned time {by_plan / runs:7.1%}")
     else:
         print(f"  plan: {to_pass['reason']}")
-    print(f"  rolloutctl           passed by 24 h {len(looks) / runs:7.1%}{_hours(looks)}\n")
+    print(f"  rolloutctl               passed by 24 h {len(looks) / runs:7.1%}{_hours(looks)}\n")
     return gate_ms
 
 
@@ -520,20 +544,18 @@ def healthy_at_planned_traffic(config: Config) -> tuple[Scenario, dict[str, Any]
 def planned_time_to_pass(config: Config, s: Scenario) -> dict[str, Any]:
     """What `plan` says of the healthy stage, from a day of the control's data (as `plan`
     reads it from a request log) and the scenario's volume."""
-    rng = np.random.default_rng(4242)
-    c, t = simulate_arm(rng, s, False, config), simulate_arm(rng, s, True, config)
+    c, t = simulate(np.random.default_rng(4242), s, config)
     stats = measurement(c, t, LOOKS - 1).stats
     baseline = {name: arms["control"] for (name, seg), arms in stats.items() if seg is None}
-    tuned = int(s.volume * SHARE * TUNE_HOURS) if config.tuned else None
-    pb = playbook(config, tuned, "non_inferiority")
+    pb = playbook(config, "non_inferiority")
     to_pass: dict[str, Any] = planning.plan_stage(pb, 0, baseline, s.volume)["to_pass"]
     return to_pass
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--aa", type=int, default=1000, help="A/A rollouts")
-    parser.add_argument("--runs", type=int, default=300, help="rollouts per regression")
+    parser.add_argument("--aa", type=int, default=500, help="A/A rollouts")
+    parser.add_argument("--runs", type=int, default=200, help="rollouts per regression")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--config", choices=["benchmark", "users", "both"], default="both")
     parser.add_argument("--healthy-only", action="store_true", help="only the healthy canary")
