@@ -271,3 +271,26 @@ def test_a_file_where_the_state_folder_should_be_is_a_usage_error(tmp_path: Path
         StateStore(tmp_path / "state").lock("demo", "start"),
     ):
         pass
+
+
+def test_the_state_folder_has_the_documented_layout(tmp_path: Path) -> None:
+    """<state-dir>/<rollout>/state.json (indented JSON), audit.jsonl (one compact event a
+    line, audit 'before'/'after' as status, stage, canary_percent, version) and pending.json
+    while a flag change is in flight: the files operators and scripts read."""
+    store = StateStore(tmp_path / "nested" / "state")
+    _commit(store, _state())
+    store.write_intent("demo", {"stage": "c2"})
+    folder = tmp_path / "nested" / "state" / "demo"
+    assert sorted(p.name for p in folder.iterdir()) == ["audit.jsonl", "pending.json", "state.json"]
+    state_text = (folder / "state.json").read_text()
+    assert state_text.startswith('{\n  "rollout": "demo",') and state_text.endswith("}\n")
+    assert (folder / "pending.json").read_text() == '{\n  "stage": "c2"\n}\n'
+    event = json.loads((folder / "audit.jsonl").read_text())
+    assert event["after"] == {
+        "status": "running",
+        "stage": "c1",
+        "canary_percent": 5.0,
+        "version": 1,
+    }
+    store.audit("other", actor="a", command="notify", reason=None, before=None, after=None)
+    assert (tmp_path / "nested" / "state" / "other" / "audit.jsonl").is_file()
