@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -234,3 +236,32 @@ def test_controls_are_written_read_and_removed(tmp_path: Path) -> None:
     assert (tmp_path / "flags.json").stat().st_mtime_ns == before
     (tmp_path / "flags.json").write_text(json.dumps({"flags": {"odd": "text"}}))
     assert backend.read_control("odd") is None
+
+
+@pytest.mark.parametrize(
+    ("make", "kind"),
+    [
+        (lambda p: p.mkdir(), "a folder"),
+        (lambda p: os.mkfifo(p), "not a regular file"),
+    ],
+)
+def test_a_flag_path_that_is_not_a_file_is_refused_before_reading_or_writing(
+    tmp_path: Path, make: Callable[[Path], None], kind: str
+) -> None:
+    path = tmp_path / "flags.json"
+    make(path)
+    backend = _backend(tmp_path)
+    message = f"flag file {path}: {kind}; nothing was read or changed"
+    for act in (backend.read, lambda: backend.set_control("x", True)):
+        with pytest.raises(BackendError) as err:
+            act()
+        assert err.value.message == message
+        assert err.value.hint == "point the flag section's `path:` at the flag file itself"
+
+
+def test_a_flag_file_through_a_link_loop_cannot_be_read(tmp_path: Path) -> None:
+    path = tmp_path / "flags.json"
+    path.symlink_to(path)
+    with pytest.raises(BackendError) as err:
+        _backend(tmp_path).read()
+    assert err.value.message.startswith(f"flag file {path}: cannot read: ")
