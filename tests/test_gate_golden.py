@@ -31,6 +31,7 @@ from rolloutctl import gate
 from rolloutctl.metrics.base import Measurement, MetricError
 from rolloutctl.playbook.model import Playbook
 from rolloutctl.stats.sufficient import LOG_GAMMA, Histogram, Moments, Proportion, RatioMoments
+from tests.golden import differences
 
 GOLDEN = Path(__file__).parent / "data" / "gate_golden"
 START = datetime(2026, 3, 2, 9, tzinfo=UTC)
@@ -248,6 +249,19 @@ def _healthy(seed: int = 1) -> Measurement:
     return _measurement(Arm(), Arm(), seed)
 
 
+def _non_inferiority() -> Playbook:
+    return _playbook(analysis={"pass_requires": "non_inferiority"})
+
+
+def _rollback_at_max() -> Playbook:
+    """A stage that rolls back when still inconclusive at its maximum duration."""
+    stage = {"name": "c1", "traffic": 50, "min_duration": "1h", "max_duration": "6h"}
+    return _playbook(
+        analysis={"pass_requires": "non_inferiority"},
+        stages=[{**stage, "on_inconclusive_at_max": "rollback"}, {"name": "full", "traffic": 100}],
+    )
+
+
 AB_STAGES = [
     {"name": "ab", "kind": "ab", "traffic": 50, "duration": "4h", "method": "fixed"},
     {"name": "full", "traffic": 100},
@@ -325,54 +339,26 @@ SCENARIOS: dict[str, Scenario] = {
         "pass",
         "advance",
         lambda: _run(
-            _playbook(analysis={"pass_requires": "non_inferiority"}),
+            _non_inferiority(),
             _measurement(Arm(n=400_000), Arm(n=400_000), 3),
             hours=5,
         ),
-        lambda: _playbook(analysis={"pass_requires": "non_inferiority"}),
+        _non_inferiority,
     ),
     "non_inferiority_not_yet_holds": Scenario(
         "inconclusive",
         "hold",
         lambda: _run(
-            _playbook(analysis={"pass_requires": "non_inferiority"}),
+            _non_inferiority(),
             _measurement(Arm(n=3000), Arm(n=3000), 4),
         ),
-        lambda: _playbook(analysis={"pass_requires": "non_inferiority"}),
+        _non_inferiority,
     ),
     "inconclusive_at_max_duration_rolls_back": Scenario(
         "inconclusive",
         "rollback",
-        lambda: _run(
-            _playbook(
-                analysis={"pass_requires": "non_inferiority"},
-                stages=[
-                    {
-                        "name": "c1",
-                        "traffic": 50,
-                        "min_duration": "1h",
-                        "max_duration": "6h",
-                        "on_inconclusive_at_max": "rollback",
-                    },
-                    {"name": "full", "traffic": 100},
-                ],
-            ),
-            _measurement(Arm(n=3000), Arm(n=3000), 5),
-            hours=7,
-        ),
-        lambda: _playbook(
-            analysis={"pass_requires": "non_inferiority"},
-            stages=[
-                {
-                    "name": "c1",
-                    "traffic": 50,
-                    "min_duration": "1h",
-                    "max_duration": "6h",
-                    "on_inconclusive_at_max": "rollback",
-                },
-                {"name": "full", "traffic": 100},
-            ],
-        ),
+        lambda: _run(_rollback_at_max(), _measurement(Arm(n=3000), Arm(n=3000), 5), hours=7),
+        _rollback_at_max,
     ),
     "error_regression_fails": Scenario(
         "fail",
@@ -473,30 +459,6 @@ def _result(name: str) -> dict[str, Any]:
     return data
 
 
-def _close(got: Any, want: Any, where: str) -> list[str]:
-    """Differences between two JSON values, numbers compared to 1e-9 relative."""
-    if isinstance(want, float) or isinstance(got, float):
-        numbers = isinstance(got, int | float) and isinstance(want, int | float)
-        if numbers and math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-12):
-            return []
-        return [f"{where}: {got!r} != {want!r}"]
-    if isinstance(want, dict) and isinstance(got, dict):
-        diffs = [f"{where}.{k}: missing" for k in want if k not in got]
-        diffs += [f"{where}.{k}: unexpected" for k in got if k not in want]
-        for k in want.keys() & got.keys():
-            diffs += _close(got[k], want[k], f"{where}.{k}")
-        return diffs
-    if isinstance(want, list) and isinstance(got, list):
-        if len(want) != len(got):
-            return [f"{where}: {len(got)} items != {len(want)}: {got!r}"]
-        return [
-            d
-            for i, (g, w) in enumerate(zip(got, want, strict=True))
-            for d in _close(g, w, f"{where}[{i}]")
-        ]
-    return [] if got == want else [f"{where}: {got!r} != {want!r}"]
-
-
 @pytest.mark.parametrize("name", list(SCENARIOS))
 def test_the_gate_result_is_the_reviewed_one(name: str) -> None:
     scenario = SCENARIOS[name]
@@ -505,7 +467,7 @@ def test_the_gate_result_is_the_reviewed_one(name: str) -> None:
         "reasons"
     ]
     want = json.loads((GOLDEN / f"{name}.json").read_text())
-    diffs = _close(data, want, name)
+    diffs = differences(data, want, name)
     assert not diffs, "\n".join(diffs[:30])
 
 

@@ -14,20 +14,7 @@ import pytest
 
 from rolloutctl.errors import StateConflict, UsageError
 from rolloutctl.state.store import RolloutState, StateStore, snapshot
-
-
-def _state(rollout: str = "demo") -> RolloutState:
-    return RolloutState(
-        rollout=rollout,
-        playbook="/tmp/demo.yaml",
-        playbook_digest="sha256:0",
-        flag={"backend": "file", "path": "f.json", "key": "k"},
-        status="running",
-        stage_index=0,
-        stage="c1",
-        stage_started_at="2026-03-02T09:00:00+00:00",
-        canary_percent=5.0,
-    )
+from tests.state.test_store_versions import demo_state as _state
 
 
 def _commit(store: StateStore, state: RolloutState, **extra: object) -> None:

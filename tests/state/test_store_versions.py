@@ -22,9 +22,10 @@ def _commit(store: StateStore, state: RolloutState, expected_version: int | None
     )
 
 
-def _state() -> RolloutState:
+def demo_state(rollout: str = "demo") -> RolloutState:
+    """A running rollout at stage c1, 5% canary (not yet saved)."""
     return RolloutState(
-        rollout="demo",
+        rollout=rollout,
         playbook="/tmp/demo.yaml",
         playbook_digest="sha256:0",
         flag={"backend": "file", "path": "f.json", "key": "k"},
@@ -39,7 +40,7 @@ def _state() -> RolloutState:
 @pytest.fixture
 def store(tmp_path: Path) -> StateStore:
     store = StateStore(tmp_path)
-    _commit(store, _state())  # version 1 on disk
+    _commit(store, demo_state())  # version 1 on disk
     assert store.load("demo").version == 1
     return store
 

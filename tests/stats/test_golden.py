@@ -26,6 +26,7 @@ from rolloutctl.stats import compare, drift, exact, fixed, multiple, paired, ran
 from rolloutctl.stats.compare import MarginSpec
 from rolloutctl.stats.paired import PairedMoments, PairedQuantiles
 from rolloutctl.stats.sufficient import Histogram, Moments, Proportion, RatioMoments
+from tests.golden import differences
 
 GOLDEN = Path(__file__).parent.parent / "data" / "stats_golden.json"
 RHO2 = sequential.tune_rho2(0.05, 20_000)
@@ -304,27 +305,6 @@ def _other_results() -> dict[str, Any]:
     return out
 
 
-def _close(got: Any, want: Any, where: str) -> list[str]:
-    if isinstance(want, float) or isinstance(got, float):
-        numbers = isinstance(got, int | float) and isinstance(want, int | float)
-        if numbers and math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-12):
-            return []
-        return [f"{where}: {got!r} != {want!r}"]
-    if isinstance(want, dict) and isinstance(got, dict):
-        if want.keys() != got.keys():
-            return [f"{where}: keys {sorted(got)} != {sorted(want)}"]
-        return [d for k in want for d in _close(got[k], want[k], f"{where}.{k}")]
-    if isinstance(want, list) and isinstance(got, list):
-        if len(want) != len(got):
-            return [f"{where}: {got!r} != {want!r}"]
-        return [
-            d
-            for i, (g, w) in enumerate(zip(got, want, strict=True))
-            for d in _close(g, w, f"{where}[{i}]")
-        ]
-    return [] if got == want else [f"{where}: {got!r} != {want!r}"]
-
-
 PARTS: dict[str, Callable[[], dict[str, Any]]] = {
     "proportions": lambda: _two_sample("proportions", PROPORTIONS, compare.compare_proportions),
     "rare": lambda: _two_sample("rare", RARE, compare.compare_rare_events),
@@ -350,7 +330,7 @@ def test_the_statistics_are_the_reviewed_ones(part: str) -> None:
     computed = _jsonable(PARTS[part]())
     reviewed = {k: v for k, v in _reviewed().items() if k in computed}
     assert sorted(computed) == sorted(reviewed), "a key is missing from the reviewed copy"
-    diffs = [d for k in reviewed for d in _close(computed[k], reviewed[k], k)]
+    diffs = [d for k in reviewed for d in differences(computed[k], reviewed[k], k)]
     assert not diffs, f"{len(diffs)} differences:\n" + "\n".join(diffs[:30])
 
 
