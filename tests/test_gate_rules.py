@@ -342,3 +342,101 @@ def test_a_monitor_stage_moves_the_flag_only_on_a_rollback_trigger() -> None:
     assert _decided(pb, 1, verdict="inconclusive", max_duration_passed=True) == "hold"
     more = _playbook(_metric(), stages=[*stages, {**stages[1], "name": "watch2"}])
     assert _decided(more, 1, verdict="pass", max_duration_passed=True) == "hold"
+
+
+# ---------------------------------------------------------------- boundaries and notes
+
+
+def _with_eu(per_arm_control: int, per_arm_canary: int) -> Measurement:
+    """Overall equal; `region=eu` with the given requests per arm at 5% errors in both."""
+    m = _look(1000, 1000)
+    m.stats[("err_rate", EU)] = {
+        "control": Proportion(per_arm_control, per_arm_control // 20),
+        "canary": Proportion(per_arm_canary, per_arm_canary // 20),
+    }
+    return m
+
+
+def test_a_segment_is_judged_from_exactly_its_minimum_sample_per_arm() -> None:
+    """min_samples_per_segment is 200: 200 in each arm is enough, 199 in either is not."""
+    playbook = _playbook(_metric(critical=True, per_segment=True), segments=SEGMENTS)
+    judged = _segment(_evaluate(playbook, _with_eu(200, 200)), "eu")
+    assert judged.estimate == pytest.approx(0.0) and not judged.note
+    for control, canary in [(199, 200), (200, 199)]:
+        short = _segment(_evaluate(playbook, _with_eu(control, canary)), "eu")
+        assert short.estimate is None and short.verdict == "inconclusive"
+        assert short.note == "too few samples to judge (199 < 200 per arm)"
+
+
+def test_the_alpha_split_counts_only_the_vetoing_comparisons_that_are_judged() -> None:
+    """Two vetoing comparisons (overall and eu) halve alpha when eu has its 200 per arm; with
+    199 the eu row is not judged and the overall comparison keeps the whole 0.05."""
+    playbook = _playbook(_metric(critical=True, per_segment=True), segments=SEGMENTS)
+    overall = [r for r in _evaluate(playbook, _with_eu(200, 200)).metrics if r.segment is None]
+    assert overall[0].alpha == pytest.approx(0.025)
+    short = [r for r in _evaluate(playbook, _with_eu(199, 200)).metrics if r.segment is None]
+    assert short[0].alpha == pytest.approx(0.05)
+
+
+def test_look_judged_needs_the_minimum_in_both_arms_or_the_canary_alone_at_full() -> None:
+    playbook = _playbook(_metric())
+    look = gate._look(playbook, 0, START, START + timedelta(hours=2), 2 * N)
+    assert look.judged({"control": Proportion(200, 1), "canary": Proportion(200, 1)})
+    assert not look.judged({"control": Proportion(199, 1), "canary": Proportion(500, 1)})
+    assert not look.judged({"control": Proportion(500, 1), "canary": Proportion(199, 1)})
+    full = replace(look, has_control=False)
+    assert full.judged({"control": Proportion(0, 0), "canary": Proportion(200, 1)})
+    assert not full.judged({"control": Proportion(0, 0), "canary": Proportion(199, 1)})
+
+
+AB = [
+    {"name": "ab", "kind": "ab", "traffic": 50, "duration": "4h", "method": "fixed"},
+    {"name": "full", "traffic": 100},
+]
+BETTER_NOTE = "better than the control (the interval excludes no change)"
+
+
+@pytest.mark.parametrize(
+    ("worse", "canary", "noted"),
+    [
+        ("higher", 800, True),  # 4% errors against 5%: better
+        ("higher", 1000, False),  # no change
+        ("higher", 1200, False),  # worse
+        ("lower", 1200, True),  # 6% of a good thing against 5%: better
+        ("lower", 800, False),
+    ],
+)
+def test_an_ab_metric_at_its_end_says_when_the_canary_is_better(
+    worse: str, canary: int, noted: bool
+) -> None:
+    playbook = _playbook(_metric(group="product", worse=worse), stages=AB)
+    result = _evaluate(playbook, _look(1000, canary), elapsed=timedelta(hours=4))
+    [row] = result.metrics
+    assert row.test == "difference of proportions, fixed"
+    assert (row.note is not None and BETTER_NOTE in row.note) is noted, row.note
+
+
+def test_before_its_end_an_ab_metric_waits_and_says_how_long() -> None:
+    playbook = _playbook(_metric(group="product"), stages=AB)
+    [row] = _evaluate(playbook, _look(1000, 800), elapsed=timedelta(hours=1)).metrics
+    assert row.verdict == "inconclusive" and row.estimate is None and not row.vetoes
+    assert row.note == "A/B metric: compared once, at the end of the planned 4h (3h left)"
+
+
+def test_planned_alpha_splits_by_weight_over_the_planned_vetoing_comparisons() -> None:
+    """Three metrics: a (weight 2), b (weight 1, critical: overall plus the two declared
+    critical segments), c advisory. Planned weight 2 + 1×3 = 5: a starts at 2/5 of alpha,
+    b at 1/5, and an advisory metric (not among the planned) would have the whole alpha."""
+    data = _playbook(_metric()).model_dump(exclude_none=True)
+    data["segments"] = {"dimensions": ["region"], "critical": {"region": ["us", "eu"]}}
+    data["metrics"] = [
+        _metric(name="a", weight=2),
+        _metric(name="b", critical=True),
+        _metric(name="c", advisory=True),
+    ]
+    pb = Playbook.model_validate(data)
+    a, b, c = pb.metrics
+    assert gate.planned_alpha(pb, pb.metrics, a) == pytest.approx(0.05 * 2 / 5)
+    assert gate.planned_alpha(pb, pb.metrics, b) == pytest.approx(0.05 * 1 / 5)
+    assert gate.planned_alpha(pb, [c], c) == pytest.approx(0.05)
+    assert gate.planned_vetoes(pb, pb.metrics) == 4
