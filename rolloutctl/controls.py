@@ -15,7 +15,7 @@ import json
 from typing import Any
 
 from rolloutctl.atomic import atomic_write
-from rolloutctl.engine import Context, Outcome
+from rolloutctl.context import Context, Outcome
 from rolloutctl.errors import ExitCode, StateConflict, UsageError
 from rolloutctl.flags.registry import build_backend
 from rolloutctl.state.store import ACTIVE, RolloutState

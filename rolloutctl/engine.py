@@ -12,13 +12,11 @@ offline-eval, shadow and monitor stages), `report/records.py` (gate records and 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from rolloutctl import reconcile
+from rolloutctl.context import Context, Outcome
 from rolloutctl.errors import BackendError, ExitCode, InvalidInput, StateConflict, UsageError
 from rolloutctl.flags.registry import build_backend
 from rolloutctl.playbook.scope import effective_scopes, scope_text
@@ -32,56 +30,11 @@ if TYPE_CHECKING:
 JUDGED_ELSEWHERE = ("smoke", "offline_eval", "shadow", "monitor")  # by rolloutctl/stages.py
 
 
-@dataclass
-class Context:
-    store: StateStore
-    actor: str
-    reports_dir: Path
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-    lock_wait: float = 0.0
-    # Time series in gate reports: "all" gates, or only gates that act ("decisions"; the demo
-    # uses it to stay fast, since drawing costs about a second per report).
-    charts: str = "all"
-
-
-@dataclass
-class Outcome:
-    """What a command did, rendered by the CLI as text or JSON."""
-
-    rollout: str
-    action: str
-    status: str
-    stage: str
-    canary_percent: float
-    message: str
-    exit_code: ExitCode = ExitCode.OK
-    gate: GateResult | None = None
-    warnings: list[str] = field(default_factory=list)
-    extra: dict[str, Any] = field(default_factory=dict)  # command-specific keys, e.g. control
-
-    def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "rollout": self.rollout,
-            "action": self.action,
-            "status": self.status,
-            "stage": self.stage,
-            "canary_percent": self.canary_percent,
-            "message": self.message,
-            "exit_code": int(self.exit_code),
-            "warnings": self.warnings,
-        }
-        if self.gate is not None:
-            data.update(self.gate.to_dict())
-            data["rollout"], data["stage"] = self.rollout, self.gate.stage
-        data.update(self.extra)
-        return data
-
-
 # ---------------------------------------------------------------- playbook helpers
 
 
 def _flag_spec(loaded: LoadedPlaybook) -> dict[str, Any]:
-    from rolloutctl.playbook.load import resolve_env
+    from rolloutctl.envvars import resolve_env
 
     flag = loaded.playbook.flag.model_dump()
     if flag.get("path"):  # file-based backends; remote ones have none
@@ -213,7 +166,7 @@ def _store_operations(store: StateStore, loaded: LoadedPlaybook) -> None:
 
 
 def _unset_notify_variables(loaded: LoadedPlaybook) -> list[str]:
-    from rolloutctl.playbook.load import resolve_env
+    from rolloutctl.envvars import resolve_env
 
     warnings = []
     for entry in loaded.playbook.notify:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import re
 
+from rolloutctl.errors import InvalidInput
+
 ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -38,3 +40,14 @@ def expand(value: str) -> str:
 def references(text: str) -> list[str]:
     """The variables a text reads without a default."""
     return sorted({m.group(1) for m in ENV_REF.finditer(text) if m.group(2) is None})
+
+
+def resolve_env(value: str, *, where: str) -> str:
+    """Expand ${VAR} and ${VAR:-default}; an unset variable without default is invalid input."""
+    try:
+        return expand(value)
+    except UnsetVariable as exc:
+        raise InvalidInput(
+            f"{where}: environment variable {exc.name} is not set",
+            hint=f"export {exc.name}=... (the playbook reads it as ${{{exc.name}}})",
+        ) from None

@@ -13,7 +13,7 @@ from rolloutctl.state.store import RolloutState
 from rolloutctl.state.store import snapshot as _snapshot
 
 if TYPE_CHECKING:
-    from rolloutctl.engine import Context
+    from rolloutctl.context import Context
 
 
 def flag_drift(state: RolloutState) -> str | None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from rolloutctl import formatting as fmt
 from rolloutctl.durations import format_duration, parse_duration
+from rolloutctl.envvars import resolve_env
 from rolloutctl.errors import InvalidInput
 from rolloutctl.gate import (
     FALLBACK_SAMPLES_PER_ARM,
@@ -23,7 +24,7 @@ from rolloutctl.gate import (
     MetricResult,
     stage_metrics,
 )
-from rolloutctl.playbook.load import LoadedPlaybook, resolve_env
+from rolloutctl.playbook.load import LoadedPlaybook
 from rolloutctl.playbook.model import Stage
 
 if TYPE_CHECKING:

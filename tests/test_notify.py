@@ -200,8 +200,8 @@ def test_an_unset_url_variable_warns_at_start_and_at_send(envws: Workspace) -> N
 
 def test_expand_env_matches_the_playbook_loader(monkeypatch: pytest.MonkeyPatch) -> None:
     from rolloutctl import envvars
+    from rolloutctl.envvars import resolve_env
     from rolloutctl.errors import InvalidInput
-    from rolloutctl.playbook.load import resolve_env
 
     monkeypatch.setenv("HOOK_A", "https://hooks.example/a")
     monkeypatch.delenv("HOOK_B", raising=False)

@@ -13,27 +13,19 @@ from __future__ import annotations
 import getpass
 import json
 import os
-import re
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from rolloutctl.cli.terminal import clean
 from rolloutctl.errors import ExitCode, InvalidInput, RolloutError, UsageError
 
 # rolloutctl.playbook.load's MAX_PLAYBOOK_BYTES and MAX_DEPTH (it imports pydantic: too slow
 # for the fast path); tests/playbook/test_hostile_input.py keeps them equal
 PLAYBOOK_MAX_BYTES = 256 * 1024
 PLAYBOOK_MAX_DEPTH = 32
-
-_UNSAFE = re.compile(
-    r"\x1b(?:\[[0-?]*[ -/]*[@-~]?"  # CSI: colours, cursor moves, clearing the screen
-    r"|\][^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"  # OSC: window title, hyperlinks, clipboard
-    r"|[PX^_][^\x1b\x9c]*(?:\x1b\\|\x9c)?"  # DCS, SOS, PM, APC strings
-    r"|[ -/]*[0-~]?)"  # the other escapes (character sets, reset)
-    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]"  # every other C0 control but tab and newline, DEL, C1
-)
 
 
 @dataclass
@@ -75,7 +67,7 @@ def parse_now(text: str | None, option: str = "--now") -> datetime | None:
 
 
 def context(json_flag: bool = False) -> Any:
-    from rolloutctl.engine import Context
+    from rolloutctl.context import Context
     from rolloutctl.state.store import StateStore
 
     g = current()
@@ -168,12 +160,6 @@ def _is_text(event: Any) -> bool:
     if tag in (None, "!"):
         tag = yaml.resolver.Resolver().resolve(yaml.ScalarNode, event.value, event.implicit)
     return bool(tag == "tag:yaml.org,2002:str")
-
-
-def clean(text: str) -> str:
-    """Text safe for a terminal: escape sequences and control characters (but tab and
-    newline) removed."""
-    return _UNSAFE.sub("", text)
 
 
 _JSON_EMITTED: list[bool] = []

@@ -1,7 +1,7 @@
 """Human-readable rendering with rich (imported only by commands that show tables).
 
 Every string from data (rollout, stage, metric titles, segment values, notes, reasons, paths)
-goes through `_text`: control characters removed (`common.clean`) and rich markup escaped, so
+goes through `_text`: control characters removed (`terminal.clean`) and rich markup escaped, so
 a segment value such as `[bold]x[/bold]` or `[link=...]` prints literally; emoji codes are off
 for the same reason (`:warning:` stays text)."""
 
@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from rolloutctl import formatting as fmt
-from rolloutctl.cli.common import clean
+from rolloutctl.cli.terminal import clean
 
 _STYLE = {"pass": "green", "fail": "bold red", "inconclusive": "yellow", "error": "magenta"}
 COMPARED = ("proportion", "mean", "quantile", "ratio")  # rows comparing two arms

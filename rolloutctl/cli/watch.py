@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.live import Live
 
 from rolloutctl import engine
-from rolloutctl.cli import common
+from rolloutctl.cli import common, terminal
 from rolloutctl.cli.render import gate_table
 from rolloutctl.errors import ExitCode
 
@@ -28,7 +28,7 @@ def watch_advance(name: str, interval: float, timeout: float | None, force: bool
             if timeout is not None and time.monotonic() - started + interval > timeout:
                 return outcome
             live.console.print(
-                common.clean(f"holding: {outcome.message}; next look in {interval:g}s"),
+                terminal.clean(f"holding: {outcome.message}; next look in {interval:g}s"),
                 markup=False,
                 highlight=False,
             )

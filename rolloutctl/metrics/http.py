@@ -51,11 +51,12 @@ from typing import Any, ClassVar
 import httpx
 
 from rolloutctl.durations import parse_duration
+from rolloutctl.envvars import resolve_env
 from rolloutctl.errors import BackendError, InvalidInput
 from rolloutctl.metrics import retry
 from rolloutctl.metrics.base import Measurement, MeasureRequest, SegmentKey
 from rolloutctl.metrics.retry import short
-from rolloutctl.playbook.load import LoadedPlaybook, resolve_env
+from rolloutctl.playbook.load import LoadedPlaybook
 from rolloutctl.playbook.model import HttpSource as HttpSpec
 from rolloutctl.playbook.model import Metric
 from rolloutctl.stats.sufficient import Histogram, Moments, Proportion, RatioMoments, Stat

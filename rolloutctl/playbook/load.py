@@ -72,19 +72,8 @@ class LoadedPlaybook:
 
     def resolve_path(self, value: str) -> str:
         """A path from the playbook: environment references expanded, relative to its folder."""
-        expanded = resolve_env(value, where=f"{self.path}")
+        expanded = envvars.resolve_env(value, where=f"{self.path}")
         return expanded if os.path.isabs(expanded) else str(self.base_dir / expanded)
-
-
-def resolve_env(value: str, *, where: str) -> str:
-    """Expand ${VAR} and ${VAR:-default}; an unset variable without default is invalid input."""
-    try:
-        return envvars.expand(value)
-    except envvars.UnsetVariable as exc:
-        raise InvalidInput(
-            f"{where}: environment variable {exc.name} is not set",
-            hint=f"export {exc.name}=... (the playbook reads it as ${{{exc.name}}})",
-        ) from None
 
 
 # ------------------------------------------------------------------ YAML with positions

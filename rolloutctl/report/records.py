@@ -12,7 +12,7 @@ from rolloutctl.errors import InvalidInput
 from rolloutctl.playbook.scope import scope_text
 
 if TYPE_CHECKING:
-    from rolloutctl.engine import Context
+    from rolloutctl.context import Context
     from rolloutctl.gate import GateResult
     from rolloutctl.playbook.load import LoadedPlaybook
     from rolloutctl.state.store import RolloutState

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from rolloutctl import simulate
-from rolloutctl.cli import common
+from rolloutctl.cli import common, terminal
 from tests.conftest import START, Workspace, cli_env
 
 # set the window title, then clear the screen; then markup rich would otherwise apply
@@ -120,7 +120,7 @@ def test_an_error_message_or_a_warning_carrying_escapes_is_cleaned(
     ],
 )
 def test_clean_removes_escape_sequences_and_control_characters(raw: str, shown: str) -> None:
-    assert common.clean(raw) == shown
+    assert terminal.clean(raw) == shown
 
 
 def test_the_gate_table_shows_markup_in_data_literally(

@@ -14,7 +14,7 @@ import pytest
 import xmlschema
 
 from rolloutctl import gate
-from rolloutctl.engine import Outcome
+from rolloutctl.context import Outcome
 from rolloutctl.errors import ExitCode
 from rolloutctl.metrics.base import Measurement
 from rolloutctl.playbook.model import Playbook

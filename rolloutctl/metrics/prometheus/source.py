@@ -12,11 +12,12 @@ import os
 import ssl
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 
 from rolloutctl.durations import parse_duration
+from rolloutctl.envvars import resolve_env
 from rolloutctl.errors import BackendError, InvalidInput
 from rolloutctl.metrics import retry
 from rolloutctl.metrics.base import Measurement, MeasureRequest
@@ -31,9 +32,11 @@ from rolloutctl.metrics.prometheus.reading import (
 )
 from rolloutctl.metrics.retry import short
 from rolloutctl.playbook import expr
-from rolloutctl.playbook.load import LoadedPlaybook, resolve_env
 from rolloutctl.playbook.model import Metric
 from rolloutctl.playbook.model import PrometheusSource as PrometheusSpec
+
+if TYPE_CHECKING:
+    from rolloutctl.playbook.load import LoadedPlaybook
 
 
 @dataclass
