@@ -50,7 +50,7 @@ def analyze(log: Path) -> None:
     from rolloutctl.metrics.registry import build_source
     from rolloutctl.metrics.requestlog import RequestLogSource
     from rolloutctl.playbook.load import load_playbook
-    from rolloutctl.shadow import analyze_shadow
+    from rolloutctl.stages.shadow_pairs import analyze_shadow
     from rolloutctl.stats import sequential
 
     text = files("rolloutctl.playbook").joinpath("starter.yaml").read_text()

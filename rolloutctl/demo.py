@@ -24,6 +24,7 @@ import yaml
 from rolloutctl import engine, simulate
 from rolloutctl.playbook import expr
 from rolloutctl.playbook.load import load_playbook
+from rolloutctl.playbook.scope import scope_text
 from rolloutctl.state.store import ACTIVE, StateStore
 
 DEMO_START = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
@@ -162,7 +163,7 @@ def run_one(
                 scenario,
                 clock[0],
                 state,
-                engine.scope_text(loaded, state.stage_index),
+                scope_text(loaded, state.stage_index),
                 requests_per_hour,
                 seed * 1000 + hour,
             )

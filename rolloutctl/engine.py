@@ -5,8 +5,8 @@ tests drive time. Heavy modules (DuckDB, the stats engine, reports) are imported
 functions that need them: `rollback`, `pause`, `resume` and `status` stay fast and work when
 every metrics backend is down.
 
-Beside it: `reconcile.py` (the flag and the state disagree), `stages.py` (the gates of smoke,
-offline-eval, shadow and monitor stages), `report/records.py` (gate records and pages) and
+Beside it: `reconcile.py` (the flag and the state disagree), `stages/` (each stage kind's
+gate, one module per kind), `report/records.py` (gate records and pages) and
 `playbook/scope.py` (who may get the canary at each stage)."""
 
 from __future__ import annotations
@@ -19,16 +19,13 @@ from rolloutctl import reconcile
 from rolloutctl.context import Context, Outcome
 from rolloutctl.errors import BackendError, ExitCode, InvalidInput, StateConflict, UsageError
 from rolloutctl.flags.registry import build_backend
-from rolloutctl.playbook.scope import effective_scopes, scope_text
+from rolloutctl.playbook.scope import effective_scopes
 from rolloutctl.report import records
 from rolloutctl.state.store import ACTIVE, RolloutState, StateStore, snapshot
 
 if TYPE_CHECKING:
     from rolloutctl.gate import GateResult
     from rolloutctl.playbook.load import LoadedPlaybook
-
-JUDGED_ELSEWHERE = ("smoke", "offline_eval", "shadow", "monitor")  # by rolloutctl/stages.py
-
 
 # ---------------------------------------------------------------- playbook helpers
 
@@ -275,70 +272,22 @@ def measure_and_judge(
 ) -> tuple[GateResult, dict[str, Any], dict[str, Any]]:
     """The gate's verdict, the measurements it came from, and per source the cumulative
     looks over the stage that the report charts (same pass over the data, when the source
-    can give them)."""
-    from rolloutctl import gate
-    from rolloutctl.metrics.base import Measurement, MeasureRequest
-    from rolloutctl.metrics.registry import available_kinds, build_source
-    from rolloutctl.playbook import expr
-    from rolloutctl.report.evidence import interval_for
+    can give them). The stage's kind judges it (rolloutctl/stages/)."""
+    from rolloutctl.stages import registry
+    from rolloutctl.stages.base import StageLook
 
-    pb = loaded.playbook
-    stage = pb.stages[state.stage_index]
-    if stage.kind in JUDGED_ELSEWHERE:
-        from rolloutctl import stages
-
-        judged = stages.judge(
-            loaded,
-            state.stage_index,
-            started=_parse_time(state.stage_started_at),
-            now=now,
-            control=state.flag["control"],
-            canary=state.flag["canary"],
-            rollout_started=_exposure_started(ctx, state),
-        )
-        return judged, {}, {}
-    records.warm_renderer()
-    metrics = gate.stage_metrics(pb, stage)
-    scope = scope_text(loaded, state.stage_index)
-    measurements: dict[str, Measurement] = {}
-    looks: dict[str, Any] = {}
-    source_errors: dict[str, str] = {}
-    for source_name in sorted({m.source for m in metrics}):
-        if pb.sources[source_name].kind not in available_kinds():
-            source_errors[source_name] = f"source kind {pb.sources[source_name].kind!r} unavailable"
-            continue
-        request = MeasureRequest(
-            metrics=tuple(m for m in metrics if m.source == source_name),
-            start=_parse_time(state.stage_started_at),
-            end=now,
-            control=state.flag["control"],
-            canary=state.flag["canary"],
-            dimensions=tuple(pb.segments.dimensions),
-            scope=expr.parse(scope) if scope else None,
-            max_segments=pb.analysis.max_segments,
-            never_pooled=pb.segments.never_pooled(),
-        )
-        try:
-            source = build_source(source_name, loaded)
-            every = interval_for(request.end - request.start)
-            series_of = getattr(source, "measure_series", None)
-            if series_of is not None and request.end - request.start >= 2 * every:
-                looks[source_name] = series_of(request, every, segments_per_look=False)
-                measurements[source_name] = looks[source_name][-1][1]
-            else:
-                measurements[source_name] = source.measure(request)
-        except BackendError as exc:
-            source_errors[source_name] = exc.message
-    result = gate.evaluate(
-        pb,
-        state.stage_index,
-        measurements,
-        source_errors,
-        stage_started=_parse_time(state.stage_started_at),
+    look = StageLook(
+        loaded=loaded,
+        stage_index=state.stage_index,
+        started=_parse_time(state.stage_started_at),
         now=now,
+        control=state.flag["control"],
+        canary=state.flag["canary"],
+        exposure_started=lambda: _exposure_started(ctx, state),
         consecutive_errors=state.consecutive_errors,
     )
-    return result, measurements, looks
+    judged = registry.judge(look)
+    return judged.result, judged.measurements, judged.looks
 
 
 def _exposure_started(ctx: Context, state: RolloutState) -> datetime:

@@ -25,8 +25,8 @@ def smoke(
     API key, response shape, model, JSON mode, token usage, a short timeout, latency.
     Changes nothing. Exit 0 when every check passes, 10 when one fails."""
     from rolloutctl.playbook.load import load_playbook
-    from rolloutctl.smoke import run_smoke
-    from rolloutctl.stages import smoke_settings
+    from rolloutctl.stages.smoke import smoke_settings
+    from rolloutctl.stages.smoke_calls import run_smoke
 
     loaded = load_playbook(playbook)
     stages = [s for s in loaded.playbook.stages if s.kind == "smoke"]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import PLAYBOOK, START, Workspace
-from tests.test_smoke import KEY, MODEL, Server
+from tests.stages.test_smoke_calls import KEY, MODEL, Server
 
 EVALS = Path(__file__).resolve().parents[1] / "data" / "evalfiles" / "jsonl"
 

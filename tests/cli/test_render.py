@@ -5,12 +5,12 @@ from __future__ import annotations
 from rich.console import Console
 
 from rolloutctl.cli.render import gate_table
-from rolloutctl.stages import result, row
+from rolloutctl.stages.base import StageLook, result, row
 from tests.conftest import START
 
 
 class _Loaded:
-    """Just enough of a loaded playbook for stages.result()."""
+    """Just enough of a loaded playbook for stages.base.result()."""
 
     def __init__(self) -> None:
         from rolloutctl.playbook.model import Playbook
@@ -43,11 +43,9 @@ def test_brackets_in_titles_segments_and_notes_are_printed_as_text() -> None:
         ),
         row("m", "latency [ms]", "smoke", "pass", "fine"),
     ]
+    look = StageLook(_Loaded(), 0, START, START, "a", "b", lambda: START)  # type: ignore[arg-type]
     gate = result(
-        _Loaded(),
-        0,
-        started=START,
-        now=START,
+        look,
         verdict="fail",  # type: ignore[arg-type]
         reasons=["r"],
         rows=rows,

@@ -442,7 +442,13 @@ def test_an_errored_candidate_run_holds_the_offline_eval_as_an_error(ws: Workspa
 def test_an_eval_metric_never_passes_unmeasured_or_undecided(tmp_path: Path) -> None:
     """Missing data never passes, whatever pass_requires says; with non_inferiority a set too
     small to show the margin holds."""
-    from rolloutctl.stages import judge_offline_eval
+    from rolloutctl.gate import GateResult
+    from rolloutctl.stages import offline_eval
+    from rolloutctl.stages.base import StageLook
+
+    def judge_at_start(path: Path) -> GateResult:
+        look = StageLook(load_playbook(path), 0, START, START, "v1", "v2", lambda: START)
+        return offline_eval.judge(look).result
 
     unscored = tmp_path / "unscored.jsonl"
     unscored.write_text(
@@ -460,7 +466,7 @@ def test_an_eval_metric_never_passes_unmeasured_or_undecided(tmp_path: Path) -> 
         )
         .replace("source: evals, kind: proportion,", "source: evals, kind: mean,")
     )
-    verdict = judge_offline_eval(load_playbook(path), 0, started=START, now=START)
+    verdict = judge_at_start(path)
     assert verdict.verdict == "inconclusive"
     assert verdict.reasons == [
         "no values of eval_pass_rate in these runs (baseline 12, candidate 0): missing data "
@@ -471,7 +477,7 @@ def test_an_eval_metric_never_passes_unmeasured_or_undecided(tmp_path: Path) -> 
             "source: evals}\n", "source: evals, pass_requires: non_inferiority}\n", 1
         )
     )
-    verdict = judge_offline_eval(load_playbook(path), 0, started=START, now=START)
+    verdict = judge_at_start(path)
     assert verdict.verdict == "inconclusive"
     assert verdict.reasons[0].startswith("non-inferiority not shown for eval_pass_rate")
     row = next(m for m in verdict.metrics if m.name == "eval_pass_rate" and m.segment is None)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from rolloutctl import formatting as fmt
-from rolloutctl import shadow
 from rolloutctl.report.ci import markdown_summary
+from rolloutctl.stages import shadow_pairs as shadow
 
 REPORTS = Path(__file__).resolve().parents[2] / "reports"
 

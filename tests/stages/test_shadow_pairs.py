@@ -17,7 +17,7 @@ from rolloutctl import simulate
 from rolloutctl.errors import InvalidInput
 from rolloutctl.metrics.requestlog import RequestLogSource
 from rolloutctl.playbook.model import Metric
-from rolloutctl.shadow import ShadowComparison, ShadowResult, analyze_shadow
+from rolloutctl.stages.shadow_pairs import ShadowComparison, ShadowResult, analyze_shadow
 from rolloutctl.stats import sequential
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

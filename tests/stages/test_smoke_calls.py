@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from rolloutctl.smoke import TITLES, SmokeResult, run_smoke
+from rolloutctl.stages.smoke_calls import TITLES, SmokeResult, run_smoke
 
 KEY = "test-key-123"
 MODEL = "v2"

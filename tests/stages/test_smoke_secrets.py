@@ -17,10 +17,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from rolloutctl.smoke import run_smoke
+from rolloutctl.stages.smoke_calls import run_smoke
 from tests.cli.test_ai_stages import EVALS, playbook
 from tests.conftest import START, Workspace
-from tests.test_smoke import KEY, MODEL, completion
+from tests.stages.test_smoke_calls import KEY, MODEL, completion
 
 USER = "alice-ops"
 PASSWORD = "s3cr3t-p@ss"  # '@' travels percent-encoded in the URL
