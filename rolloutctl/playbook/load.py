@@ -414,132 +414,177 @@ def semantic_problems(data: Any, positions: dict[Loc, tuple[int, int]], path: Pa
 
     Reads the raw YAML data, skipping whatever has the wrong shape, so these problems are
     reported together with the schema's own in one pass."""
-    problems: list[str] = []
     if not isinstance(data, dict):
-        return problems
+        return []
+    check = _Semantics(data, positions, path)
+    check.metric_sources()
+    check.stages()
+    check.triggers()
+    _check_flag_backend(_mapping(data, "flag"), _items(data, "stages"), check.at)
+    _check_eval_metrics(data, check.at)
+    check.controls()
+    return check.problems
 
-    def at(loc: Loc, message: str) -> None:
-        problems.append(f"{path}:{_position(positions, loc)}: {_dotted(loc)}: {message}")
 
-    sources: dict[str, Any] = _mapping(data, "sources")
-    source_names = sorted(str(k) for k in sources)
-    metrics = _items(data, "metrics")
-    metric_names = [m["name"] for _, m in metrics if isinstance(m.get("name"), str)]
-    dimensions = _mapping(data, "segments").get("dimensions")
-    if not isinstance(dimensions, list):
-        dimensions = []
-    columns = REQUEST_LOG_COLUMNS | COMMON_SEGMENT_COLUMNS | {str(d) for d in dimensions}
+_STAGE_SOURCE_KIND = {"offline_eval": "evalfile", "shadow": "requestlog", "monitor": "requestlog"}
 
-    def check_columns(loc: Loc, text: str, allow_eval: bool = True, kind: str = "") -> None:
+
+class _Semantics:
+    """The names a playbook declares, and the problems found so far, each at its line."""
+
+    def __init__(self, data: dict[str, Any], positions: dict[Loc, tuple[int, int]], path: Path):
+        self.data, self.positions, self.path = data, positions, path
+        self.problems: list[str] = []
+        self.sources: dict[str, Any] = _mapping(data, "sources")
+        self.source_names = sorted(str(k) for k in self.sources)
+        self.metric_names = [
+            m["name"] for _, m in _items(data, "metrics") if isinstance(m.get("name"), str)
+        ]
+        dimensions = _mapping(data, "segments").get("dimensions")
+        self.dimensions = [str(d) for d in dimensions] if isinstance(dimensions, list) else []
+        self.columns = REQUEST_LOG_COLUMNS | COMMON_SEGMENT_COLUMNS | set(self.dimensions)
+
+    def at(self, loc: Loc, message: str) -> None:
+        self.problems.append(
+            f"{self.path}:{_position(self.positions, loc)}: {_dotted(loc)}: {message}"
+        )
+
+    def source_kind(self, name: str) -> Any:
+        spec = self.sources.get(name)
+        return spec.get("kind") if isinstance(spec, dict) else None
+
+    def check_columns(self, loc: Loc, text: str, allow_eval: bool = True, kind: str = "") -> None:
+        """An expression over request-log columns: it parses, has the type its place needs
+        (`kind`: condition or value), and names only known columns."""
         try:
             node = expr.parse(text)
         except expr.ExprError as exc:
-            at(loc, f"cannot parse {text!r}: {exc}")
+            self.at(loc, f"cannot parse {text!r}: {exc}")
             return
         for problem in expr.type_problems(node, kind, lambda _: "any") if kind else []:
-            at(loc, f"{text!r} {problem}")
-        bad = [n for n in expr.names(node) if n not in columns]
+            self.at(loc, f"{text!r} {problem}")
+        bad = [n for n in expr.names(node) if n not in self.columns]
         if allow_eval:
             bad = [n for n in bad if not n.startswith("eval.")]
         if bad:
-            at(loc, "; ".join(expr.unknown_names(node, columns)) + " (request-log columns)")
+            unknown = expr.unknown_names(node, self.columns)
+            self.at(loc, "; ".join(unknown) + " (request-log columns)")
 
-    def source_kind(name: str) -> Any:
-        spec = sources.get(name)
-        return spec.get("kind") if isinstance(spec, dict) else None
+    def metric_sources(self) -> None:
+        """Each metric names a declared source, and its expressions fit that source."""
+        for i, m in _items(self.data, "metrics"):
+            name = m.get("source")
+            if not isinstance(name, str):
+                continue
+            if name not in self.sources:
+                near = difflib.get_close_matches(name, self.source_names, n=1)
+                tip = f"; did you mean {near[0]!r}?" if near else f"; sources: {self.source_names}"
+                self.at(("metrics", i, "source"), f"unknown source {name!r}{tip}")
+            elif self.source_kind(name) == "requestlog":
+                for field in ("event", "value", "numerator", "denominator"):
+                    text = m.get(field)
+                    if isinstance(text, str):
+                        kind = "condition" if field == "event" else "value"
+                        self.check_columns(("metrics", i, field), text, kind=kind)
+            elif self.source_kind(name) == "prometheus":
+                from rolloutctl.metrics.prometheus import metric_problems
 
-    for i, m in metrics:
-        name = m.get("source")
-        if not isinstance(name, str):
-            continue
-        if name not in sources:
-            near = difflib.get_close_matches(name, source_names, n=1)
-            tip = f"; did you mean {near[0]!r}?" if near else f"; sources: {source_names}"
-            at(("metrics", i, "source"), f"unknown source {name!r}{tip}")
-            continue
-        if source_kind(name) == "requestlog":
-            for field in ("event", "value", "numerator", "denominator"):
-                text = m.get(field)
-                if isinstance(text, str):
-                    kind = "condition" if field == "event" else "value"
-                    check_columns(("metrics", i, field), text, kind=kind)
-        elif source_kind(name) == "prometheus":
-            from rolloutctl.metrics.prometheus import metric_problems
+                for field, problem in metric_problems(m, self.dimensions):
+                    self.at(("metrics", i, field), problem)
 
-            for field, problem in metric_problems(m, [str(d) for d in dimensions]):
-                at(("metrics", i, field), problem)
+    def stages(self) -> None:
+        previous_traffic = -1.0
+        for i, stage in _items(self.data, "stages"):
+            self.stage_scope(i, stage.get("scope"))
+            if stage.get("scope") is not None:
+                previous_traffic = -1.0  # a new audience: the ramp starts again
+            previous_traffic = self.stage_traffic(i, stage, previous_traffic)
+            self.stage_metrics(i, stage.get("metrics"))
+            self.stage_source(i, stage)
 
-    previous_traffic = -1.0
-    for i, stage in _items(data, "stages"):
-        scope = stage.get("scope")
+    def stage_scope(self, i: int, scope: Any) -> None:
         if isinstance(scope, str) and scope.strip().lower() != "all":
-            check_columns(("stages", i, "scope"), scope, allow_eval=False)
+            self.check_columns(("stages", i, "scope"), scope, allow_eval=False)
             with contextlib.suppress(expr.ExprError):  # a parse error is reported above
                 for problem in expr.scope_problems(expr.parse(scope)):
-                    at(("stages", i, "scope"), f"{scope!r}: {problem}")
-        if scope is not None:
-            previous_traffic = -1.0  # a new audience: the ramp starts again
+                    self.at(("stages", i, "scope"), f"{scope!r}: {problem}")
+
+    def stage_traffic(self, i: int, stage: dict[str, Any], previous: float) -> float:
+        """Canary stages of one audience only ramp up; returns the highest traffic so far."""
         traffic = stage.get("traffic")
-        if stage.get("kind", "canary") == "canary" and isinstance(traffic, int | float):
-            if traffic < previous_traffic:
-                at(
-                    ("stages", i, "traffic"),
-                    f"traffic {traffic:g}% is lower than the stage before it "
-                    f"({previous_traffic:g}%) with the same scope; stages only ramp up "
-                    "(rollback is automatic)",
-                )
-            previous_traffic = max(previous_traffic, float(traffic))
-        listed = stage.get("metrics")
+        if stage.get("kind", "canary") != "canary" or not isinstance(traffic, int | float):
+            return previous
+        if traffic < previous:
+            self.at(
+                ("stages", i, "traffic"),
+                f"traffic {traffic:g}% is lower than the stage before it "
+                f"({previous:g}%) with the same scope; stages only ramp up "
+                "(rollback is automatic)",
+            )
+        return max(previous, float(traffic))
+
+    def stage_metrics(self, i: int, listed: Any) -> None:
         for j, name in enumerate(listed if isinstance(listed, list) else []):
-            if isinstance(name, str) and name not in metric_names:
-                near = difflib.get_close_matches(name, metric_names, n=1)
+            if isinstance(name, str) and name not in self.metric_names:
+                near = difflib.get_close_matches(name, self.metric_names, n=1)
                 tip = f"; did you mean {near[0]!r}?" if near else ""
-                at(("stages", i, "metrics", j), f"unknown metric {name!r}{tip}")
+                self.at(("stages", i, "metrics", j), f"unknown metric {name!r}{tip}")
+
+    def stage_source(self, i: int, stage: dict[str, Any]) -> None:
         source = stage.get("source")
-        if isinstance(source, str) and source not in sources:
-            at(("stages", i, "source"), f"unknown source {source!r}; sources: {source_names}")
-        elif isinstance(source, str):
-            kind = stage.get("kind", "canary")
-            wanted = {"offline_eval": "evalfile", "shadow": "requestlog", "monitor": "requestlog"}
-            if kind in wanted and source_kind(source) != wanted[kind]:
-                at(
-                    ("stages", i, "source"),
-                    f"a {kind} stage reads a {wanted[kind]} source; "
-                    f"{source!r} is a {source_kind(source)} source",
-                )
+        if not isinstance(source, str):
+            return
+        if source not in self.sources:
+            self.at(
+                ("stages", i, "source"),
+                f"unknown source {source!r}; sources: {self.source_names}",
+            )
+            return
+        kind = stage.get("kind", "canary")
+        wanted = _STAGE_SOURCE_KIND.get(kind)
+        if wanted is not None and self.source_kind(source) != wanted:
+            self.at(
+                ("stages", i, "source"),
+                f"a {kind} stage reads a {wanted} source; "
+                f"{source!r} is a {self.source_kind(source)} source",
+            )
 
-    arm_names = [f"{arm}.{m}" for arm in ("canary", "control") for m in metric_names]
-    for i, trigger in _items(data, "triggers"):
-        when = trigger.get("when")
-        if not isinstance(when, str):
-            continue
-        try:
-            node = expr.parse(when)
-        except expr.ExprError as exc:
-            at(("triggers", i, "when"), f"cannot parse {when!r}: {exc}")
-            continue
-        for name in sorted(expr.names(node)):
-            arm, _, metric = name.partition(".")
-            if arm not in ("canary", "control"):
-                at(("triggers", i, "when"), f"{name!r}: write canary.METRIC or control.METRIC")
-            elif metric not in metric_names:
-                near = difflib.get_close_matches(name, arm_names, n=1)
-                tip = f"; did you mean {near[0]!r}?" if near else ""
-                at(("triggers", i, "when"), f"unknown metric {metric!r}{tip}")
-        for problem in expr.type_problems(node, "condition", lambda _: "number"):
-            at(("triggers", i, "when"), f"{when!r} {problem}; the trigger could never fire")
+    def triggers(self) -> None:
+        """A trigger's `when` names canary.METRIC or control.METRIC and can be true."""
+        arm_names = [f"{arm}.{m}" for arm in ("canary", "control") for m in self.metric_names]
+        for i, trigger in _items(self.data, "triggers"):
+            when = trigger.get("when")
+            if not isinstance(when, str):
+                continue
+            loc = ("triggers", i, "when")
+            try:
+                node = expr.parse(when)
+            except expr.ExprError as exc:
+                self.at(loc, f"cannot parse {when!r}: {exc}")
+                continue
+            for name in sorted(expr.names(node)):
+                arm, _, metric = name.partition(".")
+                if arm not in ("canary", "control"):
+                    self.at(loc, f"{name!r}: write canary.METRIC or control.METRIC")
+                elif metric not in self.metric_names:
+                    near = difflib.get_close_matches(name, arm_names, n=1)
+                    tip = f"; did you mean {near[0]!r}?" if near else ""
+                    self.at(loc, f"unknown metric {metric!r}{tip}")
+            for problem in expr.type_problems(node, "condition", lambda _: "number"):
+                self.at(loc, f"{when!r} {problem}; the trigger could never fire")
 
-    flag = _mapping(data, "flag")
-    _check_flag_backend(flag, _items(data, "stages"), at)
-    _check_eval_metrics(data, at)
-    for i, control in _items(data, "controls"):
-        settings = control.get("set")
-        for key, value in settings.items() if isinstance(settings, dict) else []:
-            if key == flag.get("key") and not (
-                isinstance(value, dict) and set(value) <= {"canary_percent"}
-            ):
-                at(("controls", i, "set", key), "the rollout flag takes {canary_percent: N}")
-    return problems
+    def controls(self) -> None:
+        """A control that sets the rollout flag sets only its canary_percent."""
+        flag_key = _mapping(self.data, "flag").get("key")
+        for i, control in _items(self.data, "controls"):
+            settings = control.get("set")
+            for key, value in settings.items() if isinstance(settings, dict) else []:
+                if key == flag_key and not (
+                    isinstance(value, dict) and set(value) <= {"canary_percent"}
+                ):
+                    self.at(
+                        ("controls", i, "set", key), "the rollout flag takes {canary_percent: N}"
+                    )
 
 
 def _check_eval_metrics(data: dict[str, Any], at: Any) -> None:
