@@ -24,7 +24,7 @@ import difflib
 import math
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 KEYWORDS = {"and", "or", "not", "in", "is", "null", "true", "false"}
@@ -364,57 +364,70 @@ def type_problems(node: Node, kind: str, name_type: Callable[[str], str]) -> lis
     number with a string, arithmetic on a string, a condition that is a constant (`'x'`,
     `1`), or none of the names it should read. `kind` is "condition" (a trigger's `when`, a
     proportion's `event`) or "value"; `name_type(name)` is "number", "string" or "any"."""
-    problems: list[str] = []
-
-    def type_of(n: Node) -> str:
-        match n:
-            case Lit(value):
-                if value is None:
-                    return "null"
-                if isinstance(value, bool):
-                    return "bool"
-                return "number" if isinstance(value, int | float) else "string"
-            case Name(name):
-                return name_type(name)
-            case Neg(x):
-                if type_of(x) == "string":
-                    problems.append(f"`-` of a string ({_show(x)})")
-                return "number"
-            case Not(x):
-                type_of(x)
-                return "bool"
-            case In(x, values, _):
-                left = type_of(x)
-                for value in values:
-                    _mismatch(left, type_of(Lit(value)), n)
-                return "bool"
-            case IsNull(x, _):
-                type_of(x)
-                return "bool"
-            case Bin("and" | "or", left, right):
-                type_of(left)
-                type_of(right)
-                return "bool"
-            case Bin(op, left, right) if op in ("+", "-", "*", "/"):
-                for side in (left, right):
-                    if type_of(side) == "string":
-                        problems.append(f"arithmetic on a string ({_show(side)})")
-                return "number"
-            case Bin(_, left, right):
-                _mismatch(type_of(left), type_of(right), n)
-                return "bool"
-        return "any"
-
-    def _mismatch(left: str, right: str, n: Node) -> None:
-        if {left, right} == {"number", "string"}:
-            problems.append(f"compares a number with a string in {_show(n)}")
-
-    result = type_of(node)
+    types = _Types(name_type)
+    result = types.of(node)
+    problems = types.problems
     if not names(node):
         problems.append("is a constant: it names no metric or column, so it never changes")
     elif kind == "condition" and result in ("number", "string"):
         problems.append(f"is a {result}, not a condition (a comparison such as `x > 3`)")
     return list(dict.fromkeys(problems))
+
+
+def _literal_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "bool"
+    return "number" if isinstance(value, int | float) else "string"
+
+
+@dataclass
+class _Types:
+    """The type of each node of an expression ("number", "string", "bool", "null" or
+    "any"), noting on the way what cannot work."""
+
+    name_type: Callable[[str], str]
+    problems: list[str] = field(default_factory=list)
+
+    def of(self, n: Node) -> str:
+        match n:
+            case Lit(value):
+                return _literal_type(value)
+            case Name(name):
+                return self.name_type(name)
+            case Neg(x):
+                if self.of(x) == "string":
+                    self.problems.append(f"`-` of a string ({_show(x)})")
+                return "number"
+            case Not(x) | IsNull(x, _):
+                self.of(x)
+                return "bool"
+            case In(x, values, _):
+                left = self.of(x)
+                for value in values:
+                    self.mismatch(left, _literal_type(value), n)
+                return "bool"
+            case Bin(op, left, right):
+                return self.binary(n, op, left, right)
+        return "any"
+
+    def binary(self, n: Node, op: str, left: Node, right: Node) -> str:
+        if op in ("and", "or"):
+            self.of(left)
+            self.of(right)
+            return "bool"
+        if op in ("+", "-", "*", "/"):
+            for side in (left, right):
+                if self.of(side) == "string":
+                    self.problems.append(f"arithmetic on a string ({_show(side)})")
+            return "number"
+        self.mismatch(self.of(left), self.of(right), n)
+        return "bool"
+
+    def mismatch(self, left: str, right: str, n: Node) -> None:
+        if {left, right} == {"number", "string"}:
+            self.problems.append(f"compares a number with a string in {_show(n)}")
 
 
 def _show(node: Node) -> str:
