@@ -147,7 +147,29 @@ def statistic(metric: Metric, value: Any) -> Stat:
     if metric.kind == "ratio":
         keys = ("sum_x", "sum_y", "sum_x2", "sum_y2", "sum_xy")
         return RatioMoments(_count(value, "n"), *(_real(value, k) for k in keys))
-    buckets = value.get("buckets")
+    return _histogram(value)
+
+
+def _histogram(value: dict[str, Any]) -> Histogram:
+    """A quantile metric's buckets, [[upper_bound, count], ...] (cumulative when it says so),
+    onto the log-spaced buckets every source shares."""
+    rows = _bucket_rows(value.get("buckets"))
+    if value.get("cumulative") is True:
+        rows = _decumulated(rows)
+    finite = [u for u, _ in rows if math.isfinite(u)]
+    counts: dict[int, int] = {}
+    for upper, n in rows:
+        if n == 0:
+            continue
+        if not finite:
+            raise AnswerError("buckets have no finite upper bound")
+        b = Histogram.bucket_of(upper if math.isfinite(upper) else max(finite))
+        counts[b] = counts.get(b, 0) + n
+    return Histogram(counts)
+
+
+def _bucket_rows(buckets: Any) -> list[tuple[float, int]]:
+    """(upper bound, count) pairs, sorted by bound; "+Inf" is infinity."""
     if not isinstance(buckets, list):
         raise AnswerError("a quantile metric needs 'buckets': [[upper_bound, count], ...]")
     rows: list[tuple[float, int]] = []
@@ -159,25 +181,17 @@ def statistic(metric: Metric, value: Any) -> Stat:
         if isinstance(upper, bool) or not isinstance(upper, int | float) or math.isnan(upper):
             raise AnswerError(f"buckets[{i}] upper bound {bound!r} is not a number")
         rows.append((float(upper), _count({"count": pair[1]}, "count")))
-    rows.sort()
-    if value.get("cumulative") is True:
-        previous, plain = 0, []
-        for upper, total in rows:
-            if total < previous:
-                raise AnswerError("cumulative bucket counts decrease")
-            plain.append((upper, total - previous))
-            previous = total
-        rows = plain
-    finite = [u for u, _ in rows if math.isfinite(u)]
-    counts: dict[int, int] = {}
-    for upper, n in rows:
-        if n == 0:
-            continue
-        if not finite:
-            raise AnswerError("buckets have no finite upper bound")
-        b = Histogram.bucket_of(upper if math.isfinite(upper) else max(finite))
-        counts[b] = counts.get(b, 0) + n
-    return Histogram(counts)
+    return sorted(rows)
+
+
+def _decumulated(rows: list[tuple[float, int]]) -> list[tuple[float, int]]:
+    previous, plain = 0, []
+    for upper, total in rows:
+        if total < previous:
+            raise AnswerError("cumulative bucket counts decrease")
+        plain.append((upper, total - previous))
+        previous = total
+    return plain
 
 
 def _n(stat: Stat) -> int:
