@@ -13,11 +13,16 @@ from rolloutctl.gate import (
     stage_metrics,
 )
 from rolloutctl.playbook.load import LoadedPlaybook
-from rolloutctl.playbook.model import Stage
+from rolloutctl.playbook.model import Playbook, Stage
 from rolloutctl.stages.base import Judged, StageLook, result, row
 
 if TYPE_CHECKING:
-    from rolloutctl.metrics.evalfile import EvalFileSource
+    from rolloutctl.metrics.evalfile import (
+        EvalFileSource,
+        NewFailures,
+        OfflineEvalResult,
+        PassRate,
+    )
     from rolloutctl.metrics.evalformats import EvalRun
     from rolloutctl.stats.compare import Comparison
 
@@ -30,7 +35,6 @@ def _gate(look: StageLook) -> GateResult:
     One Holm family over the category tests and the metrics' vetoing comparisons keeps the
     chance of a false rollback under alpha. A run that did not complete is a measurement
     error: the stage holds with verdict error, never passes and never rolls back."""
-    loaded, stage_index = look.loaded, look.stage_index
     from rolloutctl.metrics.evalfile import (
         EvalFileSource,
         check_new_failures,
@@ -40,8 +44,7 @@ def _gate(look: StageLook) -> GateResult:
     from rolloutctl.metrics.registry import build_source
     from rolloutctl.stats import multiple
 
-    pb = loaded.playbook
-    stage = pb.stages[stage_index]
+    loaded, pb, stage = look.loaded, look.playbook, look.stage
     assert stage.source is not None
     source = build_source(stage.source, loaded)
     assert isinstance(source, EvalFileSource)
@@ -49,29 +52,7 @@ def _gate(look: StageLook) -> GateResult:
     notes = [*baseline.notes, *candidate.notes]
     failed = run_errors(baseline, candidate)
     if failed:
-        run_rows = [
-            row(
-                "eval_run",
-                "eval run completed",
-                "offline eval",
-                "error" if run.error else "pass",
-                run.error or f"{run.format} run of {run.overall.n} samples",
-                segment={"run": arm},
-            )
-            for arm, run in (("baseline", baseline), ("candidate", candidate))
-        ]
-        return result(
-            look,
-            verdict="error",
-            reasons=[
-                *failed,
-                "a run that did not complete is a measurement error, never a pass: rerun "
-                "the eval and look again",
-            ],
-            rows=run_rows,
-            notes=notes,
-            errors=len(failed),
-        )
+        return _incomplete_run(look, baseline, candidate, failed, notes)
     alpha = pb.analysis.alpha
     checks = offline_eval(
         baseline,
@@ -80,41 +61,8 @@ def _gate(look: StageLook) -> GateResult:
         no_new_failures_in=stage.no_new_failures_in,
         alpha=alpha,
     )
-    rows: list[MetricResult] = []
     reasons: list[str] = []
-    overall = checks.rates[0]
-    if checks.pass_rate is not None:
-        ok = checks.pass_rate.ok
-        need = f"{checks.pass_rate.threshold:.1%}"
-        note = f"candidate {overall.candidate.rate:.1%} {'≥' if ok else '<'} {need} required"
-        if not ok:
-            reasons.append(
-                f"offline eval pass rate {overall.candidate.rate:.1%} is below the "
-                f"required {need} ({overall.candidate.n} samples)"
-            )
-    else:
-        ok, note = True, "no minimum pass rate set; shown for the record"
-    rows.append(
-        row(
-            "pass_rate",
-            "eval pass rate",
-            "offline eval",
-            "pass" if ok else "fail",
-            note,
-            kind="proportion",
-            worse="lower",
-            margin=0.0,
-            control=(overall.baseline.n, overall.baseline.rate),
-            canary=(overall.candidate.n, overall.candidate.rate),
-            estimate=overall.candidate.rate - overall.baseline.rate,
-            ci=[
-                overall.candidate_ci[0] - overall.baseline.rate,
-                overall.candidate_ci[1] - overall.baseline.rate,
-            ],
-            test="observed pass rate against the threshold (Wilson interval shown)",
-        )
-    )
-
+    rows = [_pass_rate_row(checks, reasons)]
     categories = [r.category for r in checks.rates[1:] if r.category is not None]
     per_category = (
         check_new_failures(baseline, candidate, categories, alpha=alpha, tolerate_noise=True)
@@ -131,6 +79,93 @@ def _gate(look: StageLook) -> GateResult:
     )
     family = len(rejected)
     rates = {r.category: r for r in checks.rates[1:]}
+    rows += _category_rows(per_category, rejected, adjusted, rates, reasons)
+    rows += _new_failure_rows(checks.new_failures, reasons)
+    for (r, _), reject, adj in zip(
+        vetoing, rejected[len(per_category) :], adjusted[len(per_category) :], strict=True
+    ):
+        r.p_adjusted = adj
+        if reject:
+            r.verdict = "fail"
+            reasons.append(_eval_metric_failure(r, family, alpha))
+        elif r.verdict == "fail":
+            r.verdict = "inconclusive"
+    reasons += _limit_breaches(pb, metric_rows)
+    rows += metric_rows
+    return _verdict(look, reasons, errors, metric_rows, rows, notes, checks.rates[0])
+
+
+def _incomplete_run(
+    look: StageLook, baseline: EvalRun, candidate: EvalRun, failed: list[str], notes: list[str]
+) -> GateResult:
+    run_rows = [
+        row(
+            "eval_run",
+            "eval run completed",
+            "offline eval",
+            "error" if run.error else "pass",
+            run.error or f"{run.format} run of {run.overall.n} samples",
+            segment={"run": arm},
+        )
+        for arm, run in (("baseline", baseline), ("candidate", candidate))
+    ]
+    return result(
+        look,
+        verdict="error",
+        reasons=[
+            *failed,
+            "a run that did not complete is a measurement error, never a pass: rerun "
+            "the eval and look again",
+        ],
+        rows=run_rows,
+        notes=notes,
+        errors=len(failed),
+    )
+
+
+def _pass_rate_row(checks: OfflineEvalResult, reasons: list[str]) -> MetricResult:
+    """The overall pass rate against `min_pass_rate` (a reason added when below)."""
+    overall = checks.rates[0]
+    if checks.pass_rate is not None:
+        ok = checks.pass_rate.ok
+        need = f"{checks.pass_rate.threshold:.1%}"
+        note = f"candidate {overall.candidate.rate:.1%} {'≥' if ok else '<'} {need} required"
+        if not ok:
+            reasons.append(
+                f"offline eval pass rate {overall.candidate.rate:.1%} is below the "
+                f"required {need} ({overall.candidate.n} samples)"
+            )
+    else:
+        ok, note = True, "no minimum pass rate set; shown for the record"
+    return row(
+        "pass_rate",
+        "eval pass rate",
+        "offline eval",
+        "pass" if ok else "fail",
+        note,
+        kind="proportion",
+        worse="lower",
+        margin=0.0,
+        control=(overall.baseline.n, overall.baseline.rate),
+        canary=(overall.candidate.n, overall.candidate.rate),
+        estimate=overall.candidate.rate - overall.baseline.rate,
+        ci=[
+            overall.candidate_ci[0] - overall.baseline.rate,
+            overall.candidate_ci[1] - overall.baseline.rate,
+        ],
+        test="observed pass rate against the threshold (Wilson interval shown)",
+    )
+
+
+def _category_rows(
+    per_category: list[NewFailures],
+    rejected: list[bool],
+    adjusted: list[float],
+    rates: dict[str | None, PassRate],
+    reasons: list[str],
+) -> list[MetricResult]:
+    """Per category, more new failures than fixes (McNemar, in the Holm family)."""
+    rows: list[MetricResult] = []
     for f, reject, adj in zip(per_category, rejected, adjusted, strict=False):
         rate = rates[f.category]
         verdict = "fail" if reject else "pass"
@@ -162,7 +197,13 @@ def _gate(look: StageLook) -> GateResult:
                 test="exact McNemar on paired samples, Holm across categories and metrics",
             )
         )
-    for f in checks.new_failures:
+    return rows
+
+
+def _new_failure_rows(new_failures: list[NewFailures], reasons: list[str]) -> list[MetricResult]:
+    """In the `no_new_failures_in` categories, no sample that passed may fail."""
+    rows: list[MetricResult] = []
+    for f in new_failures:
         ids = ", ".join(f.new_failures[:10]) + (" …" if len(f.new_failures) > 10 else "")
         note = f.note or (
             f"new failures: {ids}"
@@ -189,16 +230,13 @@ def _gate(look: StageLook) -> GateResult:
                 test="any sample that passed on the baseline and fails on the candidate",
             )
         )
-    for (r, _), reject, adj in zip(
-        vetoing, rejected[len(per_category) :], adjusted[len(per_category) :], strict=True
-    ):
-        r.p_adjusted = adj
-        if reject:
-            r.verdict = "fail"
-            reasons.append(_eval_metric_failure(r, family, alpha))
-        elif r.verdict == "fail":
-            r.verdict = "inconclusive"
-    for r in metric_rows:  # absolute limits on the candidate's own value
+    return rows
+
+
+def _limit_breaches(pb: Playbook, metric_rows: list[MetricResult]) -> list[str]:
+    """Absolute limits on the candidate's own value."""
+    reasons: list[str] = []
+    for r in metric_rows:
         metric, value = pb.metric(r.name), r.canary["value"]
         if r.segment is not None or metric.limit is None or metric.advisory or value is None:
             continue
@@ -207,7 +245,21 @@ def _gate(look: StageLook) -> GateResult:
                 f"{r.title}: candidate {fmt.value(value, r.kind)} is beyond the limit "
                 f"{fmt.value(metric.limit, r.kind)}"
             )
-    rows += metric_rows
+    return reasons
+
+
+def _verdict(
+    look: StageLook,
+    reasons: list[str],
+    errors: dict[str, str],
+    metric_rows: list[MetricResult],
+    rows: list[MetricResult],
+    notes: list[str],
+    overall: PassRate,
+) -> GateResult:
+    """Fail on any reason; else an error for an unmeasured metric; else hold while a deciding
+    metric has no data (or, with non_inferiority, is undecided); else pass."""
+    pb, stage = look.playbook, look.stage
     common: dict[str, Any] = {"rows": rows, "notes": notes}
     if reasons:
         return result(look, verdict="fail", reasons=reasons, **common)
