@@ -11,7 +11,7 @@ import contextlib
 import glob
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -170,6 +170,81 @@ def _accumulate(total: Measurement, part: Measurement | None) -> Measurement:
     return Measurement(
         stats=stats, arm_counts=counts["arm_counts"], unit_counts=counts["unit_counts"]
     )
+
+
+@dataclass
+class _Plan:
+    """The SQL pieces one measurement's queries share."""
+
+    columns: set[str]
+    arms: str  # (control, canary) as a SQL list
+    window: str  # the canary's window: freshness is judged on it
+    arm_rows: str  # rows of either arm in its window
+    span: str  # rows anywhere in the windows
+    dims: list[str]  # segment dimensions that are columns of the log
+    bin_sql: str  # a row's look interval (0 when there is one look)
+    where: str  # arm rows inside the stage scope
+    segments_per_look: bool
+    dim_exprs: dict[str, str] = field(default_factory=dict)  # segment value per dimension
+
+    @property
+    def seg_names(self) -> list[str]:
+        return [sql_ident("seg_" + d) for d in self.dims]
+
+    @property
+    def seg_bin(self) -> str:
+        return "__bin, " if self.segments_per_look else ""
+
+    @property
+    def seg_cols(self) -> str:
+        return "".join(f", {e} AS {sql_ident('seg_' + d)}" for d, e in self.dim_exprs.items())
+
+    @classmethod
+    def of(
+        cls,
+        request: MeasureRequest,
+        types: dict[str, str],
+        every: timedelta | None,
+        segments_per_look: bool,
+        out: Measurement,
+    ) -> _Plan:
+        """The pieces for `request` over a log with these column types; what cannot be used
+        (a scope or dimension the log cannot express) becomes a note on `out`."""
+        columns = set(types)
+        arm_rows, span = _arm_rows(request)
+        scope_sql = "TRUE"
+        if request.scope is not None:
+            try:
+                scope_sql = expr.to_sql(request.scope, columns)
+            except expr.ExprError as exc:
+                out.notes.append(f"stage scope ignored for analysis: {exc}")
+        for d in request.dimensions:
+            if d not in columns:
+                out.notes.append(f"segment dimension {d!r} is not a column of the log")
+        return cls(
+            columns=columns,
+            arms=f"({_literal(request.control)}, {_literal(request.canary)})",
+            window=_window_sql(request.start, request.end),
+            arm_rows=arm_rows,
+            span=span,
+            dims=[d for d in request.dimensions if d in columns],
+            bin_sql=_bin_sql(request, every),
+            where=f"{arm_rows} AND ({scope_sql})",
+            segments_per_look=segments_per_look,
+        )
+
+
+def _bin_sql(request: MeasureRequest, every: timedelta | None) -> str:
+    """The look interval a row falls in, counted from the stage's start."""
+    if every is None:
+        return "0"
+    start_s = request.start.timestamp()
+    bin_sql = f"CAST(floor((epoch(__ts) - {start_s!r}) / {every.total_seconds()!r}) AS BIGINT)"
+    if request.control_window is None:
+        return bin_sql
+    # Looks follow the canary's window; the baseline is whole at every look, so it goes to
+    # the first bin, which every cumulative look includes.
+    return f"CASE WHEN variant = {_literal(request.control)} THEN 0 ELSE {bin_sql} END"
 
 
 @dataclass
@@ -402,44 +477,39 @@ class RequestLogSource:
         ends: list[datetime],
         segments_per_look: bool = True,
     ) -> list[tuple[datetime, Measurement]]:
+        """The looks ending at `ends`: one health scan, one grouped aggregation by arm, bin
+        and segment, the distinct units, a histogram query per quantile metric; then the
+        bins added up look by look."""
         out = Measurement()  # what every look shares: notes, bad rows, errors, queries
-        columns = set(types)
-        arms = f"({_literal(request.control)}, {_literal(request.canary)})"
-        window = _window_sql(request.start, request.end)  # the canary's: freshness is judged on it
-        arm_rows, span = _arm_rows(request)
-        scope_sql = "TRUE"
-        if request.scope is not None:
-            try:
-                scope_sql = expr.to_sql(request.scope, columns)
-            except expr.ExprError as exc:
-                out.notes.append(f"stage scope ignored for analysis: {exc}")
-        dims = [d for d in request.dimensions if d in columns]
-        for d in request.dimensions:
-            if d not in columns:
-                out.notes.append(f"segment dimension {d!r} is not a column of the log")
-        if every is None:
-            bin_sql = "0"
-        else:
-            start_s = request.start.timestamp()
-            bin_sql = (
-                f"CAST(floor((epoch(__ts) - {start_s!r}) / {every.total_seconds()!r}) AS BIGINT)"
-            )
-            if request.control_window is not None:
-                # Looks follow the canary's window; the baseline is whole at every look, so
-                # it goes to the first bin, which every cumulative look includes.
-                bin_sql = (
-                    f"CASE WHEN variant = {_literal(request.control)} THEN 0 ELSE {bin_sql} END"
-                )
+        plan = _Plan.of(request, types, every, segments_per_look, out)
+        segment_values = self._health(con, plan, request, types, out)
+        plan.dim_exprs = {d: self._dim_expr(d, segment_values[d]) for d in plan.dims}
+        bins = self._aggregate(con, plan, request, types, out)
+        self._units(con, plan, request, bins)
+        for metric in request.metrics:
+            if metric.kind == "quantile" and metric.name not in out.errors:
+                self._histograms(con, metric, plan, types, out, bins, request)
+        return self._series(ends, bins, out, request, plan.dims)
 
-        # Bad rows and values, freshness, and segment cardinality, in one scan.
+    def _health(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        plan: _Plan,
+        request: MeasureRequest,
+        types: dict[str, str],
+        out: Measurement,
+    ) -> dict[str, list[str] | None]:
+        """Bad rows and values, freshness, and segment cardinality, in one scan; returns per
+        dimension the values judged on their own (None: all of them)."""
+        dims, columns = plan.dims, set(types)
         card = ", ".join(f"approx_count_distinct({sql_ident(d)})" for d in dims) or "0"
-        bad_values = self._bad_value_counts(request.metrics, columns, types, arm_rows)
+        bad_values = self._bad_value_counts(request.metrics, columns, types, plan.arm_rows)
         health_sql = (
             f"SELECT count(*) FILTER (WHERE __ts IS NULL),"
-            f" count(*) FILTER (WHERE {span} AND (variant IS NULL OR (variant NOT IN {arms}"
-            f" AND variant NOT LIKE 'shadow:%'))),"
-            f" epoch_ms(max(__ts) FILTER (WHERE {window})), {card},"
-            f" count(*) FILTER (WHERE {window})"
+            f" count(*) FILTER (WHERE {plan.span} AND (variant IS NULL OR (variant NOT IN "
+            f"{plan.arms} AND variant NOT LIKE 'shadow:%'))),"
+            f" epoch_ms(max(__ts) FILTER (WHERE {plan.window})), {card},"
+            f" count(*) FILTER (WHERE {plan.window})"
             + "".join(f", {sql}" for sql in bad_values.values())
             + " FROM log"
         )
@@ -456,57 +526,73 @@ class RequestLogSource:
                 label = f"non-numeric or non-finite {text}"
                 out.bad_rows[label] = int(row[4 + len(dims) + i])
         out.latest = None if latest is None else datetime.fromtimestamp(latest / 1000, UTC)
-        segment_values: dict[str, list[str] | None] = {}
-        for i, d in enumerate(dims):
-            if (row[3 + i] or 0) > request.max_segments:
-                top = con.execute(
-                    f"SELECT CAST({sql_ident(d)} AS VARCHAR) v FROM log WHERE {arm_rows} "
-                    f"GROUP BY v ORDER BY count(*) DESC, v "
-                    f"LIMIT {request.max_segments}"
-                ).fetchall()
-                largest = [str(t[0]) for t in top]
-                critical = [v for v in dict(request.never_pooled).get(d, ()) if v not in largest]
-                segment_values[d] = largest + critical
-                out.notes.append(
-                    f"segment {d!r} has about {row[3 + i]} values; judging the "
-                    f"{request.max_segments} largest"
-                    + (f" and the critical {', '.join(map(repr, critical))}" if critical else "")
-                    + ", the rest pooled as '(other)'"
-                )
-            else:
-                segment_values[d] = None
+        return {
+            d: self._segments_judged(con, plan, request, d, row[3 + i] or 0, out)
+            for i, d in enumerate(dims)
+        }
 
-        where = f"{arm_rows} AND ({scope_sql})"
-        dim_exprs = {d: self._dim_expr(d, segment_values[d]) for d in dims}
-        seg_names = [sql_ident("seg_" + d) for d in dims]
-        seg_bin = "__bin, " if segments_per_look else ""
-        sets = ["(variant, __bin)"] + [f"(variant, {seg_bin}{s})" for s in seg_names]
-        seg_cols = "".join(f", {e} AS {sql_ident('seg_' + d)}" for d, e in dim_exprs.items())
-        grouping = [f"grouping({s})" for s in seg_names]
+    def _segments_judged(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        plan: _Plan,
+        request: MeasureRequest,
+        d: str,
+        about: int,
+        out: Measurement,
+    ) -> list[str] | None:
+        """Past max_segments values, the largest and the never-pooled (critical) ones are
+        judged; the rest are pooled as '(other)'. None: every value is judged."""
+        if about <= request.max_segments:
+            return None
+        top = con.execute(
+            f"SELECT CAST({sql_ident(d)} AS VARCHAR) v FROM log WHERE {plan.arm_rows} "
+            f"GROUP BY v ORDER BY count(*) DESC, v "
+            f"LIMIT {request.max_segments}"
+        ).fetchall()
+        largest = [str(t[0]) for t in top]
+        critical = [v for v in dict(request.never_pooled).get(d, ()) if v not in largest]
+        out.notes.append(
+            f"segment {d!r} has about {about} values; judging the "
+            f"{request.max_segments} largest"
+            + (f" and the critical {', '.join(map(repr, critical))}" if critical else "")
+            + ", the rest pooled as '(other)'"
+        )
+        return largest + critical
 
+    def _aggregate(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        plan: _Plan,
+        request: MeasureRequest,
+        types: dict[str, str],
+        out: Measurement,
+    ) -> dict[int, Measurement]:
+        """Counts and sums of every non-quantile metric by arm, bin and segment, one scan."""
         aggregates: list[str] = ["count(*)"]
         readers: list[tuple[Metric, int, int]] = []
         for metric in request.metrics:
             try:
-                parts = self._aggregates(metric, columns, types)
+                parts = self._aggregates(metric, set(types), types)
             except expr.ExprError as exc:
                 out.errors[metric.name] = str(exc)
                 continue
-            if parts is None:  # quantile: its own histogram query below
+            if parts is None:  # quantile: its own histogram query
                 continue
             readers.append((metric, len(aggregates), len(parts)))
             aggregates.extend(parts)
-
         # One hash aggregation over the rows, by arm, bin and every segment at once; the
         # grouping sets then add up that small table (every aggregate is a count or a sum),
         # instead of scanning the rows once per grouping set.
+        seg_names, dims = plan.seg_names, plan.dims
+        sets = ["(variant, __bin)"] + [f"(variant, {plan.seg_bin}{s})" for s in seg_names]
+        grouping = [f"grouping({s})" for s in seg_names]
         inner = ", ".join(f"{a} AS __a{i}" for i, a in enumerate(aggregates))
         outer = [f"sum(__a{i})" for i in range(len(aggregates))]
         query = (
             f"SELECT variant, __bin, {', '.join([*seg_names, *grouping, *outer])} FROM ("
             f"SELECT variant, __bin{''.join(', ' + s for s in seg_names)}, {inner} "
-            f"FROM (SELECT *, {bin_sql} AS __bin{seg_cols} FROM log WHERE {where}) "
-            f"GROUP BY ALL) GROUP BY GROUPING SETS ({', '.join(sets)})"
+            f"FROM (SELECT *, {plan.bin_sql} AS __bin{plan.seg_cols} FROM log "
+            f"WHERE {plan.where}) GROUP BY ALL) GROUP BY GROUPING SETS ({', '.join(sets)})"
         )
         try:
             rows = con.execute(query).fetchall()
@@ -528,44 +614,50 @@ class RequestLogSource:
             for metric, start, width in readers:
                 values = r[offset + start : offset + start + width]
                 part.stats.setdefault((metric.name, segment), {})[arm] = self._stat(metric, values)
+        return bins
 
-        if request.units and "unit_id" in columns and not segments_per_look:
+    @staticmethod
+    def _units(
+        con: duckdb.DuckDBPyConnection,
+        plan: _Plan,
+        request: MeasureRequest,
+        bins: dict[int, Measurement],
+    ) -> None:
+        """Distinct units per arm for the sample-ratio check (exact, never approximate)."""
+        if not (request.units and "unit_id" in plan.columns):
+            return
+        if not plan.segments_per_look:
             # Overall distinct units for the last look only (charts need none per look).
             part = bins.setdefault(WHOLE, Measurement())
             units = part.unit_counts.setdefault(None, {"control": 0, "canary": 0})
             for variant, n in con.execute(
-                f"SELECT variant, count(DISTINCT unit_id) FROM log WHERE {where} GROUP BY variant"
+                f"SELECT variant, count(DISTINCT unit_id) FROM log WHERE {plan.where} "
+                "GROUP BY variant"
             ).fetchall():
                 units["control" if variant == request.control else "canary"] = int(n)
-        elif request.units and "unit_id" in columns:
-            # Distinct units for the sample-ratio check, overall only, each counted in the
-            # interval it was first seen (so intervals add up). A DISTINCT inside the grouping
-            # sets above would cost several times the whole scan.
-            for variant, first_bin, n in con.execute(
-                f"SELECT variant, first_bin, count(*) FROM (SELECT variant, unit_id, "
-                f"min({bin_sql}) AS first_bin FROM log WHERE {where} GROUP BY variant, unit_id) "
-                f"GROUP BY variant, first_bin"
-            ).fetchall():
-                part = bins.setdefault(int(first_bin), Measurement())
-                units = part.unit_counts.setdefault(None, {"control": 0, "canary": 0})
-                units["control" if variant == request.control else "canary"] = int(n)
-        for metric in request.metrics:
-            if metric.kind == "quantile" and metric.name not in out.errors:
-                self._histograms(
-                    con,
-                    metric,
-                    columns,
-                    types,
-                    dims,
-                    dim_exprs,
-                    where,
-                    bin_sql,
-                    seg_bin,
-                    out,
-                    bins,
-                    request,
-                )
+            return
+        # Distinct units for the sample-ratio check, overall only, each counted in the
+        # interval it was first seen (so intervals add up). A DISTINCT inside the grouping
+        # sets of the aggregation would cost several times the whole scan.
+        for variant, first_bin, n in con.execute(
+            f"SELECT variant, first_bin, count(*) FROM (SELECT variant, unit_id, "
+            f"min({plan.bin_sql}) AS first_bin FROM log WHERE {plan.where} "
+            f"GROUP BY variant, unit_id) GROUP BY variant, first_bin"
+        ).fetchall():
+            part = bins.setdefault(int(first_bin), Measurement())
+            units = part.unit_counts.setdefault(None, {"control": 0, "canary": 0})
+            units["control" if variant == request.control else "canary"] = int(n)
 
+    def _series(
+        self,
+        ends: list[datetime],
+        bins: dict[int, Measurement],
+        out: Measurement,
+        request: MeasureRequest,
+        dims: list[str],
+    ) -> list[tuple[datetime, Measurement]]:
+        """The cumulative look at each end: every bin up to it (and, at the last, the rows
+        aggregated over the whole window), with what every look shares."""
         series: list[tuple[datetime, Measurement]] = []
         total = Measurement()
         for index, end in enumerate(ends):
@@ -680,32 +772,26 @@ class RequestLogSource:
         self,
         con: duckdb.DuckDBPyConnection,
         metric: Metric,
-        columns: set[str],
+        plan: _Plan,
         types: dict[str, str],
-        dims: list[str],
-        dim_exprs: dict[str, str],
-        where: str,
-        bin_sql: str,
-        seg_bin: str,
         out: Measurement,
         bins: dict[int, Measurement],
         request: MeasureRequest,
     ) -> None:
         assert metric.value is not None
         try:
-            x = self._number(metric.value, columns, types)
+            x = self._number(metric.value, set(types), types)
         except expr.ExprError as exc:
             out.errors[metric.name] = str(exc)
             return
+        dims, seg_names = plan.dims, plan.seg_names
         bucket = f"CASE WHEN __x <= 0 THEN {ZERO_BUCKET} ELSE CAST(floor(ln(__x) / {LOG_GAMMA!r}) AS INTEGER) END"
-        seg_cols = "".join(f", {e} AS {sql_ident('seg_' + d)}" for d, e in dim_exprs.items())
-        seg_names = [sql_ident("seg_" + d) for d in dims]
         grouping = [f"grouping({s})" for s in seg_names]
-        sets = ["(variant, __bin, b)"] + [f"(variant, {seg_bin}{s}, b)" for s in seg_names]
+        sets = ["(variant, __bin, b)"] + [f"(variant, {plan.seg_bin}{s}, b)" for s in seg_names]
         query = (
             f"SELECT variant, __bin, {', '.join([*seg_names, *grouping, 'b', 'count(*)'])} FROM ("
-            f"SELECT variant, __bin{seg_cols}, {bucket} AS b FROM (SELECT *, {x} AS __x, "
-            f"{bin_sql} AS __bin FROM log WHERE {where}) WHERE __x IS NOT NULL) "
+            f"SELECT variant, __bin{plan.seg_cols}, {bucket} AS b FROM (SELECT *, {x} AS __x, "
+            f"{plan.bin_sql} AS __bin FROM log WHERE {plan.where}) WHERE __x IS NOT NULL) "
             f"GROUP BY GROUPING SETS ({', '.join(sets)})"
         )
         out.queries[metric.name] = query

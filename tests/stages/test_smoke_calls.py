@@ -9,7 +9,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -44,6 +44,26 @@ def completion(model: str, content: str, *, usage: bool = True) -> dict[str, Any
     return body
 
 
+def _without_choices(model: str, content: str) -> dict[str, Any]:
+    body = completion(model, content)
+    del body["choices"]
+    return body
+
+
+# How the server answers each behaviour (the first part of the request's path).
+ANSWERS: dict[str, Callable[[str, str], dict[str, Any]]] = {
+    "good": completion,
+    "dated": lambda model, content: completion(f"{model}-2026-03-01", content),
+    # a different model whose name extends the asked one
+    "sibling": lambda model, content: completion(f"{model}-mini-2026-03-01", content),
+    "nochoices": _without_choices,
+    "nousage": lambda model, content: completion(model, content, usage=False),
+    "wrongmodel": lambda model, content: completion("gpt-3.5-turbo-0125", content),
+    "plaintext": lambda model, content: completion(model, "pong"),  # ignores response_format
+}
+DELAYS = {"slow": SLOW_S, "sluggish": SLUGGISH_S}  # a good answer, after this many seconds
+
+
 class Server:
     """A chat-completions server on 127.0.0.1; records every request it gets."""
 
@@ -75,17 +95,10 @@ class Server:
                     message = f"Incorrect API key provided: {key}."
                     error = {"message": message, "type": "invalid_request_error"}
                     return self.send(401, {"error": {**error, "code": "invalid_api_key"}})
-                if behaviour == "good":
-                    return self.send(200, completion(model, content))
-                if behaviour == "dated":
-                    return self.send(200, completion(f"{model}-2026-03-01", content))
-                if behaviour == "sibling":  # a different model whose name extends the asked one
-                    return self.send(200, completion(f"{model}-mini-2026-03-01", content))
-                if behaviour == "slow":
-                    time.sleep(SLOW_S)
-                    return self.send(200, completion(model, content))
-                if behaviour == "sluggish":
-                    time.sleep(SLUGGISH_S)
+                if behaviour in ANSWERS:
+                    return self.send(200, ANSWERS[behaviour](model, content))
+                if behaviour in DELAYS:
+                    time.sleep(DELAYS[behaviour])
                     return self.send(200, completion(model, content))
                 if behaviour == "trickle":  # ten bytes every 0.1 s: each read is quick
                     data = json.dumps(completion(model, content)).encode()
@@ -98,16 +111,6 @@ class Server:
                 if behaviour == "malformed":  # a proxy's error page, echoing the header
                     page = f"<html><body>\n<h1>Bad gateway</h1> upstream said no to {auth}"
                     return self.send_text(200, page + "</body></html>")
-                if behaviour == "nochoices":
-                    body = completion(model, content)
-                    del body["choices"]
-                    return self.send(200, body)
-                if behaviour == "nousage":
-                    return self.send(200, completion(model, content, usage=False))
-                if behaviour == "wrongmodel":
-                    return self.send(200, completion("gpt-3.5-turbo-0125", content))
-                if behaviour == "plaintext":  # ignores response_format
-                    return self.send(200, completion(model, "pong"))
                 return self.send(404, {"error": {"message": f"no behaviour {behaviour}"}})
 
             def send(self, status: int, body: dict[str, Any]) -> None:
