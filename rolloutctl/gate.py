@@ -3,7 +3,7 @@
 Pure: it takes the playbook, the stage, the measurements and the clock readings, and
 returns a GateResult. It never touches flags or state; the engine acts on the verdict.
 
-Rules (DESIGN.md §5):
+Rules (the README's "How the gate decides"):
 - each deciding metric is compared overall; critical metrics also in every critical segment,
   and in every segment when `per_segment: true` (safety vetoes from one segment);
 - FAIL: alpha is split over all vetoing comparisons (Holm, weighted by each metric's
@@ -22,6 +22,7 @@ Rules (DESIGN.md §5):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -487,10 +488,26 @@ def _planned(
             rows.append(_error_row(look, metric, error, query))
             continue
         query = found.queries.get(metric.name)
-        for (name, segment), arms in found.stats.items():
-            if name == metric.name:  # every segment is shown; vetoes() says which decide
-                planned.append((metric, segment, arms, query))
+        mine = [
+            (segment, arms) for (name, segment), arms in found.stats.items() if name == metric.name
+        ]
+        order = _segment_order(look.playbook.segments.dimensions)
+        for segment, arms in sorted(mine, key=lambda item: order(item[0])):
+            planned.append((metric, segment, arms, query))  # every segment is shown
     return planned, errors, rows
+
+
+def _segment_order(dimensions: list[str]) -> Callable[[SegmentKey], tuple[int, int, str]]:
+    """Rows in a stable order, whatever order a source answered in: overall first, then the
+    playbook's dimensions in its order, each by value."""
+
+    def key(segment: SegmentKey) -> tuple[int, int, str]:
+        if segment is None:
+            return (0, 0, "")
+        dim, value = segment
+        return (1, dimensions.index(dim) if dim in dimensions else len(dimensions), value)
+
+    return key
 
 
 def _error_row(look: _Look, metric: Metric, error: MetricError, query: str | None) -> MetricResult:
