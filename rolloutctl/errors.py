@@ -1,4 +1,4 @@
-"""The exception hierarchy of rolloutctl; every class carries its exit code (DESIGN.md §4).
+"""The exception hierarchy of rolloutctl; every class carries its exit code (the README's exit-code table).
 
     RolloutError                  exit 1   a bug; traceback only with -v
      ├── UsageError               exit 2   wrong command-line usage

@@ -1,5 +1,5 @@
 """The `rolloutctl` command: global options, the commands, and the one place that turns
-exceptions into messages and exit codes (DESIGN.md §4)."""
+exceptions into messages and exit codes (the README's exit-code table)."""
 
 from __future__ import annotations
 

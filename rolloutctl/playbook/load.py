@@ -31,7 +31,8 @@ from rolloutctl.playbook.model import (
 
 Loc = tuple[str | int, ...]
 
-# Columns a request log may carry (DESIGN.md §4); segment columns come from the playbook.
+# Columns a request log may carry (the README's "Request logs"); segment columns come from the
+# playbook.
 REQUEST_LOG_COLUMNS = {
     "ts",
     "variant",
