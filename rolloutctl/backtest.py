@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from rolloutctl import gate
+from rolloutctl import formatting, gate
 from rolloutctl.durations import format_duration, parse_duration
 from rolloutctl.errors import InvalidInput
 from rolloutctl.metrics.base import Measurement, MeasureRequest
@@ -86,7 +86,7 @@ class BacktestResult:
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        cleaned: dict[str, Any] = gate.json_safe(asdict(self))
+        cleaned: dict[str, Any] = formatting.json_safe(asdict(self))
         return cleaned
 
 

@@ -6,7 +6,9 @@ import re
 from datetime import timedelta
 
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
+# The one duration grammar: parse_duration reads it, the playbook schema validates with it.
+DURATION_PATTERN = r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$"
+_RE = re.compile(DURATION_PATTERN)
 
 
 def parse_duration(text: str) -> timedelta:

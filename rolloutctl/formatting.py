@@ -1,5 +1,6 @@
 """How numbers read everywhere a person sees them: gate reasons, HTML reports, Markdown and
-JUnit. One place, so a value reads the same in the terminal, the report and CI."""
+JUnit. One place, so a value reads the same in the terminal, the report and CI; and numbers as
+JSON carries them (`json_safe`: JSON has no NaN or infinity)."""
 
 from __future__ import annotations
 
@@ -45,3 +46,14 @@ def p_is(v: Any) -> str:
     """What follows "p" in a sentence: "= 0.012" or "< 0.0001" (never "p = < 0.0001")."""
     text = p_value(v)
     return text if text.startswith("<") else f"= {text}"
+
+
+def json_safe(value: Any) -> Any:
+    """JSON-safe: NaN and infinities become null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value

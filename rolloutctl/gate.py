@@ -98,18 +98,7 @@ class GateResult:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        return json_safe(data)
-
-
-def json_safe(value: Any) -> Any:
-    """JSON-safe: NaN and infinities become null."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    return value
+        return formatting.json_safe(data)
 
 
 def stage_metrics(playbook: Playbook, stage: Stage) -> list[Metric]:

@@ -31,8 +31,7 @@ from rolloutctl.metrics.evalformats import (
 )
 from rolloutctl.playbook import expr
 from rolloutctl.playbook.load import LoadedPlaybook
-from rolloutctl.playbook.model import EvalFileSource as EvalFileSpec
-from rolloutctl.playbook.model import Metric
+from rolloutctl.playbook.model import EvalFileSpec, Metric
 from rolloutctl.stats import fixed, paired
 from rolloutctl.stats.sufficient import Histogram, Moments, Proportion, RatioMoments, Stat
 

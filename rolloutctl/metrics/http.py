@@ -57,8 +57,7 @@ from rolloutctl.metrics import retry
 from rolloutctl.metrics.base import Measurement, MeasureRequest, SegmentKey
 from rolloutctl.metrics.retry import short
 from rolloutctl.playbook.load import LoadedPlaybook
-from rolloutctl.playbook.model import HttpSource as HttpSpec
-from rolloutctl.playbook.model import Metric
+from rolloutctl.playbook.model import HttpSpec, Metric
 from rolloutctl.stats.sufficient import Histogram, Moments, Proportion, RatioMoments, Stat
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_.\-]*)\s*\}\}")

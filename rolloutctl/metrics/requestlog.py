@@ -23,8 +23,7 @@ from rolloutctl.metrics.base import Measurement, MeasureRequest, SegmentKey
 from rolloutctl.playbook import expr
 from rolloutctl.playbook.expr import sql_ident
 from rolloutctl.playbook.load import LoadedPlaybook
-from rolloutctl.playbook.model import Metric
-from rolloutctl.playbook.model import RequestLogSource as RequestLogSpec
+from rolloutctl.playbook.model import Metric, RequestLogSpec
 from rolloutctl.stats.sufficient import (
     LOG_GAMMA,
     ZERO_BUCKET,

@@ -20,10 +20,10 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from rolloutctl import envvars
+from rolloutctl.durations import DURATION_PATTERN
 from rolloutctl.errors import InvalidInput, PlaybookInvalid
 from rolloutctl.playbook import expr
 from rolloutctl.playbook.model import (
-    DURATION_RE,
     METRIC_NAME_RE,
     NAME_RE,
     Playbook,
@@ -356,7 +356,7 @@ def _container_item(annotation: Any) -> Any:
 
 _PATTERN_WORDS = {
     NAME_RE: "expected a lowercase name: letters, digits, '.', '_' or '-', up to 80 characters",
-    DURATION_RE: "expected a duration such as 30s, 15m, 2h, 7d",
+    DURATION_PATTERN: "expected a duration such as 30s, 15m, 2h, 7d",
     METRIC_NAME_RE: "expected an identifier: letters, digits and '_', not starting with a digit",
 }
 

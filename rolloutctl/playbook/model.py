@@ -16,11 +16,10 @@ from pydantic import (
     model_validator,
 )
 
-from rolloutctl.durations import parse_duration
+from rolloutctl.durations import DURATION_PATTERN, parse_duration
 from rolloutctl.state.store import NAME_PATTERN
 
 NAME_RE = NAME_PATTERN
-DURATION_RE = r"^\s*\d+(\.\d+)?\s*(ms|s|m|h|d|w)\s*$"
 METRIC_NAME_RE = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 
@@ -32,7 +31,7 @@ class Strict(BaseModel):
 Duration = Annotated[
     str,
     Field(
-        pattern=DURATION_RE,
+        pattern=DURATION_PATTERN,
         description="a duration such as 30m, 2h, 7d",
         examples=["30m", "2h", "7d"],
     ),
@@ -168,7 +167,7 @@ FlagSpec = Annotated[
 # ---------------------------------------------------------------- sources
 
 
-class RequestLogSource(Strict):
+class RequestLogSpec(Strict):
     """Request logs (JSONL / CSV / Parquet, a path or glob) queried in place by DuckDB."""
 
     kind: Literal["requestlog"]
@@ -176,7 +175,7 @@ class RequestLogSource(Strict):
     format: Literal["auto", "jsonl", "csv", "parquet"] = "auto"
 
 
-class PrometheusSource(Strict):
+class PrometheusSpec(Strict):
     """A Prometheus-compatible HTTP API (Prometheus, VictoriaMetrics, Thanos, Mimir)."""
 
     kind: Literal["prometheus"]
@@ -207,7 +206,7 @@ class PrometheusSource(Strict):
     )
 
     @model_validator(mode="after")
-    def _one_auth(self) -> PrometheusSource:
+    def _one_auth(self) -> PrometheusSpec:
         if self.bearer_token_env and self.basic_auth_env:
             raise ValueError("give at most one of bearer_token_env and basic_auth_env")
         if len(set(self.variants.values())) < len(self.variants):
@@ -215,7 +214,7 @@ class PrometheusSource(Strict):
         return self
 
 
-class HttpSource(Strict):
+class HttpSpec(Strict):
     """A JSON web service answering sufficient statistics per arm (Argo Rollouts' web metric)."""
 
     kind: Literal["http"]
@@ -248,7 +247,7 @@ class EvalRunPick(Strict):
     candidate: str
 
 
-class EvalFileSource(Strict):
+class EvalFileSpec(Strict):
     """Offline eval results of a baseline run and a candidate run on the same samples."""
 
     kind: Literal["evalfile"]
@@ -279,7 +278,7 @@ class EvalFileSource(Strict):
 
 
 Source = Annotated[
-    RequestLogSource | PrometheusSource | HttpSource | EvalFileSource,
+    RequestLogSpec | PrometheusSpec | HttpSpec | EvalFileSpec,
     Field(discriminator="kind"),
 ]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from rolloutctl import gate
+from rolloutctl import formatting, gate
 from rolloutctl.metrics.base import Measurement
 from rolloutctl.playbook.load import LoadedPlaybook
 from rolloutctl.stats.sufficient import Histogram
@@ -88,5 +88,5 @@ def collect(
                     "margin": comp.margin,
                 }
             )
-        evidence["series"][metric.name] = gate.json_safe(points)
+        evidence["series"][metric.name] = formatting.json_safe(points)
     return evidence

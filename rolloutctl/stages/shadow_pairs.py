@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import duckdb
 
 from rolloutctl.errors import InvalidInput
+from rolloutctl.formatting import json_safe
 from rolloutctl.playbook import expr
 from rolloutctl.playbook.expr import sql_ident
 from rolloutctl.playbook.model import Metric
@@ -103,18 +104,8 @@ class ShadowResult:
     notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = _json_safe(asdict(self))
+        out: dict[str, Any] = json_safe(asdict(self))
         return out
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    return value
 
 
 # ================================================================ the analysis

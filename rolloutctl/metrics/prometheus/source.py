@@ -32,8 +32,7 @@ from rolloutctl.metrics.prometheus.reading import (
 )
 from rolloutctl.metrics.retry import short
 from rolloutctl.playbook import expr
-from rolloutctl.playbook.model import Metric
-from rolloutctl.playbook.model import PrometheusSource as PrometheusSpec
+from rolloutctl.playbook.model import Metric, PrometheusSpec
 
 if TYPE_CHECKING:
     from rolloutctl.playbook.load import LoadedPlaybook
