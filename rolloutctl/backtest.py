@@ -39,6 +39,7 @@ from rolloutctl.playbook import expr
 from rolloutctl.playbook.load import LoadedPlaybook
 from rolloutctl.playbook.model import Playbook, Stage
 from rolloutctl.playbook.scope import scope_text
+from rolloutctl.results import GateResult, MetricResult
 from rolloutctl.stats.compare import srm_p_value
 
 REPLAYED_KINDS = ("canary", "ab")
@@ -181,7 +182,7 @@ def _judged_at_log_split(
     return _with_traffic(pb, index, observed)
 
 
-def _note_ratio_mismatch(stage: Stage, result: gate.GateResult, replay: _Replay) -> None:
+def _note_ratio_mismatch(stage: Stage, result: GateResult, replay: _Replay) -> None:
     """Point at --at-log-split once per stage whose looks hold on a sample-ratio mismatch:
     right when the log's split was set by history, wrong when the assignment was broken."""
     if result.srm.get("ok", True):
@@ -459,7 +460,7 @@ def backtest(
     )
 
 
-def _cell(r: gate.MetricResult) -> str:
+def _cell(r: MetricResult) -> str:
     where = (
         "" if r.segment is None else " in " + ", ".join(f"{k}={v}" for k, v in r.segment.items())
     )

@@ -12,10 +12,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from typing_extensions import TypedDict  # pydantic reads this one on 3.11
+
 from rolloutctl.errors import ExitCode
 
 if TYPE_CHECKING:
-    from rolloutctl.gate import GateResult
+    from rolloutctl.results import GateResult
     from rolloutctl.state.store import StateStore
 
 
@@ -31,6 +33,19 @@ class Context:
     charts: str = "all"
 
 
+class ControlChange(TypedDict):
+    """What `control apply` or `control revert` changed: the control's flags before and
+    after (flag key -> value as the backend holds it)."""
+
+    name: str
+    layer: str
+    title: str
+    operation: str  # apply | revert
+    before: dict[str, Any]
+    after: dict[str, Any]
+    applied: bool  # is the control in force now?
+
+
 @dataclass
 class Outcome:
     """What a command did, rendered by the CLI as text or JSON."""
@@ -44,7 +59,7 @@ class Outcome:
     exit_code: ExitCode = ExitCode.OK
     gate: GateResult | None = None
     warnings: list[str] = field(default_factory=list)
-    extra: dict[str, Any] = field(default_factory=dict)  # command-specific keys, e.g. control
+    control: ControlChange | None = None  # set by `control apply` and `control revert`
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -60,5 +75,6 @@ class Outcome:
         if self.gate is not None:
             data.update(self.gate.to_dict())
             data["rollout"], data["stage"] = self.rollout, self.gate.stage
-        data.update(self.extra)
+        if self.control is not None:
+            data["control"] = self.control
         return data

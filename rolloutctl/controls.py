@@ -15,7 +15,7 @@ import json
 from typing import Any
 
 from rolloutctl.atomic import atomic_write
-from rolloutctl.context import Context, Outcome
+from rolloutctl.context import Context, ControlChange, Outcome
 from rolloutctl.errors import ExitCode, StateConflict, UsageError
 from rolloutctl.flags.registry import build_backend
 from rolloutctl.state.store import ACTIVE, RolloutState
@@ -249,15 +249,15 @@ def _outcome(
         ExitCode.OK,
         warnings=warnings or [],
     )
-    out.extra["control"] = {
-        "name": control["name"],
-        "layer": control["layer"],
-        "title": control["title"],
-        "operation": operation,
-        "before": before,
-        "after": after,
-        "applied": operation == "apply",
-    }
+    out.control = ControlChange(
+        name=control["name"],
+        layer=control["layer"],
+        title=control["title"],
+        operation=operation,
+        before=before,
+        after=after,
+        applied=operation == "apply",
+    )
     return out
 
 
@@ -401,7 +401,8 @@ def revert(ctx: Context, rollout: str, name: str, reason: str, *, force: bool = 
         restored,
         warnings,
     )
-    out.extra["control"]["applied"] = False
+    assert out.control is not None
+    out.control["applied"] = False
     out.warnings += _notify(ctx, state, out, reason, now)
     return out
 
@@ -409,7 +410,8 @@ def revert(ctx: Context, rollout: str, name: str, reason: str, *, force: bool = 
 def _notify(ctx: Context, state: RolloutState, out: Outcome, reason: str, now: str) -> list[str]:
     from rolloutctl import notify
 
-    info = out.extra["control"]
+    info = out.control
+    assert info is not None
     body = notify.event_body(
         rollout=state.rollout,
         stage=state.stage,

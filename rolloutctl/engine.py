@@ -24,8 +24,8 @@ from rolloutctl.report import records
 from rolloutctl.state.store import ACTIVE, RolloutState, StateStore, snapshot
 
 if TYPE_CHECKING:
-    from rolloutctl.gate import GateResult
     from rolloutctl.playbook.load import LoadedPlaybook
+    from rolloutctl.results import GateResult
 
 # ---------------------------------------------------------------- playbook helpers
 

@@ -23,82 +23,27 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from rolloutctl import formatting
 from rolloutctl.durations import format_duration, parse_duration
 from rolloutctl.metrics.base import Measurement, MetricError, SegmentKey
 from rolloutctl.playbook import expr
 from rolloutctl.playbook.model import Metric, Playbook, Stage
+from rolloutctl.results import (
+    ErrorDetail,
+    GateResult,
+    GateVerdict,
+    MetricResult,
+    RankView,
+    SampleRatio,
+    TriggerResult,
+)
 from rolloutctl.stats import compare, multiple, rank, sequential
 from rolloutctl.stats.compare import Comparison, MarginSpec
 from rolloutctl.stats.sufficient import Histogram, Moments, Proportion, RatioMoments, Stat
-
-GateVerdict = Literal["pass", "fail", "inconclusive", "error"]
-
-
-@dataclass
-class MetricResult:
-    name: str
-    title: str
-    group: str
-    kind: str
-    segment: dict[str, str] | None
-    critical: bool
-    advisory: bool
-    vetoes: bool  # does a failure here fail the gate?
-    control: dict[str, Any]  # {n, value}
-    canary: dict[str, Any]
-    estimate: float | None
-    ci: list[float | None]
-    margin: float
-    margin_kind: str  # absolute | relative
-    worse: str
-    verdict: str  # pass | fail | inconclusive | error
-    note: str = ""
-    limit: float | None = None
-    alpha: float | None = None  # of the harmful side: fail (split over the vetoing comparisons)
-    alpha_pass: float | None = None  # of the safe side: pass (an intersection-union test)
-    query: str | None = None
-    p_value: float | None = None  # always-valid one-sided p of "not worse than the margin"
-    p_adjusted: float | None = None  # Holm for vetoing comparisons, BH for diagnostic ones
-    test: str = ""
-    # Kayenta's view, reported beside the decision and never deciding: Mann-Whitney and the
-    # Hodges-Lehmann shift (quantile metrics, whose histograms carry the distributions).
-    rank: dict[str, float] | None = None
-    # A metric that could not be measured (verdict "error"): {message, query, error_type}.
-    error: dict[str, Any] | None = None
-
-
-@dataclass
-class GateResult:
-    rollout: str
-    stage: str
-    stage_index: int
-    verdict: GateVerdict
-    reasons: list[str]
-    srm: dict[str, Any]
-    metrics: list[MetricResult]
-    triggers: list[dict[str, Any]]
-    window: dict[str, str]
-    evaluated_at: str
-    elapsed: str
-    min_duration_met: bool
-    max_duration_passed: bool
-    no_data: bool
-    errors: int  # deciding metrics without a measurement this time
-    trigger_action: str | None = None  # rollback | pause when a trigger fired
-    tuned_at: int = 0  # total requests at which the sequential mixture is tightest
-    bad_rows: dict[str, int] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-    decision: str | None = None  # filled by the engine
-    report: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        return formatting.json_safe(data)
 
 
 def stage_metrics(playbook: Playbook, stage: Stage) -> list[Metric]:
@@ -235,7 +180,7 @@ def _planned_comparisons(playbook: Playbook, metric: Metric) -> int:
     return 1 + (critical_values if metric.critical else 0)
 
 
-def _rank_view(control: Histogram, canary: Histogram) -> dict[str, float]:
+def _rank_view(control: Histogram, canary: Histogram) -> RankView:
     view = rank.mann_whitney(rank.from_histogram(control), rank.from_histogram(canary))
     return {
         "shift": view.shift,
@@ -523,7 +468,7 @@ def _error_row(look: _Look, metric: Metric, error: MetricError, query: str | Non
         note=f"no measurement: {error.message}",
         limit=metric.limit,
         query=query,
-        error={"message": error.message, "query": query, "error_type": error.error_type},
+        error=ErrorDetail(message=error.message, query=query, error_type=error.error_type),
     )
 
 
@@ -693,7 +638,7 @@ def _limit_breaches(look: _Look, results: list[MetricResult]) -> list[str]:
 
 def _triggers(
     look: _Look, results: list[MetricResult]
-) -> tuple[list[dict[str, Any]], str | None, list[str]]:
+) -> tuple[list[TriggerResult], str | None, list[str]]:
     """Veto: the playbook's triggers on the overall values; the strongest action that fired
     (rollback over pause) and a reason per trigger that fired."""
     overall = {r.name: r for r in results if r.segment is None}
@@ -709,7 +654,7 @@ def _triggers(
         value = side["value"]
         return value if value is not None and math.isfinite(value) else None
 
-    triggers: list[dict[str, Any]] = []
+    triggers: list[TriggerResult] = []
     action: str | None = None
     reasons: list[str] = []
     for trig in look.playbook.triggers:
@@ -718,16 +663,16 @@ def _triggers(
             problem = None
         except (TypeError, ValueError, ArithmeticError, expr.ExprError) as exc:
             fired, problem = None, f"{type(exc).__name__}: {exc}"
-        triggers.append(
-            {
-                "name": trig.name,
-                "when": trig.when,
-                "action": trig.action,
-                "fired": bool(fired),
-                "evaluated": fired is not None,
-                **({"error": problem} if problem else {}),
-            }
+        result = TriggerResult(
+            name=trig.name,
+            when=trig.when,
+            action=trig.action,
+            fired=bool(fired),
+            evaluated=fired is not None,
         )
+        if problem:
+            result["error"] = problem
+        triggers.append(result)
         if fired:
             reasons.append(f"trigger {trig.name!r} fired ({trig.when}): {trig.action}")
             if trig.action == "rollback" or action is None:
@@ -737,7 +682,7 @@ def _triggers(
 
 def _sample_ratio(
     look: _Look, ratio_counts: dict[str, int], ratio_unit: str, check_ratio: bool
-) -> dict[str, Any]:
+) -> SampleRatio:
     """The sample-ratio check: chi-square of the counted units per arm against the split."""
     traffic = look.stage.traffic if look.stage.traffic is not None else 0.0
     srm_p = (
@@ -803,7 +748,7 @@ def _unmeasured(look: _Look, results: list[MetricResult], errors: dict[str, str]
 def _waiting(
     look: _Look,
     counts: dict[str, int],
-    srm: dict[str, Any],
+    srm: SampleRatio,
     errors: dict[str, str],
     deciding_errors: list[str],
     consecutive_errors: int,

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from rolloutctl import schemas
 from rolloutctl.demo import DemoRun, run_demo
 from tests.golden import differences
 
@@ -97,6 +98,17 @@ def test_every_gate_the_demo_records_is_the_reviewed_one(
         assert got[rollout].keys() == want[rollout].keys(), rollout
     problems = differences(got, want, "demo")
     assert not problems, "\n".join(problems[:20]) + "\nregenerate: python -m tests.test_demo"
+
+
+def test_every_gate_the_demo_records_matches_the_published_schema(
+    demo: tuple[DemoRun, DemoRun, Path, Path],
+) -> None:
+    """Every stage kind's gate (smoke to monitor) is a `gate-result` document."""
+    validator = schemas.adapter("gate-result")
+    records = sorted((demo[2] / "state").glob("*/gates/*.json"))
+    assert len(records) == 32
+    for record in records:
+        validator.validate_python(json.loads(record.read_text())["gate"])
 
 
 def _rewrite() -> None:

@@ -79,14 +79,26 @@ def validate(
     raise typer.Exit(int(worst))
 
 
-def schema() -> None:
-    """Print the playbook JSON Schema (for editors and CI linters)."""
-    from rolloutctl.playbook.model import Playbook
+def schema(
+    output: Annotated[
+        str,
+        typer.Option(
+            "--output",
+            metavar="NAME",
+            help="playbook | gate-result | command-result | error",
+        ),
+    ] = "playbook",
+) -> None:
+    """Print a JSON Schema: the playbook's (for editors and linters), or that of a JSON
+    document rolloutctl prints (for CI jobs that validate what they parse)."""
+    from rolloutctl import schemas
 
-    data = Playbook.model_json_schema()
-    data["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    data["title"] = "rolloutctl playbook"
-    common.say(json.dumps(data, indent=2))
+    if output not in schemas.NAMES:
+        raise UsageError(
+            f"--output {output!r} is not a schema rolloutctl publishes",
+            hint=f"one of: {', '.join(schemas.NAMES)}",
+        )
+    common.say(json.dumps(schemas.json_schema(output), indent=2))
 
 
 def plan(

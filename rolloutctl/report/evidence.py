@@ -15,6 +15,7 @@ from typing import Any
 from rolloutctl import formatting, gate
 from rolloutctl.metrics.base import Measurement
 from rolloutctl.playbook.load import LoadedPlaybook
+from rolloutctl.results import GateResult
 from rolloutctl.stats.sufficient import Histogram
 
 MAX_POINTS = 24
@@ -32,7 +33,7 @@ def interval_for(window: timedelta) -> timedelta:
 def collect(
     loaded: LoadedPlaybook,
     stage_index: int,
-    result: gate.GateResult,
+    result: GateResult,
     measurements: dict[str, Measurement],
     looks: dict[str, list[tuple[datetime, Measurement]]] | None,
 ) -> dict[str, Any]:

@@ -13,8 +13,8 @@ from rolloutctl.playbook.scope import scope_text
 
 if TYPE_CHECKING:
     from rolloutctl.context import Context
-    from rolloutctl.gate import GateResult
     from rolloutctl.playbook.load import LoadedPlaybook
+    from rolloutctl.results import GateResult
     from rolloutctl.state.store import RolloutState
 
 

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from rolloutctl.durations import format_duration, parse_duration
 from rolloutctl.errors import InvalidInput
-from rolloutctl.gate import GateResult, GateVerdict, MetricResult, stage_metrics
+from rolloutctl.gate import stage_metrics
+from rolloutctl.results import GateResult, GateVerdict, MetricResult, Window
 
 if TYPE_CHECKING:
     from rolloutctl.metrics.base import Measurement
@@ -111,7 +112,7 @@ def result(
     reasons: list[str],
     rows: list[MetricResult],
     notes: Sequence[str] = (),
-    window: dict[str, str] | None = None,
+    window: Window | None = None,
     no_data: bool = False,
     errors: int = 0,
 ) -> GateResult:

@@ -7,13 +7,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from rolloutctl import formatting as fmt
-from rolloutctl.gate import (
-    GateResult,
-    MetricResult,
-    stage_metrics,
-)
+from rolloutctl.gate import stage_metrics
 from rolloutctl.playbook.load import LoadedPlaybook
 from rolloutctl.playbook.model import Playbook, Stage
+from rolloutctl.results import GateResult, MetricResult
 from rolloutctl.stages.base import Judged, StageLook, result, row
 
 if TYPE_CHECKING:

@@ -8,12 +8,8 @@ from typing import TYPE_CHECKING
 from rolloutctl import formatting as fmt
 from rolloutctl.durations import format_duration, parse_duration
 from rolloutctl.errors import InvalidInput
-from rolloutctl.gate import (
-    FALLBACK_SAMPLES_PER_ARM,
-    GateResult,
-    GateVerdict,
-    stage_metrics,
-)
+from rolloutctl.gate import FALLBACK_SAMPLES_PER_ARM, stage_metrics
+from rolloutctl.results import GateResult, GateVerdict
 from rolloutctl.stages.base import Judged, StageLook, requestlog_source, result, row
 
 if TYPE_CHECKING:

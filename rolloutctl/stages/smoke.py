@@ -8,11 +8,9 @@ from typing import TYPE_CHECKING, Any
 from rolloutctl.durations import parse_duration
 from rolloutctl.envvars import resolve_env
 from rolloutctl.errors import InvalidInput
-from rolloutctl.gate import (
-    GateResult,
-)
 from rolloutctl.playbook.load import LoadedPlaybook
 from rolloutctl.playbook.model import Stage
+from rolloutctl.results import GateResult
 from rolloutctl.stages.base import Judged, StageLook, result, row
 
 if TYPE_CHECKING:

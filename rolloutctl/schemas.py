@@ -1,0 +1,70 @@
+"""The JSON Schemas rolloutctl publishes (`rolloutctl schema --output NAME`), each derived
+from the classes that produce the documents, so a schema cannot drift from what is printed:
+
+- `playbook`: what a playbook may say (playbook/model.py);
+- `gate-result`: one evaluation of a stage's gate, the `gate` object of a gate record
+  (results.GateResult);
+- `command-result`: what `start`, `check`, `advance`, `monitor`, `pause`, `resume`,
+  `rollback`, `promote`, `retry` and `control apply|revert` print with `--json` (context.Outcome,
+  with the gate result's keys when a gate was evaluated);
+- `error`: what every command prints with `--json` when it fails.
+
+Validation refuses unknown keys, so tests/test_schemas.py catches a key printed but not
+declared."""
+
+from __future__ import annotations
+
+from typing import Any, NotRequired, get_type_hints
+
+from pydantic import ConfigDict, TypeAdapter, with_config
+from typing_extensions import TypedDict
+
+from rolloutctl.context import ControlChange, Outcome
+from rolloutctl.results import GateResult
+
+NAMES = ("playbook", "gate-result", "command-result", "error")
+DRAFT = "https://json-schema.org/draft/2020-12/schema"
+_FORBID_EXTRA = {"extra": "forbid"}
+
+
+class ErrorResult(TypedDict):
+    """A failed command's JSON: the message, what to do about it, and the exit code."""
+
+    __pydantic_config__ = _FORBID_EXTRA  # type: ignore[misc]
+
+    error: str
+    hint: str | None
+    exit_code: int
+
+
+def _command_result() -> Any:
+    """Outcome's own keys, always; a gate result's keys when a gate was evaluated; `control`
+    for `control apply|revert` (Outcome.to_dict flattens them into one object)."""
+    own = get_type_hints(Outcome, localns={"GateResult": GateResult})
+    always = {k: v for k, v in own.items() if k not in ("gate", "control")}
+    gate = {k: NotRequired[v] for k, v in get_type_hints(GateResult).items() if k not in always}
+    fields = {**always, **gate, "control": NotRequired[ControlChange]}
+    shape = TypedDict("CommandResult", fields)  # type: ignore[misc]
+    return with_config(ConfigDict(extra="forbid"))(shape)
+
+
+def adapter(name: str) -> TypeAdapter[Any]:
+    """A validator of the document `name` (not `playbook`: load_playbook validates those)."""
+    shapes: dict[str, Any] = {
+        "gate-result": GateResult,
+        "command-result": _command_result(),
+        "error": ErrorResult,
+    }
+    return TypeAdapter(shapes[name])
+
+
+def json_schema(name: str) -> dict[str, Any]:
+    if name == "playbook":
+        from rolloutctl.playbook.model import Playbook
+
+        data = Playbook.model_json_schema()
+        title = "rolloutctl playbook"
+    else:
+        data = adapter(name).json_schema()
+        title = f"rolloutctl {name}"
+    return {"$schema": DRAFT, **data, "title": title}
