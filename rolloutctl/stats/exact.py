@@ -160,8 +160,11 @@ def _log_null_max(control: Proportion, canary: Proportion, d: float) -> float:
         else:
             b = q
         step = -slope / curvature if curvature < 0 else math.inf
+        if abs(step) < 1e-13 * max(q, 1e-300):
+            break  # q is the maximum, to rounding (checked before moving: a step too small
+            # to change q would otherwise fail the bracket test and jump to its middle)
         q = q + step if a < q + step < b else 0.5 * (a + b)
-        if abs(step) < 1e-13 * max(q, 1e-300) or b - a < 1e-15 + 1e-12 * b:
+        if b - a < 1e-15 + 1e-12 * b:
             break
     return _log_lik(xc, nc, q) + _log_lik(xt, nt, q + d)
 

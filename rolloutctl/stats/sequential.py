@@ -124,8 +124,10 @@ def _critical_z_average(
         slope = sum(w * _dlog_mixture(z, n, r) for w, r in zip(weights, rho2, strict=True))
         slope /= sum(weights)
         step = f / slope if slope > 0 else math.inf
+        if abs(step) < 1e-10 * max(1.0, abs(z)):
+            break  # converged; checked before moving, as in exact._log_null_max
         z = z - step if lo < z - step < hi else 0.5 * (lo + hi)
-        if abs(step) < 1e-10 * max(1.0, abs(z)) or hi - lo < 1e-12:
+        if hi - lo < 1e-12:
             break
     return z
 

@@ -132,3 +132,37 @@ def test_the_intervals_lower_end_inverts_the_exact_test() -> None:
     assert result.p_fail == pytest.approx(min(1.0, 1 / reference_e_value(12, 23, 3 / 22)))
     assert result.ci[0] == pytest.approx(bound, rel=1e-4)
     assert result.ci[0] > 0.5  # beyond the margin, as the verdict says
+
+
+def reference_null_max(control: Proportion, canary: Proportion, d: float) -> float:
+    """The largest log likelihood with p_canary <= p_control + d, by scipy's bounded scalar
+    search along the edge p_canary = p_control + d (when the arms' own rates are outside)."""
+    xc, nc, xt, nt = control.events, control.n, canary.events, canary.n
+    if xt / nt <= xc / nc + d:
+        return exact._log_lik(xc, nc, xc / nc) + exact._log_lik(xt, nt, xt / nt)
+
+    def minus(q: float) -> float:
+        return -(exact._log_lik(xc, nc, q) + exact._log_lik(xt, nt, q + d))
+
+    low, high = max(0.0, -d) + 1e-12, min(1.0, 1.0 - d) - 1e-12
+    found = optimize.minimize_scalar(
+        minus, bounds=(low, high), method="bounded", options={"xatol": 1e-14}
+    )
+    return -float(found.fun)
+
+
+@pytest.mark.parametrize(
+    ("xc", "xt", "d"),
+    [
+        (26, 6, 0.0002),  # Newton converged, then a step too small to move q jumped away
+        (26, 6, 0.0001),
+        (0, 5, 0.0005),
+        (40, 12, 0.001),
+        (3, 30, 0.002),
+        (500, 60, 0.0003),
+    ],
+)
+def test_the_null_maximum_is_the_maximum(xc: int, xt: int, d: float) -> None:
+    control, canary = Proportion(50_000, xc), Proportion(3_000, xt)
+    got = exact._log_null_max(control, canary, d)
+    assert got == pytest.approx(reference_null_max(control, canary, d), abs=1e-6)

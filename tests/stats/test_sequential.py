@@ -243,3 +243,25 @@ def test_adjusted_p_values_are_probabilities_not_below_the_raw_ones(p: list[floa
         assert raw <= h <= 1.0
         assert raw <= q + 1e-12 and q <= 1.0
         assert q <= h + 1e-12  # BH never stricter than Holm
+
+
+@pytest.mark.parametrize("n", [100, 5_000, 400_000, 3_000_000])
+@pytest.mark.parametrize("alpha", [0.05, 0.01, 0.001])
+def test_the_grid_mixtures_critical_z_is_where_their_average_reaches_one_over_alpha(
+    n: int, alpha: float
+) -> None:
+    """Against plain bisection of the averaged martingales' log (no Newton steps): a step
+    too small to move z once sent the search to the middle of its bracket (3.341 for
+    3.352 at n = 400,000, alpha = 0.05)."""
+    grid = sequential.tune_grid(0.05, 20_000)
+
+    def log_average(z: float) -> float:
+        logs = [sequential.log_mixture(z, n, r) for r in grid]
+        top = max(logs)
+        return top + math.log(sum(math.exp(v - top) for v in logs) / len(logs))
+
+    lo, hi = 0.0, 30.0
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if log_average(mid) < -math.log(alpha) else (lo, mid)
+    assert sequential.critical_z(alpha, n, grid) == pytest.approx(lo, rel=1e-9)
