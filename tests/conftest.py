@@ -55,6 +55,24 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.longrepr = f"skipped under CI, where every test must run: {reason}"
 
 
+# Markers for a quick run while working (`pytest -m "not slow and not real_server and not
+# browser"`); tests/run.sh and CI run everything. Given by what a test uses, so a new test is
+# marked without anyone remembering to.
+_REAL_SERVERS = {"unleash", "prometheus_url", "victoria_url", "server_url"}
+_CHILD_PROCESSES = {"ws", "cws", "demo"}  # rolloutctl in a child process, or the whole demo
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        if used & _REAL_SERVERS:
+            item.add_marker(pytest.mark.real_server)
+        if item.path.name == "test_browser.py":
+            item.add_marker(pytest.mark.browser)
+        if used & _CHILD_PROCESSES or item.path.parent.name == "simulate":
+            item.add_marker(pytest.mark.slow)
+
+
 PLAYBOOK = """\
 rollout: shop-answers
 goal: cheaper answers at equal quality

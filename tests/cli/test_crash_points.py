@@ -25,6 +25,8 @@ import pytest
 from tests.cli.test_controls import CONTROLS
 from tests.conftest import PLAYBOOK, START, Workspace, cli_env, make_workspace
 
+pytestmark = pytest.mark.slow  # every test kills rolloutctl at each of its writes
+
 # Counts writes; exits with status 9 right after write number KILL_AFTER (0: never; the
 # count is printed to stderr at exit so the test knows how many writes a command makes).
 KILLER = """\
@@ -49,6 +51,7 @@ from rolloutctl.state.store import StateStore
 StateStore._append_audit = counted(StateStore._append_audit)
 atexit.register(lambda: sys.stderr.write(f"\\nWRITES {count}\\n"))
 from rolloutctl.cli.entry import run
+
 sys.argv = ["rolloutctl", *sys.argv[1:]]
 run()
 """

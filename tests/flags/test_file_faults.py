@@ -71,6 +71,7 @@ def test_a_change_waits_for_the_file_lock_and_keeps_the_other_writers_change(
     assert canary_share(path, "flag-b") == 0
 
 
+@pytest.mark.slow
 def test_concurrent_rollbacks_of_rollouts_sharing_a_flag_file_all_hold(tmp_path: Path) -> None:
     """Three rollouts in one flagd file, rolled back at once by three processes, five times:
     every rollback exits 0 and every flag serves only the control afterwards."""

@@ -10,6 +10,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pytest
+
 from rolloutctl.demo import _environment, run_one
 from rolloutctl.demo_endpoint import DEMO_KEY, serving
 
@@ -53,6 +55,7 @@ def pages(folder: Path) -> dict[str, Path]:
     return {str(p.relative_to(folder)): p for p in sorted(folder.rglob("*.html"))}
 
 
+@pytest.mark.slow
 def test_committed_example_is_what_the_code_renders(tmp_path: Path) -> None:
     render_example(tmp_path)
     fresh, committed = pages(tmp_path), pages(EXAMPLE)

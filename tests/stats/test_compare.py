@@ -101,6 +101,7 @@ def test_histogram_quantile_within_bucket_resolution() -> None:
     assert same.verdict == "pass"
 
 
+@pytest.mark.slow
 def test_sequential_keeps_false_fails_under_alpha_over_many_looks() -> None:
     """A/A with 30 looks each: the fixed test fails far more often than alpha; the sequential
     bound stays under it (Armitage, McPherson & Rowe 1969 for the fixed-test inflation)."""

@@ -144,6 +144,7 @@ def test_the_null_maximum_matches_a_numerical_optimiser() -> None:
     assert exact._log_null_max(control, canary, d) == pytest.approx(-best.fun, abs=1e-7)
 
 
+@pytest.mark.slow
 def test_absolute_margin_test_keeps_false_alarms_under_alpha_on_the_margin() -> None:
     """The canary exactly at control + margin (the null's edge), 96 looks: the chance of
     ever failing stays under alpha."""
