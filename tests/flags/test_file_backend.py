@@ -4,6 +4,7 @@ other flags of the file kept as they were."""
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -15,6 +16,7 @@ import pytest
 
 from rolloutctl.errors import BackendError
 from rolloutctl.flags.file import SCHEMA, FileFlagBackend, fingerprint
+from rolloutctl.flags.localfile import LocalFlagFile
 
 SCOPE = {"in": [{"var": "language"}, ["en", "de"]]}
 
@@ -265,3 +267,54 @@ def test_a_flag_file_through_a_link_loop_cannot_be_read(tmp_path: Path) -> None:
     with pytest.raises(BackendError) as err:
         _backend(tmp_path).read()
     assert err.value.message.startswith(f"flag file {path}: cannot read: ")
+
+
+def _refusal(call: Callable[[], object]) -> BackendError:
+    with pytest.raises(BackendError) as caught:
+        call()
+    return caught.value
+
+
+def test_a_file_that_cannot_be_decoded_names_why_and_how_to_restore_it(tmp_path: Path) -> None:
+    restore = "restore {} from version control, then run the command again"
+    bad = tmp_path / "bad.json"
+    bad.write_text("{nope")
+    error = _refusal(
+        lambda: LocalFlagFile(bad, "flag file").parse(json.loads, (ValueError,), "JSON")
+    )
+    assert error.message == (
+        f"flag file {bad}: not JSON (Expecting property name enclosed in double quotes: line 1 "
+        "column 2 (char 1)); nothing was changed"
+    )
+    assert error.hint == restore.format(bad)
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    error = _refusal(
+        lambda: LocalFlagFile(deep, "gateway config").parse(json.loads, (ValueError,), "JSON")
+    )
+    assert (
+        error.message == f"gateway config {deep}: nested too deeply to be read; nothing was changed"
+    )
+    assert error.hint == restore.format(deep)
+
+
+def test_a_file_that_cannot_be_read_or_written_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "afile").write_text("x")
+    under_a_file = LocalFlagFile(tmp_path / "afile" / "flags.json", "flag file")
+    error = _refusal(under_a_file.read_bytes)
+    assert error.message == f"flag file {under_a_file.path}: cannot read: Not a directory"
+    assert error.hint is None
+
+    def full_disk(target: Path, data: bytes) -> None:  # a fault no real folder gives root
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("rolloutctl.flags.localfile.atomic_write", full_disk)
+    path = tmp_path / "flags.json"
+    error = _refusal(lambda: LocalFlagFile(path, "flag file").write_bytes(b"{}"))
+    assert error.message == (
+        f"flag file {path}: cannot write: No space left on device; it is unchanged"
+    )
+    assert error.hint == "check the folder's permissions and free space"
+    assert not path.exists()
