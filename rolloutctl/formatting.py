@@ -57,3 +57,9 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [json_safe(v) for v in value]
     return value
+
+
+def p_name(test: str | None) -> str:
+    """How a comparison's p-value is named: a fixed-horizon test's is a plain p, valid at its
+    planned end only; a sequential test's is always valid, whenever it is looked at."""
+    return "p" if (test or "").endswith(", fixed") else "always-valid p"

@@ -711,7 +711,7 @@ def _failure_reason(look: _Look, r: MetricResult, n_vetoing: int, holm_name: str
     return (
         f"{r.title}{where} is worse than allowed: control {_fmt(metric, r.control['value'])}"
         f" → canary {_fmt(metric, r.canary['value'])} ({_fmt_theta(metric, r.estimate or 0)}"
-        f" against a {_fmt_theta(metric, r.margin)} margin; always-valid p = "
+        f" against a {_fmt_theta(metric, r.margin)} margin; {formatting.p_name(r.test)} = "
         f"{r.p_value:.2g}, {r.p_adjusted:.2g} after {holm_name} over {n_vetoing} vetoing "
         f"comparisons ≤ α = {look.playbook.analysis.alpha:g})"
     )

@@ -440,3 +440,14 @@ def test_planned_alpha_splits_by_weight_over_the_planned_vetoing_comparisons() -
     assert gate.planned_alpha(pb, pb.metrics, b) == pytest.approx(0.05 * 1 / 5)
     assert gate.planned_alpha(pb, [c], c) == pytest.approx(0.05)
     assert gate.planned_vetoes(pb, pb.metrics) == 4
+
+
+def test_a_fixed_horizon_failure_names_a_plain_p_and_a_sequential_one_an_always_valid_p() -> None:
+    """A/B metrics compared once at the end use a fixed-horizon test: its p is valid at the
+    planned end only, and the reason says p, not always-valid p (the guard metrics keep the
+    sequential wording)."""
+    fixed = _playbook(_metric(group="product"), stages=AB)
+    [reason] = _evaluate(fixed, _look(1000, 1400), elapsed=timedelta(hours=4)).reasons
+    assert "margin; p = " in reason and "always-valid" not in reason, reason
+    sequential = _evaluate(_playbook(_metric()), _look(1000, 1400))
+    assert "margin; always-valid p = " in sequential.reasons[0], sequential.reasons

@@ -146,7 +146,8 @@ def _detail(m: dict[str, Any]) -> str:
         f"control {_arm(m, 'control')} → canary {_arm(m, 'canary')}; "
         f"estimate {fmt.delta(m.get('estimate'), kind, rel)}, interval [{lo}, {hi}], "
         f"margin {fmt.delta(m.get('margin'), kind, rel)} (worse is {m.get('worse', '?')}); "
-        f"always-valid p {fmt.p_is(m.get('p_value'))}, adjusted {fmt.p_value(m.get('p_adjusted'))}"
+        f"{fmt.p_name(m.get('test'))} {fmt.p_is(m.get('p_value'))}, "
+        f"adjusted {fmt.p_value(m.get('p_adjusted'))}"
     )
     if fmt.finite(m.get("alpha")):
         text += f", α = {m['alpha']:.3g}"
