@@ -16,6 +16,7 @@ from rolloutctl.results import GateResult, GateVerdict, MetricResult, Window
 
 if TYPE_CHECKING:
     from rolloutctl.metrics.base import Measurement
+    from rolloutctl.metrics.requestlog import RequestLogSource
     from rolloutctl.playbook.load import LoadedPlaybook
     from rolloutctl.playbook.model import Playbook, Stage
 
@@ -141,16 +142,26 @@ def result(
     )
 
 
-def requestlog_source(loaded: LoadedPlaybook, stage: Stage) -> str:
-    """The request log a shadow or monitor stage reads: its `source`, else the one its
-    metrics use."""
-    pb = loaded.playbook
-    if stage.source:
-        return stage.source
-    for metric in stage_metrics(loaded.playbook, stage):
-        if pb.sources[metric.source].kind == "requestlog":
-            return metric.source
-    raise InvalidInput(
-        f"{loaded.path}: stage {stage.name} ({stage.kind}) needs a request-log source",
-        hint="set the stage's `source:` to a requestlog source",
+def request_log(look: StageLook) -> tuple[str, RequestLogSource]:
+    """The request log a shadow or monitor stage reads, by name and built: its `source`,
+    else the one its metrics use."""
+    from rolloutctl.metrics.registry import build_source
+    from rolloutctl.metrics.requestlog import RequestLogSource
+
+    loaded, stage, pb = look.loaded, look.stage, look.playbook
+    name = stage.source or next(
+        (m.source for m in stage_metrics(pb, stage) if pb.sources[m.source].kind == "requestlog"),
+        None,
     )
+    if name is None:
+        raise InvalidInput(
+            f"{loaded.path}: stage {stage.name} ({stage.kind}) needs a request-log source",
+            hint="set the stage's `source:` to a requestlog source",
+        )
+    source = build_source(name, loaded)
+    if not isinstance(source, RequestLogSource):
+        raise InvalidInput(
+            f"{loaded.path}: stage {stage.name}: {stage.kind} reads a request log; "
+            f"source {name!r} is a {pb.sources[name].kind} source"
+        )
+    return name, source

@@ -8,10 +8,9 @@ from typing import TYPE_CHECKING
 
 from rolloutctl import formatting as fmt
 from rolloutctl.durations import format_duration, parse_duration
-from rolloutctl.errors import InvalidInput
 from rolloutctl.gate import stage_metrics
 from rolloutctl.results import GateResult, GateVerdict
-from rolloutctl.stages.base import Judged, StageLook, requestlog_source, result, row
+from rolloutctl.stages.base import Judged, StageLook, request_log, result, row
 
 if TYPE_CHECKING:
     pass
@@ -25,6 +24,10 @@ def _gate(look: StageLook) -> GateResult:
     dimension is checked for values the baseline never saw (new query patterns) and for a
     shifted mix (chi-square, Cramér's V; shown, never deciding). Drift fails the look; the
     engine alerts and leaves the flag alone unless a rollback trigger fires."""
+    from rolloutctl import gate
+    from rolloutctl.metrics.base import MeasureRequest
+    from rolloutctl.stats import drift
+
     loaded, stage_index, started, now, control, canary = (
         look.loaded,
         look.stage_index,
@@ -33,21 +36,9 @@ def _gate(look: StageLook) -> GateResult:
         look.control,
         look.canary,
     )
-    from rolloutctl import gate
-    from rolloutctl.metrics.base import MeasureRequest
-    from rolloutctl.metrics.registry import build_source
-    from rolloutctl.metrics.requestlog import RequestLogSource
-    from rolloutctl.stats import drift
-
     pb = loaded.playbook
     stage = pb.stages[stage_index]
-    name = requestlog_source(loaded, stage)
-    source = build_source(name, loaded)
-    if not isinstance(source, RequestLogSource):
-        raise InvalidInput(
-            f"{loaded.path}: stage {stage.name}: monitor reads a request log; "
-            f"source {name!r} is a {pb.sources[name].kind} source"
-        )
+    name, source = request_log(look)
     length = parse_duration(stage.window or "24h")
     recent_start = max(started, now - length)
     if now - recent_start < timedelta(minutes=1):

@@ -7,10 +7,9 @@ from typing import TYPE_CHECKING
 
 from rolloutctl import formatting as fmt
 from rolloutctl.durations import format_duration, parse_duration
-from rolloutctl.errors import InvalidInput
 from rolloutctl.gate import FALLBACK_SAMPLES_PER_ARM, stage_metrics
 from rolloutctl.results import GateResult, GateVerdict
-from rolloutctl.stages.base import Judged, StageLook, requestlog_source, result, row
+from rolloutctl.stages.base import Judged, StageLook, request_log, result, row
 
 if TYPE_CHECKING:
     pass
@@ -29,6 +28,10 @@ def _gate(look: StageLook) -> GateResult:
     """The candidate answered the same requests in the background (`shadow:<canary>` rows):
     paired comparisons per request (`shadow.analyze_shadow`), with the stage's minimum
     duration and pairs. The flag stays at 0% throughout."""
+    from rolloutctl.gate import planned_vetoes
+    from rolloutctl.stages.shadow_pairs import analyze_shadow
+    from rolloutctl.stats import sequential
+
     loaded, stage_index, started, now, control, canary = (
         look.loaded,
         look.stage_index,
@@ -37,21 +40,9 @@ def _gate(look: StageLook) -> GateResult:
         look.control,
         look.canary,
     )
-    from rolloutctl.gate import planned_vetoes
-    from rolloutctl.metrics.registry import build_source
-    from rolloutctl.metrics.requestlog import RequestLogSource
-    from rolloutctl.stages.shadow_pairs import analyze_shadow
-    from rolloutctl.stats import sequential
-
     pb = loaded.playbook
     stage = pb.stages[stage_index]
-    name = requestlog_source(loaded, stage)
-    source = build_source(name, loaded)
-    if not isinstance(source, RequestLogSource):
-        raise InvalidInput(
-            f"{loaded.path}: stage {stage.name}: shadow reads a request log; "
-            f"source {name!r} is a {pb.sources[name].kind} source"
-        )
+    name, source = request_log(look)
     metrics = [m for m in stage_metrics(loaded.playbook, stage) if m.source == name]
     # Pairs are per request; without a written size, tune at the fallback (pairing only
     # removes noise, so the normal sequence's tuning is not critical here).

@@ -36,9 +36,9 @@ def smoke_settings(loaded: LoadedPlaybook, stage: Stage) -> dict[str, Any]:
 
 
 def _gate(look: StageLook) -> GateResult:
-    loaded, stage_index = look.loaded, look.stage_index
     from rolloutctl.stages.smoke_calls import run_smoke
 
+    loaded, stage_index = look.loaded, look.stage_index
     stage = loaded.playbook.stages[stage_index]
     settings = smoke_settings(loaded, stage)
     endpoint, model = settings.pop("endpoint"), settings.pop("model")
