@@ -30,9 +30,8 @@ the metrics queries work:
   When either is set it replaces the system's CA store, as it does in httpx and requests. A
   missing or unreadable one is a BackendError naming the variable and the path.
 
-A 429 is retried within the same budget of tries, after the `Retry-After` the server sent
-(seconds or an HTTP date), each wait capped at RATE_LIMIT_WAIT_MAX; without one, after the
-usual backoff."""
+Retries follow the rules every HTTP call of rolloutctl shares (rolloutctl/retrying.py); a
+flag call must land, so a timeout is tried again."""
 
 from __future__ import annotations
 
@@ -41,20 +40,19 @@ import http.client
 import json
 import math
 import os
-import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlencode, urlsplit
 
 from rolloutctl import envvars
 from rolloutctl.errors import BackendError
+from rolloutctl.retrying import GaveUp, RetryPolicy, Try, retried, retry_after
 
 if TYPE_CHECKING:
     import ssl
 
 DEFAULT_RETRIES = 2
 DEFAULT_BACKOFF = 0.25  # seconds before the first retry; doubles after each
-RATE_LIMIT_WAIT_MAX = 30.0  # seconds: the longest a Retry-After makes one retry wait
 
 CA_FILE_VARIABLES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")  # first set wins
 CA_DIR_VARIABLE = "SSL_CERT_DIR"
@@ -390,44 +388,44 @@ def request(
     allow_404: bool = False,
     **kwargs: Any,
 ) -> Response | None:
-    """One HTTP call with bounded retries; None for a 404 when allowed. Raises BackendError
-    with the status (never the body's secrets, never the full URL) when it gives up."""
+    """One HTTP call under the retry rules of rolloutctl/retrying.py (a flag call must land:
+    timeouts are retried); None for a 404 when allowed. Raises BackendError with the status
+    (never the body's secrets, never the full URL) when it gives up."""
     where = f"{what} ({method} {redact(url)})"
-    attempts = retries + 1
-    last, hint = "", None
-    pause = 0.0
-    for attempt in range(attempts):
-        if attempt:
-            time.sleep(pause)
-        pause = backoff * 2**attempt  # before the next try, unless a 429 says otherwise
+
+    def attempt() -> Try[Response]:
         try:
             response = client.request(method, url, **kwargs)
         except TimedOut:
-            last, hint = "timed out", None
-            continue
+            return Try("timed out", detail="timed out")
         except Unreachable as exc:
-            last, hint = f"unreachable ({exc})", None
-            continue
-        if response.status_code >= 500:
-            last, hint = f"answered HTTP {response.status_code}", None
-            continue
-        if response.status_code == 429:
+            return Try("unreachable", detail=f"unreachable ({exc})")
+        status = response.status_code
+        if status >= 500:
+            return Try("server error", detail=f"answered HTTP {status}", status=status)
+        if status == 429:
             wait = retry_after(response.headers.get("retry-after"))
-            pause = pause if wait is None else min(wait, RATE_LIMIT_WAIT_MAX)
-            last, hint = _rate_limited(wait)
-            continue
-        if response.status_code == 404 and allow_404:
-            return None
-        _refuse(where, response)
-        return response
-    tries = f"{attempts} tr{'y' if attempts == 1 else 'ies'}"
-    raise BackendError(f"{where}: {last} after {tries}", hint=hint)
+            asked = "" if wait is None else f", Retry-After {math.ceil(wait)} s"
+            return Try("rate limited", detail=f"rate limited (HTTP 429{asked})", wait=wait)
+        return Try("answer", answer=response)
+
+    policy = RetryPolicy(retries=retries, backoff=backoff, retry_timeouts=True)
+    try:
+        response = retried(attempt, policy)
+    except GaveUp as exc:
+        tries = f"{exc.tries} tr{'y' if exc.tries == 1 else 'ies'}"
+        hint = _RATE_LIMIT_HINT if exc.last.kind == "rate limited" else None
+        raise BackendError(f"{where}: {exc.last.detail} after {tries}", hint=hint) from None
+    if response.status_code == 404 and allow_404:
+        return None
+    _refuse(where, response)
+    return response
 
 
-def _rate_limited(wait: float | None) -> tuple[str, str]:
-    asked = "" if wait is None else f", Retry-After {math.ceil(wait)} s"
-    hint = "the flag service limits how often rolloutctl may call it; wait, then run the "
-    return f"rate limited (HTTP 429{asked})", hint + "command again (or raise the rate limit)"
+_RATE_LIMIT_HINT = (
+    "the flag service limits how often rolloutctl may call it; wait, then run the command "
+    "again (or raise the rate limit)"
+)
 
 
 def _refuse(where: str, response: Response) -> None:
@@ -449,32 +447,6 @@ def _refuse(where: str, response: Response) -> None:
             f"{where}: refused with HTTP {status}{detail}; nothing was retried",
             hint="the request does not match what the server expects; check the flag spec",
         )
-
-
-def retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds a Retry-After header asks to wait (RFC 9110 §10.2.3: delay-seconds or an
-    HTTP date, 0 once that date has passed); None when absent or unreadable."""
-    if value is None:
-        return None
-    value = value.strip()
-    try:
-        delay = float(value)
-    except ValueError:
-        return _seconds_until(value, time.time() if now is None else now)
-    return delay if math.isfinite(delay) and delay >= 0 else None
-
-
-def _seconds_until(http_date: str, now: float) -> float | None:
-    from datetime import UTC
-    from email.utils import parsedate_to_datetime
-
-    try:
-        when = parsedate_to_datetime(http_date)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:  # `-0000`: UTC, says RFC 5322
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - now)
 
 
 def _short_detail(response: Response) -> str:

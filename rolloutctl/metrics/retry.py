@@ -1,15 +1,16 @@
-"""One HTTP query to a metrics service, retried the way both HTTP sources need.
-
-Connection failures and 5xx answers are retried with exponential backoff; a read or write
-timeout is not (a slow server would only be waited on longer, and the gate holds rather than
-guessing); a 4xx comes back to the caller, which knows what it means for its contract."""
+"""One HTTP query to a metrics service under the retry rules every HTTP call of rolloutctl
+shares (rolloutctl/retrying.py). A query is a read for a decision that can wait: a timed-out
+one is not sent again (`SlowAnswer`; the gate holds and asks at its next look); no answer,
+a 5xx and a 429 are tried again; any other answer, 4xx included, is the caller's to read."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import httpx
+
+from rolloutctl.retrying import GaveUp as _GaveUp
+from rolloutctl.retrying import RetryPolicy, Try, retried, retry_after
 
 
 class SlowAnswer(Exception):
@@ -17,7 +18,8 @@ class SlowAnswer(Exception):
 
 
 class GaveUp(Exception):
-    """Every try failed: `status` is the last 5xx, or None when the server was unreachable."""
+    """Every try failed: `status` is the last 5xx or 429, or None when the server was
+    unreachable."""
 
     def __init__(self, failure: str, status: int | None, tries: int) -> None:
         super().__init__(failure)
@@ -31,28 +33,33 @@ def send(
     backoff: float,
     on_try: Callable[[], None] = lambda: None,
 ) -> httpx.Response:
-    """call() until it answers below 500; on_try counts each try (sources report calls)."""
-    delay, failure, status = backoff, "", None
-    for attempt in range(retries + 1):
-        if attempt:
-            time.sleep(delay)
-            delay *= 2
+    """call() until it answers neither 5xx nor 429; on_try counts each try (sources report
+    calls)."""
+
+    def attempt() -> Try[httpx.Response]:
         on_try()
         try:
             response = call()
         except (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout):
-            raise SlowAnswer() from None
+            return Try("timed out")
         except httpx.TransportError as exc:
-            failure, status = f"{type(exc).__name__}: {exc}", None
-            continue
-        if response.status_code >= 500:
-            failure, status = (
-                f"HTTP {response.status_code}: {short(response.text)}",
-                response.status_code,
-            )
-            continue
-        return response
-    raise GaveUp(failure, status, retries + 1)
+            return Try("unreachable", detail=f"{type(exc).__name__}: {exc}")
+        status = response.status_code
+        failure = f"HTTP {status}: {short(response.text)}"
+        if status >= 500:
+            return Try("server error", detail=failure, status=status)
+        if status == 429:
+            wait = retry_after(response.headers.get("retry-after"))
+            return Try("rate limited", detail=failure, status=status, wait=wait)
+        return Try("answer", answer=response)
+
+    policy = RetryPolicy(retries=retries, backoff=backoff, retry_timeouts=False)
+    try:
+        return retried(attempt, policy)
+    except _GaveUp as exc:
+        if exc.last.kind == "timed out":
+            raise SlowAnswer() from None
+        raise GaveUp(exc.last.detail, exc.last.status, exc.tries) from None
 
 
 def short(text: str, limit: int = 300) -> str:

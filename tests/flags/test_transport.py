@@ -33,10 +33,11 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
+from rolloutctl import retrying
 from rolloutctl.errors import BackendError
-from rolloutctl.flags import transport
-from rolloutctl.flags.transport import Client, Proxy, Response, proxy_for, request, retry_after
+from rolloutctl.flags.transport import Client, Proxy, Response, proxy_for, request
 from rolloutctl.flags.webhook import WebhookFlagBackend
+from rolloutctl.retrying import retry_after
 
 WAIT = 10.0  # seconds any socket of these servers waits before giving up
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authorization", "proxy-connection", "te"}
@@ -701,7 +702,7 @@ def test_a_retry_after_http_date_is_waited_for() -> None:
 
 
 def test_a_long_retry_after_is_capped(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(transport, "RATE_LIMIT_WAIT_MAX", 0.2)
+    monkeypatch.setattr(retrying, "RATE_LIMIT_WAIT_MAX", 0.2)
     client, calls = mock_client(
         httpx.Response(429, headers={"Retry-After": "3600"}), httpx.Response(200)
     )
