@@ -10,7 +10,7 @@ notifies without parsing the playbook. Two kinds:
 Sending happens after the state is saved and the lock released. A failing endpoint is retried
 briefly, then becomes a warning (stderr and audit log): a notification never blocks, delays
 materially, or undoes what the command did. This module is cheap to import, and sends with
-the flag backends' standard-library client (rolloutctl/flags/transport.py), so a notification
+the flag backends' standard-library client (rolloutctl/transport.py), so a notification
 after `rollback` adds no HTTP library import to it."""
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ def send(store: Any, rollout: str, body: dict[str, Any]) -> list[str]:
             error, url = f"{type(exc).__name__}: {exc}", ""
         if error is None:
             continue
-        from rolloutctl.flags.transport import redact  # loaded only when something failed
+        from rolloutctl.transport import redact  # loaded only when something failed
 
         where = f" to {redact(url)}" if url else ""  # scheme and host: never path, query, user
         message = f"{kind} notification of {body['event']}{where} failed: {error}"
@@ -147,7 +147,7 @@ def send(store: Any, rollout: str, body: dict[str, Any]) -> list[str]:
 
 def _post(url: str, payload: dict[str, Any], deadline: float) -> str | None:
     """None when delivered, else why not (after up to TRIES tries within the deadline)."""
-    from rolloutctl.flags.transport import Client, TimedOut, Unreachable
+    from rolloutctl.transport import Client, TimedOut, Unreachable
 
     error, tried = "not sent", 0
     for attempt in range(TRIES):

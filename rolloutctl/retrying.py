@@ -1,5 +1,5 @@
 """One set of retry rules for every HTTP call rolloutctl makes: the flag backends' (over the
-standard-library client of flags/transport.py, for the fast path) and the metrics sources'
+standard-library client of transport.py, for the fast path) and the metrics sources'
 (over httpx, metrics/retry.py). Each caller turns one try into a `Try`; `retried` applies:
 
 - no answer (refused, reset, DNS, TLS, a proxy that would not tunnel) and HTTP 5xx: tried

@@ -1,5 +1,6 @@
 """The retry rules every HTTP call shares (rolloutctl/retrying.py), one rule at a time, with
-the pauses recorded instead of slept; then a metrics query under them, on a mock transport."""
+the pauses recorded instead of slept; then a metrics query under them, through the shared
+client on a mock transport."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from rolloutctl import retrying
+from rolloutctl import retrying, transport
 from rolloutctl.metrics import retry
 from rolloutctl.retrying import GaveUp, RetryPolicy, Try, retried
 
@@ -76,23 +77,27 @@ def test_a_metrics_query_is_retried_after_a_429_and_not_after_a_read_timeout(
     pauses: list[float],
 ) -> None:
     answers = iter([httpx.Response(429, headers={"Retry-After": "1"}), httpx.Response(200)])
-    client = httpx.Client(transport=httpx.MockTransport(lambda _: next(answers)))
-    response = retry.send(lambda: client.get("http://metrics.test/q"), retries=2, backoff=0.1)
+    client = transport.Client(timeout=1, transport=httpx.MockTransport(lambda _: next(answers)))
+    response = retry.send(
+        lambda: client.request("GET", "http://metrics.test/q"), retries=2, backoff=0.1
+    )
     assert response.status_code == 200 and pauses == [1.0]
 
     def slow(request: httpx.Request) -> httpx.Response:
         raise httpx.ReadTimeout("no answer", request=request)
 
-    client = httpx.Client(transport=httpx.MockTransport(slow))
+    client = transport.Client(timeout=1, transport=httpx.MockTransport(slow))
     with pytest.raises(retry.SlowAnswer):
-        retry.send(lambda: client.get("http://metrics.test/q"), retries=2, backoff=0.1)
+        retry.send(lambda: client.request("GET", "http://metrics.test/q"), retries=2, backoff=0.1)
     assert pauses == [1.0]  # nothing more was waited for: not tried again
 
 
 def test_a_metrics_query_that_keeps_failing_reports_the_last_status(pauses: list[float]) -> None:
-    client = httpx.Client(transport=httpx.MockTransport(lambda _: httpx.Response(502, text="bad")))
+    client = transport.Client(
+        timeout=1, transport=httpx.MockTransport(lambda _: httpx.Response(502, text="bad"))
+    )
     with pytest.raises(retry.GaveUp) as caught:
-        retry.send(lambda: client.get("http://metrics.test/q"), retries=1, backoff=0.1)
+        retry.send(lambda: client.request("GET", "http://metrics.test/q"), retries=1, backoff=0.1)
     assert (caught.value.failure, caught.value.status, caught.value.tries) == (
         "HTTP 502: bad",
         502,

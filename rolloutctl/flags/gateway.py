@@ -24,7 +24,7 @@ import yaml
 from rolloutctl.errors import BackendError
 from rolloutctl.flags.base import FlagSplit
 from rolloutctl.flags.localfile import LocalFlagFile
-from rolloutctl.flags.transport import fingerprint
+from rolloutctl.transport import fingerprint
 
 CONTROLS_KEY = "rolloutctl_controls"
 

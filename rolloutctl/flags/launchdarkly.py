@@ -54,7 +54,7 @@ from urllib.parse import quote
 
 from rolloutctl.errors import BackendError
 from rolloutctl.flags.base import FlagSplit
-from rolloutctl.flags.transport import (
+from rolloutctl.transport import (
     DEFAULT_BACKOFF,
     DEFAULT_RETRIES,
     Client,

@@ -34,7 +34,8 @@ from urllib.parse import quote
 
 from rolloutctl.errors import BackendError
 from rolloutctl.flags.base import FlagSplit
-from rolloutctl.flags.transport import (
+from rolloutctl.playbook.expr import jl_presence_of, jl_present
+from rolloutctl.transport import (
     DEFAULT_BACKOFF,
     DEFAULT_RETRIES,
     Client,
@@ -45,7 +46,6 @@ from rolloutctl.flags.transport import (
     request,
     seconds,
 )
-from rolloutctl.playbook.expr import jl_presence_of, jl_present
 
 DEFAULT_TOKEN_ENV = "UNLEASH_ADMIN_TOKEN"
 OWNED = "rolloutctl"  # title prefix of the strategies rolloutctl owns

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 from rolloutctl.errors import BackendError
 from rolloutctl.flags.base import FlagSplit
-from rolloutctl.flags.transport import (
+from rolloutctl.transport import (
     DEFAULT_BACKOFF,
     DEFAULT_RETRIES,
     Client,

@@ -48,8 +48,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-import httpx
-
+from rolloutctl import transport
 from rolloutctl.durations import parse_duration
 from rolloutctl.envvars import resolve_env
 from rolloutctl.errors import BackendError, InvalidInput
@@ -220,7 +219,7 @@ class HttpSource:
     retries: int = 3
     backoff: float = 0.5
     segments: dict[str, list[str]] = field(default_factory=dict)
-    transport: httpx.BaseTransport | None = None
+    transport: Any = None  # an httpx transport: tests inject faults here
     calls: int = 0
 
     @classmethod
@@ -251,7 +250,7 @@ class HttpSource:
         body = None if self.body is None else render(self.body, values, _json_escape)
         return _Call(self.method, render(self.url, values, _url_escape), body)
 
-    def fetch(self, client: httpx.Client, call: _Call) -> Any:
+    def fetch(self, client: transport.Client, call: _Call) -> Any:
         """The decoded JSON answer; AnswerError for an answer the contract cannot use,
         BackendError when the server cannot be reached at all."""
         where = f"{call.method} {call.url}"
@@ -303,7 +302,7 @@ class HttpSource:
         }
         answers: dict[_Call, Any] = {}
         failures: dict[_Call, str] = {}
-        with httpx.Client(
+        with transport.Client(
             headers=self.headers, timeout=self.timeout, transport=self.transport
         ) as client:
             for metric in request.metrics:

@@ -1,16 +1,16 @@
-"""One HTTP query to a metrics service under the retry rules every HTTP call of rolloutctl
-shares (rolloutctl/retrying.py). A query is a read for a decision that can wait: a timed-out
-one is not sent again (`SlowAnswer`; the gate holds and asks at its next look); no answer,
-a 5xx and a 429 are tried again; any other answer, 4xx included, is the caller's to read."""
+"""One HTTP query to a metrics service, through the client every HTTP call of rolloutctl
+shares (rolloutctl/transport.py) and under the shared retry rules (rolloutctl/retrying.py).
+A query is a read for a decision that can wait: a timed-out one is not sent again
+(`SlowAnswer`; the gate holds and asks at its next look); no answer, a 5xx and a 429 are
+tried again; any other answer, 4xx included, is the caller's to read."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-import httpx
-
 from rolloutctl.retrying import GaveUp as _GaveUp
 from rolloutctl.retrying import RetryPolicy, Try, retried, retry_after
+from rolloutctl.transport import Response, TimedOut, Unreachable
 
 
 class SlowAnswer(Exception):
@@ -27,23 +27,23 @@ class GaveUp(Exception):
 
 
 def send(
-    call: Callable[[], httpx.Response],
+    call: Callable[[], Response],
     *,
     retries: int,
     backoff: float,
     on_try: Callable[[], None] = lambda: None,
-) -> httpx.Response:
+) -> Response:
     """call() until it answers neither 5xx nor 429; on_try counts each try (sources report
     calls)."""
 
-    def attempt() -> Try[httpx.Response]:
+    def attempt() -> Try[Response]:
         on_try()
         try:
             response = call()
-        except (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout):
+        except TimedOut:
             return Try("timed out")
-        except httpx.TransportError as exc:
-            return Try("unreachable", detail=f"{type(exc).__name__}: {exc}")
+        except Unreachable as exc:
+            return Try("unreachable", detail=str(exc))
         status = response.status_code
         failure = f"HTTP {status}: {short(response.text)}"
         if status >= 500:

@@ -49,7 +49,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 import httpx
 
-from rolloutctl.flags.transport import redact
+from rolloutctl.transport import redact
 
 PROMPT = "Reply with the single word: pong"
 JSON_PROMPT = 'Reply with the JSON object {"status": "ok"} and nothing else.'

@@ -7,15 +7,14 @@ server that cannot be reached at all raises BackendError."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
-import ssl
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import httpx
-
+from rolloutctl import transport
 from rolloutctl.durations import parse_duration
 from rolloutctl.envvars import resolve_env
 from rolloutctl.errors import BackendError, InvalidInput
@@ -52,7 +51,7 @@ class PrometheusSource:
     # flag variant -> the arm label's value, where they differ (`variants:`)
     variants: dict[str, str] = field(default_factory=dict)
     backoff: float = 0.2  # seconds before the second try; doubles each time
-    transport: httpx.BaseTransport | None = None  # tests inject faults here
+    transport: Any = None  # an httpx transport: tests inject faults here
     calls: int = 0  # HTTP requests made (benchmarks count them)
 
     @classmethod
@@ -134,7 +133,7 @@ class PrometheusSource:
         return self._queries(request, None).render(template, by, arm)
 
     def _measure(
-        self, client: httpx.Client, request: MeasureRequest
+        self, client: transport.Client, request: MeasureRequest
     ) -> tuple[Measurement, dict[str, LiveReader]]:
         out = Measurement()
         look = Look(request, list(request.dimensions), _scope_names(request), out)
@@ -212,7 +211,7 @@ class PrometheusSource:
             measure_metric(reader, metric, look)
         return reader.queries.rendered
 
-    def _queries(self, request: MeasureRequest, client: httpx.Client | None) -> Queries:
+    def _queries(self, request: MeasureRequest, client: transport.Client | None) -> Queries:
         def send(path: str, params: dict[str, str], query: str) -> list[Any]:
             assert client is not None
             return self.api(client, path, params, query)
@@ -221,30 +220,26 @@ class PrometheusSource:
 
     # ------------------------------------------------------------ HTTP
 
-    def client(self) -> httpx.Client:
-        # a CA bundle path becomes an SSL context (httpx no longer takes the path itself)
-        verify = (
-            ssl.create_default_context(cafile=self.verify)
-            if isinstance(self.verify, str)
-            else self.verify
-        )
-        return httpx.Client(
-            base_url=self.url,
-            headers=self.headers,
+    def client(self) -> transport.Client:
+        headers = dict(self.headers)
+        if self.auth is not None:
+            token = base64.b64encode(f"{self.auth[0]}:{self.auth[1]}".encode()).decode()
+            headers["Authorization"] = f"Basic {token}"
+        return transport.Client(
             timeout=self.timeout,
-            verify=verify,
-            auth=self.auth,
+            headers=headers,
             transport=self.transport,
+            tls=transport.tls_for(self.verify),
         )
 
     def api(
-        self, client: httpx.Client, path: str, params: dict[str, str], query: str | None = None
+        self, client: transport.Client, path: str, params: dict[str, str], query: str | None = None
     ) -> list[Any]:
         """POST one query; the `data.result` list, or QueryError / BackendError."""
         query = query or params.get("query", "")
         try:
             response = retry.send(
-                lambda: client.post(path, data=params),
+                lambda: client.request("POST", self.url + path, data=params),
                 retries=self.retries,
                 backoff=self.backoff,
                 on_try=self._count,
@@ -267,7 +262,7 @@ class PrometheusSource:
         self.calls += 1
 
 
-def _result(response: httpx.Response, query: str) -> list[Any]:
+def _result(response: transport.Response, query: str) -> list[Any]:
     try:
         body = response.json()
     except ValueError:

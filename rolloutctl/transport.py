@@ -1,10 +1,10 @@
-"""HTTP plumbing shared by the flag backends that talk to a service (http, launchdarkly,
-unleash): bounded retries with backoff on 5xx, connection errors and timeouts (never on 4xx,
-except 429), `${ENV}` expansion that names the missing variable, messages that name only a
+"""The one HTTP client of rolloutctl: the flag backends that talk to a service (http,
+launchdarkly, unleash), notifications and the metrics sources (prometheus, http) send through
+it. Retries follow rolloutctl/retrying.py; here: `${ENV}` expansion that names the missing variable, messages that name only a
 URL's scheme and host (paths and query strings often carry secrets), and a stable fingerprint
 of what a service answered, so a flag changed outside rolloutctl is noticed.
 
-`Client` speaks HTTP/1.1 with the standard library: these backends run on rollback's fast
+`Client` speaks HTTP/1.1 with the standard library: the flag backends run on rollback's fast
 path, where importing httpx and httpcore (~200 ms with their optional extras installed) would
 cost more than the flip itself. Tests hand it an httpx transport (`httpx.MockTransport`) for
 the faults a real server cannot produce; only then is httpx imported.
@@ -214,6 +214,18 @@ def tls_context() -> ssl.SSLContext:
         ) from None
 
 
+def tls_for(verify: bool | str) -> ssl.SSLContext | None:
+    """A source's `tls_verify`: True verifies against the environment's CAs (the client's
+    default, None here), a path against that CA bundle, False not at all."""
+    import ssl
+
+    if verify is True:
+        return None
+    if verify is False:
+        return ssl._create_unverified_context()
+    return ssl.create_default_context(cafile=verify)
+
+
 def _ca_error(location: CALocation, problem: str) -> BackendError:
     return BackendError(
         f"{location.variable}={location.path} {problem}: no https request can be verified",
@@ -229,7 +241,8 @@ class Unreachable(Exception):
 
 
 class TimedOut(Unreachable):
-    """No answer within the timeout. Retried."""
+    """Connected, but no answer within the timeout. Retried when the request must land
+    (rolloutctl/retrying.py)."""
 
 
 @dataclass(frozen=True)
@@ -241,6 +254,10 @@ class Response:
     def json(self) -> Any:
         """Raises ValueError when the body is not JSON."""
         return json.loads(self.content)
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", errors="replace")
 
 
 _json_dumps = json.dumps  # Client.request's `json=` parameter shadows the module
@@ -255,13 +272,18 @@ class Client:
     answer came, BackendError when the environment's proxy or CA settings cannot be used."""
 
     def __init__(
-        self, *, timeout: float, headers: dict[str, str] | None = None, transport: Any = None
+        self,
+        *,
+        timeout: float,
+        headers: dict[str, str] | None = None,
+        transport: Any = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.timeout = timeout
         self.headers = {"Accept": "application/json", "User-Agent": "rolloutctl", **(headers or {})}
         self.transport = transport  # an httpx transport: tests only
         self._connections: dict[_Route, http.client.HTTPConnection] = {}
-        self._tls: ssl.SSLContext | None = None
+        self._tls = tls  # None: verify against the environment's CAs (tls_context)
 
     def __enter__(self) -> Client:
         return self
@@ -281,13 +303,21 @@ class Client:
         *,
         params: dict[str, str] | None = None,
         json: Any = None,
+        data: dict[str, str] | None = None,
+        content: str | bytes | None = None,
         headers: dict[str, str] | None = None,
     ) -> Response:
+        """One request: a JSON body (`json`), a form (`data`) or raw bytes (`content`)."""
         headers = {**self.headers, **(headers or {})}
         body = None
         if json is not None:
             body = _json_dumps(json).encode()
             headers.setdefault("Content-Type", "application/json")
+        elif data is not None:
+            body = urlencode(data).encode()
+            headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
+        elif content is not None:
+            body = content.encode() if isinstance(content, str) else content
         if params:
             url += ("&" if "?" in url else "?") + urlencode(params)
         if self.transport is not None:
@@ -307,6 +337,12 @@ class Client:
         self, route: _Route, method: str, target: str, body: bytes | None, headers: dict[str, str]
     ) -> Response:
         conn = self._connection(route)
+        if conn.sock is None:  # a new or dropped connection: its failure is no answer at all
+            try:
+                conn.connect()
+            except (OSError, http.client.HTTPException) as exc:
+                self._drop(route)
+                raise Unreachable(_failure(exc, route[3])) from None
         try:
             conn.request(method, target, body=body, headers=headers)
             answer = conn.getresponse()
@@ -349,6 +385,8 @@ class Client:
         with httpx.Client(timeout=self.timeout, transport=self.transport) as client:
             try:
                 answer = client.request(method, url, content=body, headers=headers)
+            except httpx.ConnectTimeout as exc:
+                raise Unreachable(type(exc).__name__) from None
             except httpx.TimeoutException as exc:
                 raise TimedOut(type(exc).__name__) from None
             except httpx.TransportError as exc:
@@ -364,14 +402,22 @@ def _authority(host: str, port: int | None) -> str:
 
 
 def _failure(exc: BaseException, proxy: Proxy | None) -> str:
-    """The exception's kind, and the proxy's answer when it refused to tunnel (http.client
-    says `Tunnel connection failed: 407 ...`); never the proxy's credentials."""
+    """The exception's kind with the system's reason (`ConnectionRefusedError: Connection
+    refused`, `gaierror: Name or service not known`), and the proxy's answer when it refused
+    to tunnel (http.client says `Tunnel connection failed: 407 ...`); never a URL or the
+    proxy's credentials."""
+    reason = getattr(exc, "strerror", None)
+    kind = (
+        f"{type(exc).__name__}: {reason}"
+        if isinstance(reason, str) and reason
+        else type(exc).__name__
+    )
     if proxy is None:
-        return type(exc).__name__
+        return kind
     text = str(exc)
     if text.startswith("Tunnel connection failed"):
         return f"the proxy {proxy.shown} refused the tunnel: {text.split(': ', 1)[-1]}"
-    return f"{type(exc).__name__} via the proxy {proxy.shown}"
+    return f"{kind} via the proxy {proxy.shown}"
 
 
 # ---------------------------------------------------------------- one call, retried

@@ -35,9 +35,9 @@ import pytest
 
 from rolloutctl import retrying
 from rolloutctl.errors import BackendError
-from rolloutctl.flags.transport import Client, Proxy, Response, proxy_for, request
 from rolloutctl.flags.webhook import WebhookFlagBackend
 from rolloutctl.retrying import retry_after
+from rolloutctl.transport import Client, Proxy, Response, proxy_for, request
 
 WAIT = 10.0  # seconds any socket of these servers waits before giving up
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authorization", "proxy-connection", "te"}
@@ -638,7 +638,7 @@ def test_a_missing_or_broken_ca_is_a_backend_error_naming_variable_and_path(
 
 def test_importing_the_transport_loads_neither_httpx_nor_urllib_request() -> None:
     code = (
-        "import sys, rolloutctl.flags.transport as t\n"
+        "import sys, rolloutctl.transport as t\n"
         "assert t.proxy_for('https', 'example.com', None) is None\n"
         "sys.exit(sorted({'httpx', 'urllib.request'} & set(sys.modules)) or 0)"
     )
