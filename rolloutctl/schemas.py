@@ -7,6 +7,8 @@ from the classes that produce the documents, so a schema cannot drift from what 
 - `command-result`: what `start`, `check`, `advance`, `monitor`, `pause`, `resume`,
   `rollback`, `promote`, `retry` and `control apply|revert` print with `--json` (context.Outcome,
   with the gate result's keys when a gate was evaluated);
+- `status`: what `status --json` prints: each rollout's stored state (state/store.RolloutState),
+  with an interrupted change still pending and a warning when the flag disagrees;
 - `error`: what every command prints with `--json` when it fails.
 
 Validation refuses unknown keys, so tests/test_schemas.py catches a key printed but not
@@ -16,13 +18,13 @@ from __future__ import annotations
 
 from typing import Any, NotRequired, get_type_hints
 
-from pydantic import ConfigDict, TypeAdapter, with_config
+from pydantic import ConfigDict, TypeAdapter, create_model, with_config
 from typing_extensions import TypedDict
 
 from rolloutctl.context import ControlChange, Outcome
 from rolloutctl.results import GateResult
 
-NAMES = ("playbook", "gate-result", "command-result", "error")
+NAMES = ("playbook", "gate-result", "command-result", "status", "error")
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 _FORBID_EXTRA = {"extra": "forbid"}
 
@@ -48,11 +50,27 @@ def _command_result() -> Any:
     return with_config(ConfigDict(extra="forbid"))(shape)
 
 
+def _status_result() -> Any:
+    """{"rollouts": [a state row, ...]}; the row is RolloutState's fields (engine.status)."""
+    from rolloutctl.state.store import RolloutState
+
+    fields = {
+        **get_type_hints(RolloutState),
+        "pending": NotRequired[dict[str, Any]],  # an intent whose state write never happened
+        "flag_warning": str | None,  # the flag and the state disagree (reconcile.flag_drift)
+    }
+    row: Any = with_config(ConfigDict(extra="forbid"))(TypedDict("StatusRow", fields))  # type: ignore[operator]
+    return create_model(
+        "StatusResult", __config__=ConfigDict(extra="forbid"), rollouts=(list[row], ...)
+    )
+
+
 def adapter(name: str) -> TypeAdapter[Any]:
     """A validator of the document `name` (not `playbook`: load_playbook validates those)."""
     shapes: dict[str, Any] = {
         "gate-result": GateResult,
         "command-result": _command_result(),
+        "status": _status_result(),
         "error": ErrorResult,
     }
     return TypeAdapter(shapes[name])

@@ -1,6 +1,6 @@
 """What the commands print with --json is what `rolloutctl schema --output NAME` publishes:
 every document of a rollout's life (start, a held and a passing advance, pause, resume, a
-control applied and reverted, rollback, an error) validates against its schema, which
+control applied and reverted, rollback, status, an error) validates against its schema, which
 refuses keys it does not declare; and the schemas themselves are what a CI job would load."""
 
 from __future__ import annotations
@@ -51,6 +51,11 @@ def test_a_rollouts_json_documents_match_the_published_schemas(ws: Workspace) ->
     for record in records:
         _valid("gate-result", json.loads(record.read_text())["gate"])
 
+    status = ws.run("--json", "status", now=later)
+    assert status.code == 0, status.err
+    _valid("status", status.json())
+    assert [r["status"] for r in status.json()["rollouts"]] == ["rolled_back"]
+
     error = ws.run("--json", "status", "nosuch")
     assert error.code == 5
     _valid("error", error.json())
@@ -81,4 +86,4 @@ def test_schema_prints_each_published_schema(ws: Workspace, name: str) -> None:
 def test_schema_refuses_a_name_it_does_not_publish(ws: Workspace) -> None:
     r = ws.run("schema", "--output", "gate")
     assert r.code == 2
-    assert "one of: playbook, gate-result, command-result, error" in r.err
+    assert "one of: playbook, gate-result, command-result, status, error" in r.err

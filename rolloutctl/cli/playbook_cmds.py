@@ -85,7 +85,7 @@ def schema(
         typer.Option(
             "--output",
             metavar="NAME",
-            help="playbook | gate-result | command-result | error",
+            help="playbook | gate-result | command-result | status | error",
         ),
     ] = "playbook",
 ) -> None:
