@@ -28,19 +28,10 @@ def _gate(look: StageLook) -> GateResult:
     from rolloutctl.metrics.base import MeasureRequest
     from rolloutctl.stats import drift
 
-    loaded, stage_index, started, now, control, canary = (
-        look.loaded,
-        look.stage_index,
-        look.started,
-        look.now,
-        look.control,
-        look.canary,
-    )
-    pb = loaded.playbook
-    stage = pb.stages[stage_index]
+    pb, stage, now = look.playbook, look.stage, look.now
     name, source = request_log(look)
     length = parse_duration(stage.window or "24h")
-    recent_start = max(started, now - length)
+    recent_start = max(look.started, now - length)
     if now - recent_start < timedelta(minutes=1):
         return result(
             look,
@@ -51,13 +42,13 @@ def _gate(look: StageLook) -> GateResult:
         )
     exposed = look.exposure_started()
     baseline = (exposed - (now - recent_start), exposed)
-    metrics = tuple(m for m in stage_metrics(loaded.playbook, stage) if m.source == name)
+    metrics = tuple(m for m in stage_metrics(pb, stage) if m.source == name)
     request = MeasureRequest(
         metrics=metrics,
         start=recent_start,
         end=now,
-        control=control,
-        canary=canary,
+        control=look.control,
+        canary=look.canary,
         dimensions=tuple(pb.segments.dimensions),
         max_segments=pb.analysis.max_segments,
         never_pooled=pb.segments.never_pooled(),
@@ -66,7 +57,7 @@ def _gate(look: StageLook) -> GateResult:
     measurement = source.measure(request)
     judged = gate.evaluate(
         pb,
-        stage_index,
+        look.stage_index,
         {name: measurement},
         {},
         stage_started=recent_start,
@@ -173,7 +164,7 @@ def _gate(look: StageLook) -> GateResult:
         judged.trigger_action,
         judged.bad_rows,
     )
-    out.max_duration_passed = bool(stage.duration) and now - started >= parse_duration(
+    out.max_duration_passed = bool(stage.duration) and now - look.started >= parse_duration(
         stage.duration or "0s"
     )
     return out

@@ -32,18 +32,9 @@ def _gate(look: StageLook) -> GateResult:
     from rolloutctl.stages.shadow_pairs import analyze_shadow
     from rolloutctl.stats import sequential
 
-    loaded, stage_index, started, now, control, canary = (
-        look.loaded,
-        look.stage_index,
-        look.started,
-        look.now,
-        look.control,
-        look.canary,
-    )
-    pb = loaded.playbook
-    stage = pb.stages[stage_index]
+    pb, stage = look.playbook, look.stage
     name, source = request_log(look)
-    metrics = [m for m in stage_metrics(loaded.playbook, stage) if m.source == name]
+    metrics = [m for m in stage_metrics(pb, stage) if m.source == name]
     # Pairs are per request; without a written size, tune at the fallback (pairing only
     # removes noise, so the normal sequence's tuning is not critical here).
     expected = (
@@ -54,10 +45,10 @@ def _gate(look: StageLook) -> GateResult:
     alpha = pb.analysis.alpha
     outcome = analyze_shadow(
         source,
-        start=started,
-        end=now,
-        control=control,
-        candidate=canary,
+        start=look.started,
+        end=look.now,
+        control=look.control,
+        candidate=look.canary,
         metrics=metrics,
         dimensions=pb.segments.dimensions,
         alpha=alpha,
@@ -98,7 +89,7 @@ def _gate(look: StageLook) -> GateResult:
         rows[0].query = outcome.query
     verdict: GateVerdict = outcome.verdict  # type: ignore[assignment]
     reasons = list(outcome.reasons)
-    elapsed = now - started
+    elapsed = look.now - look.started
     if verdict == "pass" and stage.min_duration and elapsed < parse_duration(stage.min_duration):
         verdict = "inconclusive"
         reasons = [
@@ -107,8 +98,8 @@ def _gate(look: StageLook) -> GateResult:
         ]
     notes = [
         *outcome.notes,
-        f"{outcome.pairs:,} requests answered by both {control} and "
-        f"shadow:{canary}; the flag stays at 0% in this stage",
+        f"{outcome.pairs:,} requests answered by both {look.control} and "
+        f"shadow:{look.canary}; the flag stays at 0% in this stage",
     ]
     return result(
         look,

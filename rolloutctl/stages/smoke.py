@@ -38,8 +38,7 @@ def smoke_settings(loaded: LoadedPlaybook, stage: Stage) -> dict[str, Any]:
 def _gate(look: StageLook) -> GateResult:
     from rolloutctl.stages.smoke_calls import run_smoke
 
-    loaded, stage_index = look.loaded, look.stage_index
-    stage = loaded.playbook.stages[stage_index]
+    loaded, stage = look.loaded, look.stage
     settings = smoke_settings(loaded, stage)
     endpoint, model = settings.pop("endpoint"), settings.pop("model")
     try:
