@@ -14,11 +14,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from typing_extensions import TypedDict  # pydantic reads this one on 3.11
+
 from rolloutctl.atomic import atomic_write
 from rolloutctl.context import Context, ControlChange, Outcome
 from rolloutctl.errors import ExitCode, StateConflict, UsageError
 from rolloutctl.flags.registry import build_backend
-from rolloutctl.state.store import ACTIVE, RolloutState
+from rolloutctl.state.store import ACTIVE, AuditEvent, RolloutState
 from rolloutctl.state.store import snapshot as _snapshot
 
 # Seconds a control waits for the rollout's lock: a gate evaluation holds it for a few
@@ -132,7 +134,7 @@ def reconcile_interrupted(ctx: Context, state: RolloutState) -> None:
     if real is None or real.problem is not None:
         return
     flag_key = state.flag["key"]
-    history: list[dict[str, Any]] = []  # the audit log, read once and only when needed
+    history: list[AuditEvent] = []  # the audit log, read once and only when needed
 
     def audited(name: str, at: str) -> bool:
         if not history:
@@ -165,7 +167,7 @@ def _last_event_is(state: RolloutState, name: str, operation: str) -> bool:
     return after.get("control") == name and after.get("operation") == operation
 
 
-def _apply_audited(history: list[dict[str, Any]], name: str, at: str) -> bool:
+def _apply_audited(history: list[AuditEvent], name: str, at: str) -> bool:
     """An apply of control `name` recorded at `at` is in the audit log (as itself, or as the
     reconcile that recorded it)."""
     for event in reversed(history):
@@ -205,29 +207,61 @@ def _record_from_flag(
 # ---------------------------------------------------------------- commands
 
 
-def list_controls(ctx: Context, rollout: str) -> dict[str, Any]:
+class AppliedBy(TypedDict):
+    actor: str | None
+    reason: str | None
+    at: str | None
+    previous: dict[str, Any] | None  # the flags' values the control replaced
+
+
+class ControlRow(TypedDict):
+    """One control of `control list`: what it sets, what the flags hold now, and who
+    applied it."""
+
+    name: str
+    layer: str
+    title: str
+    set: dict[str, Any]  # flag key -> the value the control sets
+    current: dict[str, Any]  # flag key -> the value the backend holds now
+    state: str  # applied | partly applied | not applied
+    applied: bool
+    applied_by: AppliedBy | None
+
+
+class ControlList(TypedDict):
+    rollout: str
+    controls: list[ControlRow]
+
+
+def list_controls(ctx: Context, rollout: str) -> ControlList:
     state = ctx.store.load(rollout)
     book = load_book(ctx.store, rollout)
     backend = build_backend(state.flag)
-    rows = []
+    rows: list[ControlRow] = []
     for control in book["controls"]:
         current = {k: _current(backend, state.flag["key"], k) for k in control["set"]}
         record = book["applied"].get(control["name"])
+        state_now = _state_of(control["set"], current)
         rows.append(
-            {
-                "name": control["name"],
-                "layer": control["layer"],
-                "title": control["title"],
-                "set": control["set"],
-                "current": current,
-                "state": _state_of(control["set"], current),
-                "applied": _state_of(control["set"], current) == "applied",
-                "applied_by": None
+            ControlRow(
+                name=control["name"],
+                layer=control["layer"],
+                title=control["title"],
+                set=control["set"],
+                current=current,
+                state=state_now,
+                applied=state_now == "applied",
+                applied_by=None
                 if record is None
-                else {k: record.get(k) for k in ("actor", "reason", "at", "previous")},
-            }
+                else AppliedBy(
+                    actor=record.get("actor"),
+                    reason=record.get("reason"),
+                    at=record.get("at"),
+                    previous=record.get("previous"),
+                ),
+            )
         )
-    return {"rollout": rollout, "controls": rows}
+    return ControlList(rollout=rollout, controls=rows)
 
 
 def _outcome(

@@ -9,6 +9,9 @@ from the classes that produce the documents, so a schema cannot drift from what 
   with the gate result's keys when a gate was evaluated);
 - `status`: what `status --json` prints: each rollout's stored state (state/store.RolloutState),
   with an interrupted change still pending and a warning when the flag disagrees;
+- `history`: what `history --json` prints: the audit log's events (state/store.AuditEvent);
+- `controls`: what `control list --json` prints (controls.ControlList);
+- `validate`: what `validate --json` prints (playbook/load.ValidateResult);
 - `error`: what every command prints with `--json` when it fails.
 
 Validation refuses unknown keys, so tests/test_schemas.py catches a key printed but not
@@ -24,7 +27,16 @@ from typing_extensions import TypedDict
 from rolloutctl.context import ControlChange, Outcome
 from rolloutctl.results import GateResult
 
-NAMES = ("playbook", "gate-result", "command-result", "status", "error")
+NAMES = (
+    "playbook",
+    "gate-result",
+    "command-result",
+    "status",
+    "history",
+    "controls",
+    "validate",
+    "error",
+)
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 _FORBID_EXTRA = {"extra": "forbid"}
 
@@ -65,10 +77,22 @@ def _status_result() -> Any:
     )
 
 
+def _closed(shape: Any) -> Any:
+    """The TypedDict refusing unknown keys (pydantic's default ignores them)."""
+    return with_config(ConfigDict(extra="forbid"))(shape)
+
+
 def adapter(name: str) -> TypeAdapter[Any]:
     """A validator of the document `name` (not `playbook`: load_playbook validates those)."""
+    from rolloutctl.controls import ControlList
+    from rolloutctl.playbook.load import ValidateResult
+    from rolloutctl.state.store import History
+
     shapes: dict[str, Any] = {
         "gate-result": GateResult,
+        "history": _closed(History),
+        "controls": _closed(ControlList),
+        "validate": _closed(ValidateResult),
         "command-result": _command_result(),
         "status": _status_result(),
         "error": ErrorResult,

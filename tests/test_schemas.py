@@ -1,6 +1,7 @@
 """What the commands print with --json is what `rolloutctl schema --output NAME` publishes:
 every document of a rollout's life (start, a held and a passing advance, pause, resume, a
-control applied and reverted, rollback, status, an error) validates against its schema, which
+control applied and reverted, rollback, status, history, the control list, validate, an
+error) validates against its schema, which
 refuses keys it does not declare; and the schemas themselves are what a CI job would load."""
 
 from __future__ import annotations
@@ -56,6 +57,23 @@ def test_a_rollouts_json_documents_match_the_published_schemas(ws: Workspace) ->
     _valid("status", status.json())
     assert [r["status"] for r in status.json()["rollouts"]] == ["rolled_back"]
 
+    for name, args in (
+        ("history", ("history", "shop-answers")),
+        ("controls", ("control", "list", "shop-answers")),
+        ("validate", ("validate", str(ws.playbook))),
+    ):
+        r = ws.run("--json", *args, now=later)
+        assert r.code == 0, r.err
+        _valid(name, r.json())
+    events = ws.run("--json", "history", "shop-answers").json()["events"]
+    assert [e["command"] for e in events][:2] == ["start", "advance"]
+    broken = ws.root / "broken.yaml"
+    broken.write_text(PLAYBOOK.replace("traffic: 20", "traffic: lots"))
+    r = ws.run("--json", "validate", str(broken))
+    assert r.code == 3
+    _valid("validate", r.json())
+    assert r.json()["playbooks"][0]["ok"] is False and r.json()["playbooks"][0]["problems"]
+
     error = ws.run("--json", "status", "nosuch")
     assert error.code == 5
     _valid("error", error.json())
@@ -86,4 +104,7 @@ def test_schema_prints_each_published_schema(ws: Workspace, name: str) -> None:
 def test_schema_refuses_a_name_it_does_not_publish(ws: Workspace) -> None:
     r = ws.run("schema", "--output", "gate")
     assert r.code == 2
-    assert "one of: playbook, gate-result, command-result, status, error" in r.err
+    assert (
+        "one of: playbook, gate-result, command-result, status, history, controls, validate, error"
+        in r.err
+    )

@@ -17,10 +17,13 @@ import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rolloutctl.cli.terminal import clean
 from rolloutctl.errors import ExitCode, InvalidInput, RolloutError, UsageError
+
+if TYPE_CHECKING:
+    from rolloutctl.controls import ControlList
 
 # rolloutctl.playbook.load's MAX_PLAYBOOK_BYTES and MAX_DEPTH (it imports pydantic: too slow
 # for the fast path); tests/playbook/test_hostile_input.py keeps them equal
@@ -255,7 +258,7 @@ def run_control(
     return render_outcome(controls.revert(ctx, rollout, name, why, force=force), json_flag)
 
 
-def render_controls(data: dict[str, Any], json_flag: bool) -> None:
+def render_controls(data: ControlList, json_flag: bool) -> None:
     if json_flag or current().json:
         emit_json(data)
         return

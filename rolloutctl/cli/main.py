@@ -114,10 +114,12 @@ def status(
 @app.command()
 def history(rollout: str, json_out: JsonOpt = False) -> None:
     """The audit log: every action with time, actor, reason and verdict."""
+    from rolloutctl.state.store import History
+
     ctx = context()
     events = ctx.store.history(resolve_rollout(rollout))
     if json_out or common.current().json:
-        common.emit_json({"rollout": resolve_rollout(rollout), "events": events})
+        common.emit_json(History(rollout=resolve_rollout(rollout), events=events))
         return
     for e in events:
         after = e.get("after") or {}

@@ -44,35 +44,39 @@ def validate(
     """Check playbooks: every problem with file:line:column, key path and what was expected."""
     import os
 
-    from rolloutctl.playbook.load import env_references, load_playbook
+    from rolloutctl.playbook.load import (
+        PlaybookCheck,
+        ValidateResult,
+        env_references,
+        load_playbook,
+    )
 
-    results = []
+    results: list[PlaybookCheck] = []
     worst = ExitCode.OK
     for path in playbooks:
-        entry: dict[str, object] = {"file": str(path), "ok": True, "problems": []}
+        entry = PlaybookCheck(file=str(path), ok=True, problems=[])
         try:
             loaded = load_playbook(path)
             unset = [v for v in env_references(path) if v not in os.environ]
             entry["rollout"] = loaded.playbook.rollout
             entry["unset_env"] = unset
         except PlaybookInvalid as exc:
-            entry.update(ok=False, problems=exc.problems)
+            entry["ok"], entry["problems"] = False, list(exc.problems)
             worst = ExitCode.INVALID_INPUT
         except InvalidInput as exc:
-            entry.update(ok=False, problems=[exc.message])
+            entry["ok"], entry["problems"] = False, [exc.message]
             worst = ExitCode.INVALID_INPUT
         results.append(entry)
     if json_out or common.current().json:
-        common.emit_json({"ok": worst == ExitCode.OK, "playbooks": results})
+        common.emit_json(ValidateResult(ok=worst == ExitCode.OK, playbooks=results))
     else:
         for entry in results:
             if entry["ok"]:
                 common.say(f"{entry['file']}: ok (rollout {entry['rollout']})")
-                for var in entry.get("unset_env") or []:  # type: ignore[attr-defined]
+                for var in entry.get("unset_env") or []:
                     common.warn(f"{entry['file']}: ${{{var}}} is not set in this environment")
             else:
                 problems = entry["problems"]
-                assert isinstance(problems, list)
                 common.say(f"{entry['file']}: {len(problems)} problem(s)")
                 for p in problems:
                     common.say(f"  {p}")
@@ -85,7 +89,7 @@ def schema(
         typer.Option(
             "--output",
             metavar="NAME",
-            help="playbook | gate-result | command-result | status | error",
+            help="playbook, gate-result, command-result, status, history, controls, validate or error",
         ),
     ] = "playbook",
 ) -> None:

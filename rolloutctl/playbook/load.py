@@ -14,10 +14,11 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from typing_extensions import TypedDict
 
 from rolloutctl import envvars
 from rolloutctl.durations import DURATION_PATTERN
@@ -717,6 +718,21 @@ def _sorted_by_line(problems: list[str]) -> list[str]:
             return (0, 0)
 
     return sorted(dict.fromkeys(problems), key=line_of)
+
+
+class PlaybookCheck(TypedDict):
+    """One playbook as `validate --json` reports it."""
+
+    file: str
+    ok: bool
+    problems: list[str]  # each `file:line:column: key.path: what was expected`
+    rollout: NotRequired[str]
+    unset_env: NotRequired[list[str]]  # ${VAR}s without a default that are not set here
+
+
+class ValidateResult(TypedDict):
+    ok: bool
+    playbooks: list[PlaybookCheck]
 
 
 def env_references(path: str | Path) -> list[str]:

@@ -4,6 +4,7 @@ rollout, and `reports/index.html` listing rollouts. No script, font or image is 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -109,7 +110,7 @@ def build_record(
     loaded: Any,
     state: Any,
     result: Any,
-    audit: list[dict[str, Any]],
+    audit: Sequence[Mapping[str, Any]],
     evidence: dict[str, Any],
     stage_traffic: float,
     scope: str | None,
@@ -217,7 +218,7 @@ def write_gate_report(reports_dir: Path, record: dict[str, Any], rendered_at: st
 
 
 def write_rollout_index(
-    reports_dir: Path, rollout: str, audit: list[dict[str, Any]], rendered_at: str = ""
+    reports_dir: Path, rollout: str, audit: Sequence[Mapping[str, Any]], rendered_at: str = ""
 ) -> Path:
     from rolloutctl.report import charts
 

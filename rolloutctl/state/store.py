@@ -18,7 +18,12 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import (
+    Any,
+    NotRequired,  # pydantic reads these on 3.11
+)
+
+from typing_extensions import TypedDict
 
 from rolloutctl.atomic import atomic_write
 from rolloutctl.errors import StateConflict, UsageError
@@ -59,6 +64,29 @@ class RolloutState:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class AuditEvent(TypedDict):
+    """One line of a rollout's audit log (`history --json` lists them). A transition carries
+    its `id` and the state before and after (`status`, `stage`, `canary_percent`, `version`,
+    and what a control changed); a notification or a manual note carries no id; a line that
+    cannot be read is reported with its number."""
+
+    time: str | None
+    command: str
+    id: NotRequired[str]
+    actor: NotRequired[str]
+    reason: NotRequired[str | None]
+    before: NotRequired[dict[str, Any] | None]
+    after: NotRequired[dict[str, Any] | None]
+    verdict: NotRequired[dict[str, Any] | None]  # verdict, decision, reasons, report
+    recovered: NotRequired[bool]  # appended by the next command after a kill
+    line: NotRequired[int]  # an unreadable line's number
+
+
+class History(TypedDict):
+    rollout: str
+    events: list[AuditEvent]
 
 
 def snapshot(state: RolloutState) -> dict[str, Any]:
@@ -275,20 +303,20 @@ class StateStore:
         finally:
             os.close(fd)
 
-    def history(self, rollout: str) -> list[dict[str, Any]]:
+    def history(self, rollout: str) -> list[AuditEvent]:
         path = self.audit_path(rollout)
         if not path.exists():
             if not self.exists(rollout):
                 self.load(rollout)  # raises the "no rollout named" conflict
             return []
-        events = []
+        events: list[AuditEvent] = []
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             if not line.strip():
                 continue
             try:
                 events.append(json.loads(line))
             except json.JSONDecodeError:
-                events.append({"time": None, "command": "(unreadable)", "line": number})
+                events.append(AuditEvent(time=None, command="(unreadable)", line=number))
         return events
 
     # ------------------------------------------------------------ the lock
