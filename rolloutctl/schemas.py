@@ -19,6 +19,7 @@ declared."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NotRequired, get_type_hints
 
 from pydantic import ConfigDict, TypeAdapter, create_model, with_config
@@ -38,13 +39,10 @@ NAMES = (
     "error",
 )
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
-_FORBID_EXTRA = {"extra": "forbid"}
 
 
 class ErrorResult(TypedDict):
     """A failed command's JSON: the message, what to do about it, and the exit code."""
-
-    __pydantic_config__ = _FORBID_EXTRA  # type: ignore[misc]
 
     error: str
     hint: str | None
@@ -58,8 +56,7 @@ def _command_result() -> Any:
     always = {k: v for k, v in own.items() if k not in ("gate", "control")}
     gate = {k: NotRequired[v] for k, v in get_type_hints(GateResult).items() if k not in always}
     fields = {**always, **gate, "control": NotRequired[ControlChange]}
-    shape = TypedDict("CommandResult", fields)  # type: ignore[misc]
-    return with_config(ConfigDict(extra="forbid"))(shape)
+    return _closed(TypedDict("CommandResult", fields))  # type: ignore[operator]
 
 
 def _status_result() -> Any:
@@ -71,7 +68,7 @@ def _status_result() -> Any:
         "pending": NotRequired[dict[str, Any]],  # an intent whose state write never happened
         "flag_warning": str | None,  # the flag and the state disagree (reconcile.flag_drift)
     }
-    row: Any = with_config(ConfigDict(extra="forbid"))(TypedDict("StatusRow", fields))  # type: ignore[operator]
+    row: Any = _closed(TypedDict("StatusRow", fields))  # type: ignore[operator]
     return create_model(
         "StatusResult", __config__=ConfigDict(extra="forbid"), rollouts=(list[row], ...)
     )
@@ -83,21 +80,38 @@ def _closed(shape: Any) -> Any:
 
 
 def adapter(name: str) -> TypeAdapter[Any]:
-    """A validator of the document `name` (not `playbook`: load_playbook validates those)."""
-    from rolloutctl.controls import ControlList
-    from rolloutctl.playbook.load import ValidateResult
+    """A validator of the document `name` (not `playbook`: load_playbook validates those).
+    Only the asked shape is built."""
+    return TypeAdapter(_SHAPES[name]())
+
+
+def _history() -> Any:
     from rolloutctl.state.store import History
 
-    shapes: dict[str, Any] = {
-        "gate-result": GateResult,
-        "history": _closed(History),
-        "controls": _closed(ControlList),
-        "validate": _closed(ValidateResult),
-        "command-result": _command_result(),
-        "status": _status_result(),
-        "error": ErrorResult,
-    }
-    return TypeAdapter(shapes[name])
+    return _closed(History)
+
+
+def _controls() -> Any:
+    from rolloutctl.controls import ControlList
+
+    return _closed(ControlList)
+
+
+def _validate() -> Any:
+    from rolloutctl.playbook.load import ValidateResult
+
+    return _closed(ValidateResult)
+
+
+_SHAPES: dict[str, Callable[[], Any]] = {
+    "gate-result": lambda: GateResult,
+    "command-result": _command_result,
+    "status": _status_result,
+    "history": _history,
+    "controls": _controls,
+    "validate": _validate,
+    "error": lambda: _closed(ErrorResult),
+}
 
 
 def json_schema(name: str) -> dict[str, Any]:

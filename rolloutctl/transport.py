@@ -222,7 +222,10 @@ def tls_for(verify: bool | str) -> ssl.SSLContext | None:
     if verify is True:
         return None
     if verify is False:
-        return ssl._create_unverified_context()
+        unverified = ssl.create_default_context()
+        unverified.check_hostname = False
+        unverified.verify_mode = ssl.CERT_NONE
+        return unverified
     return ssl.create_default_context(cafile=verify)
 
 

@@ -57,6 +57,7 @@ from rolloutctl.metrics.base import Measurement, MeasureRequest, SegmentKey
 from rolloutctl.metrics.retry import short
 from rolloutctl.playbook.load import LoadedPlaybook
 from rolloutctl.playbook.model import HttpSpec, Metric
+from rolloutctl.retrying import GaveUp
 from rolloutctl.stats.sufficient import Histogram, Moments, Proportion, RatioMoments, Stat
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_.\-]*)\s*\}\}")
@@ -261,14 +262,15 @@ class HttpSource:
                 backoff=self.backoff,
                 on_try=self._count,
             )
-        except retry.SlowAnswer:
-            raise AnswerError(f"{where}: no answer within {self.timeout:g}s") from None
-        except retry.GaveUp as exc:
-            if exc.status is not None:
-                raise AnswerError(f"{where}: {exc.failure} (after {exc.tries} tries)") from None
+        except GaveUp as exc:
+            last = exc.last
+            if last.kind == "timed out":
+                raise AnswerError(f"{where}: no answer within {self.timeout:g}s") from None
+            if last.status is not None:
+                raise AnswerError(f"{where}: {last.detail} (after {exc.tries} tries)") from None
             raise BackendError(
                 f"http source {self.name!r}: cannot reach {where} after {exc.tries} tries "
-                f"({exc.failure})",
+                f"({last.detail})",
                 hint="check the URL and that the service is up; rollback does not need it",
             ) from None
         if response.status_code >= 400:

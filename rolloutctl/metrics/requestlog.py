@@ -500,7 +500,7 @@ class RequestLogSource:
     ) -> dict[str, list[str] | None]:
         """Bad rows and values, freshness, and segment cardinality, in one scan; returns per
         dimension the values judged on their own (None: all of them)."""
-        dims, columns = plan.dims, set(types)
+        dims, columns = plan.dims, plan.columns
         card = ", ".join(f"approx_count_distinct({sql_ident(d)})" for d in dims) or "0"
         bad_values = self._bad_value_counts(request.metrics, columns, types, plan.arm_rows)
         health_sql = (
@@ -571,7 +571,7 @@ class RequestLogSource:
         readers: list[tuple[Metric, int, int]] = []
         for metric in request.metrics:
             try:
-                parts = self._aggregates(metric, set(types), types)
+                parts = self._aggregates(metric, plan.columns, types)
             except expr.ExprError as exc:
                 out.errors[metric.name] = str(exc)
                 continue
@@ -779,7 +779,7 @@ class RequestLogSource:
     ) -> None:
         assert metric.value is not None
         try:
-            x = self._number(metric.value, set(types), types)
+            x = self._number(metric.value, plan.columns, types)
         except expr.ExprError as exc:
             out.errors[metric.name] = str(exc)
             return

@@ -1,29 +1,15 @@
 """One HTTP query to a metrics service, through the client every HTTP call of rolloutctl
 shares (rolloutctl/transport.py) and under the shared retry rules (rolloutctl/retrying.py).
-A query is a read for a decision that can wait: a timed-out one is not sent again
-(`SlowAnswer`; the gate holds and asks at its next look); no answer, a 5xx and a 429 are
+A query is a read for a decision that can wait: a timed-out one is not sent again (the gate
+holds and asks at its next look); no answer, a 5xx and a 429 are
 tried again; any other answer, 4xx included, is the caller's to read."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from rolloutctl.retrying import GaveUp as _GaveUp
 from rolloutctl.retrying import RetryPolicy, Try, retried, retry_after
 from rolloutctl.transport import Response, TimedOut, Unreachable
-
-
-class SlowAnswer(Exception):
-    """The server accepted the request but did not answer within the timeout."""
-
-
-class GaveUp(Exception):
-    """Every try failed: `status` is the last 5xx or 429, or None when the server was
-    unreachable."""
-
-    def __init__(self, failure: str, status: int | None, tries: int) -> None:
-        super().__init__(failure)
-        self.failure, self.status, self.tries = failure, status, tries
 
 
 def send(
@@ -34,7 +20,7 @@ def send(
     on_try: Callable[[], None] = lambda: None,
 ) -> Response:
     """call() until it answers neither 5xx nor 429; on_try counts each try (sources report
-    calls)."""
+    calls). Raises retrying.GaveUp: its `last` try says why (`timed out`: not sent again)."""
 
     def attempt() -> Try[Response]:
         on_try()
@@ -53,13 +39,7 @@ def send(
             return Try("rate limited", detail=failure, status=status, wait=wait)
         return Try("answer", answer=response)
 
-    policy = RetryPolicy(retries=retries, backoff=backoff, retry_timeouts=False)
-    try:
-        return retried(attempt, policy)
-    except _GaveUp as exc:
-        if exc.last.kind == "timed out":
-            raise SlowAnswer() from None
-        raise GaveUp(exc.last.detail, exc.last.status, exc.tries) from None
+    return retried(attempt, RetryPolicy(retries=retries, backoff=backoff, retry_timeouts=False))
 
 
 def short(text: str, limit: int = 300) -> str:

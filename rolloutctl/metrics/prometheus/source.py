@@ -32,6 +32,7 @@ from rolloutctl.metrics.prometheus.reading import (
 from rolloutctl.metrics.retry import short
 from rolloutctl.playbook import expr
 from rolloutctl.playbook.model import Metric, PrometheusSpec
+from rolloutctl.retrying import GaveUp
 
 if TYPE_CHECKING:
     from rolloutctl.playbook.load import LoadedPlaybook
@@ -244,16 +245,17 @@ class PrometheusSource:
                 backoff=self.backoff,
                 on_try=self._count,
             )
-        except retry.SlowAnswer:
-            raise QueryError(f"timed out after {self.timeout:g}s", query, "timeout") from None
-        except retry.GaveUp as exc:
-            if exc.status is not None:
+        except GaveUp as exc:
+            last = exc.last
+            if last.kind == "timed out":
+                raise QueryError(f"timed out after {self.timeout:g}s", query, "timeout") from None
+            if last.status is not None:
                 raise QueryError(
-                    f"{exc.failure} after {exc.tries} tries", query, f"HTTP {exc.status}"
+                    f"{last.detail} after {exc.tries} tries", query, f"HTTP {last.status}"
                 ) from None
             raise BackendError(
                 f"prometheus source {self.name!r}: cannot reach {self.url} after {exc.tries} "
-                f"tries ({exc.failure})",
+                f"tries ({last.detail})",
                 hint="check the URL and that the server is up; rollback does not need it",
             ) from None
         return _result(response, query)
