@@ -25,6 +25,7 @@ from rolloutctl import engine, simulate
 from rolloutctl.playbook import expr
 from rolloutctl.playbook.load import load_playbook
 from rolloutctl.playbook.scope import scope_text
+from rolloutctl.results import DemoRollout
 from rolloutctl.state.store import ACTIVE, StateStore
 
 DEMO_START = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
@@ -40,6 +41,18 @@ class DemoRun:
     rows: int
     report: str | None
     steps: list[str]
+
+    def to_json(self) -> DemoRollout:
+        return {
+            "rollout": self.rollout,
+            "scenario": self.scenario,
+            "status": self.status,
+            "stage": self.stage,
+            "hours": self.hours,
+            "rows": self.rows,
+            "report": self.report,
+            "steps": self.steps,
+        }
 
 
 def _eligible(scope: str | None) -> Callable[[Any], Any] | None:

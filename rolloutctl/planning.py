@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from statistics import NormalDist
-from typing import Any
+from typing import Any, NotRequired
+
+from typing_extensions import TypedDict
 
 from rolloutctl.durations import parse_duration
 from rolloutctl.errors import BackendError, InvalidInput
@@ -294,6 +296,76 @@ def stage_samples(
     return None if found is None else max(found, minimum)
 
 
+class MetricPlan(TypedDict):
+    """One deciding metric's row: the samples per arm (and hours) a healthy canary needs."""
+
+    name: str
+    samples_per_arm: int | None
+    hours: float | None
+    method: str
+    alpha_to_fail: float
+    margin: str  # "5% relative" or "0.01 absolute"
+    unsized: NotRequired[str]  # why there is no sample size
+    queries: NotRequired[list[str]]  # the exact queries a prometheus source would send
+
+
+class ToPass(TypedDict):
+    """When a healthy canary passes the whole stage, against its durations."""
+
+    samples_per_arm: int | None
+    hours: float | None
+    can_pass: bool | None  # False: beyond max_duration; None: not known
+    reason: str
+    requires: NotRequired[str]  # the stage's pass_requires
+
+
+class ABPlan(TypedDict):
+    """An A/B stage's metrics judged at its end: the hours they need against the planned
+    duration."""
+
+    metrics: list[str]
+    hours_needed: float | None
+    planned_hours: float | None
+    enough: bool | None
+
+
+class StagePlan(TypedDict):
+    """One stage's plan. The sizing keys are absent for a stage that is not sized (smoke,
+    offline eval, a 100% stage)."""
+
+    name: str
+    kind: str
+    traffic: float
+    ab: ABPlan | None
+    note: str | None
+    scope: str | None
+    approval: str  # "none" or "required"
+    min_duration: str | None
+    max_duration: str | None
+    duration: str | None
+    metrics: list[MetricPlan]
+    min_samples_per_arm: NotRequired[int]
+    alpha_per_metric: NotRequired[float]
+    alpha_to_pass: NotRequired[float]
+    method: NotRequired[str]
+    to_pass: NotRequired[ToPass | None]
+    effective_scope: str | None
+    scope_share: float | None
+    scope_note: NotRequired[str]
+
+
+class PlanResult(TypedDict):
+    """What `plan` prints with --json."""
+
+    rollout: str
+    segments: dict[str, Any]  # the playbook's segments section
+    volume_per_hour: float | None
+    volume_source: str
+    stages: list[StagePlan]
+    triggers: list[dict[str, Any]]  # the playbook's triggers, as written
+    method_note: str
+
+
 def _explained(
     loaded: LoadedPlaybook, stage: Any, metrics: list[Metric], now: datetime
 ) -> list[list[str]]:
@@ -343,7 +415,7 @@ def _hours(duration: str | None) -> float:
 
 def _time_to_pass(
     stage: Any,
-    rows: list[dict[str, Any]],
+    rows: list[MetricPlan],
     sized: dict[str, list[Sizing]],
     share: float,
     alpha_pass: float,
@@ -352,7 +424,7 @@ def _time_to_pass(
     per_hour: float | None,
     pass_requires: str,
     fixed_end: bool,
-) -> dict[str, Any] | None:
+) -> ToPass | None:
     """When a healthy canary passes the whole stage (every deciding metric at once, for
     PASS_POWER of them; with `pass_requires: no_failure`, its minimum samples), against the
     stage's durations: `can_pass` is False when that is beyond `max_duration`, and `reason`
@@ -387,7 +459,7 @@ def _time_to_pass(
     limit = (
         parse_duration(stage.max_duration).total_seconds() / 3600 if stage.max_duration else None
     )
-    result: dict[str, Any] = {
+    result: ToPass = {
         "samples_per_arm": n,
         "hours": hours,
         "can_pass": None,
@@ -429,13 +501,13 @@ _NOTES = {
 
 def plan_stage(
     pb: Playbook, stage_index: int, baseline: dict[str, Stat], volume: float | None
-) -> dict[str, Any]:
+) -> StagePlan:
     """One stage's plan from the control's baseline statistics and the requests per hour."""
     stage = pb.stages[stage_index]
     traffic = stage.traffic or 0.0
     share = traffic / 100
     note = _NOTES.get(stage.kind)
-    entry: dict[str, Any] = {
+    entry: StagePlan = {
         "name": stage.name,
         "kind": stage.kind,
         "traffic": traffic,
@@ -447,6 +519,8 @@ def plan_stage(
         "max_duration": stage.max_duration,
         "duration": stage.duration,
         "metrics": [],
+        "effective_scope": None,
+        "scope_share": None,
     }
     if traffic >= 100 and stage.kind not in ("shadow", "monitor"):
         entry["note"] = (
@@ -469,22 +543,22 @@ def plan_stage(
     rho2 = sequential.tune_grid(alpha, tuned_total(pb, stage_index, volume))
     at_end = ab_metrics(pb, stage) if method == "fixed" else set()
     min_samples = stage.min_samples_per_arm or pb.analysis.min_samples_per_arm
-    rows = []
+    rows: list[MetricPlan] = []
     sized: dict[str, list[Sizing]] = {}  # per method
     for m in metrics:
         own = method if not at_end or m.name in at_end else "sequential"
-        row: dict[str, Any] = {
+        row: MetricPlan = {
             "name": m.name,
             "samples_per_arm": None,
             "hours": None,
             "method": own,
             "alpha_to_fail": planned_alpha(pb, metrics, m),
+            "margin": (
+                f"{m.margin.relative:.0%} relative"
+                if m.margin.relative is not None
+                else f"{m.margin.absolute:g} absolute"
+            ),
         }
-        row["margin"] = (
-            f"{m.margin.relative:.0%} relative"
-            if m.margin.relative is not None
-            else f"{m.margin.absolute:g} absolute"
-        )
         found = _sizing(m, baseline.get(m.name))
         if found and 0 < share < 1:
             n = samples_needed(found, share, alpha_pass, own, rho2)
@@ -509,7 +583,8 @@ def plan_stage(
     )
     if at_end:  # how long the A/B metrics need, against the planned duration
         hours = [r["hours"] for r in rows if r["name"] in at_end]
-        needed = max(hours) if hours and None not in hours else None
+        known = [h for h in hours if h is not None]
+        needed = max(known) if known and len(known) == len(hours) else None
         planned = parse_duration(stage.duration).total_seconds() / 3600 if stage.duration else None
         entry["ab"] = {
             "metrics": sorted(at_end),
@@ -517,16 +592,12 @@ def plan_stage(
             "planned_hours": planned,
             "enough": None if needed is None or planned is None else needed <= planned,
         }
-    entry.update(
-        {
-            "min_samples_per_arm": min_samples,
-            "alpha_per_metric": alpha,
-            "alpha_to_pass": alpha_pass,
-            "method": method,
-            "to_pass": to_pass,
-            "metrics": rows,
-        }
-    )
+    entry["min_samples_per_arm"] = min_samples
+    entry["alpha_per_metric"] = alpha
+    entry["alpha_to_pass"] = alpha_pass
+    entry["method"] = method
+    entry["to_pass"] = to_pass
+    entry["metrics"] = rows
     return entry
 
 
@@ -550,7 +621,7 @@ def _unsized_reason(pb: Playbook, name: str, log_read: bool, where: str) -> str:
 
 def plan_rollout(
     loaded: LoadedPlaybook, log: Path | None, now: datetime | None = None
-) -> dict[str, Any]:
+) -> PlanResult:
     now = now or datetime.now(UTC).replace(microsecond=0)
     pb = loaded.playbook
     from rolloutctl.playbook.scope import scope_text

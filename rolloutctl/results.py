@@ -151,3 +151,84 @@ class GateResult:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         return formatting.json_safe(data)
+
+
+# What the commands that judge no gate print with --json.
+
+
+class SmokeCheckJSON(TypedDict):
+    """One smoke check: its stable name, what it checks, and why it passed or failed."""
+
+    name: str
+    title: str
+    passed: bool
+    reason: str
+    value: float | None  # milliseconds for timeout_honoured and latency
+
+
+class SmokeResultJSON(TypedDict):
+    """One smoke stage's calls to the candidate's endpoint."""
+
+    endpoint: str  # scheme, host and path only
+    model: str
+    passed: bool
+    checks: list[SmokeCheckJSON]
+
+
+class SmokeStageJSON(SmokeResultJSON):
+    stage: str
+
+
+class SmokeRun(TypedDict):
+    """What `smoke --json` prints."""
+
+    playbook: str
+    passed: bool
+    stages: list[SmokeStageJSON]
+
+
+class ReportResult(TypedDict):
+    """What `report --json` prints: the rollout and its re-rendered index page."""
+
+    rollout: str
+    report: str
+
+
+class SimulatedLog(TypedDict):
+    """What `simulate --json` prints for a request log (every stage but eval)."""
+
+    out: str
+    rows: int
+    scenario: str | None
+    stage: str
+    requests: NotRequired[int]  # shadow: the live requests, without the shadow calls
+    shadow_calls: NotRequired[int]
+
+
+class SimulatedEvals(TypedDict):
+    """What `simulate --stage eval --json` prints: the two eval runs written."""
+
+    stage: str
+    scenario: str
+    baseline: str
+    candidate: str
+    format: str
+    samples: int
+
+
+class DemoRollout(TypedDict):
+    rollout: str
+    scenario: str
+    status: str
+    stage: str
+    hours: int
+    rows: int
+    report: str | None
+    steps: list[str]
+
+
+class DemoResult(TypedDict):
+    """What `demo --json` prints: where the demo ran and how each rollout ended."""
+
+    workdir: str
+    rollouts: list[DemoRollout]

@@ -12,19 +12,25 @@ from the classes that produce the documents, so a schema cannot drift from what 
 - `history`: what `history --json` prints: the audit log's events (state/store.AuditEvent);
 - `controls`: what `control list --json` prints (controls.ControlList);
 - `validate`: what `validate --json` prints (playbook/load.ValidateResult);
+- `plan`: what `plan --json` prints (planning.PlanResult);
+- `backtest`: what `backtest --json` prints (backtest.BacktestResult and the exit code);
+- `smoke`, `report`, `simulate`, `demo`: what those commands print with `--json`
+  (results.SmokeRun, ReportResult, SimulatedLog or SimulatedEvals, DemoResult);
 - `error`: what every command prints with `--json` when it fails.
 
-Validation refuses unknown keys, so tests/test_schemas.py catches a key printed but not
-declared."""
+Validation refuses unknown keys at every level, so tests/test_schemas.py catches a key printed
+but not declared."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
-from typing import Any, NotRequired, get_type_hints
+from typing import Any, NotRequired, get_args, get_origin, get_type_hints
 
 from pydantic import ConfigDict, TypeAdapter, create_model, with_config
-from typing_extensions import TypedDict
+from typing_extensions import TypedDict, is_typeddict
 
+from rolloutctl import results
 from rolloutctl.context import ControlChange, Outcome
 from rolloutctl.results import GateResult
 
@@ -36,6 +42,12 @@ NAMES = (
     "history",
     "controls",
     "validate",
+    "plan",
+    "backtest",
+    "smoke",
+    "report",
+    "simulate",
+    "demo",
     "error",
 )
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
@@ -75,8 +87,22 @@ def _status_result() -> Any:
 
 
 def _closed(shape: Any) -> Any:
-    """The TypedDict refusing unknown keys (pydantic's default ignores them)."""
-    return with_config(ConfigDict(extra="forbid"))(shape)
+    """The shape, with every TypedDict and dataclass inside it refusing unknown keys
+    (pydantic's default ignores them)."""
+    seen: set[Any] = set()
+
+    def close(hint: Any) -> None:
+        if get_origin(hint) is not None:  # list[X], X | None, NotRequired[X], ...
+            for arg in get_args(hint):
+                close(arg)
+        elif (is_typeddict(hint) or dataclasses.is_dataclass(hint)) and hint not in seen:
+            seen.add(hint)
+            with_config(ConfigDict(extra="forbid"))(hint)
+            for field_hint in get_type_hints(hint).values():
+                close(field_hint)
+
+    close(shape)
+    return shape
 
 
 def adapter(name: str) -> TypeAdapter[Any]:
@@ -103,13 +129,34 @@ def _validate() -> Any:
     return _closed(ValidateResult)
 
 
+def _plan() -> Any:
+    from rolloutctl.planning import PlanResult
+
+    return _closed(PlanResult)
+
+
+def _backtest() -> Any:
+    """BacktestResult's fields and the exit code (10 when the replay would have rolled
+    back)."""
+    from rolloutctl.backtest import BacktestResult
+
+    fields = {**get_type_hints(BacktestResult), "exit_code": int}
+    return _closed(TypedDict("BacktestRun", fields))  # type: ignore[operator]
+
+
 _SHAPES: dict[str, Callable[[], Any]] = {
-    "gate-result": lambda: GateResult,
+    "gate-result": lambda: _closed(GateResult),
     "command-result": _command_result,
     "status": _status_result,
     "history": _history,
     "controls": _controls,
     "validate": _validate,
+    "plan": _plan,
+    "backtest": _backtest,
+    "smoke": lambda: _closed(results.SmokeRun),
+    "report": lambda: _closed(results.ReportResult),
+    "simulate": lambda: _closed(results.SimulatedLog | results.SimulatedEvals),
+    "demo": lambda: _closed(results.DemoResult),
     "error": lambda: _closed(ErrorResult),
 }
 

@@ -109,6 +109,8 @@ def test_every_gate_the_demo_records_matches_the_published_schema(
     assert len(records) == 32
     for record in records:
         validator.validate_python(json.loads(record.read_text())["gate"])
+    ran = {"workdir": str(demo[2]), "rollouts": [run.to_json() for run in demo[:2]]}
+    schemas.adapter("demo").validate_python(ran)  # what `demo --json` prints
 
 
 def _rewrite() -> None:

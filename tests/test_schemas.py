@@ -74,9 +74,24 @@ def test_a_rollouts_json_documents_match_the_published_schemas(ws: Workspace) ->
     _valid("validate", r.json())
     assert r.json()["playbooks"][0]["ok"] is False and r.json()["playbooks"][0]["problems"]
 
+    report = ws.run("--json", "report", "shop-answers", now=later)
+    assert report.code == 0, report.err
+    _valid("report", report.json())
+    assert report.json()["report"].endswith("index.html")
+
     error = ws.run("--json", "status", "nosuch")
     assert error.code == 5
     _valid("error", error.json())
+
+
+@pytest.mark.parametrize("stage", ["canary", "shadow", "eval"])
+def test_simulate_prints_what_the_schema_publishes(ws: Workspace, stage: str) -> None:
+    out = ws.root / (f"sim-{stage}" if stage == "eval" else f"sim-{stage}.parquet")
+    r = ws.run("--json", "simulate", "--stage", stage, "--hours", "1", "--out", str(out))
+    assert r.code == 0, r.err
+    _valid("simulate", r.json())
+    assert r.json()["stage"] == stage
+    assert ("shadow_calls" in r.json()) == (stage == "shadow")
 
 
 def test_a_key_the_schema_does_not_declare_is_refused() -> None:
@@ -98,13 +113,18 @@ def test_schema_prints_each_published_schema(ws: Workspace, name: str) -> None:
     data = json.loads(r.out)
     assert data["$schema"] == schemas.DRAFT
     assert data["title"] == f"rolloutctl {name}"
-    assert data["type"] == "object" and data["additionalProperties"] is False
+    shapes = (
+        [data["$defs"][s["$ref"].split("/")[-1]] for s in data["anyOf"]]
+        if "anyOf" in data
+        else [data]
+    )
+    assert all(s["type"] == "object" and s["additionalProperties"] is False for s in shapes)
 
 
 def test_schema_refuses_a_name_it_does_not_publish(ws: Workspace) -> None:
     r = ws.run("schema", "--output", "gate")
     assert r.code == 2
     assert (
-        "one of: playbook, gate-result, command-result, status, history, controls, validate, error"
-        in r.err
+        "one of: playbook, gate-result, command-result, status, history, controls, validate, "
+        "plan, backtest, smoke, report, simulate, demo, error" in r.err
     )

@@ -11,6 +11,7 @@ import typer
 
 from rolloutctl.cli import common
 from rolloutctl.cli.common import context, finish, require_reason, resolve_rollout
+from rolloutctl.results import ReportResult
 
 app = typer.Typer(
     name="rolloutctl",
@@ -296,7 +297,7 @@ def report(rollout: str, json_out: JsonOpt = False) -> None:
     name = resolve_rollout(rollout)
     path = records.rerender_reports(ctx, name)
     if json_out or common.current().json:
-        common.emit_json({"rollout": name, "report": str(path)})
+        common.emit_json(ReportResult(rollout=name, report=str(path)))
     else:
         common.say(f"wrote {path}")
 

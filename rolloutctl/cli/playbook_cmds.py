@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from rolloutctl.cli import common
 from rolloutctl.errors import ExitCode, InvalidInput, PlaybookInvalid, UsageError
+
+if TYPE_CHECKING:
+    from rolloutctl.planning import ToPass
 
 
 def register(app: typer.Typer) -> None:
@@ -162,7 +165,7 @@ def plan(
                 common.say(f"    {m['name']} query: {query}")
 
 
-def _say_time_to_pass(to_pass: dict[str, Any] | None) -> None:
+def _say_time_to_pass(to_pass: ToPass | None) -> None:
     if not to_pass:
         return
     if to_pass["can_pass"] is False:

@@ -12,6 +12,7 @@ import typer
 
 from rolloutctl.cli import common
 from rolloutctl.errors import UsageError
+from rolloutctl.results import DemoResult, SimulatedEvals, SimulatedLog
 
 
 def register(app: typer.Typer) -> None:
@@ -129,16 +130,15 @@ def simulate(
             seed=seed,
         )
         if g.json:
-            common.emit_json(
-                {
-                    "stage": stage,
-                    "scenario": scenario,
-                    "baseline": str(base_path),
-                    "candidate": str(cand_path),
-                    "format": eval_format or "promptfoo",
-                    "samples": 400 if samples is None else samples,
-                }
-            )
+            evals: SimulatedEvals = {
+                "stage": stage,
+                "scenario": scenario,
+                "baseline": str(base_path),
+                "candidate": str(cand_path),
+                "format": eval_format or "promptfoo",
+                "samples": 400 if samples is None else samples,
+            }
+            common.emit_json(evals)
         else:
             common.say(f"wrote eval runs ({scenario}): baseline {base_path}, candidate {cand_path}")
         return
@@ -148,7 +148,7 @@ def simulate(
     ).replace(microsecond=0)
     end = begin + timedelta(hours=hours)
     at = begin + timedelta(hours=onset) if onset is not None else None
-    extra: dict[str, int] = {}
+    shadow_counts: dict[str, int] = {}
     if stage == "canary":
         frame = sim.generate(
             scenario,
@@ -173,7 +173,7 @@ def simulate(
             seed=seed,
         )
         shadow_calls = int(frame["variant"].str.startswith("shadow:").sum())
-        extra = {"requests": len(frame) - shadow_calls, "shadow_calls": shadow_calls}
+        shadow_counts = {"requests": len(frame) - shadow_calls, "shadow_calls": shadow_calls}
     elif stage == "post-launch":
         frame = sim.generate_post_launch(
             scenario,
@@ -191,18 +191,20 @@ def simulate(
     path = sim.write(frame, out)
     label = scenario or "control only"
     if g.json:
-        common.emit_json(
-            {
-                "out": str(path),
-                "rows": len(frame),
-                "scenario": scenario or None,
-                "stage": stage,
-                **extra,
-            }
-        )
-    elif extra:
+        written: SimulatedLog = {
+            "out": str(path),
+            "rows": len(frame),
+            "scenario": scenario or None,
+            "stage": stage,
+        }
+        if shadow_counts:
+            written["requests"] = shadow_counts["requests"]
+            written["shadow_calls"] = shadow_counts["shadow_calls"]
+        common.emit_json(written)
+    elif shadow_counts:
         common.say(
-            f"wrote {extra['requests']:,} requests and {extra['shadow_calls']:,} shadow calls "
+            f"wrote {shadow_counts['requests']:,} requests and "
+            f"{shadow_counts['shadow_calls']:,} shadow calls "
             f"({stage}, {label}) to {path}"
         )
     elif stage == "canary":
@@ -228,7 +230,8 @@ def demo(
 
     runs = run_demo(base, g.reports_dir, progress=progress)
     if g.json:
-        common.emit_json({"workdir": str(base), "rollouts": [r.__dict__ for r in runs]})
+        ran: DemoResult = {"workdir": str(base), "rollouts": [r.to_json() for r in runs]}
+        common.emit_json(ran)
         return
     common.say("")
     for r in runs:

@@ -9,6 +9,7 @@ import typer
 
 from rolloutctl.cli import common
 from rolloutctl.errors import ExitCode, UsageError
+from rolloutctl.results import SmokeRun
 
 
 def register(app: typer.Typer) -> None:
@@ -50,13 +51,12 @@ def smoke(
         results.append((s.name, outcome))
     passed = all(outcome.passed for _, outcome in results)
     if json_out or common.current().json:
-        common.emit_json(
-            {
-                "playbook": str(playbook),
-                "passed": passed,
-                "stages": [{"stage": name, **outcome.to_json()} for name, outcome in results],
-            }
-        )
+        run: SmokeRun = {
+            "playbook": str(playbook),
+            "passed": passed,
+            "stages": [{"stage": name, **outcome.to_json()} for name, outcome in results],
+        }
+        common.emit_json(run)
     else:
         for name, outcome in results:
             common.say(f"smoke {name}: {outcome.endpoint} ({outcome.model})")

@@ -49,6 +49,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 import httpx
 
+from rolloutctl.results import SmokeCheckJSON, SmokeResultJSON
 from rolloutctl.transport import redact
 
 PROMPT = "Reply with the single word: pong"
@@ -80,7 +81,7 @@ class SmokeCheck:
     reason: str
     value: float | None = None  # milliseconds for timeout_honoured and latency, else None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> SmokeCheckJSON:
         return {
             "name": self.name,
             "title": self.title,
@@ -107,7 +108,7 @@ class SmokeResult:
                 return check
         raise KeyError(name)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> SmokeResultJSON:
         return {
             "endpoint": self.endpoint,
             "model": self.model,

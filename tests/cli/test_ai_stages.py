@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from rolloutctl import schemas
 from tests.conftest import PLAYBOOK, START, Workspace
 from tests.stages.test_smoke_calls import KEY, MODEL, Server
 
@@ -125,6 +126,7 @@ def test_the_smoke_command_runs_the_checks_without_a_rollout(
     bad = ws.run("--json", "smoke", str(ws.playbook))
     assert bad.code == 10
     data = bad.json()
+    schemas.adapter("smoke").validate_python(data)
     [stage] = data["stages"]
     checks = {c["name"]: c for c in stage["checks"]}
     assert data["passed"] is False and checks["usage"]["passed"] is False
@@ -146,6 +148,7 @@ def test_plan_says_what_each_stage_kind_is_judged_on(ws: Workspace) -> None:
     ws.log("healthy", START, 1, 0, "history", seed=3)
     r = ws.run("--json", "plan", str(ws.playbook))
     assert r.code == 0, r.err
+    schemas.adapter("plan").validate_python(r.json())
     stages = {s["name"]: s for s in r.json()["stages"]}
     assert stages["smoke"]["metrics"] == [] and "endpoint" in stages["smoke"]["note"]
     assert stages["offline-eval"]["metrics"] == [] and "eval runs" in stages["offline-eval"]["note"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+from rolloutctl import schemas
 from tests.conftest import START, Workspace
 
 
@@ -16,6 +17,7 @@ def test_a_healthy_log_replays_to_completion(ws: Workspace) -> None:
     result = ws.run("--json", "backtest", str(ws.playbook), "--every", "15m")
     assert result.code == 0, result.err
     data = result.json()
+    schemas.adapter("backtest").validate_python(data)
     assert data["outcome"].startswith("completed")
     assert data["split"] == "configured"
     assert [(s["name"], s["result"]) for s in data["stages"]] == [
@@ -131,6 +133,7 @@ def test_would_this_playbook_have_caught_the_incident(ws: Workspace) -> None:
     )
     assert "2026-03-02T10:00" < failed["time"] < "2026-03-02T13:00"  # after the onset, in c1
     assert data["exit_code"] == 10
+    schemas.adapter("backtest").validate_python(data)
 
 
 def test_backtest_bad_input(ws: Workspace) -> None:
@@ -150,6 +153,7 @@ def test_plan_sizes_each_gate_from_the_log_and_names_a_missing_one(ws: Workspace
     planned = ws.run("--json", "plan", str(ws.playbook), "--log", str(ws.root / "data/*.parquet"))
     assert planned.code == 0, planned.err
     data = planned.json()
+    schemas.adapter("plan").validate_python(data)  # sized from the log, with queries unsized
     assert 25_000 < data["volume_per_hour"] < 35_000
     c1 = data["stages"][0]["metrics"]
     error = next(m for m in c1 if m["name"] == "error_rate")
