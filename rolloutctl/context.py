@@ -18,12 +18,12 @@ from rolloutctl.errors import ExitCode
 
 if TYPE_CHECKING:
     from rolloutctl.results import GateResult
-    from rolloutctl.state.store import StateStore
+    from rolloutctl.state.store import Store
 
 
 @dataclass
 class Context:
-    store: StateStore
+    store: Store
     actor: str
     reports_dir: Path
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)

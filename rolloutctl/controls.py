@@ -11,16 +11,14 @@ A control that holds the rollout flag stops the gates from moving it: `advance` 
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from typing_extensions import TypedDict  # pydantic reads this one on 3.11
 
-from rolloutctl.atomic import atomic_write
 from rolloutctl.context import Context, ControlChange, Outcome
 from rolloutctl.errors import ExitCode, StateConflict, UsageError
 from rolloutctl.flags.registry import build_backend
-from rolloutctl.state.store import ACTIVE, AuditEvent, RolloutState
+from rolloutctl.state.store import ACTIVE, AuditEvent, RolloutState, Store
 from rolloutctl.state.store import snapshot as _snapshot
 
 # Seconds a control waits for the rollout's lock: a gate evaluation holds it for a few
@@ -31,42 +29,37 @@ LOCK_WAIT = 60.0
 # ---------------------------------------------------------------- stored definitions
 
 
-def _path(store: Any, rollout: str) -> Any:
-    return store.dir(rollout) / "controls.json"
-
-
-def load_book(store: Any, rollout: str) -> dict[str, Any]:
+def load_book(store: Store, rollout: str) -> dict[str, Any]:
     """{"controls": [definitions], "applied": {name: record}}; empty when never stored."""
-    path = _path(store, rollout)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {"controls": [], "applied": {}}
-    except (OSError, ValueError) as exc:
+        data = store.read_doc(rollout, "controls")
+    except ValueError as exc:
         raise StateConflict(
-            f"{path} is corrupt ({exc}); nothing was changed",
-            hint=f"restore {path.name} from a backup; or delete it, then revert by hand the "
-            "controls the audit log shows as applied (`rolloutctl history`)",
+            f"{exc}; nothing was changed",
+            hint="restore the stored controls from a backup; or delete them, then revert by "
+            "hand the controls the audit log shows as applied (`rolloutctl history`)",
         ) from None
+    if not isinstance(data, dict):
+        return {"controls": [], "applied": {}}
     data.setdefault("controls", [])
     data.setdefault("applied", {})
     return dict(data)
 
 
-def save_book(store: Any, rollout: str, book: dict[str, Any]) -> None:
-    atomic_write(_path(store, rollout), (json.dumps(book, indent=2) + "\n").encode())
+def save_book(store: Store, rollout: str, book: dict[str, Any]) -> None:
+    store.write_doc(rollout, "controls", book)
 
 
-def store_definitions(store: Any, rollout: str, controls: list[dict[str, Any]]) -> None:
+def store_definitions(store: Store, rollout: str, controls: list[dict[str, Any]]) -> None:
     """At `start`: the playbook's controls; records of applied controls that still exist are
     kept (their flags are still set)."""
-    book = load_book(store, rollout) if _path(store, rollout).exists() else {"applied": {}}
+    book = load_book(store, rollout)
     names = {c["name"] for c in controls}
     applied = {k: v for k, v in book.get("applied", {}).items() if k in names}
     save_book(store, rollout, {"controls": controls, "applied": applied})
 
 
-def holding_flag(store: Any, rollout: str, flag_key: str) -> list[str]:
+def holding_flag(store: Store, rollout: str, flag_key: str) -> list[str]:
     """Names of applied controls that set the rollout flag (the gates must not move it)."""
     book = load_book(store, rollout)
     return sorted(

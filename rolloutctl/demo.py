@@ -26,7 +26,8 @@ from rolloutctl.playbook import expr
 from rolloutctl.playbook.load import load_playbook
 from rolloutctl.playbook.scope import scope_text
 from rolloutctl.results import DemoRollout
-from rolloutctl.state.store import ACTIVE, StateStore
+from rolloutctl.state.file import FileStore
+from rolloutctl.state.store import ACTIVE
 
 DEMO_START = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 
@@ -148,7 +149,7 @@ def run_one(
         seed=seed * 1000 + 999,
     )
     simulate.write(history, folder / "data" / "requests" / "part-history.parquet")
-    store = StateStore(workdir / "state")
+    store = FileStore(workdir / "state")
     clock = [DEMO_START]
     ctx = engine.Context(
         store, actor="demo", reports_dir=reports_dir, clock=lambda: clock[0], charts="decisions"

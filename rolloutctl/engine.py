@@ -13,15 +13,23 @@ from __future__ import annotations
 
 import os
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rolloutctl import reconcile
 from rolloutctl.context import Context, Outcome
-from rolloutctl.errors import BackendError, ExitCode, InvalidInput, StateConflict, UsageError
+from rolloutctl.errors import (
+    BackendError,
+    ExitCode,
+    InvalidInput,
+    StateConflict,
+    StoreUnavailable,
+    UsageError,
+)
 from rolloutctl.flags.registry import build_backend
 from rolloutctl.playbook.scope import effective_scopes
 from rolloutctl.report import records
-from rolloutctl.state.store import ACTIVE, RolloutState, StateStore, snapshot
+from rolloutctl.state.store import ACTIVE, RolloutState, Store, snapshot
 
 if TYPE_CHECKING:
     from rolloutctl.playbook.load import LoadedPlaybook
@@ -58,7 +66,13 @@ def start(ctx: Context, loaded: LoadedPlaybook, *, force: bool = False) -> Outco
     pb = loaded.playbook
     _check_sources(loaded)
     store = ctx.store
-    with store.lock(pb.rollout, "start", ctx.lock_wait):
+    flag = _flag_spec(loaded)
+    # The flag's lock too: two rollouts started at once on one flag (from two machines, with
+    # a shared store) cannot both see it free.
+    with (
+        store.lock(pb.rollout, "start", ctx.lock_wait),
+        store.flag_lock(flag_id(flag), "start", ctx.lock_wait),
+    ):
         if store.exists(pb.rollout):
             existing = store.load(pb.rollout)
             if existing.status in ACTIVE:
@@ -67,7 +81,6 @@ def start(ctx: Context, loaded: LoadedPlaybook, *, force: bool = False) -> Outco
                     f"{existing.stage}",
                     hint="`rolloutctl status` shows it; `rolloutctl rollback` ends it",
                 )
-        flag = _flag_spec(loaded)
         backend = build_backend(flag)
         others = [other for other in _other_rollouts(store, pb.rollout) if other.status in ACTIVE]
         if not force:
@@ -129,7 +142,7 @@ def _refuse_a_flag_owned_elsewhere(
         )
 
 
-def _other_rollouts(store: StateStore, rollout: str) -> list[RolloutState]:
+def _other_rollouts(store: Store, rollout: str) -> list[RolloutState]:
     others = []
     for name in store.names():
         if name == rollout:
@@ -143,15 +156,19 @@ def _other_rollouts(store: StateStore, rollout: str) -> list[RolloutState]:
 
 def same_flag(a: dict[str, Any], b: dict[str, Any]) -> bool:
     """Whether two flag sections point at the same flag of the same backend."""
-    if a.get("backend", "file") != b.get("backend", "file") or a.get("key") != b.get("key"):
-        return False
-    if a.get("path") or b.get("path"):
-        return os.path.realpath(str(a.get("path"))) == os.path.realpath(str(b.get("path")))
+    return flag_id(a) == flag_id(b)
+
+
+def flag_id(flag: dict[str, Any]) -> str:
+    """One string per flag (what same_flag compares): the backend, where it lives, its key."""
+    backend = flag.get("backend", "file")
+    if flag.get("path"):
+        return f"{backend}:{os.path.realpath(str(flag['path']))}#{flag['key']}"
     where = ("url", "base_url", "project", "environment", "write_url", "read_url")
-    return all(a.get(k) == b.get(k) for k in where)
+    return f"{backend}:" + "|".join(str(flag.get(k) or "") for k in where) + f"#{flag['key']}"
 
 
-def _store_operations(store: StateStore, loaded: LoadedPlaybook) -> None:
+def _store_operations(store: Store, loaded: LoadedPlaybook) -> None:
     """Controls and notification targets beside the state: `control` and `rollback` use them
     without parsing the playbook. Notify URLs keep their `${ENV}` references (no secrets on
     disk); they are expanded when a notification is sent."""
@@ -210,7 +227,7 @@ def _controls_holding_flag(ctx: Context, state: RolloutState) -> list[str]:
 
 
 def _release_controls(
-    store: StateStore,
+    store: Store,
     active: list[RolloutState],
     backend: Any,
     controls: list[Any],
@@ -566,35 +583,44 @@ def _enter_stage(
 # ---------------------------------------------------------------- manual actions
 
 
-def rollback(ctx: Context, rollout: str, reason: str) -> Outcome:
-    """No analysis, no playbook parsing: the flag spec lives in state.json."""
+def rollback(ctx: Context, rollout: str, reason: str, playbook: Path | None = None) -> Outcome:
+    """No analysis, no playbook parsing: the flag spec lives in the stored state. Given the
+    playbook, it also works where the store has no record of the rollout (the flag section is
+    the playbook's; the record is created) and when the store cannot be reached (the flag is
+    flipped and the audit event spooled on this machine until the store is back)."""
+    try:
+        return _rollback(ctx, rollout, reason, playbook)
+    except StoreUnavailable as exc:
+        if playbook is None:
+            raise StoreUnavailable(
+                exc.message + "; the flag was NOT changed",
+                hint="pass the playbook (`rolloutctl rollback PLAYBOOK --reason ...`): its flag "
+                "section is enough to flip the flag while the store is down",
+            ) from None
+        return _rollback_spooled(ctx, reason, playbook, exc)
+
+
+def _rollback(ctx: Context, rollout: str, reason: str, playbook: Path | None) -> Outcome:
     store = ctx.store
     with store.lock(rollout, "rollback", ctx.lock_wait):
-        state = store.load(rollout)
-        if state.status == "rolled_back" and _serves_only_control(state):
-            return Outcome(
-                rollout,
-                "rollback",
-                state.status,
-                state.stage,
-                0.0,
-                f"{rollout} is already rolled back (the flag serves only {state.flag['control']})",
-            )
-        before, version = snapshot(state), state.version
-        backend = build_backend(state.flag)
-        try:
-            split = backend.rollback(rollout=rollout, reason=reason)
-        except BackendError as exc:
-            raise BackendError(
-                exc.message + f" — the rollback did NOT complete: traffic may still reach "
-                f"{state.flag['canary']!r}",
-                hint=f"set flag {state.flag['key']!r} to serve only {state.flag['control']!r} "
-                "by hand"
-                + (f" ({state.flag['path']})" if state.flag.get("path") else "")
-                + ", then run this command again",
-            ) from None
-        state.flag_fingerprint, state.canary_percent = split.fingerprint, 0.0
-        state.status, state.paused_reason = "rolled_back", reason
+        before: dict[str, Any] | None = None
+        version: int | None = None
+        if playbook is not None and not store.exists(rollout):
+            state = _state_from_playbook(ctx, playbook)
+        else:
+            state = store.load(rollout)
+            if state.status == "rolled_back" and _serves_only_control(state):
+                return Outcome(
+                    rollout,
+                    "rollback",
+                    state.status,
+                    state.stage,
+                    0.0,
+                    f"{rollout} is already rolled back (the flag serves only "
+                    f"{state.flag['control']})",
+                )
+            before, version = snapshot(state), state.version
+        _flip_to_control(state, reason)
         store.commit(
             state,
             expected_version=version,
@@ -616,6 +642,67 @@ def rollback(ctx: Context, rollout: str, reason: str) -> Outcome:
         report=state.last_report,
     )
     return Outcome(rollout, "rollback", state.status, state.stage, 0.0, message, warnings=warnings)
+
+
+def _flip_to_control(state: RolloutState, reason: str) -> None:
+    """Send all traffic to the control and mark the state rolled back; BackendError (exit
+    4) saying traffic may still reach the canary when the flag cannot be written."""
+    backend = build_backend(state.flag)
+    try:
+        split = backend.rollback(rollout=state.rollout, reason=reason)
+    except BackendError as exc:
+        raise BackendError(
+            exc.message + f" — the rollback did NOT complete: traffic may still reach "
+            f"{state.flag['canary']!r}",
+            hint=f"set flag {state.flag['key']!r} to serve only {state.flag['control']!r} "
+            "by hand"
+            + (f" ({state.flag['path']})" if state.flag.get("path") else "")
+            + ", then run this command again",
+        ) from None
+    state.flag_fingerprint, state.canary_percent = split.fingerprint, 0.0
+    state.status, state.paused_reason = "rolled_back", reason
+
+
+def _state_from_playbook(ctx: Context, playbook: Path) -> RolloutState:
+    """A rollout's state built from its playbook, for a store that has no record of it: the
+    first stage, its flag section (a rollback then records it)."""
+    from rolloutctl.playbook.load import load_playbook
+
+    loaded = load_playbook(playbook)
+    pb = loaded.playbook
+    return RolloutState(
+        rollout=pb.rollout,
+        playbook=str(loaded.path),
+        playbook_digest=loaded.digest,
+        flag=_flag_spec(loaded),
+        status="running",
+        stage_index=0,
+        stage=pb.stages[0].name,
+        stage_started_at=ctx.clock().isoformat(),
+        canary_percent=0.0,
+    )
+
+
+def _rollback_spooled(
+    ctx: Context, reason: str, playbook: Path, unreachable: StoreUnavailable
+) -> Outcome:
+    """The store is down: flip the flag from the playbook's flag section, keep the audit
+    event on this machine (state/spool.py), and say so."""
+    from rolloutctl.state import spool
+
+    state = _state_from_playbook(ctx, playbook)
+    _flip_to_control(state, reason)
+    event = spool.new_event(ctx.actor, reason, ctx.clock().isoformat(), None)
+    path = spool.put(ctx.store.where, state, event)
+    message = f"rolled back {state.rollout}: all traffic on {state.flag['control']}"
+    warning = (
+        f"{unreachable.message}: the rollback is NOT recorded there yet; its audit event is "
+        f"kept in {path} and the next rolloutctl command on this machine that reaches the "
+        "store records it"
+    )
+    return Outcome(
+        state.rollout, "rollback", state.status, state.stage, 0.0, message, warnings=[warning]
+    )
 
 
 def _serves_only_control(state: RolloutState) -> bool:

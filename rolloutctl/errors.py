@@ -63,5 +63,9 @@ class BackendError(RolloutError):
     exit_code = ExitCode.BACKEND
 
 
+class StoreUnavailable(BackendError):
+    """The state store cannot be reached (a database down, a connection lost)."""
+
+
 class StateConflict(RolloutError):
     exit_code = ExitCode.STATE_CONFLICT

@@ -16,12 +16,13 @@ after `rollback` adds no HTTP library import to it."""
 from __future__ import annotations
 
 import contextlib
-import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rolloutctl import envvars
-from rolloutctl.atomic import atomic_write
+
+if TYPE_CHECKING:
+    from rolloutctl.state.store import Store
 
 EVENTS = ("advance", "hold", "pause", "rollback", "control", "complete", "drift")
 TRIES = 3
@@ -32,22 +33,14 @@ DEADLINE = 6.0  # seconds for all notifications of one command, whatever the end
 # ---------------------------------------------------------------- stored configuration
 
 
-def _path(store: Any, rollout: str) -> Any:
-    return store.dir(rollout) / "notify.json"
+def save_config(store: Store, rollout: str, entries: list[dict[str, Any]]) -> None:
+    store.write_doc(rollout, "notify", {"notify": entries})
 
 
-def save_config(store: Any, rollout: str, entries: list[dict[str, Any]]) -> None:
-    text = json.dumps({"notify": entries}, indent=2) + "\n"
-    atomic_write(_path(store, rollout), text.encode())
-
-
-def load_config(store: Any, rollout: str) -> list[dict[str, Any]]:
-    """The stored targets; none when never stored. An unreadable file raises (`send` turns
-    that into a warning), so notifications never stop silently."""
-    try:
-        data = json.loads(_path(store, rollout).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return []
+def load_config(store: Store, rollout: str) -> list[dict[str, Any]]:
+    """The stored targets; none when never stored. An unreadable document raises (`send`
+    turns that into a warning), so notifications never stop silently."""
+    data = store.read_doc(rollout, "notify")
     entries = data.get("notify") if isinstance(data, dict) else None
     return [e for e in entries or [] if isinstance(e, dict)]
 
@@ -99,14 +92,14 @@ def slack_text(body: dict[str, Any]) -> str:
 # ---------------------------------------------------------------- sending
 
 
-def send(store: Any, rollout: str, body: dict[str, Any]) -> list[str]:
+def send(store: Store, rollout: str, body: dict[str, Any]) -> list[str]:
     """Post the event to every entry that wants it; return one warning per failure.
     Never raises: whatever goes wrong here, the command's action stands."""
     try:
         entries = [e for e in load_config(store, rollout) if body["event"] in e.get("on", [])]
     except Exception as exc:  # an unreadable config is a warning like any other
         return [
-            f"notifications skipped: {_path(store, rollout)} is unreadable ({exc}); "
+            f"notifications skipped: {exc}; "
             "`rolloutctl start` writes it again from the playbook's notify:"
         ]
     if not entries:

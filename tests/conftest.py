@@ -6,7 +6,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -58,7 +58,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 # Markers for a quick run while working (`pytest -m "not slow and not real_server and not
 # browser"`); tests/run.sh and CI run everything. Given by what a test uses, so a new test is
 # marked without anyone remembering to.
-_REAL_SERVERS = {"unleash", "prometheus_url", "victoria_url", "server_url"}
+_REAL_SERVERS = {"unleash", "prometheus_url", "victoria_url", "server_url", "state_server"}
 _CHILD_PROCESSES = {"ws", "cws", "demo"}  # rolloutctl in a child process, or the whole demo
 
 
@@ -112,11 +112,42 @@ class Result:
         return json.loads(self.out)
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--state-backend",
+        choices=("file", "postgres"),
+        default="file",
+        help="the state store the CLI tests' workspaces use (tests/run.sh runs the state "
+        "scenarios with both)",
+    )
+
+
+@pytest.fixture(scope="session")
+def state_server() -> Iterator[Any]:
+    """A real PostgreSQL for the state store (tests/servers/postgres.py), once per run."""
+    import shutil
+
+    from tests.servers.postgres import start_state_server
+
+    server = start_state_server()
+    yield server
+    server.stop()
+    shutil.rmtree(server.root, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_url(state_server: Any) -> str:
+    """A new empty database on the test server: its postgresql:// URL."""
+    url: str = state_server.new_database()
+    return url
+
+
 @dataclass
 class Workspace:
     root: Path
     playbook: Path
     run: Callable[..., Result]
+    store_spec: str | None = None  # a postgresql:// URL when the workspace's store is one
 
     def log(
         self,
@@ -144,39 +175,57 @@ class Workspace:
         return data["flags"]["answer-model"]
 
     def state(self, name: str = "shop-answers") -> dict[str, Any]:
+        if self.store_spec:
+            return self._store().load(name).to_dict()
         data: dict[str, Any] = json.loads((self.root / "state" / name / "state.json").read_text())
         return data
 
     def audit(self, name: str = "shop-answers") -> list[dict[str, Any]]:
+        if self.store_spec:
+            return [dict(event) for event in self._store().history(name)]
         path = self.root / "state" / name / "audit.jsonl"
         return [json.loads(line) for line in path.read_text().splitlines()]
 
+    def _store(self) -> Any:
+        from rolloutctl.state.registry import open_store
 
-def cli_env(root: Path) -> dict[str, str]:
+        assert self.store_spec is not None
+        return open_store(self.store_spec)
+
+
+def cli_env(root: Path, store_spec: str | None = None) -> dict[str, str]:
     env = os.environ.copy()
     env.update(
         ROLLOUTCTL_STATE_DIR=str(root / "state"),
         ROLLOUTCTL_REPORTS_DIR=str(root / "reports"),
         ROLLOUTCTL_ACTOR="tester",
+        ROLLOUTCTL_SPOOL=str(root / "spool"),
     )
+    env.pop("ROLLOUTCTL_STATE", None)
+    if store_spec:
+        env["ROLLOUTCTL_STATE"] = store_spec
     env.pop("ROLLOUTCTL_NOW", None)
     env.pop("GITHUB_STEP_SUMMARY", None)  # a test run must not write to its CI's summary
     return env
 
 
 @pytest.fixture
-def ws(tmp_path: Path) -> Workspace:
+def ws(tmp_path: Path, request: pytest.FixtureRequest) -> Workspace:
+    """The workspace, its state in a folder or (`--state-backend postgres`) in a new
+    PostgreSQL database."""
+    if request.config.getoption("--state-backend") == "postgres":
+        return make_workspace(tmp_path, request.getfixturevalue("pg_url"))
     return make_workspace(tmp_path)
 
 
-def make_workspace(tmp_path: Path) -> Workspace:
+def make_workspace(tmp_path: Path, store_spec: str | None = None) -> Workspace:
     """A folder with the test playbook and a runner of the real CLI in it (also used by
     benchmarks/bench_report.py)."""
     playbook = tmp_path / "rollout.yaml"
     playbook.write_text(PLAYBOOK)
 
     def run(*args: str, now: datetime | None = None, timeout: float = 120) -> Result:
-        env = cli_env(tmp_path)
+        env = cli_env(tmp_path, store_spec)
         if now is not None:
             env["ROLLOUTCTL_NOW"] = now.isoformat()
         proc = subprocess.run(
@@ -189,4 +238,4 @@ def make_workspace(tmp_path: Path) -> Workspace:
         )
         return Result(proc.returncode, proc.stdout, proc.stderr)
 
-    return Workspace(tmp_path, playbook, run)
+    return Workspace(tmp_path, playbook, run, store_spec)

@@ -279,5 +279,5 @@ def test_an_unreadable_notify_file_is_a_warning_not_silence(envws: Workspace, ho
     (envws.root / "state" / "shop-answers" / "notify.json").write_text("{oops")
     r = envws.run("rollback", "shop-answers", "--reason", "pager")
     assert r.code == 0 and envws.state()["status"] == "rolled_back"
-    assert "notifications skipped" in r.err and "notify.json is unreadable" in r.err
+    assert "notifications skipped" in r.err and "notify.json is corrupt" in r.err
     assert hook.bodies == []

@@ -33,7 +33,7 @@ PLAYBOOK_MAX_DEPTH = 32
 
 @dataclass
 class Globals:
-    state_dir: Path
+    state: str  # a folder, or a postgresql:// URL (state/registry.py)
     reports_dir: Path
     actor: str
     json: bool
@@ -71,19 +71,39 @@ def parse_now(text: str | None, option: str = "--now") -> datetime | None:
 
 def context(json_flag: bool = False) -> Any:
     from rolloutctl.context import Context
-    from rolloutctl.state.store import StateStore
+    from rolloutctl.state.registry import open_store
 
     g = current()
     if json_flag:
         g.json = True
     now = g.now
-    return Context(
-        store=StateStore(g.state_dir),
+    ctx = Context(
+        store=open_store(g.state),
         actor=g.actor,
         reports_dir=g.reports_dir,
         clock=(lambda: now) if now else (lambda: datetime.now(UTC)),
         lock_wait=g.wait,
     )
+    _sync_spooled(ctx)
+    return ctx
+
+
+def _sync_spooled(ctx: Any) -> None:
+    """Rollbacks this machine made while the store was down, recorded now that it is
+    reachable (state/spool.py); a store still down leaves them for the next command."""
+    from rolloutctl.state import spool
+
+    if spool.pending(ctx.store.where):
+        for line in spool.sync(ctx):
+            warn(line)
+
+
+def given_playbook(name_or_path: str) -> Path | None:
+    """The playbook when ROLLOUT names one (rather than a rollout by name)."""
+    if name_or_path.endswith((".yaml", ".yml")) or os.sep in name_or_path:
+        path = Path(name_or_path)
+        return path if path.is_file() else None
+    return None
 
 
 def resolve_rollout(name_or_path: str) -> str:
@@ -215,7 +235,9 @@ def render_status(rows: list[dict[str, Any]], json_flag: bool) -> None:
         emit_json({"rollouts": rows})
         return
     if not rows:
-        say(f"no rollouts in {current().state_dir}")
+        from rolloutctl.state.store import shown
+
+        say(f"no rollouts in {shown(current().state)}")
     for row in rows:
         say(
             f"{row['rollout']}: {row['status']} at {row['stage']} "

@@ -9,7 +9,7 @@ invocation this grammar refuses — goes to the full typer app, which owns help 
 Both parsers read one grammar (tests/cli/test_fast_path_grammar.py feeds the same argument
 lists to both and compares their exit codes):
 
-    rolloutctl [--state-dir DIR] [--reports-dir DIR] [--actor NAME] [--now ISO] [--wait S]
+    rolloutctl [--state FOLDER|URL] [--reports-dir DIR] [--actor NAME] [--now ISO] [--wait S]
                COMMAND ARGUMENTS [COMMAND OPTIONS]
 
 - the global options come before the command;
@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import NoReturn
 
 FAST_COMMANDS = frozenset({"rollback", "pause", "resume", "status", "control"})
-_GLOBAL_VALUE_OPTIONS = ("--state-dir", "--reports-dir", "--actor", "--now", "--wait")
+_GLOBAL_VALUE_OPTIONS = ("--state", "--state-dir", "--reports-dir", "--actor", "--now", "--wait")
 _VALUE_OPTIONS = frozenset({*_GLOBAL_VALUE_OPTIONS, "--reason"})
 _ANYWHERE = frozenset({"--json", "-v", "--verbose"})
 _FLAGS = frozenset({*_ANYWHERE, "--force"})
@@ -141,15 +141,12 @@ def parse_fast(argv: list[str]) -> FastCall | None:
 def run_fast(call: FastCall) -> int:
     from rolloutctl import engine
     from rolloutctl.cli import common
+    from rolloutctl.state.registry import choose
 
     given = call.options
     common.GLOBALS.append(
         common.Globals(
-            state_dir=Path(
-                given["--state-dir"]
-                if "--state-dir" in given
-                else os.environ.get("ROLLOUTCTL_STATE_DIR", ".rolloutctl")
-            ),
+            state=choose(given.get("--state"), given.get("--state-dir")),
             reports_dir=Path(
                 given["--reports-dir"]
                 if "--reports-dir" in given
@@ -179,8 +176,12 @@ def run_fast(call: FastCall) -> int:
             call.json,
         )
     why = common.require_reason(call.reason, call.command)
-    action = {"rollback": engine.rollback, "pause": engine.pause, "resume": engine.resume}
-    outcome = action[call.command](ctx, common.resolve_rollout(call.rollout), why)
+    name = common.resolve_rollout(call.rollout)
+    if call.command == "rollback":
+        outcome = engine.rollback(ctx, name, why, common.given_playbook(call.rollout))
+    else:
+        action = {"pause": engine.pause, "resume": engine.resume}
+        outcome = action[call.command](ctx, name, why)
     return common.render_outcome(outcome, call.json)
 
 

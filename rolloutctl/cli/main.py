@@ -11,7 +11,9 @@ import typer
 
 from rolloutctl.cli import common
 from rolloutctl.cli.common import context, finish, require_reason, resolve_rollout
+from rolloutctl.errors import InvalidInput, UsageError
 from rolloutctl.results import ReportResult
+from rolloutctl.state.registry import choose
 
 app = typer.Typer(
     name="rolloutctl",
@@ -41,8 +43,16 @@ JunitOpt = Annotated[
 
 @app.callback()
 def main(
+    state: Annotated[
+        str | None,
+        typer.Option(
+            metavar="FOLDER|URL",
+            help="state store: a folder, or postgresql://USER@HOST/DB to share it "
+            "[env ROLLOUTCTL_STATE; .rolloutctl]",
+        ),
+    ] = None,
     state_dir: Annotated[
-        Path | None, typer.Option(help="state folder [env ROLLOUTCTL_STATE_DIR; .rolloutctl]")
+        str | None, typer.Option(help="state folder (same as --state FOLDER)", hidden=True)
     ] = None,
     reports_dir: Annotated[
         Path | None, typer.Option(help="report folder [env ROLLOUTCTL_REPORTS_DIR; reports]")
@@ -59,7 +69,7 @@ def main(
 ) -> None:
     common.GLOBALS.append(
         common.Globals(
-            state_dir=state_dir or Path(os.environ.get("ROLLOUTCTL_STATE_DIR", ".rolloutctl")),
+            state=choose(state, state_dir),
             reports_dir=reports_dir or Path(os.environ.get("ROLLOUTCTL_REPORTS_DIR", "reports")),
             actor=actor or common.default_actor(),
             json=json_out,
@@ -76,11 +86,13 @@ def main(
 @app.command()
 def rollback(rollout: str, reason: ReasonOpt = None, json_out: JsonOpt = False) -> None:
     """Send all traffic back to the control now. No analysis; works with every metrics
-    backend down; idempotent."""
+    backend down; idempotent. Given the playbook (not the name), it also works on a machine
+    whose state store has no record of the rollout, and while the store is down."""
     from rolloutctl import engine
 
     why = require_reason(reason, "rollback")
-    finish(engine.rollback(context(), resolve_rollout(rollout), why), json_out)
+    playbook = common.given_playbook(rollout)
+    finish(engine.rollback(context(), resolve_rollout(rollout), why, playbook), json_out)
 
 
 @app.command()
@@ -300,6 +312,84 @@ def report(rollout: str, json_out: JsonOpt = False) -> None:
         common.emit_json(ReportResult(rollout=name, report=str(path)))
     else:
         common.say(f"wrote {path}")
+
+
+# ---------------------------------------------------------------- the state store
+
+state_app = typer.Typer(
+    help="The state store: create its schema, move rollouts between stores.",
+    no_args_is_help=True,
+)
+app.add_typer(state_app, name="state")
+
+
+@state_app.command("migrate")
+def state_migrate(json_out: JsonOpt = False) -> None:
+    """Create or upgrade the PostgreSQL store's schema (`--state postgresql://...`); run
+    once as the database owner when the tool's own role may not create tables."""
+    from rolloutctl.state.registry import open_store
+    from rolloutctl.state.store import is_postgres
+
+    spec = common.current().state
+    if not is_postgres(spec):
+        raise UsageError(
+            "a folder store needs no migration",
+            hint="pass --state postgresql://USER@HOST/DB (or set ROLLOUTCTL_STATE)",
+        )
+    store = open_store(spec)
+    version = store.migrate()  # type: ignore[attr-defined]
+    if json_out or common.current().json:
+        common.emit_json({"store": store.where, "schema_version": version})
+    else:
+        common.say(f"{store.where}: schema version {version}")
+
+
+@state_app.command("export")
+def state_export(
+    rollouts: Annotated[list[str] | None, typer.Argument(help="rollouts [all]")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", metavar="FILE", help="write here [stdout]")
+    ] = None,
+) -> None:
+    """Every rollout (or those named) with its state, audit log, controls and gate records,
+    as one JSON bundle for `state import`."""
+    import json
+
+    from rolloutctl.atomic import atomic_write
+    from rolloutctl.state.transfer import export_rollouts
+
+    names = [resolve_rollout(r) for r in rollouts] if rollouts else None
+    text = json.dumps(export_rollouts(context().store, names), indent=1) + "\n"
+    if out is None:
+        common.say(text.rstrip("\n"))
+    else:
+        atomic_write(out, text.encode())
+        common.warn(f"wrote {out}")
+
+
+@state_app.command("import")
+def state_import(
+    bundle: Annotated[Path, typer.Argument(help="a bundle `state export` wrote")],
+    replace: Annotated[
+        bool, typer.Option("--replace", help="overwrite rollouts the store already has")
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Write the bundle's rollouts into this store, with their history."""
+    import json
+
+    from rolloutctl.state.transfer import import_rollouts
+
+    try:
+        data = json.loads(bundle.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InvalidInput(f"{bundle}: cannot read the bundle: {exc}") from None
+    store = context().store
+    names = import_rollouts(store, data, str(bundle), replace=replace)
+    if json_out or common.current().json:
+        common.emit_json({"store": store.where, "imported": names})
+    else:
+        common.say(f"imported {len(names)} rollout(s) into {store.where}: {', '.join(names)}")
 
 
 # ---------------------------------------------------------------- playbooks, data, demo

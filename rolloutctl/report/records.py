@@ -1,5 +1,5 @@
 """Gate reports as the engine writes them: each gate's record stored beside the state
-(`<state-dir>/<rollout>/gates/*.json`) and its page rendered from that record, so `report`
+(in the state store, `gates/*.json` in the file store) and its page rendered from that record, so `report`
 renders the same pages again without querying anything. Writing never raises: a report that
 cannot be written becomes a warning, so it cannot undo or hide a decision."""
 
@@ -69,9 +69,7 @@ def _write_report_now(
     stage_traffic: float,
     acted: bool,
 ) -> None:
-    import json
 
-    from rolloutctl.atomic import atomic_write
     from rolloutctl.report import evidence, html
 
     scope = scope_text(loaded, result.stage_index)
@@ -85,12 +83,7 @@ def _write_report_now(
     audit = ctx.store.history(state.rollout)
     record = html.build_record(loaded, state, result, audit, collected, stage_traffic, scope)
     record["acted"] = acted
-    records = ctx.store.dir(state.rollout) / "gates"
-    records.mkdir(parents=True, exist_ok=True)
-    atomic_write(
-        records / (name.removesuffix(".html") + ".json"),
-        json.dumps(record, indent=1, sort_keys=True, default=str).encode(),
-    )
+    ctx.store.save_record(state.rollout, name.removesuffix(".html"), record)
     rendered_at = ctx.clock().isoformat()
     html.write_gate_report(ctx.reports_dir, record, rendered_at)
     html.write_rollout_index(ctx.reports_dir, state.rollout, audit, rendered_at)
@@ -98,17 +91,16 @@ def _write_report_now(
 
 def rerender_reports(ctx: Context, rollout: str) -> Path:
     """Every gate page of the rollout again from its stored records, and the indexes."""
-    import json
 
     from rolloutctl.report import html
 
     ctx.store.load(rollout)
     rendered_at = ctx.clock().isoformat()
-    for path in sorted((ctx.store.dir(rollout) / "gates").glob("*.json")):
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise InvalidInput(f"{path}: unreadable report record: {exc}") from None
+    try:
+        records = ctx.store.records(rollout)
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
+    for record in records.values():
         html.write_gate_report(ctx.reports_dir, record, rendered_at)
     return html.write_rollout_index(
         ctx.reports_dir, rollout, ctx.store.history(rollout), rendered_at

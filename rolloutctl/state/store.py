@@ -1,31 +1,28 @@
-"""Per-rollout state on disk: `state.json` (atomic, versioned), `audit.jsonl` (append-only),
-and an exclusive lock held by every command that changes state.
+"""What a state store keeps, and the small interface every store backend implements.
 
-The lock is an flock on `<rollout>/lock`: the kernel drops it when its holder dies, so a
-killed process never leaves a lock that blocks the next run. The file's text names the
-holder, for the message a second process prints."""
+Per rollout: its state (`RolloutState`, versioned: a write names the version it read), an
+append-only audit log (`AuditEvent`), a pending intent (a flag change whose state write has
+not happened yet), named documents (the stored controls and notification targets) and the
+gate records reports are rendered from; and an exclusive lock held by every command that
+changes the rollout. `Store` is that interface; `state/file.py` keeps it in a folder (the
+default), `state/postgres.py` in a PostgreSQL database a team shares; `state/registry.py`
+opens one from `--state`."""
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import json
-import os
 import re
-import time
 import uuid
-from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import (
     Any,
     NotRequired,  # pydantic reads these on 3.11
+    Protocol,
 )
 
 from typing_extensions import TypedDict
 
-from rolloutctl.atomic import atomic_write
 from rolloutctl.errors import StateConflict, UsageError
 
 # A rollout's name is its folder's name: never a path. Playbooks are held to the same pattern.
@@ -103,95 +100,92 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat()
 
 
-class StateStore:
-    def __init__(self, root: Path) -> None:
-        self.root = root
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
-    def dir(self, rollout: str) -> Path:
-        if not _NAME.fullmatch(rollout):
-            raise UsageError(
-                f"{rollout!r} is not a rollout name: lowercase letters, digits, '.', '_' and "
-                "'-', starting with a letter or digit",
-                hint="`rolloutctl status` lists the rollouts",
-            )
-        return self.root / rollout
 
-    def _make_dir(self, rollout: str) -> Path:
-        directory = self.dir(rollout)
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-        except (FileExistsError, NotADirectoryError):
-            raise UsageError(
-                f"the state folder {self.root} is not a folder (a file is in the way)",
-                hint="pass --state-dir (or set ROLLOUTCTL_STATE_DIR) to a folder",
-            ) from None
-        except OSError as exc:
-            raise StateConflict(
-                f"cannot make the state folder {directory}: {exc.strerror}",
-                hint="check the folder's permissions, or pass --state-dir",
-            ) from None
-        return directory
+def is_postgres(spec: str) -> bool:
+    """Whether a `--state` value names a PostgreSQL database (else it is a folder)."""
+    return spec.startswith(POSTGRES_SCHEMES)
 
-    def state_path(self, rollout: str) -> Path:
-        return self.dir(rollout) / "state.json"
 
-    def intent_path(self, rollout: str) -> Path:
-        return self.dir(rollout) / "pending.json"
+def shown(spec: str) -> str:
+    """The spec as messages print it: a URL without its password."""
+    if not is_postgres(spec):
+        return spec
+    from urllib.parse import urlsplit, urlunsplit
 
-    def audit_path(self, rollout: str) -> Path:
-        return self.dir(rollout) / "audit.jsonl"
+    parts = urlsplit(spec)
+    if parts.password is None:
+        return spec
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
-    def names(self) -> list[str]:
-        if not self.root.is_dir():
-            return []
-        return sorted(p.parent.name for p in self.root.glob("*/state.json"))
 
-    def exists(self, rollout: str) -> bool:
-        return self.state_path(rollout).exists()
+def check_name(rollout: str) -> str:
+    """The rollout's name, refused when it is not one (it names a folder or a row)."""
+    if not _NAME.fullmatch(rollout):
+        raise UsageError(
+            f"{rollout!r} is not a rollout name: lowercase letters, digits, '.', '_' and "
+            "'-', starting with a letter or digit",
+            hint="`rolloutctl status` lists the rollouts",
+        )
+    return rollout
 
-    # ------------------------------------------------------------ state.json
 
-    def load(self, rollout: str) -> RolloutState:
-        path = self.state_path(rollout)
-        try:
-            raw = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            known = ", ".join(self.names()) or "none"
-            raise StateConflict(
-                f"no rollout named {rollout!r} in {self.root} (known: {known})",
-                hint="start it with `rolloutctl start PLAYBOOK`, or pass --state-dir",
-            ) from None
-        try:
-            data = json.loads(raw)
-            if not isinstance(data, dict):
-                raise TypeError(f"a JSON object was expected, found {type(data).__name__}")
-            allowed = {f.name for f in fields(RolloutState)}
-            return RolloutState(**{k: v for k, v in data.items() if k in allowed})
-        except (json.JSONDecodeError, TypeError) as exc:
-            raise StateConflict(
-                f"{path} is corrupt ({exc}); nothing was changed",
-                hint=f"the audit log {self.audit_path(rollout)} records every past transition;"
-                " restore state.json from it or a backup",
-            ) from None
+def state_from(data: Any) -> RolloutState:
+    """A stored state document as a RolloutState (keys it does not know are dropped);
+    TypeError when it is not one."""
+    if not isinstance(data, dict):
+        raise TypeError(f"a JSON object was expected, found {type(data).__name__}")
+    allowed = {f.name for f in fields(RolloutState)}
+    return RolloutState(**{k: v for k, v in data.items() if k in allowed})
 
-    def _check_version(self, rollout: str, expected_version: int | None) -> None:
-        if expected_version is not None and self.exists(rollout):
-            current = self.load(rollout).version
-            if current != expected_version:
-                raise StateConflict(
-                    f"rollout {rollout!r} changed underneath this command "
-                    f"(version {current}, expected {expected_version})",
-                    hint="run `rolloutctl status` and try again",
-                )
 
-    def _write_state(self, state: RolloutState) -> None:
-        state.updated_at = now_iso()
-        if not state.created_at:
-            state.created_at = state.updated_at
-        text = json.dumps(state.to_dict(), indent=2) + "\n"
-        atomic_write(self.state_path(state.rollout), text.encode())
-        # Whatever flag change was pending is now either recorded or known not to matter.
-        self.intent_path(state.rollout).unlink(missing_ok=True)
+def transition_event(
+    state: RolloutState,
+    *,
+    actor: str,
+    command: str,
+    reason: str | None,
+    before: dict[str, Any] | None,
+    after_extra: dict[str, Any] | None,
+    verdict: dict[str, Any] | None,
+    at: str | None,
+) -> dict[str, Any]:
+    """The audit event of a transition to `state` (its version already counted)."""
+    return {
+        "id": uuid.uuid4().hex[:16],
+        "time": at or now_iso(),
+        "actor": actor,
+        "command": command,
+        "reason": reason,
+        "before": before,
+        "after": {**snapshot(state), **(after_extra or {})},
+        "verdict": verdict,
+    }
+
+
+def version_conflict(rollout: str, current: int, expected: int) -> StateConflict:
+    return StateConflict(
+        f"rollout {rollout!r} changed underneath this command "
+        f"(version {current}, expected {expected})",
+        hint="run `rolloutctl status` and try again",
+    )
+
+
+class Store(Protocol):
+    """Where rollouts are kept. Every method raises StateConflict (exit 5) for a conflict
+    or a rollout it does not know, and BackendError (exit 4) when the store cannot be
+    reached."""
+
+    where: str  # for messages: the folder, or the database URL without its password
+
+    def names(self) -> list[str]: ...
+
+    def exists(self, rollout: str) -> bool: ...
+
+    def load(self, rollout: str) -> RolloutState: ...
 
     def commit(
         self,
@@ -206,68 +200,8 @@ class StateStore:
         verdict: dict[str, Any] | None = None,
         at: str | None = None,
     ) -> None:
-        """Save a transition and audit it as one durable step: the audit event is written
-        inside state.json with the state it describes, then appended to audit.jsonl. A kill
-        between the two leaves the event in the state, and the next command appends it."""
-        self._check_version(state.rollout, expected_version)
-        state.version += 1
-        event = {
-            "id": uuid.uuid4().hex[:16],
-            "time": at or now_iso(),
-            "actor": actor,
-            "command": command,
-            "reason": reason,
-            "before": before,
-            "after": {**snapshot(state), **(after_extra or {})},
-            "verdict": verdict,
-        }
-        state.pending_audit = event
-        self._write_state(state)
-        self._append_audit(state.rollout, event)
-
-    def recover_audit(self, rollout: str) -> None:
-        """Append the audit event of the last transition if a kill kept it from the log.
-        Called under the rollout's lock, so no other command is between its two writes."""
-        try:
-            state = self.load(rollout)
-        except StateConflict:
-            return
-        event = state.pending_audit
-        if not isinstance(event, dict) or not event.get("id"):
-            return
-        if f'"id":"{event["id"]}"' not in self._audit_tail(rollout):
-            self._append_audit(rollout, {**event, "recovered": True})
-
-    def _audit_tail(self, rollout: str, size: int = 65536) -> str:
-        try:
-            with self.audit_path(rollout).open("rb") as handle:
-                handle.seek(0, os.SEEK_END)
-                handle.seek(max(0, handle.tell() - size))
-                return handle.read().decode(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    # ------------------------------------------------------------ pending.json
-
-    def write_intent(self, rollout: str, intent: dict[str, Any]) -> None:
-        """Written before a flag change whose state write comes later: if the process dies
-        between the two, the next command finds this and reconciles from the flag."""
-        text = json.dumps(intent, indent=2) + "\n"
-        atomic_write(self.intent_path(rollout), text.encode())
-
-    def read_intent(self, rollout: str) -> dict[str, Any] | None:
-        try:
-            data = json.loads(self.intent_path(rollout).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return None
-        except (OSError, json.JSONDecodeError):
-            return {}  # unreadable: still a sign that a change was interrupted
-        return data if isinstance(data, dict) else {}
-
-    def clear_intent(self, rollout: str) -> None:
-        self.intent_path(rollout).unlink(missing_ok=True)
-
-    # ------------------------------------------------------------ audit.jsonl
+        """Save a transition and its audit event as one durable step; StateConflict when
+        the stored version is not `expected_version`."""
 
     def audit(
         self,
@@ -281,73 +215,42 @@ class StateStore:
         verdict: dict[str, Any] | None = None,
         at: str | None = None,
     ) -> None:
-        event = {
-            "time": at or now_iso(),
-            "actor": actor,
-            "command": command,
-            "reason": reason,
-            "before": before,
-            "after": after,
-            "verdict": verdict,
-        }
-        self._append_audit(rollout, event)
+        """Append an event that changes no state (a notification, a control)."""
 
-    def _append_audit(self, rollout: str, event: dict[str, Any]) -> None:
-        line = json.dumps(event, separators=(",", ":")) + "\n"
-        path = self.audit_path(rollout)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, line.encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    def append_events(self, rollout: str, events: list[dict[str, Any]]) -> None:
+        """Append events as they are (a spooled rollback's, synced later)."""
 
-    def history(self, rollout: str) -> list[AuditEvent]:
-        path = self.audit_path(rollout)
-        if not path.exists():
-            if not self.exists(rollout):
-                self.load(rollout)  # raises the "no rollout named" conflict
-            return []
-        events: list[AuditEvent] = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                events.append(json.loads(line))
-            except json.JSONDecodeError:
-                events.append(AuditEvent(time=None, command="(unreadable)", line=number))
-        return events
+    def history(self, rollout: str) -> list[AuditEvent]: ...
 
-    # ------------------------------------------------------------ the lock
+    def write_intent(self, rollout: str, intent: dict[str, Any]) -> None: ...
 
-    @contextlib.contextmanager
-    def lock(self, rollout: str, command: str, wait: float = 0.0) -> Iterator[None]:
-        directory = self._make_dir(rollout)
-        fd = os.open(directory / "lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            deadline = time.monotonic() + wait
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
-                        raise StateConflict(
-                            f"rollout {rollout!r} is locked by another rolloutctl run"
-                            f" ({holder or 'holder unknown'})",
-                            hint="wait for it to finish (or pass --wait SECONDS); "
-                            "a killed process releases its lock by itself",
-                        ) from None
-                    time.sleep(0.05)
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"pid {os.getpid()} running {command} since {now_iso()}".encode(), 0)
-            try:
-                self.recover_audit(rollout)
-                yield
-            finally:
-                os.ftruncate(fd, 0)
-                fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
+    def read_intent(self, rollout: str) -> dict[str, Any] | None:
+        """The pending intent; {} when one is there but unreadable; None when none is."""
+
+    def clear_intent(self, rollout: str) -> None: ...
+
+    def read_doc(self, rollout: str, name: str) -> Any:
+        """A stored document ("controls", "notify"); None when never stored; ValueError
+        naming where it is when it is unreadable."""
+
+    def write_doc(self, rollout: str, name: str, data: Any) -> None: ...
+
+    def save_record(self, rollout: str, name: str, record: dict[str, Any]) -> None:
+        """A gate record (what its report is rendered from), by the report's file name."""
+
+    def records(self, rollout: str) -> dict[str, dict[str, Any]]:
+        """Every gate record of the rollout by name, in the order of their names."""
+
+    def restore(self, state: RolloutState, events: list[dict[str, Any]]) -> None:
+        """Write a state as it is (its version kept) and append its events: `state import`."""
+
+    def lock(self, rollout: str, command: str, wait: float = 0.0) -> AbstractContextManager[None]:
+        """Held by every command that changes the rollout; a holder that dies releases it.
+        StateConflict naming the holder when it is still held after `wait` seconds."""
+
+    def flag_lock(
+        self, flag_id: str, command: str, wait: float = 0.0
+    ) -> AbstractContextManager[None]:
+        """Held while a rollout takes a flag, so two rollouts cannot both take it."""
+
+    def close(self) -> None: ...

@@ -21,7 +21,7 @@ def _junit(path: Path) -> ET.Element:
 
 
 def _run_with_summary(ws: Workspace, summary: Path, *args: str, now: datetime) -> Result:
-    env = cli_env(ws.root)
+    env = cli_env(ws.root, ws.store_spec)
     env.update(GITHUB_STEP_SUMMARY=str(summary), ROLLOUTCTL_NOW=now.isoformat())
     proc = subprocess.run(
         [sys.executable, "-m", "rolloutctl", *args],

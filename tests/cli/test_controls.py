@@ -153,8 +153,8 @@ def test_control_waits_for_a_running_gate_evaluation(cws: Workspace) -> None:
         [
             sys.executable,
             "-c",
-            "import time; from pathlib import Path; from rolloutctl.state.store import StateStore\n"
-            f"with StateStore(Path({str(cws.root / 'state')!r})).lock('shop-answers', 'advance'):\n"
+            "import time; from pathlib import Path; from rolloutctl.state.file import FileStore\n"
+            f"with FileStore(Path({str(cws.root / 'state')!r})).lock('shop-answers', 'advance'):\n"
             "    print('locked', flush=True); time.sleep(1.5)",
         ],
         stdout=subprocess.PIPE,
@@ -218,7 +218,7 @@ def test_control_does_not_import_heavy_modules(cws: Workspace) -> None:
             [sys.executable, "-X", "importtime", "-m", "rolloutctl", *argv],
             capture_output=True,
             text=True,
-            env=cli_env(cws.root),
+            env=cli_env(cws.root, cws.store_spec),
             cwd=cws.root,
         )
         assert proc.returncode == 0, (argv, proc.stderr)

@@ -47,8 +47,8 @@ def counted(write):
     return wrapper
 
 atomic.atomic_write = counted(atomic.atomic_write)  # before any module imports it
-from rolloutctl.state.store import StateStore
-StateStore._append_audit = counted(StateStore._append_audit)
+from rolloutctl.state.file import FileStore
+FileStore._append_audit = counted(FileStore._append_audit)
 atexit.register(lambda: sys.stderr.write(f"\\nWRITES {count}\\n"))
 from rolloutctl.cli.entry import run
 
@@ -93,7 +93,7 @@ AT = START + timedelta(hours=2)  # the log covers two hours: the first stage can
 
 
 def _run_killed(ws: Workspace, args: list[str], kill_after: int) -> tuple[int, str]:
-    env = cli_env(ws.root)
+    env = cli_env(ws.root, ws.store_spec)
     env["KILL_AFTER"] = str(kill_after)
     env["ROLLOUTCTL_NOW"] = AT.isoformat()
     proc = subprocess.run(

@@ -106,7 +106,7 @@ def test_on_call_commands_do_not_import_heavy_modules(ws: Workspace) -> None:
     """rollback, pause, resume, status and control take the hand-parsed fast path: no analysis stack
     and no CLI framework, so they start fast and work with every metrics backend down."""
     assert ws.run("start", str(ws.playbook), now=START).code == 0
-    env = cli_env(ws.root)
+    env = cli_env(ws.root, ws.store_spec)
     heavy = {
         "pandas",
         "scipy",
@@ -178,7 +178,7 @@ def test_pause_resume_and_promote(ws: Workspace) -> None:
 def test_two_concurrent_advances_make_one_transition(ws: Workspace) -> None:
     assert ws.run("start", str(ws.playbook), now=START).code == 0
     ws.log("healthy", START, 2, 20, "p1", seed=5)
-    env = cli_env(ws.root)
+    env = cli_env(ws.root, ws.store_spec)
     env["ROLLOUTCTL_NOW"] = (START + timedelta(hours=2)).isoformat()
     procs = [
         subprocess.Popen(
@@ -207,8 +207,8 @@ def test_a_killed_lock_holder_does_not_block(ws: Workspace) -> None:
         [
             sys.executable,
             "-c",
-            "import sys, time; from pathlib import Path; from rolloutctl.state.store import StateStore\n"
-            f"with StateStore(Path({str(ws.root / 'state')!r})).lock('shop-answers', 'test'):\n"
+            "import sys, time; from pathlib import Path; from rolloutctl.state.file import FileStore\n"
+            f"with FileStore(Path({str(ws.root / 'state')!r})).lock('shop-answers', 'test'):\n"
             "    print('locked', flush=True); time.sleep(60)",
         ],
         stdout=subprocess.PIPE,
@@ -263,10 +263,10 @@ def test_a_rollback_interrupted_before_its_state_write_is_reconciled(ws: Workspa
 
 CRASH_ON_STATE_WRITE = (
     "import os, sys\n"
-    "from rolloutctl.state.store import StateStore\n"
+    "from rolloutctl.state.file import FileStore\n"
     "def crash(self, state):\n"
     "    os._exit(9)\n"
-    "StateStore._write_state = crash\n"
+    "FileStore._write_state = crash\n"
     "from rolloutctl.cli.entry import run\n"
     "sys.argv = ['rolloutctl', *sys.argv[1:]]\n"
     "run()\n"
@@ -280,7 +280,7 @@ def test_an_advance_interrupted_between_flag_and_state_write_is_reconciled(
     command finds pending.json, sees the flag at c2's split, and records the stage change."""
     assert ws.run("start", str(ws.playbook), now=START).code == 0
     ws.log("healthy", START, 2, 20, "p1", seed=1)
-    env = cli_env(ws.root)
+    env = cli_env(ws.root, ws.store_spec)
     env["ROLLOUTCTL_NOW"] = (START + timedelta(hours=2)).isoformat()
     crashed = subprocess.run(
         [sys.executable, "-c", CRASH_ON_STATE_WRITE, "advance", "shop-answers"],

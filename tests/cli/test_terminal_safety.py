@@ -24,7 +24,7 @@ CONTROL_TITLE = "Stop \x1b[2J\x1b]0;pwned\x1b\\health answers\x9b31m [red]now[/r
 
 def run(ws: Workspace, *args: str) -> subprocess.CompletedProcess[str]:
     """The real CLI, with a wide terminal so rich never wraps a table cell."""
-    env = {**cli_env(ws.root), "COLUMNS": "400"}
+    env = {**cli_env(ws.root, ws.store_spec), "COLUMNS": "400"}
     return subprocess.run(
         [sys.executable, "-m", "rolloutctl", *args],
         capture_output=True,

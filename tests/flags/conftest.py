@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import pwd
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -32,9 +30,17 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.servers.postgres import (
+    Started,
+    free_port,
+    postgres_bin,
+    run_as,
+    start_postgres,
+    stop,
+    tail,
+)
+
 UNLEASH_VERSION = "7.5.1"
-DB_USER = "unleash"
-DB_NAME = "unleash"
 START_TIMEOUT = 120.0  # the first start runs all of Unleash's database migrations
 
 
@@ -43,180 +49,6 @@ def unleash_dir() -> Path:
         Path.home() / ".cache" / "rolloutctl-tests"
     )
     return Path(cache) / f"unleash-{UNLEASH_VERSION}"
-
-
-def postgres_bin() -> Path | None:
-    """The bin directory of the highest installed Debian PostgreSQL, or None."""
-    found = [p.parent for p in Path("/usr/lib/postgresql").glob("*/bin/initdb")]
-    found = [p for p in found if (p / "postgres").exists() and (p.parent.name.isdigit())]
-    return max(found, key=lambda p: int(p.parent.name), default=None)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def tail(path: Path, chars: int = 3000) -> str:
-    try:
-        return path.read_text(errors="replace")[-chars:]
-    except OSError as exc:
-        return f"(no log: {exc})"
-
-
-def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, wait: float = 15) -> None:
-    """Signal the process by its PID and wait; SIGKILL when it does not exit in time."""
-    if proc.poll() is None:
-        os.kill(proc.pid, sig)
-        try:
-            proc.wait(wait)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-
-
-# ---------------------------------------------------------------- PostgreSQL
-
-
-@dataclass(frozen=True)
-class RunAs:
-    """Who runs initdb and postgres: the postgres user when we are root, else ourselves."""
-
-    user: str | None
-    uid: int
-    gid: int
-
-    def popen_args(self) -> dict[str, Any]:
-        if self.user is None:
-            return {}
-        return {"user": self.uid, "group": self.gid, "extra_groups": []}
-
-
-def run_as() -> RunAs:
-    if os.geteuid() != 0:
-        return RunAs(None, os.getuid(), os.getgid())
-    for name in ("postgres", "nobody"):
-        try:
-            entry = pwd.getpwnam(name)
-        except KeyError:
-            continue
-        return RunAs(name, entry.pw_uid, entry.pw_gid)
-    pytest.skip(
-        "running as root and neither a `postgres` nor a `nobody` user exists for PostgreSQL"
-    )
-
-
-@dataclass(frozen=True)
-class Postgres:
-    port: int
-    password: str
-    proc: subprocess.Popen[bytes]
-    log: Path
-
-    @property
-    def url(self) -> str:
-        return f"postgres://{DB_USER}:{self.password}@127.0.0.1:{self.port}/{DB_NAME}"
-
-
-# A started process and the signal that stops it; the fixture stops them in reverse order.
-Started = list[tuple[subprocess.Popen[bytes], int]]
-
-
-def start_postgres(bindir: Path, root: Path, owner: RunAs, started: Started) -> Postgres:
-    """initdb a cluster under root, start postgres on 127.0.0.1, create the Unleash database.
-    The postmaster goes into `started` as soon as it runs, so it is stopped even when this
-    raises."""
-    data, sockets = root / "data", root / "sockets"
-    sockets.mkdir()
-    password = secrets.token_hex(16)
-    pwfile = root / "pwfile"
-    pwfile.write_text(password + "\n")
-    pwfile.chmod(0o600)
-    for path in (root, sockets, pwfile):
-        os.chown(path, owner.uid, owner.gid)
-    # A small environment of our own: no PG* variable of the caller's leaks into the cluster.
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
-    init_log = root / "initdb.log"
-    with init_log.open("wb") as sink:
-        code = subprocess.call(
-            [
-                str(bindir / "initdb"),
-                "-D",
-                str(data),
-                "-U",
-                DB_USER,
-                f"--pwfile={pwfile}",
-                "--auth-local=trust",
-                "--auth-host=scram-sha-256",
-                "-E",
-                "UTF8",
-                "--no-locale",
-            ],
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            cwd=root,
-            env=env,
-            **owner.popen_args(),
-        )
-    if code != 0:
-        raise RuntimeError(f"initdb exited {code} (as {owner.user}):\n{tail(init_log)}")
-    port = free_port()
-    log = root / "postgres.log"
-    with log.open("wb") as sink:
-        proc = subprocess.Popen(
-            [
-                str(bindir / "postgres"),
-                "-D",
-                str(data),
-                "-p",
-                str(port),
-                "-k",
-                str(sockets),
-                "-c",
-                "listen_addresses=127.0.0.1",
-                "-c",
-                "fsync=off",
-                "-c",
-                "synchronous_commit=off",
-                "-c",
-                "full_page_writes=off",
-            ],
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            cwd=root,
-            env=env,
-            **owner.popen_args(),
-        )
-    # SIGINT is PostgreSQL's fast shutdown (pg_ctl stop -m fast): it does not wait for clients.
-    started.append((proc, signal.SIGINT))
-    db = Postgres(port, password, proc, log)
-    client_env = {**env, "PGPASSWORD": password}
-    deadline = time.monotonic() + 30
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"postgres exited {proc.returncode}:\n{tail(log)}")
-        ready = subprocess.run(
-            [str(bindir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port)],
-            env=client_env,
-            capture_output=True,
-        )
-        if ready.returncode == 0:
-            break
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"postgres not ready on 127.0.0.1:{port}:\n{tail(log)}")
-        time.sleep(0.1)
-    # Over TCP with the password, the way Unleash will connect.
-    created = subprocess.run(
-        [str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", DB_USER, DB_NAME],
-        env=client_env,
-        capture_output=True,
-        text=True,
-    )
-    if created.returncode != 0:
-        raise RuntimeError(f"createdb failed: {created.stderr}\n{tail(log)}")
-    return db
 
 
 # ---------------------------------------------------------------- Unleash

@@ -1,4 +1,4 @@
-"""StateStore's files, one behaviour at a time, in this process: names, load errors, the audit
+"""FileStore's files, one behaviour at a time, in this process: names, load errors, the audit
 event a commit embeds and appends, recovery of an event a kill cut off, pending intents,
 history with a damaged line, and the lock (its holder line, waiting, release)."""
 
@@ -13,16 +13,17 @@ from pathlib import Path
 import pytest
 
 from rolloutctl.errors import StateConflict, UsageError
-from rolloutctl.state.store import RolloutState, StateStore, snapshot
+from rolloutctl.state.file import FileStore
+from rolloutctl.state.store import RolloutState, snapshot
 from tests.state.test_store_versions import demo_state as _state
 
 
-def _commit(store: StateStore, state: RolloutState, **extra: object) -> None:
+def _commit(store: FileStore, state: RolloutState, **extra: object) -> None:
     store.commit(state, actor="ana", command="start", reason="go", before=None, **extra)  # type: ignore[arg-type]
 
 
 def test_names_lists_rollouts_with_a_state_sorted(tmp_path: Path) -> None:
-    store = StateStore(tmp_path / "state")
+    store = FileStore(tmp_path / "state")
     assert store.names() == []  # no folder yet
     for name in ("zeta", "alpha"):
         _commit(store, _state(name))
@@ -33,12 +34,12 @@ def test_names_lists_rollouts_with_a_state_sorted(tmp_path: Path) -> None:
 
 def test_a_bad_rollout_name_is_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="is not a rollout name"):
-        StateStore(tmp_path).dir("../etc")
-    assert StateStore(tmp_path).dir("a.b_c-1") == tmp_path / "a.b_c-1"
+        FileStore(tmp_path).dir("../etc")
+    assert FileStore(tmp_path).dir("a.b_c-1") == tmp_path / "a.b_c-1"
 
 
 def test_loading_an_unknown_rollout_names_the_known_ones(tmp_path: Path) -> None:
-    store = StateStore(tmp_path)
+    store = FileStore(tmp_path)
     with pytest.raises(StateConflict) as empty:
         store.load("demo")
     assert f"no rollout named 'demo' in {tmp_path} (known: none)" == empty.value.message
@@ -50,7 +51,7 @@ def test_loading_an_unknown_rollout_names_the_known_ones(tmp_path: Path) -> None
 
 @pytest.mark.parametrize("text", ["{not json", '{"rollout": "demo"}', "[1, 2]"])
 def test_a_corrupt_state_file_is_a_conflict_naming_the_audit_log(tmp_path: Path, text: str) -> None:
-    store = StateStore(tmp_path)
+    store = FileStore(tmp_path)
     _commit(store, _state())
     store.state_path("demo").write_text(text)
     with pytest.raises(StateConflict) as err:
@@ -61,7 +62,7 @@ def test_a_corrupt_state_file_is_a_conflict_naming_the_audit_log(tmp_path: Path,
 
 
 def test_unknown_keys_in_the_state_file_are_ignored(tmp_path: Path) -> None:
-    store = StateStore(tmp_path)
+    store = FileStore(tmp_path)
     _commit(store, _state())
     data = json.loads(store.state_path("demo").read_text())
     data["from_a_newer_version"] = 1
@@ -70,7 +71,7 @@ def test_unknown_keys_in_the_state_file_are_ignored(tmp_path: Path) -> None:
 
 
 def test_a_commit_embeds_its_audit_event_and_appends_it(tmp_path: Path) -> None:
-    store = StateStore(tmp_path)
+    store = FileStore(tmp_path)
     state = _state()
     before = snapshot(state)
     store.commit(
@@ -104,7 +105,7 @@ def test_a_commit_embeds_its_audit_event_and_appends_it(tmp_path: Path) -> None:
 def test_a_commit_clears_the_pending_intent_and_a_second_keeps_created_at(
     tmp_path: Path,
 ) -> None:
-    store = StateStore(tmp_path)
+    store = FileStore(tmp_path)
     state = _state()
     _commit(store, state)
     created = store.load("demo").created_at
@@ -122,7 +123,7 @@ def test_a_commit_clears_the_pending_intent_and_a_second_keeps_created_at(
 def test_an_unreadable_intent_still_says_a_change_was_interrupted(
     tmp_path: Path, text: str
 ) -> None:
-    store = StateStore(tmp_path)
+    store = FileStore(tmp_path)
     _commit(store, _state())
     store.intent_path("demo").write_text(text)
     assert store.read_intent("demo") == {}
@@ -132,7 +133,7 @@ def test_an_unreadable_intent_still_says_a_change_was_interrupted(
 
 
 def test_recover_audit_appends_an_event_a_kill_cut_off_once(tmp_path: Path) -> None:
-    store = StateStore(tmp_path)
+    store = FileStore(tmp_path)
     _commit(store, _state())
     store.audit_path("demo").write_text("")  # the kill came between the two writes
     store.recover_audit("demo")
@@ -143,7 +144,7 @@ def test_recover_audit_appends_an_event_a_kill_cut_off_once(tmp_path: Path) -> N
 
 
 def test_recover_audit_leaves_a_logged_event_and_missing_rollouts_alone(tmp_path: Path) -> None:
-    store = StateStore(tmp_path)
+    store = FileStore(tmp_path)
     store.recover_audit("nothing")  # no state: nothing to recover, no error
     _commit(store, _state())
     store.recover_audit("demo")
@@ -156,7 +157,7 @@ def test_recover_audit_leaves_a_logged_event_and_missing_rollouts_alone(tmp_path
 
 
 def test_recover_audit_finds_the_event_near_the_end_of_a_long_log(tmp_path: Path) -> None:
-    store = StateStore(tmp_path)
+    store = FileStore(tmp_path)
     for i in range(3):
         store.audit(
             "demo", actor="a", command=f"c{i}", reason="x" * 40_000, before=None, after=None
@@ -169,7 +170,7 @@ def test_recover_audit_finds_the_event_near_the_end_of_a_long_log(tmp_path: Path
 
 
 def test_audit_appends_plain_events_and_history_marks_a_damaged_line(tmp_path: Path) -> None:
-    store = StateStore(tmp_path)
+    store = FileStore(tmp_path)
     _commit(store, _state())
     store.audit(
         "demo",
@@ -198,7 +199,7 @@ def test_audit_appends_plain_events_and_history_marks_a_damaged_line(tmp_path: P
 
 
 def test_history_of_a_rollout_without_a_log(tmp_path: Path) -> None:
-    store = StateStore(tmp_path)
+    store = FileStore(tmp_path)
     with pytest.raises(StateConflict, match="no rollout named 'demo'"):
         store.history("demo")
     _commit(store, _state())
@@ -207,11 +208,11 @@ def test_history_of_a_rollout_without_a_log(tmp_path: Path) -> None:
 
 
 def test_the_lock_records_its_holder_and_refuses_a_second_command(tmp_path: Path) -> None:
-    store = StateStore(tmp_path)
+    store = FileStore(tmp_path)
     with store.lock("demo", "advance"):
         holder = (tmp_path / "demo" / "lock").read_text()
         assert holder.startswith(f"pid {os.getpid()} running advance since ")
-        with pytest.raises(StateConflict) as err, StateStore(tmp_path).lock("demo", "rollback"):
+        with pytest.raises(StateConflict) as err, FileStore(tmp_path).lock("demo", "rollback"):
             pass
         assert err.value.message == (
             f"rollout 'demo' is locked by another rolloutctl run ({holder})"
@@ -223,11 +224,11 @@ def test_the_lock_records_its_holder_and_refuses_a_second_command(tmp_path: Path
 
 
 def test_the_lock_waits_for_its_holder_when_asked(tmp_path: Path) -> None:
-    store = StateStore(tmp_path)
+    store = FileStore(tmp_path)
     held, release = threading.Event(), threading.Event()
 
     def hold() -> None:
-        with StateStore(tmp_path).lock("demo", "advance"):
+        with FileStore(tmp_path).lock("demo", "advance"):
             held.set()
             release.wait(5)
 
@@ -243,7 +244,7 @@ def test_the_lock_waits_for_its_holder_when_asked(tmp_path: Path) -> None:
 
 
 def test_the_lock_recovers_a_cut_off_audit_event(tmp_path: Path) -> None:
-    store = StateStore(tmp_path)
+    store = FileStore(tmp_path)
     _commit(store, _state())
     store.audit_path("demo").write_text("")
     with store.lock("demo", "status"):
@@ -255,7 +256,7 @@ def test_a_file_where_the_state_folder_should_be_is_a_usage_error(tmp_path: Path
     (tmp_path / "state").write_text("")
     with (
         pytest.raises(UsageError, match="is not a folder"),
-        StateStore(tmp_path / "state").lock("demo", "start"),
+        FileStore(tmp_path / "state").lock("demo", "start"),
     ):
         pass
 
@@ -264,7 +265,7 @@ def test_the_state_folder_has_the_documented_layout(tmp_path: Path) -> None:
     """<state-dir>/<rollout>/state.json (indented JSON), audit.jsonl (one compact event a
     line, audit 'before'/'after' as status, stage, canary_percent, version) and pending.json
     while a flag change is in flight: the files operators and scripts read."""
-    store = StateStore(tmp_path / "nested" / "state")
+    store = FileStore(tmp_path / "nested" / "state")
     _commit(store, _state())
     store.write_intent("demo", {"stage": "c2"})
     folder = tmp_path / "nested" / "state" / "demo"

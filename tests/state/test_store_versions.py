@@ -1,4 +1,4 @@
-"""StateStore's optimistic concurrency: a write that expected another version is refused
+"""FileStore's optimistic concurrency: a write that expected another version is refused
 with StateConflict and changes nothing (state.json nor audit.jsonl)."""
 
 from __future__ import annotations
@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 from rolloutctl.errors import StateConflict
-from rolloutctl.state.store import RolloutState, StateStore, snapshot
+from rolloutctl.state.file import FileStore
+from rolloutctl.state.store import RolloutState, snapshot
 
 
-def _commit(store: StateStore, state: RolloutState, expected_version: int | None = None) -> None:
+def _commit(store: FileStore, state: RolloutState, expected_version: int | None = None) -> None:
     store.commit(
         state,
         actor="t",
@@ -38,14 +39,14 @@ def demo_state(rollout: str = "demo") -> RolloutState:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> StateStore:
-    store = StateStore(tmp_path)
+def store(tmp_path: Path) -> FileStore:
+    store = FileStore(tmp_path)
     _commit(store, demo_state())  # version 1 on disk
     assert store.load("demo").version == 1
     return store
 
 
-def test_commit_with_the_current_version_bumps_it(store: StateStore) -> None:
+def test_commit_with_the_current_version_bumps_it(store: FileStore) -> None:
     state = store.load("demo")
     state.canary_percent = 25.0
     _commit(store, state, 1)
@@ -53,7 +54,7 @@ def test_commit_with_the_current_version_bumps_it(store: StateStore) -> None:
     assert (on_disk.version, on_disk.canary_percent) == (2, 25.0)
 
 
-def test_commit_with_a_stale_version_is_a_conflict_and_writes_nothing(store: StateStore) -> None:
+def test_commit_with_a_stale_version_is_a_conflict_and_writes_nothing(store: FileStore) -> None:
     first, second = store.load("demo"), store.load("demo")  # two commands read version 1
     first.status = "paused"
     _commit(store, first, 1)  # the first one wins: version 2
@@ -66,13 +67,13 @@ def test_commit_with_a_stale_version_is_a_conflict_and_writes_nothing(store: Sta
     assert second.version == 1  # not bumped either
 
 
-def test_commit_expecting_a_version_ahead_of_the_disk_is_a_conflict(store: StateStore) -> None:
+def test_commit_expecting_a_version_ahead_of_the_disk_is_a_conflict(store: FileStore) -> None:
     with pytest.raises(StateConflict):
         _commit(store, store.load("demo"), 2)
     assert store.load("demo").version == 1
 
 
-def test_commit_with_a_stale_version_is_a_conflict_and_audits_nothing(store: StateStore) -> None:
+def test_commit_with_a_stale_version_is_a_conflict_and_audits_nothing(store: FileStore) -> None:
     state = store.load("demo")
     store.commit(state, actor="a", command="advance", reason=None, before=None, expected_version=1)
     assert store.load("demo").version == 2
@@ -94,7 +95,7 @@ def test_commit_with_a_stale_version_is_a_conflict_and_audits_nothing(store: Sta
     assert [e["command"] for e in store.history("demo")] == ["test", "advance"]
 
 
-def test_no_expected_version_means_no_check(store: StateStore) -> None:
+def test_no_expected_version_means_no_check(store: FileStore) -> None:
     state = store.load("demo")
     state.version = 7
     _commit(store, state)
