@@ -7,7 +7,8 @@ server) and stopped at the end. Prints figures; asserts nothing.
   before each run `retry` restarts the rolled-back stage so there is something to roll back.
 - 8 concurrent `rolloutctl --wait 30 advance` processes on one rollout in PostgreSQL, started
   together: wall time until all have finished, and their exit codes (they queue on the
-  rollout's lock; the first advances, the others find the new stage too young and hold).
+  rollout's lock; the first judges the gate and advances, the others find the rollout changed
+  while they waited and report that decision, exit 0, without judging it again).
 - whether the rollback on the PostgreSQL store imports pandas, scipy, duckdb or matplotlib
   (`python -X importtime`: every module imported, on stderr).
 

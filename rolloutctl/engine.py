@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from rolloutctl import reconcile
 from rolloutctl.context import Context, Outcome
@@ -375,69 +375,28 @@ def advance(
     """Evaluate the current gate and act on it. `only_monitor` (the `monitor` command)
     refuses unless the rollout is running its monitor stage."""
     store = ctx.store
+    # With --wait, several runs may queue for one look: the first judges it, the others
+    # report that decision instead of judging the same data again seconds later.
+    seen = store.load(rollout).version if ctx.lock_wait > 0 else None
     with store.lock(rollout, "advance", ctx.lock_wait):
         state = store.load(rollout)
+        if seen is not None and state.version != seen:
+            return _decided_while_waiting(state)
         reconcile.reconcile_pending(ctx, state)
-        if state.status == "completed":
-            return Outcome(
-                rollout,
-                "advance",
-                state.status,
-                state.stage,
-                state.canary_percent,
-                f"{rollout} is already completed",
-            )
-        if state.status == "rolled_back":
-            raise StateConflict(
-                f"rollout {rollout!r} was rolled back at stage {state.stage}",
-                hint="`rolloutctl retry` restarts that stage; `rolloutctl start` begins anew",
-            )
-        if state.status in ("paused", "awaiting_approval"):
-            why = state.paused_reason or state.status
-            return Outcome(
-                rollout,
-                "advance",
-                state.status,
-                state.stage,
-                state.canary_percent,
-                f"{rollout} is paused ({why}); `rolloutctl resume` or "
-                "`rolloutctl promote` continues",
-                ExitCode.PAUSED,
-            )
-        held = _controls_holding_flag(ctx, state)
-        if held:
-            return Outcome(
-                rollout,
-                "advance",
-                state.status,
-                state.stage,
-                state.canary_percent,
-                f"control {', '.join(held)} holds flag {state.flag['key']!r} at "
-                f"{state.canary_percent:g}%; the gate will not move it until "
-                "`rolloutctl control revert` releases it",
-                ExitCode.PAUSED,
-            )
+        refused = _refusal(ctx, state)
+        if refused is not None:
+            return refused
         loaded = _load_playbook_for(state)
         _resolve_stage(loaded, state)
         if only_monitor:
             _require_monitor_stage(loaded, state)
-        warnings: list[str] = []
-        drift = reconcile.flag_drift(state)
-        if drift:
-            # Raises when the flag already serves only the control (a rollback to record).
-            reconcile.reconcile_rollback(ctx, state)
-            if not force:
-                raise StateConflict(
-                    drift + "; refusing to act on a flag someone else changed",
-                    hint="put the flag back, or pass --force to let rolloutctl overwrite it",
-                )
-            warnings.append(drift + " (overwritten: --force)")
+        warnings = _refuse_drifted_flag(ctx, state, force)
         now = ctx.clock()
         result, measurements, looks = measure_and_judge(ctx, loaded, state, now)
         stage_traffic = state.canary_percent
         decision = _would_do(loaded, state, result)
         result.decision = decision
-        before = snapshot(state)
+        before, scope_before = snapshot(state), state.scope
         version = state.version
         state.last_verdict, state.last_decision = result.verdict, decision
         state.last_reasons, state.last_checked_at = result.reasons, now.isoformat()
@@ -477,25 +436,31 @@ def advance(
             code = ExitCode.BACKEND if result.verdict == "error" else ExitCode.GATE_INCONCLUSIVE
         result.report = records.report_path(ctx, state.rollout, result)
         state.last_report = result.report
-        store.commit(
-            state,
-            expected_version=version,
-            actor=ctx.actor,
-            command="advance",
-            reason=None,
-            before=before,
-            at=now.isoformat(),
-            verdict={
-                "verdict": result.verdict,
-                "decision": decision,
-                "reasons": result.reasons[:5],
-                "report": result.report,
-            },
-        )
-        # After the action is recorded: a report that cannot be written never undoes it.
-        warnings += records.write_report(
-            ctx, loaded, state, result, measurements, looks, stage_traffic
-        )
+        try:
+            store.commit(
+                state,
+                expected_version=version,
+                actor=ctx.actor,
+                command="advance",
+                reason=None,
+                before=before,
+                at=now.isoformat(),
+                verdict={
+                    "verdict": result.verdict,
+                    "decision": decision,
+                    "reasons": result.reasons[:5],
+                    "report": result.report,
+                },
+            )
+        except StoreUnavailable as exc:
+            if decision != "rollback":
+                _undo_unrecorded_move(state, before, scope_before, backend, exc)
+            warnings.append(_spool_unrecorded_rollback(ctx, state, result.reasons, exc))
+        else:
+            # After the action is recorded: a report that cannot be written never undoes it.
+            warnings += records.write_report(
+                ctx, loaded, state, result, measurements, looks, stage_traffic
+            )
     event = decision if decision != "hold" or result.max_duration_passed else None
     if decision == "hold" and result.verdict == "fail":
         event = "drift"
@@ -521,6 +486,136 @@ def advance(
         result,
         warnings,
     )
+
+
+def _undo_unrecorded_move(
+    state: RolloutState,
+    before: dict[str, Any],
+    scope_before: Any,
+    backend: Any,
+    lost: StoreUnavailable,
+) -> NoReturn:
+    """The store failed while recording an advance: put the flag back where the recorded
+    state says it is, so nothing changed (exit 4). The intent left in the store is dropped by
+    the next command, which finds the flag where it was."""
+    percent = float(before["canary_percent"])
+    if state.canary_percent == percent:
+        raise lost
+    try:
+        backend.set_split(percent, scope_before, rollout=state.rollout, stage=before["stage"])
+    except BackendError as exc:
+        raise StoreUnavailable(
+            f"{lost.message}, and setting the flag back failed too ({exc.message}): the flag "
+            f"serves {state.canary_percent:g}% (stage {state.stage}) while the store still "
+            f"says {percent:g}% (stage {before['stage']})",
+            hint="when the store is back, the next rolloutctl command completes the "
+            "move it recorded as pending; `rolloutctl rollback PLAYBOOK` works meanwhile",
+        ) from None
+    raise StoreUnavailable(
+        f"{lost.message}; the flag was set back to {percent:g}% (stage {before['stage']}): "
+        "nothing changed",
+        hint=lost.hint,
+    ) from None
+
+
+def _spool_unrecorded_rollback(
+    ctx: Context, state: RolloutState, reasons: list[str], lost: StoreUnavailable
+) -> str:
+    """The gate rolled back but the store failed while recording it: the flag stays on the
+    control (traffic is safe) and the audit event waits in this machine's spool."""
+    from rolloutctl.state import spool
+
+    event = spool.new_event(ctx.actor, "; ".join(reasons[:3]), ctx.clock().isoformat(), None)
+    path = spool.put(ctx.store.where, state, event)
+    return (
+        f"{lost.message}: the rollback is NOT recorded there yet; its audit event is kept in "
+        f"{path} and the next rolloutctl command on this machine that reaches the store "
+        "records it"
+    )
+
+
+def _refuse_drifted_flag(ctx: Context, state: RolloutState, force: bool) -> list[str]:
+    """StateConflict when someone else changed the flag, unless --force (then a warning)."""
+    drift = reconcile.flag_drift(state)
+    if not drift:
+        return []
+    # Raises when the flag already serves only the control (a rollback to record).
+    reconcile.reconcile_rollback(ctx, state)
+    if not force:
+        raise StateConflict(
+            drift + "; refusing to act on a flag someone else changed",
+            hint="put the flag back, or pass --force to let rolloutctl overwrite it",
+        )
+    return [drift + " (overwritten: --force)"]
+
+
+def _decided_while_waiting(state: RolloutState) -> Outcome:
+    """The rollout changed while this run waited for its lock: the exit code of what the
+    other run decided (or of the status it left), nothing judged or written again."""
+    decision = state.last_decision or "none"
+    if state.status == "rolled_back":
+        code = ExitCode.GATE_FAILED
+    elif state.status in ("paused", "awaiting_approval"):
+        code = ExitCode.PAUSED
+    elif decision == "hold" and state.status == "running":
+        code = ExitCode.BACKEND if state.last_verdict == "error" else ExitCode.GATE_INCONCLUSIVE
+    else:
+        code = ExitCode.OK
+    return Outcome(
+        state.rollout,
+        "advance",
+        state.status,
+        state.stage,
+        state.canary_percent,
+        f"{state.rollout} changed while this run waited for it (last decision: {decision}); "
+        f"now {state.status} at {state.stage} ({state.canary_percent:g}%), not judged again",
+        code,
+    )
+
+
+def _refusal(ctx: Context, state: RolloutState) -> Outcome | None:
+    """Why `advance` does not judge this rollout now (completed, paused, held by a
+    control), or None; a rolled-back rollout is a conflict (exit 5)."""
+    if state.status == "completed":
+        return Outcome(
+            state.rollout,
+            "advance",
+            state.status,
+            state.stage,
+            state.canary_percent,
+            f"{state.rollout} is already completed",
+        )
+    if state.status == "rolled_back":
+        raise StateConflict(
+            f"rollout {state.rollout!r} was rolled back at stage {state.stage}",
+            hint="`rolloutctl retry` restarts that stage; `rolloutctl start` begins anew",
+        )
+    if state.status in ("paused", "awaiting_approval"):
+        why = state.paused_reason or state.status
+        return Outcome(
+            state.rollout,
+            "advance",
+            state.status,
+            state.stage,
+            state.canary_percent,
+            f"{state.rollout} is paused ({why}); `rolloutctl resume` or "
+            "`rolloutctl promote` continues",
+            ExitCode.PAUSED,
+        )
+    held = _controls_holding_flag(ctx, state)
+    if held:
+        return Outcome(
+            state.rollout,
+            "advance",
+            state.status,
+            state.stage,
+            state.canary_percent,
+            f"control {', '.join(held)} holds flag {state.flag['key']!r} at "
+            f"{state.canary_percent:g}%; the gate will not move it until "
+            "`rolloutctl control revert` releases it",
+            ExitCode.PAUSED,
+        )
+    return None
 
 
 def monitor(ctx: Context, rollout: str) -> Outcome:
@@ -621,16 +716,22 @@ def _rollback(ctx: Context, rollout: str, reason: str, playbook: Path | None) ->
                 )
             before, version = snapshot(state), state.version
         _flip_to_control(state, reason)
-        store.commit(
-            state,
-            expected_version=version,
-            actor=ctx.actor,
-            command="rollback",
-            reason=reason,
-            before=before,
-            at=ctx.clock().isoformat(),
-        )
-    message = f"rolled back {rollout}: all traffic on {state.flag['control']}"
+        message = f"rolled back {rollout}: all traffic on {state.flag['control']}"
+        try:
+            store.commit(
+                state,
+                expected_version=version,
+                actor=ctx.actor,
+                command="rollback",
+                reason=reason,
+                before=before,
+                at=ctx.clock().isoformat(),
+            )
+        except StoreUnavailable as exc:  # the flag is flipped: say so, keep the event here
+            warning = _spool_unrecorded_rollback(ctx, state, [reason], exc)
+            return Outcome(
+                rollout, "rollback", state.status, state.stage, 0.0, message, warnings=[warning]
+            )
     # The flag is flipped and recorded, the lock released: a notification cannot undo it.
     warnings = _notify(
         ctx,
@@ -688,18 +789,10 @@ def _rollback_spooled(
 ) -> Outcome:
     """The store is down: flip the flag from the playbook's flag section, keep the audit
     event on this machine (state/spool.py), and say so."""
-    from rolloutctl.state import spool
-
     state = _state_from_playbook(ctx, playbook)
     _flip_to_control(state, reason)
-    event = spool.new_event(ctx.actor, reason, ctx.clock().isoformat(), None)
-    path = spool.put(ctx.store.where, state, event)
+    warning = _spool_unrecorded_rollback(ctx, state, [reason], unreachable)
     message = f"rolled back {state.rollout}: all traffic on {state.flag['control']}"
-    warning = (
-        f"{unreachable.message}: the rollback is NOT recorded there yet; its audit event is "
-        f"kept in {path} and the next rolloutctl command on this machine that reaches the "
-        "store records it"
-    )
     return Outcome(
         state.rollout, "rollback", state.status, state.stage, 0.0, message, warnings=[warning]
     )

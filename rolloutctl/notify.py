@@ -20,6 +20,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from rolloutctl import envvars
+from rolloutctl.errors import StoreUnavailable
 
 if TYPE_CHECKING:
     from rolloutctl.state.store import Store
@@ -124,7 +125,7 @@ def send(store: Store, rollout: str, body: dict[str, Any]) -> list[str]:
         where = f" to {redact(url)}" if url else ""  # scheme and host: never path, query, user
         message = f"{kind} notification of {body['event']}{where} failed: {error}"
         warnings.append(message)
-        with contextlib.suppress(OSError):  # the warning still reaches stderr
+        with contextlib.suppress(OSError, StoreUnavailable):  # the warning still reaches stderr
             store.audit(
                 rollout,
                 actor=body["actor"],

@@ -186,6 +186,41 @@ class Workspace:
         path = self.root / "state" / name / "audit.jsonl"
         return [json.loads(line) for line in path.read_text().splitlines()]
 
+    def doc(self, name: str, rollout: str = "shop-answers") -> Any:
+        """A stored document (controls, notify) as the store holds it."""
+        if self.store_spec:
+            return self._store().read_doc(rollout, name)
+        return json.loads((self.root / "state" / rollout / f"{name}.json").read_text())
+
+    def write_doc(self, name: str, data: Any, rollout: str = "shop-answers") -> None:
+        if self.store_spec:
+            self._store().write_doc(rollout, name, data)
+        else:
+            (self.root / "state" / rollout / f"{name}.json").write_text(json.dumps(data))
+
+    def intent(self, rollout: str = "shop-answers") -> Any:
+        """The pending intent (pending.json in a folder store), or None."""
+        if self.store_spec:
+            return self._store().read_intent(rollout)
+        path = self.root / "state" / rollout / "pending.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def write_intent(self, intent: dict[str, Any], rollout: str = "shop-answers") -> None:
+        if self.store_spec:
+            self._store().write_intent(rollout, intent)
+        else:
+            (self.root / "state" / rollout / "pending.json").write_text(json.dumps(intent))
+
+    def only_with_a_folder_store(self, why: str) -> None:
+        """Skip a test of the folder store's files (corrupt bytes, hand edits) when the suite
+        runs against PostgreSQL, whose rows cannot be corrupted that way."""
+        if self.store_spec:
+            pytest.skip(f"folder store only: {why}")
+
+    def spec(self) -> str:
+        """The store's spec as `--state` takes it."""
+        return self.store_spec or str(self.root / "state")
+
     def _store(self) -> Any:
         from rolloutctl.state.registry import open_store
 

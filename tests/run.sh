@@ -61,12 +61,21 @@ PY="$venv/bin/python"
 "$PY" -m ruff check rolloutctl tests benchmarks
 "$PY" -m ruff format --check rolloutctl tests benchmarks
 "$PY" -m mypy
-set +e
-"$PY" -m pytest -p no:cacheprovider "$@"
-status=$?
-set -e
-if [ "$status" -eq 5 ]; then
-  echo "pytest collected no tests: failing" >&2
-  exit 1
+run_pytest() {
+  set +e
+  "$PY" -m pytest -p no:cacheprovider "$@"
+  status=$?
+  set -e
+  if [ "$status" -eq 5 ]; then
+    echo "pytest collected no tests: failing" >&2
+    exit 1
+  fi
+  [ "$status" -eq 0 ] || exit "$status"
+}
+run_pytest "$@"
+# The CLI's state scenarios again with the PostgreSQL state store (the suite above ran them
+# on the folder store), unless the caller chose what to run.
+if [ "$#" -eq 0 ]; then
+  run_pytest --state-backend postgres tests/cli/test_rollout.py tests/cli/test_controls.py \
+    tests/cli/test_ci_outputs.py tests/cli/test_shared_state.py tests/test_notify.py
 fi
-exit "$status"

@@ -126,7 +126,7 @@ notify:
         "message": "rolled back shop-answers: all traffic on v1",
         "control": None,
     }
-    stored = json.loads((envws.root / "state" / "shop-answers" / "notify.json").read_text())
+    stored = envws.doc("notify")
     assert stored["notify"][0]["url"] == "${HOOK_BASE}/slack"  # no secret on disk
 
 
@@ -267,7 +267,7 @@ def test_a_failure_names_only_scheme_and_host_of_the_url(envws: Workspace, hook:
     start_with(envws, f"notify:\n  - {{kind: webhook, url: '{secret_url}', on: [rollback]}}\n")
     r = envws.run("rollback", "shop-answers", "--reason", "pager")
     assert r.code == 0 and "warning: webhook notification of rollback" in r.err
-    audit = (envws.root / "state" / "shop-answers" / "audit.jsonl").read_text()
+    audit = json.dumps(envws.audit())
     for secret in ("pa55", "user:", "s3cr3t", "token=abc"):
         assert secret not in r.err and secret not in audit, secret
     host = hook.url.removeprefix("http://")
@@ -275,6 +275,7 @@ def test_a_failure_names_only_scheme_and_host_of_the_url(envws: Workspace, hook:
 
 
 def test_an_unreadable_notify_file_is_a_warning_not_silence(envws: Workspace, hook: Hook) -> None:
+    envws.only_with_a_folder_store("bytes written into notify.json")
     start_with(envws, f"notify:\n  - {{kind: webhook, url: '{hook.url}/j', on: [rollback]}}\n")
     (envws.root / "state" / "shop-answers" / "notify.json").write_text("{oops")
     r = envws.run("rollback", "shop-answers", "--reason", "pager")

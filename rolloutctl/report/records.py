@@ -20,7 +20,10 @@ if TYPE_CHECKING:
 
 def warm_renderer() -> None:
     """Load the chart renderer (matplotlib and its fonts: most of a second) on a thread while
-    the queries run; DuckDB releases the GIL as it scans, so the two overlap."""
+    the queries run; DuckDB releases the GIL as it scans, so the two overlap. Not a daemon:
+    a command that ends without drawing (an error, a store that went down) waits for the
+    import to finish, since a process torn down in the middle of loading matplotlib's C++
+    extensions aborts."""
     import threading
 
     def warm() -> None:
@@ -28,7 +31,7 @@ def warm_renderer() -> None:
 
         charts.warm_up()
 
-    threading.Thread(target=warm, name="warm-charts", daemon=True).start()
+    threading.Thread(target=warm, name="warm-charts").start()
 
 
 def report_path(ctx: Context, rollout: str, result: GateResult) -> str:

@@ -123,6 +123,7 @@ class FileStore:
         before: dict[str, Any] | None,
         expected_version: int | None = None,
         after_extra: dict[str, Any] | None = None,
+        event_extra: dict[str, Any] | None = None,
         verdict: dict[str, Any] | None = None,
         at: str | None = None,
     ) -> None:
@@ -138,6 +139,7 @@ class FileStore:
             reason=reason,
             before=before,
             after_extra=after_extra,
+            event_extra=event_extra,
             verdict=verdict,
             at=at,
         )

@@ -233,6 +233,7 @@ class PostgresStore:
         before: dict[str, Any] | None,
         expected_version: int | None = None,
         after_extra: dict[str, Any] | None = None,
+        event_extra: dict[str, Any] | None = None,
         verdict: dict[str, Any] | None = None,
         at: str | None = None,
     ) -> None:
@@ -250,6 +251,7 @@ class PostgresStore:
             reason=reason,
             before=before,
             after_extra=after_extra,
+            event_extra=event_extra,
             verdict=verdict,
             at=at,
         )

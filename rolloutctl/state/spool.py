@@ -123,6 +123,6 @@ def _record(ctx: Context, item: Spooled) -> None:
             command="rollback",
             reason=event.get("reason"),
             before=before,
-            after_extra={"spooled": event["id"], "flipped_at": event["time"]},
+            event_extra={k: event[k] for k in ("id", "spooled", "recorded_at")},
             at=str(event["time"]),
         )

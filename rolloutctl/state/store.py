@@ -78,6 +78,10 @@ class AuditEvent(TypedDict):
     after: NotRequired[dict[str, Any] | None]
     verdict: NotRequired[dict[str, Any] | None]  # verdict, decision, reasons, report
     recovered: NotRequired[bool]  # appended by the next command after a kill
+    # A rollback made while the store was down: `time` is when the flag was flipped,
+    # `recorded_at` when the store learnt of it (state/spool.py).
+    spooled: NotRequired[bool]
+    recorded_at: NotRequired[str]
     line: NotRequired[int]  # an unreadable line's number
 
 
@@ -152,8 +156,10 @@ def transition_event(
     after_extra: dict[str, Any] | None,
     verdict: dict[str, Any] | None,
     at: str | None,
+    event_extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The audit event of a transition to `state` (its version already counted)."""
+    """The audit event of a transition to `state` (its version already counted);
+    `event_extra` adds keys to the event itself (a spooled rollback's id and both times)."""
     return {
         "id": uuid.uuid4().hex[:16],
         "time": at or now_iso(),
@@ -163,6 +169,7 @@ def transition_event(
         "before": before,
         "after": {**snapshot(state), **(after_extra or {})},
         "verdict": verdict,
+        **(event_extra or {}),
     }
 
 
@@ -197,6 +204,7 @@ class Store(Protocol):
         before: dict[str, Any] | None,
         expected_version: int | None = None,
         after_extra: dict[str, Any] | None = None,
+        event_extra: dict[str, Any] | None = None,
         verdict: dict[str, Any] | None = None,
         at: str | None = None,
     ) -> None:

@@ -149,12 +149,13 @@ def test_controls_work_with_metrics_unreadable_and_without_the_playbook(cws: Wor
 
 
 def test_control_waits_for_a_running_gate_evaluation(cws: Workspace) -> None:
+    spec = cws.store_spec or str(cws.root / "state")
     holder = subprocess.Popen(
         [
             sys.executable,
             "-c",
-            "import time; from pathlib import Path; from rolloutctl.state.file import FileStore\n"
-            f"with FileStore(Path({str(cws.root / 'state')!r})).lock('shop-answers', 'advance'):\n"
+            "import time; from rolloutctl.state.registry import open_store\n"
+            f"with open_store({spec!r}).lock('shop-answers', 'advance'):\n"
             "    print('locked', flush=True); time.sleep(1.5)",
         ],
         stdout=subprocess.PIPE,
@@ -182,8 +183,7 @@ def test_rollback_leaves_controls_as_they_are(cws: Workspace) -> None:
     listed = cws.run("--json", "control", "list", "shop-answers").json()["controls"]
     assert {row["name"] for row in listed if row["applied"]} >= {"health-off", "review-all"}
     # A control that would reopen canary traffic is refused on a rolled-back rollout.
-    book = cws.root / "state" / "shop-answers" / "controls.json"
-    data = json.loads(book.read_text())
+    data = cws.doc("controls")
     data["controls"].append(
         {
             "name": "five",
@@ -192,7 +192,7 @@ def test_rollback_leaves_controls_as_they_are(cws: Workspace) -> None:
             "set": {"answer-model": {"canary_percent": 5}},
         }
     )
-    book.write_text(json.dumps(data))
+    cws.write_doc("controls", data)
     assert cws.run("control", "apply", "shop-answers", "five", "--reason", "x").code == 5
     assert "targeting" not in cws.flag
 
@@ -235,6 +235,7 @@ def test_control_does_not_import_heavy_modules(cws: Workspace) -> None:
 
 
 def test_a_corrupt_control_book_stops_start_before_the_flag_moves(cws: Workspace) -> None:
+    cws.only_with_a_folder_store("bytes written into controls.json")
     assert cws.run("rollback", "shop-answers", "--reason", "pager").code == 0
     book = cws.root / "state" / "shop-answers" / "controls.json"
     book.write_text("{not json")

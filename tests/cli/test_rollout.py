@@ -207,8 +207,8 @@ def test_a_killed_lock_holder_does_not_block(ws: Workspace) -> None:
         [
             sys.executable,
             "-c",
-            "import sys, time; from pathlib import Path; from rolloutctl.state.file import FileStore\n"
-            f"with FileStore(Path({str(ws.root / 'state')!r})).lock('shop-answers', 'test'):\n"
+            "import time; from rolloutctl.state.registry import open_store\n"
+            f"with open_store({ws.spec()!r}).lock('shop-answers', 'test'):\n"
             "    print('locked', flush=True); time.sleep(60)",
         ],
         stdout=subprocess.PIPE,
@@ -264,9 +264,10 @@ def test_a_rollback_interrupted_before_its_state_write_is_reconciled(ws: Workspa
 CRASH_ON_STATE_WRITE = (
     "import os, sys\n"
     "from rolloutctl.state.file import FileStore\n"
-    "def crash(self, state):\n"
+    "from rolloutctl.state.postgres import PostgresStore\n"
+    "def crash(self, *args):\n"
     "    os._exit(9)\n"
-    "FileStore._write_state = crash\n"
+    "FileStore._write_state = PostgresStore._write_state = crash\n"
     "from rolloutctl.cli.entry import run\n"
     "sys.argv = ['rolloutctl', *sys.argv[1:]]\n"
     "run()\n"
@@ -293,8 +294,7 @@ def test_an_advance_interrupted_between_flag_and_state_write_is_reconciled(
     assert crashed.returncode == 9, crashed.stderr
     assert ws.flag["targeting"]["fractional"][1] == ["v2", 50000]  # the flag moved ...
     assert ws.state()["stage"] == "c1"  # ... the state did not
-    pending = ws.root / "state" / "shop-answers" / "pending.json"
-    assert json.loads(pending.read_text())["stage"] == "c2"
+    assert ws.intent()["stage"] == "c2"
 
     status = ws.run("--json", "status", "shop-answers")
     assert status.json()["rollouts"][0]["pending"]["stage"] == "c2"
@@ -306,33 +306,31 @@ def test_an_advance_interrupted_between_flag_and_state_write_is_reconciled(
     assert state["stage_started_at"] == (START + timedelta(hours=2)).isoformat()
     reconcile = [e for e in ws.audit() if e["command"] == "reconcile"]
     assert len(reconcile) == 1 and "interrupted advance" in reconcile[0]["reason"]
-    assert not pending.exists()
+    assert ws.intent() is None
     assert "changed outside rolloutctl" not in ws.run("status").err
 
 
 def test_an_intent_that_never_reached_the_flag_is_dropped(ws: Workspace) -> None:
     assert ws.run("start", str(ws.playbook), now=START).code == 0
-    pending = ws.root / "state" / "shop-answers" / "pending.json"
-    pending.write_text(
-        json.dumps(
-            {
-                "command": "advance",
-                "stage_index": 1,
-                "stage": "c2",
-                "canary_percent": 50,
-                "scope": None,
-                "at": START.isoformat(),
-            }
-        )
+    ws.write_intent(
+        {
+            "command": "advance",
+            "stage_index": 1,
+            "stage": "c2",
+            "canary_percent": 50,
+            "scope": None,
+            "at": START.isoformat(),
+        }
     )
     assert ws.run("pause", "shop-answers", "--reason", "look").code == 12
-    assert not pending.exists()
+    assert ws.intent() is None
     state = ws.state()
     assert state["stage"] == "c1" and state["status"] == "paused"
     assert all(e["command"] != "reconcile" for e in ws.audit())
 
 
 def test_corrupt_state_and_flag_files(ws: Workspace) -> None:
+    ws.only_with_a_folder_store("bytes written into state.json")
     assert ws.run("start", str(ws.playbook), now=START).code == 0
     flag_path = ws.root / "flags" / "flags.json"
     flag_path.write_text("{not json")
