@@ -495,14 +495,18 @@ def _undo_unrecorded_move(
     backend: Any,
     lost: StoreUnavailable,
 ) -> NoReturn:
-    """The store failed while recording an advance: put the flag back where the recorded
-    state says it is, so nothing changed (exit 4). The intent left in the store is dropped by
+    """The store failed while recording a move (advance, promote, retry): put the flag back
+    where the recorded state says it is, so nothing changed (exit 4); a rolled-back rollout's
+    flag goes back to serving only the control. The intent left in the store is dropped by
     the next command, which finds the flag where it was."""
     percent = float(before["canary_percent"])
-    if state.canary_percent == percent:
+    if state.canary_percent == percent and before["status"] != "rolled_back":
         raise lost
     try:
-        backend.set_split(percent, scope_before, rollout=state.rollout, stage=before["stage"])
+        if before["status"] == "rolled_back":
+            backend.rollback(rollout=state.rollout, reason="the state store failed")
+        else:
+            backend.set_split(percent, scope_before, rollout=state.rollout, stage=before["stage"])
     except BackendError as exc:
         raise StoreUnavailable(
             f"{lost.message}, and setting the flag back failed too ({exc.message}): the flag "
@@ -511,9 +515,13 @@ def _undo_unrecorded_move(
             hint="when the store is back, the next rolloutctl command completes the "
             "move it recorded as pending; `rolloutctl rollback PLAYBOOK` works meanwhile",
         ) from None
+    where = (
+        f"serve only {state.flag['control']!r} (rolled back)"
+        if before["status"] == "rolled_back"
+        else f"{percent:g}% (stage {before['stage']})"
+    )
     raise StoreUnavailable(
-        f"{lost.message}; the flag was set back to {percent:g}% (stage {before['stage']}): "
-        "nothing changed",
+        f"{lost.message}; the flag was set back to {where}: nothing changed",
         hint=lost.hint,
     ) from None
 
@@ -897,26 +905,28 @@ def promote(ctx: Context, rollout: str, reason: str) -> Outcome:
         _refuse_while_held(ctx, state, "promote")
         loaded = _load_playbook_for(state)
         _resolve_stage(loaded, state)
-        before, version = snapshot(state), state.version
+        before, version, scope_before = snapshot(state), state.version, state.scope
         now = ctx.clock()
+        backend = build_backend(state.flag)
         if state.stage_index + 1 >= len(loaded.playbook.stages):
             state.status, state.paused_reason = "completed", None
             message = f"promoted {rollout}: completed"
         else:
-            _enter_stage(
-                ctx, loaded, state, build_backend(state.flag), state.stage_index + 1, now, "promote"
-            )
+            _enter_stage(ctx, loaded, state, backend, state.stage_index + 1, now, "promote")
             message = f"promoted {rollout} to {state.stage} ({state.canary_percent:g}%)"
         state.last_decision = "promote"
-        store.commit(
-            state,
-            expected_version=version,
-            actor=ctx.actor,
-            command="promote",
-            reason=reason,
-            before=before,
-            at=now.isoformat(),
-        )
+        try:
+            store.commit(
+                state,
+                expected_version=version,
+                actor=ctx.actor,
+                command="promote",
+                reason=reason,
+                before=before,
+                at=now.isoformat(),
+            )
+        except StoreUnavailable as exc:
+            _undo_unrecorded_move(state, before, scope_before, backend, exc)
     event = "complete" if state.status == "completed" else "advance"
     warnings = _notify(
         ctx, state, event, message, decision="promote", reasons=[reason], report=state.last_report
@@ -953,19 +963,23 @@ def retry(ctx: Context, rollout: str, reason: str | None) -> Outcome:
         _refuse_while_held(ctx, state, "retry")
         loaded = _load_playbook_for(state)
         _resolve_stage(loaded, state)
-        before, version = snapshot(state), state.version
+        before, version, scope_before = snapshot(state), state.version, state.scope
         now = ctx.clock()
-        _enter_stage(ctx, loaded, state, build_backend(state.flag), state.stage_index, now, "retry")
+        backend = build_backend(state.flag)
+        _enter_stage(ctx, loaded, state, backend, state.stage_index, now, "retry")
         state.last_verdict = state.last_decision = None
-        store.commit(
-            state,
-            expected_version=version,
-            actor=ctx.actor,
-            command="retry",
-            reason=reason,
-            before=before,
-            at=now.isoformat(),
-        )
+        try:
+            store.commit(
+                state,
+                expected_version=version,
+                actor=ctx.actor,
+                command="retry",
+                reason=reason,
+                before=before,
+                at=now.isoformat(),
+            )
+        except StoreUnavailable as exc:
+            _undo_unrecorded_move(state, before, scope_before, backend, exc)
     return Outcome(
         rollout,
         "retry",

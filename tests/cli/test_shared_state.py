@@ -389,3 +389,34 @@ def test_the_readme_least_privilege_role_runs_every_command_and_cannot_rewrite_t
         ):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(statement)
+
+
+def test_two_rollouts_on_two_machines_cannot_both_drive_one_flag(
+    team: tuple[Workspace, Workspace, Path],
+) -> None:
+    ci, on_call, flags = team
+    assert ci.run("start", str(ci.playbook), now=START).code == 0
+    other = on_call.playbook.read_text().replace("rollout: shop-answers", "rollout: shop-other")
+    on_call.playbook.write_text(other)
+    r = on_call.run("start", str(on_call.playbook), now=START)
+    assert r.code == 5 and "driven by rollout 'shop-answers'" in r.err, r.err
+    assert canary_share(flags) == 20_000
+    listed = on_call.run("--json", "status").json()["rollouts"]
+    assert [row["rollout"] for row in listed] == [ROLLOUT]  # nothing recorded of shop-other
+
+
+def test_store_down_during_retry_leaves_a_rolled_back_flag_on_the_control(
+    team: tuple[Workspace, Workspace, Path], own_server: Any
+) -> None:
+    ci, _, flags = team
+    assert ci.run("start", str(ci.playbook), now=START).code == 0
+    assert ci.run("rollback", ROLLOUT, "--reason", "pager").code == 0
+    r = run_stopping_store(ci, own_server, "retry", ROLLOUT, "--reason", "fixed")
+    assert r.code == 4, r.out + r.err
+    assert "set back" in r.err and "nothing changed" in r.err
+    assert canary_share(flags) == 0  # the retry's 20% was undone
+
+    own_server.start()
+    assert ci.run("status", ROLLOUT).code == 0
+    assert ci.state()["status"] == "rolled_back"
+    assert [e["command"] for e in ci.audit()] == ["start", "rollback"]
