@@ -55,12 +55,21 @@ def _literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _ts_sql(ts: datetime) -> str:
-    return f"TIMESTAMPTZ '{ts.astimezone(UTC).isoformat()}'"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def epoch_us(ts: datetime) -> int:
+    """A time as integer microseconds since 1970 (the `__t` column every query compares)."""
+    return (ts - _EPOCH) // timedelta(microseconds=1)
+
+
+def _time_sql(ts: datetime) -> str:
+    """A time as `__t` compares it, with the time in words for a reader of the query."""
+    return f"{epoch_us(ts)} /* {ts.astimezone(UTC).isoformat()} */"
 
 
 def _window_sql(start: datetime, end: datetime) -> str:
-    return f"__ts >= {_ts_sql(start)} AND __ts < {_ts_sql(end)}"
+    return f"__t >= {_time_sql(start)} AND __t < {_time_sql(end)}"
 
 
 def _arm_rows(request: MeasureRequest) -> tuple[str, str]:
@@ -237,8 +246,8 @@ def _bin_sql(request: MeasureRequest, every: timedelta | None) -> str:
     """The look interval a row falls in, counted from the stage's start."""
     if every is None:
         return "0"
-    start_s = request.start.timestamp()
-    bin_sql = f"CAST(floor((epoch(__ts) - {start_s!r}) / {every.total_seconds()!r}) AS BIGINT)"
+    every_us = every // timedelta(microseconds=1)
+    bin_sql = f"CAST(floor(CAST(__t - {epoch_us(request.start)} AS DOUBLE) / {every_us}) AS BIGINT)"
     if request.control_window is None:
         return bin_sql
     # Looks follow the canary's window; the baseline is whole at every look, so it goes to
@@ -261,6 +270,10 @@ class RequestLogSource:
         return cls(name, [loaded.resolve_path(p) for p in raw], spec.format)
 
     # ------------------------------------------------------------ reading
+
+    def _nothing_to_read(self) -> bool:
+        """Every path is a glob that matches no file yet (the gate then holds on no data)."""
+        return all(glob.has_magic(p) for p in self.paths) and not self._matches()
 
     def _matches(self) -> list[str]:
         return [f for pattern in self.paths for f in glob.glob(pattern) if os.path.isfile(f)]
@@ -357,10 +370,14 @@ class RequestLogSource:
                 f" ELSE to_timestamp({number}) END)"
             )
         con.execute(
-            f"CREATE OR REPLACE TEMP VIEW log AS SELECT *, {ts_expr} AS __ts FROM "
-            f"(SELECT {', '.join(selects)} FROM raw_log)"
+            f"CREATE OR REPLACE TEMP VIEW log AS SELECT *, epoch_us(__ts) AS __t FROM "
+            f"(SELECT *, {ts_expr} AS __ts FROM (SELECT {', '.join(selects)} FROM raw_log))"
         )
         return {c: ("VARCHAR" if t == "JSON" else t) for c, t in types.items()}
+
+    def shown(self, con: Any, query: str) -> str:
+        """The query as the engine runs it (the SQL source renders it for its engine)."""
+        return query
 
     def connect(self) -> duckdb.DuckDBPyConnection:
         con = duckdb.connect(":memory:")
@@ -374,12 +391,12 @@ class RequestLogSource:
         con = self.connect()
         try:
             self.open(con)
-            row = con.execute("SELECT epoch_ms(min(__ts)), epoch_ms(max(__ts)) FROM log").fetchone()
+            row = con.execute("SELECT min(__t), max(__t) FROM log").fetchone()
         finally:
             con.close()
         if not row or row[0] is None:
             return None
-        first, last = (datetime.fromtimestamp(v / 1000, UTC) for v in row)
+        first, last = (_EPOCH + timedelta(microseconds=int(v)) for v in row)
         return first, last
 
     def measure(self, request: MeasureRequest) -> Measurement:
@@ -405,7 +422,7 @@ class RequestLogSource:
         in [start, end), both within the scope. Every value is kept, none pooled into
         '(other)': new query patterns are what this is for. Dimensions that are not columns
         are left out; a glob that matches no file yet gives {}. The input of `stats.drift`."""
-        if all(glob.has_magic(p) for p in self.paths) and not self._matches():
+        if self._nothing_to_read():
             return {}
         con = self.connect()
         try:
@@ -428,8 +445,8 @@ class RequestLogSource:
                 f"SELECT {', '.join([*seg_names, *(f'grouping({n})' for n in seg_names)])}, "
                 f"count(*) FILTER (WHERE variant = {_literal(request.control)} AND {baseline}), "
                 f"count(*) FILTER (WHERE variant = {_literal(request.canary)} AND {recent}) "
-                f"FROM (SELECT variant, __ts{seg_cols} FROM log "
-                f"WHERE {arm_rows} AND ({scope_sql})) "
+                f"FROM (SELECT variant, __t{seg_cols} FROM log "
+                f"WHERE {arm_rows} AND ({scope_sql})) AS __rows "
                 f"GROUP BY GROUPING SETS ({', '.join(f'({n})' for n in seg_names)})"
             )
             try:
@@ -452,7 +469,7 @@ class RequestLogSource:
         self, request: MeasureRequest, every: timedelta | None, segments_per_look: bool = True
     ) -> list[tuple[datetime, Measurement]]:
         ends = _look_times(request.start, request.end, every)
-        if all(glob.has_magic(p) for p in self.paths) and not self._matches():
+        if self._nothing_to_read():
             series = []
             for end in ends:  # a glob that matches nothing yet: no data, so the gate holds
                 out = Measurement()
@@ -504,10 +521,10 @@ class RequestLogSource:
         card = ", ".join(f"approx_count_distinct({sql_ident(d)})" for d in dims) or "0"
         bad_values = self._bad_value_counts(request.metrics, columns, types, plan.arm_rows)
         health_sql = (
-            f"SELECT count(*) FILTER (WHERE __ts IS NULL),"
+            f"SELECT count(*) FILTER (WHERE __t IS NULL),"
             f" count(*) FILTER (WHERE {plan.span} AND (variant IS NULL OR (variant NOT IN "
             f"{plan.arms} AND variant NOT LIKE 'shadow:%'))),"
-            f" epoch_ms(max(__ts) FILTER (WHERE {plan.window})), {card},"
+            f" max(__t) FILTER (WHERE {plan.window}), {card},"
             f" count(*) FILTER (WHERE {plan.window})"
             + "".join(f", {sql}" for sql in bad_values.values())
             + " FROM log"
@@ -524,7 +541,7 @@ class RequestLogSource:
             if row[4 + len(dims) + i]:
                 label = f"non-numeric or non-finite {text}"
                 out.bad_rows[label] = int(row[4 + len(dims) + i])
-        out.latest = None if latest is None else datetime.fromtimestamp(latest / 1000, UTC)
+        out.latest = None if latest is None else _EPOCH + timedelta(microseconds=int(latest))
         return {
             d: self._segments_judged(con, plan, request, d, row[3 + i] or 0, out)
             for i, d in enumerate(dims)
@@ -586,12 +603,14 @@ class RequestLogSource:
         sets = ["(variant, __bin)"] + [f"(variant, {plan.seg_bin}{s})" for s in seg_names]
         grouping = [f"grouping({s})" for s in seg_names]
         inner = ", ".join(f"{a} AS __a{i}" for i, a in enumerate(aggregates))
+        keys = "".join(", " + s for s in seg_names)
         outer = [f"sum(__a{i})" for i in range(len(aggregates))]
         query = (
             f"SELECT variant, __bin, {', '.join([*seg_names, *grouping, *outer])} FROM ("
-            f"SELECT variant, __bin{''.join(', ' + s for s in seg_names)}, {inner} "
+            f"SELECT variant, __bin{keys}, {inner} "
             f"FROM (SELECT *, {plan.bin_sql} AS __bin{plan.seg_cols} FROM log "
-            f"WHERE {plan.where}) GROUP BY ALL) GROUP BY GROUPING SETS ({', '.join(sets)})"
+            f"WHERE {plan.where}) AS __rows GROUP BY variant, __bin{keys}) AS __cells "
+            f"GROUP BY GROUPING SETS ({', '.join(sets)})"
         )
         try:
             rows = con.execute(query).fetchall()
@@ -600,7 +619,7 @@ class RequestLogSource:
                 f"request log {self.name!r}: query failed: {str(exc).splitlines()[0]}"
             ) from None
         for metric, _, _ in readers:
-            out.queries[metric.name] = query
+            out.queries[metric.name] = self.shown(con, query)
         bins: dict[int, Measurement] = {}
         offset = 2 + 2 * len(dims)
         for r in rows:
@@ -641,7 +660,7 @@ class RequestLogSource:
         for variant, first_bin, n in con.execute(
             f"SELECT variant, first_bin, count(*) FROM (SELECT variant, unit_id, "
             f"min({plan.bin_sql}) AS first_bin FROM log WHERE {plan.where} "
-            f"GROUP BY variant, unit_id) GROUP BY variant, first_bin"
+            f"GROUP BY variant, unit_id) AS __units GROUP BY variant, first_bin"
         ).fetchall():
             part = bins.setdefault(int(first_bin), Measurement())
             units = part.unit_counts.setdefault(None, {"control": 0, "canary": 0})
@@ -707,7 +726,7 @@ class RequestLogSource:
             number = f"CAST({sql} AS DOUBLE)"
         else:
             number = f"TRY_CAST({sql} AS DOUBLE)"
-        return f"(CASE WHEN isfinite({number}) THEN {number} END)"
+        return f"(CASE WHEN {number} - {number} = 0 THEN {number} END)"  # not NaN nor ±inf
 
     def _bad_value_counts(
         self, metrics: Sequence[Metric], columns: set[str], types: dict[str, str], rows: str
@@ -790,10 +809,11 @@ class RequestLogSource:
         query = (
             f"SELECT variant, __bin, {', '.join([*seg_names, *grouping, 'b', 'count(*)'])} FROM ("
             f"SELECT variant, __bin{plan.seg_cols}, {bucket} AS b FROM (SELECT *, {x} AS __x, "
-            f"{plan.bin_sql} AS __bin FROM log WHERE {plan.where}) WHERE __x IS NOT NULL) "
+            f"{plan.bin_sql} AS __bin FROM log WHERE {plan.where}) AS __rows "
+            "WHERE __x IS NOT NULL) AS __values "
             f"GROUP BY GROUPING SETS ({', '.join(sets)})"
         )
-        out.queries[metric.name] = query
+        out.queries[metric.name] = self.shown(con, query)
         hist: dict[tuple[int, SegmentKey, str], dict[int, int]] = {}
         for r in con.execute(query).fetchall():
             arm = "control" if r[0] == request.control else "canary"
