@@ -117,20 +117,24 @@ class _StageReplay:
 
 
 def _sources(loaded: LoadedPlaybook, log: list[str] | None) -> dict[str, RequestLogSource]:
-    """Every requestlog source of the playbook, read from `log` when given."""
+    """Every request-log source of the playbook (files or a SQL engine), read from `log`
+    when given."""
+    from rolloutctl.metrics.registry import build_source
+
     out: dict[str, RequestLogSource] = {}
     for name in loaded.playbook.sources:
         spec = loaded.playbook.sources[name]
-        if spec.kind != "requestlog":
+        if spec.kind not in ("requestlog", "sql"):
             continue
-        source = RequestLogSource.from_spec(name, spec, loaded)
+        source = build_source(name, loaded)
+        assert isinstance(source, RequestLogSource)
         if log:
             source = RequestLogSource(name, list(log), "auto")
         out[name] = source
     if not out:
         raise InvalidInput(
-            f"{loaded.path}: no requestlog source to replay",
-            hint="backtest replays request logs; add a `kind: requestlog` source",
+            f"{loaded.path}: no requestlog or sql source to replay",
+            hint="backtest replays request logs; add a `kind: requestlog` or `kind: sql` source",
         )
     return out
 

@@ -159,7 +159,10 @@ WHERE = {
 
 # Modules of rolloutctl/ that may import an optional extra's package: each imports it only
 # when the feature is used and names the `pip install` when it is missing.
-OPTIONAL_EXTRAS = {"rolloutctl/state/postgres.py": ("postgres",)}
+OPTIONAL_EXTRAS = {
+    "rolloutctl/state/postgres.py": ("postgres",),
+    "rolloutctl/metrics/sql.py": ("postgres",),
+}
 
 
 def test_every_import_is_declared() -> None:

@@ -10,6 +10,7 @@ from rolloutctl.playbook.load import LoadedPlaybook
 
 _KINDS = {
     "requestlog": "rolloutctl.metrics.requestlog:RequestLogSource",
+    "sql": "rolloutctl.metrics.sql:SqlSource",
     "prometheus": "rolloutctl.metrics.prometheus:PrometheusSource",
     "http": "rolloutctl.metrics.http:HttpSource",
     "evalfile": "rolloutctl.metrics.evalfile:EvalFileSource",

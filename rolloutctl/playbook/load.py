@@ -482,7 +482,7 @@ class _Semantics:
                 near = difflib.get_close_matches(name, self.source_names, n=1)
                 tip = f"; did you mean {near[0]!r}?" if near else f"; sources: {self.source_names}"
                 self.at(("metrics", i, "source"), f"unknown source {name!r}{tip}")
-            elif self.source_kind(name) == "requestlog":
+            elif self.source_kind(name) in ("requestlog", "sql"):
                 for field in ("event", "value", "numerator", "denominator"):
                     text = m.get(field)
                     if isinstance(text, str):

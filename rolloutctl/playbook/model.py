@@ -175,6 +175,46 @@ class RequestLogSpec(Strict):
     format: Literal["auto", "jsonl", "csv", "parquet"] = "auto"
 
 
+SqlEngine = Literal[
+    "duckdb", "postgres", "clickhouse", "bigquery", "snowflake", "databricks", "trino"
+]
+
+
+class SqlSpec(Strict):
+    """Request logs in a SQL engine: the request-log aggregation runs there, and only
+    sufficient statistics come back."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    kind: Literal["sql"]
+    engine: SqlEngine = Field(description="the engine the SQL is written for and run on")
+    url: str | None = Field(
+        None,
+        description="connection URL or DSN, from the environment (${DATABASE_URL}); never "
+        "printed. duckdb: a database file or empty for an in-memory engine",
+    )
+    table: str | None = Field(None, description="the table (or view) of request logs")
+    from_: str | None = Field(
+        None, alias="from", description="a subquery in the engine's SQL, instead of table:"
+    )
+    columns: dict[str, str] = Field(
+        default_factory=dict,
+        description="request-log column -> the engine's column or expression, e.g. "
+        "{ts: event_time, unit_id: user_id, latency_ms: 'duration_ns / 1e6'}",
+    )
+    variants: dict[str, str] = Field(
+        default_factory=dict,
+        description="flag variant -> the value the variant column holds for it, e.g. "
+        "{v1: answer-model-v1}; values not listed are counted as unknown variants",
+    )
+
+    @model_validator(mode="after")
+    def _one_relation(self) -> SqlSpec:
+        if (self.table is None) == (self.from_ is None):
+            raise ValueError("give exactly one of table: or from:")
+        return self
+
+
 class PrometheusSpec(Strict):
     """A Prometheus-compatible HTTP API (Prometheus, VictoriaMetrics, Thanos, Mimir)."""
 
@@ -278,7 +318,7 @@ class EvalFileSpec(Strict):
 
 
 Source = Annotated[
-    RequestLogSpec | PrometheusSpec | HttpSpec | EvalFileSpec,
+    RequestLogSpec | SqlSpec | PrometheusSpec | HttpSpec | EvalFileSpec,
     Field(discriminator="kind"),
 ]
 
