@@ -161,7 +161,7 @@ WHERE = {
 # when the feature is used and names the `pip install` when it is missing.
 OPTIONAL_EXTRAS = {
     "rolloutctl/state/postgres.py": ("postgres",),
-    "rolloutctl/metrics/sql.py": ("postgres",),
+    "rolloutctl/metrics/sql.py": ("postgres", "clickhouse"),
 }
 
 

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     import duckdb
 
 # Engines this version connects to; the others' SQL is rendered (`check --explain`) but not run.
-RUNNABLE = ("duckdb", "postgres")
+RUNNABLE = ("duckdb", "postgres", "clickhouse")
 
 # The request's time as integer microseconds since 1970, per engine ({ts}: the ts column).
 EPOCH_US = {
@@ -123,15 +123,14 @@ class SqlConnection:
     engine: Engine
     dialect: str
     log_sql: str = ""  # the `log` relation in the engine's SQL (set by SqlSource.open)
-    sent: list[str] = field(default_factory=list)  # every query as the engine received it
+    asked: list[str] = field(default_factory=list)  # every query, as written (DuckDB's SQL)
 
     def engine_sql(self, sql: str) -> str:
         return f"WITH log AS ({self.log_sql}) {render(sql, self.dialect)}"
 
     def execute(self, sql: str) -> _Result:
-        text = self.engine_sql(sql)
-        self.sent.append(text)
-        return _Result(self.engine.rows(text))
+        self.asked.append(sql)
+        return _Result(self.engine.rows(self.engine_sql(sql)))
 
     def close(self) -> None:
         self.engine.close()
@@ -249,6 +248,8 @@ class SqlSource(RequestLogSource):
 def _connect(engine: str, url: str | None, name: str) -> Engine:
     if engine == "postgres":
         return _Postgres(url, name)
+    if engine == "clickhouse":
+        return _ClickHouse(url, name)
     return _DuckDB(url, name)
 
 
@@ -337,6 +338,76 @@ class _Postgres:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.conn.close()
+
+
+class _ClickHouse:
+    """ClickHouse in this process (chdb, the `clickhouse` extra): `url: chdb:///DATA_DIR` for
+    a database on disk, empty for an in-memory one whose `from:` reads files (`file(...)`,
+    `s3(...)`, `url(...)`). A ClickHouse server (`clickhouse://`) is not supported yet."""
+
+    def __init__(self, url: str | None, name: str) -> None:
+        self.name = name
+        if url and not url.startswith("chdb://"):
+            raise UsageError(
+                f"sql source {name!r}: clickhouse runs in this process through chdb; "
+                "a ClickHouse server URL is not supported yet",
+                hint="url: chdb:///path/to/data (or leave url: out and read files in from:)",
+            )
+        try:
+            from chdb import session
+        except ImportError:
+            raise UsageError(
+                f"sql source {name!r} (clickhouse) needs chdb",
+                hint="pip install 'rolloutctl[clickhouse]'",
+            ) from None
+        path = (url or "").removeprefix("chdb://")
+        self.session = session.Session(path) if path else session.Session()
+
+    def _query(self, sql: str) -> dict[str, Any]:
+        import json
+
+        try:
+            found = self.session.query(
+                sql + " SETTINGS output_format_json_quote_64bit_integers = 0", "JSONCompact"
+            )
+        except Exception as exc:  # chdb raises RuntimeError with the server's message
+            raise InvalidInput(f"sql source {self.name!r}: query failed: {_first(exc)}") from None
+        data: dict[str, Any] = json.loads(found.bytes() or b'{"meta": [], "data": []}')
+        return data
+
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        return [tuple(r) for r in self._query(sql)["data"]]
+
+    def columns(self, sql: str) -> dict[str, str]:
+        try:
+            described = self._query(f"DESCRIBE ({sql})")["data"]
+        except InvalidInput as exc:
+            raise InvalidInput(exc.message.split("query failed: ", 1)[-1]) from None
+        return {str(r[0]): _clickhouse_type(str(r[1])) for r in described}
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.session.close()
+
+
+def _clickhouse_type(name: str) -> str:
+    """A ClickHouse type as the DuckDB name the queries test."""
+    for wrapper in ("Nullable(", "LowCardinality("):
+        while name.startswith(wrapper):
+            name = name[len(wrapper) : -1]
+    if name == "Bool":
+        return "BOOLEAN"
+    if name.startswith("UInt"):
+        return "UBIGINT"
+    if name.startswith("Int"):
+        return "BIGINT"
+    if name.startswith("Float"):
+        return "DOUBLE"
+    if name.startswith("Decimal"):
+        return "DECIMAL"
+    if name.startswith("DateTime") or name.startswith("Date"):
+        return "TIMESTAMP"
+    return "VARCHAR"
 
 
 def _first(exc: BaseException) -> str:

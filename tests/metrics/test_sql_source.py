@@ -228,3 +228,52 @@ def test_check_through_the_cli_judges_the_table_as_it_judges_the_files(
         )
         assert logs.url.split("@")[0] not in r.out + r.err  # the URL's user:password never shown
     assert verdicts[0] == verdicts[1]
+
+
+# ---------------------------------------------------------------- ClickHouse (chdb)
+
+
+@pytest.fixture(scope="module")
+def clickhouse(logs: Logs, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The same rows in a ClickHouse MergeTree table with the production names, on disk: the
+    `url: chdb:///DIR` of a source."""
+    from chdb import session
+
+    folder = tmp_path_factory.mktemp("chdb")
+    model = "CASE variant " + " ".join(f"WHEN '{a}' THEN '{m}'" for a, m in MODELS.items())
+    db = session.Session(str(folder))
+    try:
+        db.query(
+            "CREATE TABLE requests ENGINE = MergeTree ORDER BY tuple() AS "
+            f"SELECT ts AS event_time, unit_id AS user_id, {model} ELSE variant END AS model, "
+            f"* EXCEPT (ts, unit_id, variant) FROM file('{logs.parquet}', Parquet)"
+        )
+    finally:
+        db.close()
+    return f"chdb://{folder}"
+
+
+def test_clickhouse_gives_the_statistics_of_the_parquet_log_at_every_look(
+    logs: Logs, clickhouse: str
+) -> None:
+    files = RequestLogSource("requests", [str(logs.parquet)])
+    table = postgres_source(clickhouse, engine="clickhouse")
+    every = timedelta(minutes=30)
+    for (_, a), (_, b) in zip(
+        files.measure_series(request(), every), table.measure_series(request(), every), strict=True
+    ):
+        assert_same(a, b)
+    query = table.measure(request()).queries["p95_latency_ms"]
+    assert "toUnixTimestamp64Micro" in query  # ClickHouse's own SQL was sent
+
+
+def test_clickhouse_reads_files_in_place_through_from(logs: Logs) -> None:
+    files = RequestLogSource("requests", [str(logs.parquet)])
+    in_place = postgres_source(
+        None,
+        engine="clickhouse",
+        relation=f"(SELECT * FROM file('{logs.parquet}', Parquet)) AS __source",
+        mapping={},
+        variants={},
+    )
+    assert_same(files.measure(request()), in_place.measure(request()))
