@@ -362,6 +362,7 @@ class _ClickHouse:
             ) from None
         path = (url or "").removeprefix("chdb://")
         self.session = session.Session(path) if path else session.Session()
+        self.received_bytes = 0  # results read back, for the benchmark's transfer figure
 
     def _query(self, sql: str) -> dict[str, Any]:
         import json
@@ -372,7 +373,9 @@ class _ClickHouse:
             )
         except Exception as exc:  # chdb raises RuntimeError with the server's message
             raise InvalidInput(f"sql source {self.name!r}: query failed: {_first(exc)}") from None
-        data: dict[str, Any] = json.loads(found.bytes() or b'{"meta": [], "data": []}')
+        raw = found.bytes() or b'{"meta": [], "data": []}'
+        self.received_bytes += len(raw)
+        data: dict[str, Any] = json.loads(raw)
         return data
 
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
