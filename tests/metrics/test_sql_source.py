@@ -205,7 +205,7 @@ def test_check_through_the_cli_judges_the_table_as_it_judges_the_files(
 ) -> None:
     from tests.conftest import make_workspace
 
-    verdicts = []
+    verdicts, backtests = [], []
     for name, sources in (("files", None), ("table", SQL_SOURCE)):
         (tmp_path / name).mkdir()
         ws = make_workspace(tmp_path / name)
@@ -227,7 +227,13 @@ def test_check_through_the_cli_judges_the_table_as_it_judges_the_files(
             [(m["name"], m["segment"], m["verdict"], m["control"]["n"]) for m in data["metrics"]]
         )
         assert logs.url.split("@")[0] not in r.out + r.err  # the URL's user:password never shown
+        replay = ws.run(
+            "--json", "backtest", str(ws.playbook), "--every", "30m", "--start", START.isoformat()
+        )
+        assert replay.code in (0, 10), replay.err
+        backtests.append(replay.json())
     assert verdicts[0] == verdicts[1]
+    assert backtests[0]["stages"] == backtests[1]["stages"]
 
 
 # ---------------------------------------------------------------- ClickHouse (chdb)
