@@ -274,8 +274,8 @@ def test_a_failure_names_only_scheme_and_host_of_the_url(envws: Workspace, hook:
     assert f"to http://{host} failed" in r.err
 
 
+@pytest.mark.folder_store
 def test_an_unreadable_notify_file_is_a_warning_not_silence(envws: Workspace, hook: Hook) -> None:
-    envws.only_with_a_folder_store("bytes written into notify.json")
     start_with(envws, f"notify:\n  - {{kind: webhook, url: '{hook.url}/j', on: [rollback]}}\n")
     (envws.root / "state" / "shop-answers" / "notify.json").write_text("{oops")
     r = envws.run("rollback", "shop-answers", "--reason", "pager")

@@ -234,8 +234,8 @@ def test_control_does_not_import_heavy_modules(cws: Workspace) -> None:
     ]
 
 
+@pytest.mark.folder_store
 def test_a_corrupt_control_book_stops_start_before_the_flag_moves(cws: Workspace) -> None:
-    cws.only_with_a_folder_store("bytes written into controls.json")
     assert cws.run("rollback", "shop-answers", "--reason", "pager").code == 0
     book = cws.root / "state" / "shop-answers" / "controls.json"
     book.write_text("{not json")

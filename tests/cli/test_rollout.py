@@ -10,6 +10,8 @@ import sys
 import time
 from datetime import timedelta
 
+import pytest
+
 from tests.conftest import START, Workspace, cli_env
 
 GATE_KEYS = {"rollout", "stage", "verdict", "decision", "reasons", "srm", "report", "metrics"}
@@ -329,8 +331,8 @@ def test_an_intent_that_never_reached_the_flag_is_dropped(ws: Workspace) -> None
     assert all(e["command"] != "reconcile" for e in ws.audit())
 
 
+@pytest.mark.folder_store
 def test_corrupt_state_and_flag_files(ws: Workspace) -> None:
-    ws.only_with_a_folder_store("bytes written into state.json")
     assert ws.run("start", str(ws.playbook), now=START).code == 0
     flag_path = ws.root / "flags" / "flags.json"
     flag_path.write_text("{not json")
