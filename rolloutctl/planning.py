@@ -31,12 +31,18 @@ from rolloutctl.stats import sequential
 from rolloutctl.stats.compare import one_sided_width
 from rolloutctl.stats.sufficient import Histogram, Moments, Proportion, RatioMoments, Stat
 
+LOG_KINDS = ("requestlog", "sql")  # sources of request rows: files, or a SQL engine
+# The plan measures the control arm only: a canary name no request log uses (printable, as
+# every SQL engine takes it in a string literal).
+NO_CANARY = "(no canary: the plan reads the control only)"
+
 
 def _log_source(loaded: LoadedPlaybook, log: Path | None) -> Any:
-    """The request log the plan reads: --log, else the playbook's first requestlog source."""
+    """The request log the plan reads: --log, else the playbook's first request-log source
+    (files or a SQL engine)."""
     from rolloutctl.metrics.requestlog import RequestLogSource
 
-    sources = [n for n, s in loaded.playbook.sources.items() if s.kind == "requestlog"]
+    sources = [n for n, s in loaded.playbook.sources.items() if s.kind in LOG_KINDS]
     if log is not None:
         return RequestLogSource("log", [str(log)])
     if not sources:
@@ -85,6 +91,7 @@ def _baseline(loaded: LoadedPlaybook, log: Path | None, scopes: set[str]) -> Log
     import duckdb
 
     from rolloutctl.metrics.base import MeasureRequest
+    from rolloutctl.metrics.requestlog import EPOCH, epoch_us
 
     pb = loaded.playbook
     source = _log_source(loaded, log)
@@ -93,9 +100,7 @@ def _baseline(loaded: LoadedPlaybook, log: Path | None, scopes: set[str]) -> Log
     try:
         con = source.connect()
         columns = set(source.open(con))
-        row = con.execute(
-            "SELECT epoch_ms(min(__ts)), epoch_ms(max(__ts)), count(*) FROM log"
-        ).fetchone()
+        row = con.execute("SELECT min(__t), max(__t), count(*) FROM log").fetchone()
     except (InvalidInput, duckdb.Error) as exc:
         if log is not None:  # asked for by name: say why it cannot be read
             raise InvalidInput(
@@ -107,28 +112,28 @@ def _baseline(loaded: LoadedPlaybook, log: Path | None, scopes: set[str]) -> Log
         return LogBaseline(where="empty request log")
     first, last, total = row
 
-    start = datetime.fromtimestamp(first / 1000, UTC)
-    end = datetime.fromtimestamp(last / 1000, UTC) + timedelta(milliseconds=1)
+    start = EPOCH + timedelta(microseconds=int(first))
+    end = EPOCH + timedelta(microseconds=int(last) + 1)
     recent = max(start, end - timedelta(days=1))
     recent_rows = con.execute(
-        f"SELECT count(*) FROM log WHERE __ts >= TIMESTAMPTZ '{recent.isoformat()}'"
+        f"SELECT count(*) FROM log WHERE __t >= {epoch_us(recent)}"
     ).fetchone()
     hours = max((end - recent).total_seconds() / 3600, 1 / 60)
     volume = (recent_rows[0] if recent_rows else 0) / hours
     variants = [
         r[0]
         for r in con.execute(
-            "SELECT variant, count(*) c FROM log GROUP BY variant ORDER BY c DESC"
+            "SELECT variant, count(*) AS c FROM log GROUP BY variant ORDER BY c DESC"
         ).fetchall()
     ]
     shares = _scope_shares(con, columns, int(total), scopes)
     control = pb.flag.control if pb.flag.control in variants else (variants[0] if variants else "")
-    metrics = tuple(m for m in pb.metrics if pb.sources[m.source].kind == "requestlog")
-    request = MeasureRequest(metrics, start, end, control, "\x00none")
+    metrics = tuple(m for m in pb.metrics if pb.sources[m.source].kind in LOG_KINDS)
+    request = MeasureRequest(metrics, start, end, control, NO_CANARY)
     con.close()
     measured = source.measure(request)
     stats = {name: arms["control"] for (name, seg), arms in measured.stats.items() if seg is None}
-    return LogBaseline(stats, volume, f"{source.paths[0]}, last {hours:.1f} h", True, shares)
+    return LogBaseline(stats, volume, f"{source.label}, last {hours:.1f} h", True, shares)
 
 
 LIVE_KINDS = ("prometheus", "http")  # sources that can be asked about the control's recent past

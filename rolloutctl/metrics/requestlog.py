@@ -55,12 +55,12 @@ def _literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def epoch_us(ts: datetime) -> int:
     """A time as integer microseconds since 1970 (the `__t` column every query compares)."""
-    return (ts - _EPOCH) // timedelta(microseconds=1)
+    return (ts - EPOCH) // timedelta(microseconds=1)
 
 
 def _time_sql(ts: datetime) -> str:
@@ -271,6 +271,12 @@ class RequestLogSource:
 
     # ------------------------------------------------------------ reading
 
+    @property
+    def label(self) -> str:
+        """Where the rows are, for a reader: the first path (and how many more)."""
+        more = f" (and {len(self.paths) - 1} more)" if len(self.paths) > 1 else ""
+        return f"{self.paths[0]}{more}" if self.paths else self.name
+
     def _nothing_to_read(self) -> bool:
         """Every path is a glob that matches no file yet (the gate then holds on no data)."""
         return all(glob.has_magic(p) for p in self.paths) and not self._matches()
@@ -396,7 +402,7 @@ class RequestLogSource:
             con.close()
         if not row or row[0] is None:
             return None
-        first, last = (_EPOCH + timedelta(microseconds=int(v)) for v in row)
+        first, last = (EPOCH + timedelta(microseconds=int(v)) for v in row)
         return first, last
 
     def measure(self, request: MeasureRequest) -> Measurement:
@@ -541,7 +547,7 @@ class RequestLogSource:
             if row[4 + len(dims) + i]:
                 label = f"non-numeric or non-finite {text}"
                 out.bad_rows[label] = int(row[4 + len(dims) + i])
-        out.latest = None if latest is None else _EPOCH + timedelta(microseconds=int(latest))
+        out.latest = None if latest is None else EPOCH + timedelta(microseconds=int(latest))
         return {
             d: self._segments_judged(con, plan, request, d, row[3 + i] or 0, out)
             for i, d in enumerate(dims)

@@ -165,6 +165,10 @@ class SqlSource(RequestLogSource):
             where=where,
         )
 
+    @property
+    def label(self) -> str:
+        return f"{self.engine} {self.relation}"
+
     # ------------------------------------------------------------ the engine
 
     def _nothing_to_read(self) -> bool:

@@ -5,6 +5,7 @@ errors a user can make each say what to fix."""
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -205,7 +206,9 @@ def test_check_through_the_cli_judges_the_table_as_it_judges_the_files(
 ) -> None:
     from tests.conftest import make_workspace
 
-    verdicts, backtests = [], []
+    verdicts: list[Any] = []
+    backtests: list[Any] = []
+    plans: list[Any] = []
     for name, sources in (("files", None), ("table", SQL_SOURCE)):
         (tmp_path / name).mkdir()
         ws = make_workspace(tmp_path / name)
@@ -232,8 +235,13 @@ def test_check_through_the_cli_judges_the_table_as_it_judges_the_files(
         )
         assert replay.code in (0, 10), replay.err
         backtests.append(replay.json())
+        planned = ws.run("--json", "plan", str(ws.playbook))
+        assert planned.code == 0, planned.err
+        plans.append(planned.json())
     assert verdicts[0] == verdicts[1]
     assert backtests[0]["stages"] == backtests[1]["stages"]
+    assert plans[0]["stages"] == plans[1]["stages"]  # sized from the same control statistics
+    assert "postgres requests" in json.dumps(plans[1])
 
 
 # ---------------------------------------------------------------- ClickHouse (chdb)
