@@ -291,3 +291,22 @@ def test_clickhouse_reads_files_in_place_through_from(logs: Logs) -> None:
         variants={},
     )
     assert_same(files.measure(request()), in_place.measure(request()))
+
+
+def test_a_malformed_sql_source_is_refused_at_its_line(tmp_path: Path) -> None:
+    from tests.conftest import make_workspace
+
+    ws = make_workspace(tmp_path)
+    broken = SQL_SOURCE.replace(
+        "    table: requests\n", "    table: requests\n    from: SELECT 1\n"
+    )
+    broken = broken.replace("engine: postgres", "engine: oracle")
+    start, end = PLAYBOOK.index("sources:"), PLAYBOOK.index("segments:")
+    ws.playbook.write_text(PLAYBOOK[:start] + broken + PLAYBOOK[end:])
+    r = ws.run("validate", str(ws.playbook))
+    assert r.code == 3
+    assert "rollout.yaml:" in r.out and "engine" in r.out and "got 'oracle'" in r.out
+    fixed = broken.replace("engine: oracle", "engine: postgres")
+    ws.playbook.write_text(PLAYBOOK[:start] + fixed + PLAYBOOK[end:])
+    r = ws.run("validate", str(ws.playbook))
+    assert r.code == 3 and "exactly one of table: or from:" in r.out
