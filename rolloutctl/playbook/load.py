@@ -428,7 +428,11 @@ def semantic_problems(data: Any, positions: dict[Loc, tuple[int, int]], path: Pa
     return check.problems
 
 
-_STAGE_SOURCE_KIND = {"offline_eval": "evalfile", "shadow": "requestlog", "monitor": "requestlog"}
+_STAGE_SOURCE_KIND = {
+    "offline_eval": ("evalfile",),
+    "shadow": ("requestlog",),
+    "monitor": ("requestlog", "sql"),
+}
 
 
 class _Semantics:
@@ -455,7 +459,9 @@ class _Semantics:
         spec = self.sources.get(name)
         return spec.get("kind") if isinstance(spec, dict) else None
 
-    def check_columns(self, loc: Loc, text: str, allow_eval: bool = True, kind: str = "") -> None:
+    def check_columns(
+        self, loc: Loc, text: str, allow_eval: bool = True, kind: str = "", known: bool = True
+    ) -> None:
         """An expression over request-log columns: it parses, has the type its place needs
         (`kind`: condition or value), and names only known columns."""
         try:
@@ -465,7 +471,7 @@ class _Semantics:
             return
         for problem in expr.type_problems(node, kind, lambda _: "any") if kind else []:
             self.at(loc, f"{text!r} {problem}")
-        bad = [n for n in expr.names(node) if n not in self.columns]
+        bad = [n for n in expr.names(node) if n not in self.columns] if known else []
         if allow_eval:
             bad = [n for n in bad if not n.startswith("eval.")]
         if bad:
@@ -483,11 +489,14 @@ class _Semantics:
                 tip = f"; did you mean {near[0]!r}?" if near else f"; sources: {self.source_names}"
                 self.at(("metrics", i, "source"), f"unknown source {name!r}{tip}")
             elif self.source_kind(name) in ("requestlog", "sql"):
+                # A table's columns are known to its engine only: it names an unknown one
+                # when the query runs (exit 3); a file log's are the request-log schema's.
+                known = self.source_kind(name) == "requestlog"
                 for field in ("event", "value", "numerator", "denominator"):
                     text = m.get(field)
                     if isinstance(text, str):
                         kind = "condition" if field == "event" else "value"
-                        self.check_columns(("metrics", i, field), text, kind=kind)
+                        self.check_columns(("metrics", i, field), text, kind=kind, known=known)
             elif self.source_kind(name) == "prometheus":
                 from rolloutctl.metrics.prometheus import metric_problems
 
@@ -544,10 +553,10 @@ class _Semantics:
             return
         kind = stage.get("kind", "canary")
         wanted = _STAGE_SOURCE_KIND.get(kind)
-        if wanted is not None and self.source_kind(source) != wanted:
+        if wanted is not None and self.source_kind(source) not in wanted:
             self.at(
                 ("stages", i, "source"),
-                f"a {kind} stage reads a {wanted} source; "
+                f"a {kind} stage reads a {' or '.join(wanted)} source; "
                 f"{source!r} is a {self.source_kind(source)} source",
             )
 

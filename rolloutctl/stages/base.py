@@ -142,15 +142,20 @@ def result(
     )
 
 
-def request_log(look: StageLook) -> tuple[str, RequestLogSource]:
+LOG_KINDS = ("requestlog", "sql")  # sources of request rows: files, or a SQL engine
+
+
+def request_log(
+    look: StageLook, kinds: tuple[str, ...] = LOG_KINDS
+) -> tuple[str, RequestLogSource]:
     """The request log a shadow or monitor stage reads, by name and built: its `source`,
-    else the one its metrics use."""
+    else the one its metrics use; of one of `kinds`."""
     from rolloutctl.metrics.registry import build_source
     from rolloutctl.metrics.requestlog import RequestLogSource
 
     loaded, stage, pb = look.loaded, look.stage, look.playbook
     name = stage.source or next(
-        (m.source for m in stage_metrics(pb, stage) if pb.sources[m.source].kind == "requestlog"),
+        (m.source for m in stage_metrics(pb, stage) if pb.sources[m.source].kind in kinds),
         None,
     )
     if name is None:
@@ -159,7 +164,7 @@ def request_log(look: StageLook) -> tuple[str, RequestLogSource]:
             hint="set the stage's `source:` to a requestlog source",
         )
     source = build_source(name, loaded)
-    if not isinstance(source, RequestLogSource):
+    if not isinstance(source, RequestLogSource) or pb.sources[name].kind not in kinds:
         raise InvalidInput(
             f"{loaded.path}: stage {stage.name}: {stage.kind} reads a request log; "
             f"source {name!r} is a {pb.sources[name].kind} source"

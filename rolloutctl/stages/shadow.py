@@ -33,7 +33,7 @@ def _gate(look: StageLook) -> GateResult:
     from rolloutctl.stats import sequential
 
     pb, stage = look.playbook, look.stage
-    name, source = request_log(look)
+    name, source = request_log(look, ("requestlog",))  # pairing joins files in DuckDB
     metrics = [m for m in stage_metrics(pb, stage) if m.source == name]
     # Pairs are per request; without a written size, tune at the fallback (pairing only
     # removes noise, so the normal sequence's tuning is not critical here).

@@ -164,6 +164,17 @@ def test_a_monitor_window_and_a_scope_are_pushed_down_alike(logs: Logs) -> None:
     assert_same(a, b)
 
 
+def test_the_monitor_segment_mix_is_the_same_from_the_table(logs: Logs) -> None:
+    changed = {
+        "start": START + timedelta(hours=1),
+        "control_window": (START, START + timedelta(hours=1)),
+    }
+    files = RequestLogSource("requests", [str(logs.parquet)]).segment_mix(request(**changed))
+    table = postgres_source(logs.url).segment_mix(request(**changed))
+    assert files == table and set(table) == {"category", "device"}
+    assert sum(n for _, _, n in table["device"]) > 0
+
+
 def test_a_missing_table_a_bad_mapping_and_a_lost_server_say_what_to_fix(
     logs: Logs, state_server: Any
 ) -> None:
