@@ -9,8 +9,8 @@ figures; asserts nothing.
   `kind: sql` source configured the way the README shows (table:, columns:, variants:);
   the figures are its wall time and the bytes of results read back.
 - PostgreSQL (started here, tests/servers/postgres.py): PG_ROWS rows (default 10 million)
-  loaded with COPY, the same gate, beside DuckDB on the same rows. Where the time goes is
-  printed from EXPLAIN ANALYZE of the aggregation.
+  loaded with COPY, the same gate, beside DuckDB on the same rows, and the time of each of
+  the gate's queries (where the time goes).
 
     pip install -e '.[test]'      # psycopg and chdb
     python benchmarks/bench_sql.py [--rows 100000000] [--pg-rows 10000000]
@@ -153,6 +153,28 @@ def clickhouse(root: Path, rows: int, request: Any, runs: int) -> None:
     )
 
 
+def per_query(source: Any, request: Any) -> list[tuple[float, str]]:
+    """Each query of one measurement with its wall time, named by what it computes."""
+    from rolloutctl.metrics import sql
+
+    timed_queries: list[tuple[float, str]] = []
+    original = sql._Postgres._run
+
+    def run(self: Any, text: str) -> Any:
+        t = time.perf_counter()
+        found = original(self, text)
+        body = text[text.find(") SELECT") + 2 :] if ") SELECT" in text else text
+        timed_queries.append((time.perf_counter() - t, body[:90]))
+        return found
+
+    sql._Postgres._run = run  # type: ignore[method-assign]
+    try:
+        source.measure(request)
+    finally:
+        sql._Postgres._run = original  # type: ignore[method-assign]
+    return timed_queries
+
+
 def postgres(root: Path, rows: int, request: Any, runs: int) -> None:
     import psycopg
     from chdb import session
@@ -199,20 +221,15 @@ def postgres(root: Path, rows: int, request: Any, runs: int) -> None:
             mapping=dict(RENAMED),
             variants=dict(MODELS),
         )
-        seconds, measured = timed(runs, lambda: source.measure(request))
+        seconds, _ = timed(runs, lambda: source.measure(request))
         print(f"gate over {rows:,} rows in PostgreSQL: median {seconds:.2f} s over {runs} runs")
         print(
             f"  the same gate in embedded DuckDB over the Parquet: median "
             f"{duckdb_gate(parquet, request, runs):.2f} s"
         )
-        query = measured.queries["error_rate"]
-        with psycopg.connect(url) as conn:
-            plan = conn.execute("EXPLAIN (ANALYZE, FORMAT TEXT) " + query).fetchall()
-        print("  where PostgreSQL spends it (EXPLAIN ANALYZE of the aggregation):")
-        keys = ("Scan", "Aggregate", "Sort ", "Gather", "Workers", "Execution Time")
-        for (line,) in plan:
-            if any(k in line for k in keys):
-                print("   ", line.strip()[:140])
+        print("  where PostgreSQL spends it (one more gate, each query timed):")
+        for seconds, what in per_query(source, request):
+            print(f"    {seconds:6.2f} s  {what}")
     finally:
         server.stop()
         shutil.rmtree(server.root, ignore_errors=True)
