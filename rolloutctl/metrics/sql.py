@@ -29,7 +29,8 @@ from rolloutctl.playbook.model import SqlSpec
 if TYPE_CHECKING:
     import duckdb
 
-# Engines this version connects to; the others' SQL is rendered (`check --explain`) but not run.
+# Engines this version connects to; the others' SQL is rendered (and checked in the tests),
+# not run.
 RUNNABLE = ("duckdb", "postgres", "clickhouse")
 
 # The request's time as integer microseconds since 1970, per engine ({ts}: the ts column).
@@ -180,10 +181,10 @@ class SqlSource(RequestLogSource):
     def connect(self) -> duckdb.DuckDBPyConnection:
         if self.engine not in RUNNABLE:
             raise UsageError(
-                f"{self.where}: rolloutctl writes {self.engine} SQL (see `check --explain`) "
-                f"but cannot run it yet; it runs {', '.join(RUNNABLE)}",
-                hint="run the rendered queries yourself, or export the logs to Parquet for a "
-                "requestlog source",
+                f"{self.where}: rolloutctl cannot connect to {self.engine} yet (its SQL is "
+                f"rendered and checked in rolloutctl's tests, not run); it runs "
+                f"{', '.join(RUNNABLE)}",
+                hint="copy the logs to one of those engines, or to Parquet for a requestlog source",
             )
         connection = SqlConnection(_connect(self.engine, self.url, self.name), self.engine)
         return connection  # type: ignore[return-value]  # the queries' interface, not DuckDB's

@@ -143,3 +143,13 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def test_an_engine_not_run_yet_is_a_usage_error_naming_the_ones_that_are() -> None:
+    from rolloutctl.errors import UsageError
+
+    source = SqlSource("requests", [], engine="snowflake", relation="requests", where="pb")
+    with pytest.raises(UsageError) as refused:
+        source.measure(request())
+    assert "cannot connect to snowflake" in refused.value.message
+    assert "duckdb, postgres, clickhouse" in refused.value.message
