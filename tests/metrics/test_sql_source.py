@@ -321,3 +321,27 @@ def test_a_malformed_sql_source_is_refused_at_its_line(tmp_path: Path) -> None:
     ws.playbook.write_text(PLAYBOOK[:start] + fixed + PLAYBOOK[end:])
     r = ws.run("validate", str(ws.playbook))
     assert r.code == 3 and "exactly one of table: or from:" in r.out
+
+
+def test_a_server_lost_in_the_middle_of_a_gate_is_a_backend_error(
+    logs: Logs, state_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rolloutctl.metrics import sql
+
+    original = sql._Postgres._run
+    sent: list[str] = []
+
+    def stop_before_the_aggregation(self: Any, text: str) -> Any:
+        sent.append(text)
+        if len(sent) == 4:  # after the mapping and health queries: the server goes away
+            state_server.stop()
+        return original(self, text)
+
+    monkeypatch.setattr(sql._Postgres, "_run", stop_before_the_aggregation)
+    try:
+        with pytest.raises(BackendError) as lost:
+            postgres_source(logs.url).measure(request())
+    finally:
+        state_server.start()
+    assert "PostgreSQL failed" in lost.value.message
+    assert state_server.db.password not in lost.value.message
