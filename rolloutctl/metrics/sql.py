@@ -192,7 +192,6 @@ class SqlSource(RequestLogSource):
     def open(self, con: Any) -> dict[str, str]:
         """Define `log` from the mapping; return its column -> type (DuckDB's names)."""
         assert isinstance(con, SqlConnection)
-        dialect = self.engine
         try:
             found = con.engine.columns(f"SELECT * FROM {self.relation}")
         except InvalidInput as exc:
@@ -200,6 +199,20 @@ class SqlSource(RequestLogSource):
                 f"{self.where}: cannot read {self.relation}: {exc.message}",
                 hint="check table: (or from:) and that the role may read it",
             ) from None
+        self._check_mapping(found)
+        con.log_sql = self._log_sql(found)
+        try:
+            types = con.engine.columns(con.log_sql)
+        except InvalidInput as exc:
+            raise InvalidInput(
+                f"{self.where}: the column mapping does not run on {self.engine}: {exc.message}",
+                hint="each columns: value is a column or expression in the engine's own SQL; "
+                "ts must be a timestamp",
+            ) from None
+        return {c: t for c, t in types.items() if c not in ("__t", "__ts")}
+
+    def _check_mapping(self, found: dict[str, str]) -> None:
+        """The mapping names no reserved column, and ts and variant exist one way or another."""
         for target, source in self.mapping.items():
             if target in ("__t", "__ts"):
                 raise InvalidInput(f"{self.where}.columns: {target!r} is a reserved name")
@@ -216,28 +229,23 @@ class SqlSource(RequestLogSource):
                 hint="map it: columns: {variant: <the column naming the model>}, and "
                 "variants: {<flag variant>: <its value in that column>}",
             )
-        mapped = {t: e for t, e in self.mapping.items()}
-        kept = [quote(c, dialect) for c in found if c not in mapped]
-        exprs = [f"({e}) AS {quote(t, dialect)}" for t, e in mapped.items()]
+
+    def _log_sql(self, found: dict[str, str]) -> str:
+        """`log` in the engine's SQL: the table's columns with the mapped ones replaced, the
+        variant named as the flag names it, and `__ts` and `__t` (integer microseconds)."""
+        dialect = self.engine
+        kept = [quote(c, dialect) for c in found if c not in self.mapping]
+        exprs = [f"({e}) AS {quote(t, dialect)}" for t, e in self.mapping.items()]
         inner = f"SELECT {', '.join([*kept, *exprs])} FROM {self.relation}"
         ts, variant = quote("ts", dialect), quote("variant", dialect)
-        variant_sql = self._variant_sql(variant, dialect)
-        outer = [quote(c, dialect) for c in [*found, *mapped] if c != "variant"]
-        outer = list(dict.fromkeys(outer))
-        con.log_sql = (
-            f"SELECT {', '.join(outer)}, {variant_sql} AS {variant}, {ts} AS {quote('__ts', dialect)}, "
-            f"{EPOCH_US[dialect].format(ts=ts)} AS {quote('__t', dialect)} "
-            f"FROM ({inner}) AS __mapped"
-        )
-        try:
-            types = con.engine.columns(con.log_sql)
-        except InvalidInput as exc:
-            raise InvalidInput(
-                f"{self.where}: the column mapping does not run on {self.engine}: {exc.message}",
-                hint="each columns: value is a column or expression in the engine's own SQL; "
-                "ts must be a timestamp",
-            ) from None
-        return {c: t for c, t in types.items() if c not in ("__t", "__ts")}
+        names = dict.fromkeys(c for c in [*found, *self.mapping] if c != "variant")
+        columns = [
+            *(quote(c, dialect) for c in names),
+            f"{self._variant_sql(variant, dialect)} AS {variant}",
+            f"{ts} AS {quote('__ts', dialect)}",
+            f"{EPOCH_US[dialect].format(ts=ts)} AS {quote('__t', dialect)}",
+        ]
+        return f"SELECT {', '.join(columns)} FROM ({inner}) AS __mapped"
 
     def _variant_sql(self, variant: str, dialect: str) -> str:
         if not self.variants:
