@@ -12,6 +12,7 @@ gate, one module per kind), `report/records.py` (gate records and pages) and
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -396,8 +397,7 @@ def advance(
         stage_traffic = state.canary_percent
         decision = _would_do(loaded, state, result)
         result.decision = decision
-        before, scope_before = snapshot(state), state.scope
-        version = state.version
+        was = _Was.of(state)
         state.last_verdict, state.last_decision = result.verdict, decision
         state.last_reasons, state.last_checked_at = result.reasons, now.isoformat()
         state.consecutive_errors = state.consecutive_errors + 1 if result.errors else 0
@@ -436,27 +436,15 @@ def advance(
             code = ExitCode.BACKEND if result.verdict == "error" else ExitCode.GATE_INCONCLUSIVE
         result.report = records.report_path(ctx, state.rollout, result)
         state.last_report = result.report
-        try:
-            store.commit(
-                state,
-                expected_version=version,
-                actor=ctx.actor,
-                command="advance",
-                reason=None,
-                before=before,
-                at=now.isoformat(),
-                verdict={
-                    "verdict": result.verdict,
-                    "decision": decision,
-                    "reasons": result.reasons[:5],
-                    "report": result.report,
-                },
-            )
-        except StoreUnavailable as exc:
-            if decision != "rollback":
-                _undo_unrecorded_move(state, before, scope_before, backend, exc)
-            warnings.append(_spool_unrecorded_rollback(ctx, state, result.reasons, exc))
-        else:
+        verdict = {
+            "verdict": result.verdict,
+            "decision": decision,
+            "reasons": result.reasons[:5],
+            "report": result.report,
+        }
+        spooled = _record(ctx, state, was, backend, "advance", None, now, verdict, result.reasons)
+        warnings += spooled
+        if not spooled:
             # After the action is recorded: a report that cannot be written never undoes it.
             warnings += records.write_report(
                 ctx, loaded, state, result, measurements, looks, stage_traffic
@@ -488,25 +476,75 @@ def advance(
     )
 
 
-def _undo_unrecorded_move(
+@dataclass(frozen=True)
+class _Was:
+    """A rollout as the store has it before a command moves it: the audit's `before`, the
+    version the commit expects, and the scope to put the flag back to. `none()` for a
+    rollout the store has no record of."""
+
+    snapshot: dict[str, Any] | None
+    version: int | None
+    scope: Any
+
+    @classmethod
+    def of(cls, state: RolloutState) -> _Was:
+        return cls(snapshot(state), state.version, state.scope)
+
+    @classmethod
+    def none(cls) -> _Was:
+        return cls(None, None, None)
+
+
+def _record(
+    ctx: Context,
     state: RolloutState,
-    before: dict[str, Any],
-    scope_before: Any,
+    was: _Was,
     backend: Any,
-    lost: StoreUnavailable,
+    command: str,
+    reason: str | None,
+    at: datetime,
+    verdict: dict[str, Any] | None = None,
+    reasons: list[str] | None = None,
+) -> list[str]:
+    """Commit the move, with its audit event. When the store fails before recording it, the
+    flag decides: a move to rolled back stays (traffic is safe) and its event is spooled on
+    this machine (the warning is returned); any other move is undone on the flag and
+    StoreUnavailable raised (exit 4, nothing changed)."""
+    try:
+        ctx.store.commit(
+            state,
+            expected_version=was.version,
+            actor=ctx.actor,
+            command=command,
+            reason=reason,
+            before=was.snapshot,
+            at=at.isoformat(),
+            verdict=verdict,
+        )
+    except StoreUnavailable as exc:
+        if state.status != "rolled_back":
+            _undo_unrecorded_move(state, was, backend, exc)
+        return [_spool_unrecorded_rollback(ctx, state, reasons or [reason or command], exc)]
+    return []
+
+
+def _undo_unrecorded_move(
+    state: RolloutState, was: _Was, backend: Any, lost: StoreUnavailable
 ) -> NoReturn:
-    """The store failed while recording a move (advance, promote, retry): put the flag back
-    where the recorded state says it is, so nothing changed (exit 4); a rolled-back rollout's
-    flag goes back to serving only the control. The intent left in the store is dropped by
-    the next command, which finds the flag where it was."""
+    """Put the flag back where the recorded state says it is (a rolled-back rollout's flag
+    back to serving only the control), then raise. The intent left in the store is dropped
+    by the next command, which finds the flag where it was."""
+    before = was.snapshot
+    assert before is not None  # a rollout without a record only ever rolls back
     percent = float(before["canary_percent"])
-    if state.canary_percent == percent and before["status"] != "rolled_back":
+    rolled_back = before["status"] == "rolled_back"
+    if state.canary_percent == percent and not rolled_back:
         raise lost
     try:
-        if before["status"] == "rolled_back":
+        if rolled_back:
             backend.rollback(rollout=state.rollout, reason="the state store failed")
         else:
-            backend.set_split(percent, scope_before, rollout=state.rollout, stage=before["stage"])
+            backend.set_split(percent, was.scope, rollout=state.rollout, stage=before["stage"])
     except BackendError as exc:
         raise StoreUnavailable(
             f"{lost.message}, and setting the flag back failed too ({exc.message}): the flag "
@@ -517,7 +555,7 @@ def _undo_unrecorded_move(
         ) from None
     where = (
         f"serve only {state.flag['control']!r} (rolled back)"
-        if before["status"] == "rolled_back"
+        if rolled_back
         else f"{percent:g}% (stage {before['stage']})"
     )
     raise StoreUnavailable(
@@ -529,8 +567,8 @@ def _undo_unrecorded_move(
 def _spool_unrecorded_rollback(
     ctx: Context, state: RolloutState, reasons: list[str], lost: StoreUnavailable
 ) -> str:
-    """The gate rolled back but the store failed while recording it: the flag stays on the
-    control (traffic is safe) and the audit event waits in this machine's spool."""
+    """A rollback the store failed to record: the flag stays on the control (traffic is
+    safe) and the audit event waits in this machine's spool (state/spool.py)."""
     from rolloutctl.state import spool
 
     event = spool.new_event(ctx.actor, "; ".join(reasons[:3]), ctx.clock().isoformat(), None)
@@ -706,8 +744,7 @@ def rollback(ctx: Context, rollout: str, reason: str, playbook: Path | None = No
 def _rollback(ctx: Context, rollout: str, reason: str, playbook: Path | None) -> Outcome:
     store = ctx.store
     with store.lock(rollout, "rollback", ctx.lock_wait):
-        before: dict[str, Any] | None = None
-        version: int | None = None
+        was = _Was.none()
         if playbook is not None and not store.exists(rollout):
             state = _state_from_playbook(ctx, playbook)
         else:
@@ -722,23 +759,13 @@ def _rollback(ctx: Context, rollout: str, reason: str, playbook: Path | None) ->
                     f"{rollout} is already rolled back (the flag serves only "
                     f"{state.flag['control']})",
                 )
-            before, version = snapshot(state), state.version
-        _flip_to_control(state, reason)
+            was = _Was.of(state)
+        backend = _flip_to_control(state, reason)
         message = f"rolled back {rollout}: all traffic on {state.flag['control']}"
-        try:
-            store.commit(
-                state,
-                expected_version=version,
-                actor=ctx.actor,
-                command="rollback",
-                reason=reason,
-                before=before,
-                at=ctx.clock().isoformat(),
-            )
-        except StoreUnavailable as exc:  # the flag is flipped: say so, keep the event here
-            warning = _spool_unrecorded_rollback(ctx, state, [reason], exc)
+        spooled = _record(ctx, state, was, backend, "rollback", reason, ctx.clock())
+        if spooled:  # the flag is flipped: say so, the event waits in the spool
             return Outcome(
-                rollout, "rollback", state.status, state.stage, 0.0, message, warnings=[warning]
+                rollout, "rollback", state.status, state.stage, 0.0, message, warnings=spooled
             )
     # The flag is flipped and recorded, the lock released: a notification cannot undo it.
     warnings = _notify(
@@ -753,9 +780,10 @@ def _rollback(ctx: Context, rollout: str, reason: str, playbook: Path | None) ->
     return Outcome(rollout, "rollback", state.status, state.stage, 0.0, message, warnings=warnings)
 
 
-def _flip_to_control(state: RolloutState, reason: str) -> None:
-    """Send all traffic to the control and mark the state rolled back; BackendError (exit
-    4) saying traffic may still reach the canary when the flag cannot be written."""
+def _flip_to_control(state: RolloutState, reason: str) -> Any:
+    """Send all traffic to the control and mark the state rolled back; returns the flag
+    backend. BackendError (exit 4) saying traffic may still reach the canary when the flag
+    cannot be written."""
     backend = build_backend(state.flag)
     try:
         split = backend.rollback(rollout=state.rollout, reason=reason)
@@ -770,6 +798,7 @@ def _flip_to_control(state: RolloutState, reason: str) -> None:
         ) from None
     state.flag_fingerprint, state.canary_percent = split.fingerprint, 0.0
     state.status, state.paused_reason = "rolled_back", reason
+    return backend
 
 
 def _state_from_playbook(ctx: Context, playbook: Path) -> RolloutState:
@@ -905,9 +934,7 @@ def promote(ctx: Context, rollout: str, reason: str) -> Outcome:
         _refuse_while_held(ctx, state, "promote")
         loaded = _load_playbook_for(state)
         _resolve_stage(loaded, state)
-        before, version, scope_before = snapshot(state), state.version, state.scope
-        now = ctx.clock()
-        backend = build_backend(state.flag)
+        was, now, backend = _Was.of(state), ctx.clock(), build_backend(state.flag)
         if state.stage_index + 1 >= len(loaded.playbook.stages):
             state.status, state.paused_reason = "completed", None
             message = f"promoted {rollout}: completed"
@@ -915,18 +942,7 @@ def promote(ctx: Context, rollout: str, reason: str) -> Outcome:
             _enter_stage(ctx, loaded, state, backend, state.stage_index + 1, now, "promote")
             message = f"promoted {rollout} to {state.stage} ({state.canary_percent:g}%)"
         state.last_decision = "promote"
-        try:
-            store.commit(
-                state,
-                expected_version=version,
-                actor=ctx.actor,
-                command="promote",
-                reason=reason,
-                before=before,
-                at=now.isoformat(),
-            )
-        except StoreUnavailable as exc:
-            _undo_unrecorded_move(state, before, scope_before, backend, exc)
+        _record(ctx, state, was, backend, "promote", reason, now)
     event = "complete" if state.status == "completed" else "advance"
     warnings = _notify(
         ctx, state, event, message, decision="promote", reasons=[reason], report=state.last_report
@@ -963,23 +979,10 @@ def retry(ctx: Context, rollout: str, reason: str | None) -> Outcome:
         _refuse_while_held(ctx, state, "retry")
         loaded = _load_playbook_for(state)
         _resolve_stage(loaded, state)
-        before, version, scope_before = snapshot(state), state.version, state.scope
-        now = ctx.clock()
-        backend = build_backend(state.flag)
+        was, now, backend = _Was.of(state), ctx.clock(), build_backend(state.flag)
         _enter_stage(ctx, loaded, state, backend, state.stage_index, now, "retry")
         state.last_verdict = state.last_decision = None
-        try:
-            store.commit(
-                state,
-                expected_version=version,
-                actor=ctx.actor,
-                command="retry",
-                reason=reason,
-                before=before,
-                at=now.isoformat(),
-            )
-        except StoreUnavailable as exc:
-            _undo_unrecorded_move(state, before, scope_before, backend, exc)
+        _record(ctx, state, was, backend, "retry", reason, now)
     return Outcome(
         rollout,
         "retry",

@@ -69,3 +69,9 @@ class StoreUnavailable(BackendError):
 
 class StateConflict(RolloutError):
     exit_code = ExitCode.STATE_CONFLICT
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's message, its first line only (drivers add context and SQL below)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -79,7 +79,7 @@ def _scope_shares(con: Any, columns: set[str], total: int, scopes: set[str]) -> 
         try:
             sql = expr.to_sql(expr.parse(scope), columns)
             inside = con.execute(f"SELECT count(*) FROM log WHERE ({sql})").fetchone()
-        except (expr.ExprError, duckdb.Error):
+        except (expr.ExprError, duckdb.Error, InvalidInput):  # InvalidInput: a SQL engine's
             continue
         shares[scope] = (int(inside[0]) if inside else 0) / total
     return shares

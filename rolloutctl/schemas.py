@@ -48,6 +48,7 @@ NAMES = (
     "report",
     "simulate",
     "demo",
+    "state",
     "error",
 )
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
@@ -117,6 +118,12 @@ def _history() -> Any:
     return _closed(History)
 
 
+def _state() -> Any:
+    from rolloutctl.state.store import StateCommandResult
+
+    return _closed(StateCommandResult)
+
+
 def _controls() -> Any:
     from rolloutctl.controls import ControlList
 
@@ -157,6 +164,7 @@ _SHAPES: dict[str, Callable[[], Any]] = {
     "report": lambda: _closed(results.ReportResult),
     "simulate": lambda: _closed(results.SimulatedLog | results.SimulatedEvals),
     "demo": lambda: _closed(results.DemoResult),
+    "state": _state,
     "error": lambda: _closed(ErrorResult),
 }
 

@@ -40,7 +40,7 @@ PANDAS_ENGINES = {
     "to_markdown": "tabulate",
 }
 # Functions whose first argument, a string literal, names a module they import.
-IMPORTING_CALLS = frozenset({"import_module", "importorskip", "__import__"})
+IMPORTING_CALLS = frozenset({"import_module", "importorskip", "__import__", "require"})
 
 
 @dataclass(frozen=True)

@@ -126,5 +126,5 @@ def test_schema_refuses_a_name_it_does_not_publish(ws: Workspace) -> None:
     assert r.code == 2
     assert (
         "one of: playbook, gate-result, command-result, status, history, controls, validate, "
-        "plan, backtest, smoke, report, simulate, demo, error" in r.err
+        "plan, backtest, smoke, report, simulate, demo, state, error" in r.err
     )

@@ -108,14 +108,13 @@ def given_playbook(name_or_path: str) -> Path | None:
 
 def resolve_rollout(name_or_path: str) -> str:
     """ROLLOUT is a rollout name or the path of its playbook."""
-    if name_or_path.endswith((".yaml", ".yml")) or os.sep in name_or_path:
-        path = Path(name_or_path)
-        if path.is_file():
-            name = _rollout_name(path)
-            if name is None:
-                raise UsageError(f"{path}: cannot read a `rollout:` name from this playbook")
-            return name
-    return name_or_path
+    path = given_playbook(name_or_path)
+    if path is None:
+        return name_or_path
+    name = _rollout_name(path)
+    if name is None:
+        raise UsageError(f"{path}: cannot read a `rollout:` name from this playbook")
+    return name
 
 
 def _rollout_name(path: Path) -> str | None:

@@ -328,7 +328,7 @@ def state_migrate(json_out: JsonOpt = False) -> None:
     """Create or upgrade the PostgreSQL store's schema (`--state postgresql://...`); run
     once as the database owner when the tool's own role may not create tables."""
     from rolloutctl.state.registry import open_store
-    from rolloutctl.state.store import is_postgres
+    from rolloutctl.state.store import StateCommandResult, is_postgres
 
     spec = common.current().state
     if not is_postgres(spec):
@@ -339,7 +339,7 @@ def state_migrate(json_out: JsonOpt = False) -> None:
     store = open_store(spec)
     version = store.migrate()  # type: ignore[attr-defined]
     if json_out or common.current().json:
-        common.emit_json({"store": store.where, "schema_version": version})
+        common.emit_json(StateCommandResult(store=store.where, schema_version=version))
     else:
         common.say(f"{store.where}: schema version {version}")
 
@@ -378,6 +378,7 @@ def state_import(
     """Write the bundle's rollouts into this store, with their history."""
     import json
 
+    from rolloutctl.state.store import StateCommandResult
     from rolloutctl.state.transfer import import_rollouts
 
     try:
@@ -387,7 +388,7 @@ def state_import(
     store = context().store
     names = import_rollouts(store, data, str(bundle), replace=replace)
     if json_out or common.current().json:
-        common.emit_json({"store": store.where, "imported": names})
+        common.emit_json(StateCommandResult(store=store.where, imported=names))
     else:
         common.say(f"imported {len(names)} rollout(s) into {store.where}: {', '.join(names)}")
 

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from rolloutctl.envvars import resolve_env
-from rolloutctl.errors import BackendError, InvalidInput, UsageError
+from rolloutctl.errors import BackendError, InvalidInput, UsageError, first_line
+from rolloutctl.extras import require
 from rolloutctl.metrics.requestlog import RequestLogSource
 from rolloutctl.playbook.load import LoadedPlaybook
 from rolloutctl.playbook.model import SqlSpec
@@ -278,7 +279,7 @@ class _DuckDB:
             self.con = duckdb.connect(url or ":memory:", read_only=bool(url))
         except duckdb.Error as exc:
             raise BackendError(
-                f"sql source {name!r}: cannot open the DuckDB database: {_first(exc)}"
+                f"sql source {name!r}: cannot open the DuckDB database: {first_line(exc)}"
             ) from None
         self.con.execute("SET TimeZone = 'UTC'")
 
@@ -288,7 +289,9 @@ class _DuckDB:
         try:
             return self.con.execute(sql).fetchall()
         except duckdb.Error as exc:
-            raise InvalidInput(f"sql source {self.name!r}: query failed: {_first(exc)}") from None
+            raise InvalidInput(
+                f"sql source {self.name!r}: query failed: {first_line(exc)}"
+            ) from None
 
     def columns(self, sql: str) -> dict[str, str]:
         import duckdb
@@ -296,7 +299,7 @@ class _DuckDB:
         try:
             described = self.con.execute(f"DESCRIBE {sql}").fetchall()
         except duckdb.Error as exc:
-            raise InvalidInput(_first(exc)) from None
+            raise InvalidInput(first_line(exc)) from None
         return {str(r[0]): str(r[1]) for r in described}
 
     def close(self) -> None:
@@ -308,13 +311,7 @@ class _Postgres:
     playbook got wrong is invalid input (exit 3), a lost server a backend error (exit 4)."""
 
     def __init__(self, url: str | None, name: str) -> None:
-        try:
-            import psycopg
-        except ImportError:
-            raise UsageError(
-                f"sql source {name!r} (postgres) needs the PostgreSQL driver",
-                hint="pip install 'rolloutctl[postgres]'",
-            ) from None
+        psycopg = require("psycopg", "postgres", f"sql source {name!r} (postgres)")
         self.psycopg, self.name = psycopg, name
         if not url:
             raise InvalidInput(f"sql source {name!r}: postgres needs url: (${{DATABASE_URL}})")
@@ -322,7 +319,7 @@ class _Postgres:
             self.conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
         except psycopg.Error as exc:
             raise BackendError(
-                f"sql source {name!r}: cannot reach PostgreSQL: {_first(exc)}",
+                f"sql source {name!r}: cannot reach PostgreSQL: {first_line(exc)}",
                 hint="check the URL in the environment, and that the server is up",
             ) from None
         with contextlib.suppress(psycopg.Error):
@@ -335,11 +332,13 @@ class _Postgres:
             return self.conn.execute(sql)
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             raise BackendError(
-                f"sql source {self.name!r}: PostgreSQL failed: {_first(exc)}",
+                f"sql source {self.name!r}: PostgreSQL failed: {first_line(exc)}",
                 hint="check that the server is up; the gate holds until it answers",
             ) from None
         except psycopg.Error as exc:
-            raise InvalidInput(f"sql source {self.name!r}: query failed: {_first(exc)}") from None
+            raise InvalidInput(
+                f"sql source {self.name!r}: query failed: {first_line(exc)}"
+            ) from None
 
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in self._run(sql).fetchall()]
@@ -369,13 +368,7 @@ class _ClickHouse:
                 "a ClickHouse server URL is not supported yet",
                 hint="url: chdb:///path/to/data (or leave url: out and read files in from:)",
             )
-        try:
-            from chdb import session
-        except ImportError:
-            raise UsageError(
-                f"sql source {name!r} (clickhouse) needs chdb",
-                hint="pip install 'rolloutctl[clickhouse]'",
-            ) from None
+        session = require("chdb.session", "clickhouse", f"sql source {name!r} (clickhouse)")
         path = (url or "").removeprefix("chdb://")
         self.session = session.Session(path) if path else session.Session()
         self.received_bytes = 0  # results read back, for the benchmark's transfer figure
@@ -388,7 +381,9 @@ class _ClickHouse:
                 sql + " SETTINGS output_format_json_quote_64bit_integers = 0", "JSONCompact"
             )
         except Exception as exc:  # chdb raises RuntimeError with the server's message
-            raise InvalidInput(f"sql source {self.name!r}: query failed: {_first(exc)}") from None
+            raise InvalidInput(
+                f"sql source {self.name!r}: query failed: {first_line(exc)}"
+            ) from None
         raw = found.bytes() or b'{"meta": [], "data": []}'
         self.received_bytes += len(raw)
         data: dict[str, Any] = json.loads(raw)
@@ -427,8 +422,3 @@ def _clickhouse_type(name: str) -> str:
     if name.startswith("DateTime") or name.startswith("Date"):
         return "TIMESTAMP"
     return "VARCHAR"
-
-
-def _first(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

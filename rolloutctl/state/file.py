@@ -25,6 +25,7 @@ from rolloutctl.errors import StateConflict, UsageError
 from rolloutctl.state.store import (
     AuditEvent,
     RolloutState,
+    audit_event,
     check_name,
     now_iso,
     state_from,
@@ -203,15 +204,15 @@ class FileStore:
         verdict: dict[str, Any] | None = None,
         at: str | None = None,
     ) -> None:
-        event = {
-            "time": at or now_iso(),
-            "actor": actor,
-            "command": command,
-            "reason": reason,
-            "before": before,
-            "after": after,
-            "verdict": verdict,
-        }
+        event = audit_event(
+            actor=actor,
+            command=command,
+            reason=reason,
+            before=before,
+            after=after,
+            verdict=verdict,
+            at=at,
+        )
         self._append_audit(rollout, event)
 
     def append_events(self, rollout: str, events: list[dict[str, Any]]) -> None:

@@ -28,10 +28,12 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from rolloutctl.errors import BackendError, StateConflict, StoreUnavailable, UsageError
+from rolloutctl.errors import BackendError, StateConflict, StoreUnavailable, first_line
+from rolloutctl.extras import require
 from rolloutctl.state.store import (
     AuditEvent,
     RolloutState,
+    audit_event,
     check_name,
     now_iso,
     shown,
@@ -75,23 +77,12 @@ SCHEMA_V1 = (
 )
 
 
-def _driver() -> Any:
-    try:
-        import psycopg
-    except ImportError:
-        raise UsageError(
-            "a postgresql:// state store needs the PostgreSQL driver, which is not installed",
-            hint="pip install 'rolloutctl[postgres]'",
-        ) from None
-    return psycopg
-
-
 class PostgresStore:
     def __init__(self, url: str) -> None:
         self.url = url
         self.where = shown(url)
         self._conn: Any = None
-        self._psycopg = _driver()
+        self._psycopg = require("psycopg", "postgres", "a postgresql:// state store")
 
     # ------------------------------------------------------------ the connection
 
@@ -113,7 +104,7 @@ class PostgresStore:
             )
         except psycopg.Error as exc:
             raise StoreUnavailable(
-                f"cannot reach the state store {self.where}: {_first_line(exc)}",
+                f"cannot reach the state store {self.where}: {first_line(exc)}",
                 hint="check that the database is up and the URL, user and password "
                 "(PGPASSWORD or ~/.pgpass) are right; `rolloutctl rollback PLAYBOOK` still "
                 "flips the flag while the store is down",
@@ -129,13 +120,13 @@ class PostgresStore:
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             self._conn = None
             raise StoreUnavailable(
-                f"the state store {self.where} failed while {doing}: {_first_line(exc)}; "
+                f"the state store {self.where} failed while {doing}: {first_line(exc)}; "
                 "nothing was recorded",
                 hint="check that the database is up, then run the command again",
             ) from None
         except psycopg.errors.InsufficientPrivilege as exc:
             raise BackendError(
-                f"the state store {self.where} refused {doing}: {_first_line(exc)}",
+                f"the state store {self.where} refused {doing}: {first_line(exc)}",
                 hint="grant the role the privileges the README's least-privilege role lists",
             ) from None
 
@@ -150,7 +141,7 @@ class PostgresStore:
             return
         except psycopg.Error as exc:
             raise BackendError(
-                f"cannot read the state store {self.where}: {_first_line(exc)}"
+                f"cannot read the state store {self.where}: {first_line(exc)}"
             ) from None
         found = int(row[0]) if row else 0
         if found > SCHEMA_VERSION:
@@ -181,11 +172,11 @@ class PostgresStore:
                 )
         except psycopg.errors.InsufficientPrivilege as exc:
             raise BackendError(
-                f"cannot create the rolloutctl schema in {self.where}: {_first_line(exc)}",
+                f"cannot create the rolloutctl schema in {self.where}: {first_line(exc)}",
                 hint="run `rolloutctl state migrate` once as the database owner",
             ) from None
         except psycopg.Error as exc:
-            raise BackendError(f"cannot migrate {self.where}: {_first_line(exc)}") from None
+            raise BackendError(f"cannot migrate {self.where}: {first_line(exc)}") from None
         return SCHEMA_VERSION
 
     def close(self) -> None:
@@ -300,15 +291,15 @@ class PostgresStore:
         verdict: dict[str, Any] | None = None,
         at: str | None = None,
     ) -> None:
-        event = {
-            "time": at or now_iso(),
-            "actor": actor,
-            "command": command,
-            "reason": reason,
-            "before": before,
-            "after": after,
-            "verdict": verdict,
-        }
+        event = audit_event(
+            actor=actor,
+            command=command,
+            reason=reason,
+            before=before,
+            after=after,
+            verdict=verdict,
+            at=at,
+        )
         self.append_events(rollout, [event])
 
     def append_events(self, rollout: str, events: list[dict[str, Any]]) -> None:
@@ -483,8 +474,3 @@ def _insert_event(cur: Any, rollout: str, event: dict[str, Any]) -> None:
         "ON CONFLICT (rollout, event_id) WHERE event_id IS NOT NULL DO NOTHING",
         (rollout, event.get("id"), json.dumps(event)),
     )
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

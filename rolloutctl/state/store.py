@@ -85,6 +85,15 @@ class AuditEvent(TypedDict):
     line: NotRequired[int]  # an unreadable line's number
 
 
+class StateCommandResult(TypedDict):
+    """`state migrate --json` and `state import --json`: the store (its URL without the
+    password) and what was done to it."""
+
+    store: str
+    schema_version: NotRequired[int]  # migrate
+    imported: NotRequired[list[str]]  # import: the rollouts written
+
+
 class History(TypedDict):
     rollout: str
     events: list[AuditEvent]
@@ -144,6 +153,28 @@ def state_from(data: Any) -> RolloutState:
         raise TypeError(f"a JSON object was expected, found {type(data).__name__}")
     allowed = {f.name for f in fields(RolloutState)}
     return RolloutState(**{k: v for k, v in data.items() if k in allowed})
+
+
+def audit_event(
+    *,
+    actor: str,
+    command: str,
+    reason: str | None,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+    verdict: dict[str, Any] | None,
+    at: str | None,
+) -> dict[str, Any]:
+    """An audit event that is not a transition (a notification that failed, a note): no id."""
+    return {
+        "time": at or now_iso(),
+        "actor": actor,
+        "command": command,
+        "reason": reason,
+        "before": before,
+        "after": after,
+        "verdict": verdict,
+    }
 
 
 def transition_event(

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from rolloutctl import schemas
 from tests.conftest import PLAYBOOK, START, Result, Workspace, cli_env, make_workspace
 
 ROLLOUT = "shop-answers"
@@ -291,6 +292,8 @@ def test_state_moves_from_a_folder_to_postgres_with_its_history(
     imported = ws.run("--state", pg_url, "--json", "state", "import", str(bundle))
     assert imported.code == 0, imported.err
     assert imported.json()["imported"] == [ROLLOUT]
+    schemas.adapter("state").validate_python(imported.json())
+    assert "***" in imported.json()["store"] and pg_url not in imported.out
     in_pg = ws.run("--state", pg_url, "--json", "history", ROLLOUT).json()["events"]
     in_files = ws.run("--json", "history", ROLLOUT).json()["events"]
     assert in_pg == in_files and [e["command"] for e in in_pg] == ["start", "advance"]
@@ -310,6 +313,7 @@ def test_migrate_is_idempotent_and_reports_the_schema_version(tmp_path: Path, pg
         r = ws.run("--state", pg_url, "--json", "state", "migrate")
         assert r.code == 0, r.err
         assert r.json()["schema_version"] == 1
+        schemas.adapter("state").validate_python(r.json())
     folder = ws.run("state", "migrate")
     assert folder.code == 2 and "needs no migration" in folder.err
 
