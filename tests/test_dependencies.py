@@ -162,6 +162,7 @@ WHERE = {
 OPTIONAL_EXTRAS = {
     "rolloutctl/state/postgres.py": ("postgres",),
     "rolloutctl/metrics/sql.py": ("postgres", "clickhouse"),
+    "rolloutctl/metrics/remote.py": ("s3", "gcs", "http"),
 }
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,7 +18,8 @@ from typing import Any, ClassVar, Literal
 
 import duckdb
 
-from rolloutctl.errors import InvalidInput
+from rolloutctl.errors import InvalidInput, RolloutError, first_line
+from rolloutctl.metrics import remote
 from rolloutctl.metrics.base import Measurement, MeasureRequest, SegmentKey
 from rolloutctl.playbook import expr
 from rolloutctl.playbook.expr import sql_ident
@@ -112,6 +113,19 @@ _FORMAT_OF_SUFFIX = {
     ".json": "jsonl",
     ".ndjson": "jsonl",
 }
+
+
+def _is_glob(path: str) -> bool:
+    """Does the path name files to be listed (a web server's `?` is a query, not a glob)?"""
+    return remote.is_glob(path) if remote.is_remote(path) else glob.has_magic(path)
+
+
+def _expand(pattern: str) -> list[str]:
+    """The files a path or glob names, local or remote (sorted within a glob)."""
+    if remote.is_remote(pattern):
+        return remote.expand(pattern)
+    matched = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+    return [f for f in matched if os.path.isfile(f)]
 
 
 def _reader(fmt: str, files: list[str]) -> str:
@@ -275,23 +289,21 @@ class RequestLogSource:
     def label(self) -> str:
         """Where the rows are, for a reader: the first path (and how many more)."""
         more = f" (and {len(self.paths) - 1} more)" if len(self.paths) > 1 else ""
-        return f"{self.paths[0]}{more}" if self.paths else self.name
+        return f"{remote.shown(self.paths[0])}{more}" if self.paths else self.name
 
     def _nothing_to_read(self) -> bool:
         """Every path is a glob that matches no file yet (the gate then holds on no data)."""
-        return all(glob.has_magic(p) for p in self.paths) and not self._matches()
+        return all(map(_is_glob, self.paths)) and not self._matches()
 
     def _matches(self) -> list[str]:
-        return [f for pattern in self.paths for f in glob.glob(pattern) if os.path.isfile(f)]
+        return [f for pattern in self.paths for f in _expand(pattern)]
 
     def _files(self) -> list[str]:
-        files: list[str] = []
-        for pattern in self.paths:
-            matched = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
-            files.extend(f for f in matched if os.path.isfile(f))
+        files = self._matches()
         if not files:
+            shown = ", ".join(remote.shown(p) for p in self.paths)
             raise InvalidInput(
-                f"request log {self.name!r}: no file matches {', '.join(self.paths)}",
+                f"request log {self.name!r}: no file matches {shown}",
                 hint="check sources.<name>.path (relative paths start at the playbook's folder)",
             )
         return files
@@ -304,7 +316,7 @@ class RequestLogSource:
         groups: dict[str, list[str]] = {}
         unknown: set[str] = set()
         for f in files:
-            suffix = Path(f).suffix.lower()
+            suffix = Path(remote.shown(f)).suffix.lower()
             fmt = _FORMAT_OF_SUFFIX.get(suffix)
             if fmt is None:
                 unknown.add(suffix)
@@ -322,6 +334,7 @@ class RequestLogSource:
         several formats are read one view per format, then unioned by column name."""
         files = self._files()
         groups = self._formats(files)
+        remote.register(con, files)
         views = []
         for fmt, group in groups.items():
             view = f"raw_log_{fmt}"
@@ -331,12 +344,9 @@ class RequestLogSource:
                 )
                 con.execute(f"DESCRIBE {view}").fetchall()
             except duckdb.Error as exc:
-                raise InvalidInput(
-                    f"request log {self.name!r}: cannot read {group[0]}"
-                    f"{f' (and {len(group) - 1} more)' if len(group) > 1 else ''}: "
-                    f"{str(exc).splitlines()[0]}",
-                    hint="each file must be valid JSONL, CSV or Parquet with ts and variant columns",
-                ) from None
+                if remote.failed_read(exc) and remote.is_remote(group[0]):
+                    raise remote.unreachable(group, exc) from None
+                raise self._unreadable(group, exc) from None
             views.append(view)
         try:
             union = " UNION ALL BY NAME ".join(f"SELECT * FROM {v}" for v in views)
@@ -381,6 +391,32 @@ class RequestLogSource:
         )
         return {c: ("VARCHAR" if t == "JSON" else t) for c, t in types.items()}
 
+    def _unreadable(self, group: list[str], exc: duckdb.Error) -> InvalidInput:
+        more = f" (and {len(group) - 1} more)" if len(group) > 1 else ""
+        return InvalidInput(
+            f"request log {self.name!r}: cannot read {remote.shown(group[0])}{more}: "
+            f"{str(exc).splitlines()[0]}",
+            hint="each file must be valid JSONL, CSV or Parquet with ts and variant columns",
+        )
+
+    def _query_failed(self, exc: duckdb.Error) -> RolloutError:
+        """A query's error: a remote read lost partway is the store's (exit 4), anything else
+        the log's (exit 3)."""
+        if remote.failed_read(exc) and any(map(remote.is_remote, self.paths)):
+            return remote.unreachable(self.paths, exc)
+        return InvalidInput(f"request log {self.name!r}: query failed: {first_line(exc)}")
+
+    @contextlib.contextmanager
+    def _opened(self) -> Iterator[tuple[duckdb.DuckDBPyConnection, dict[str, str]]]:
+        """A connection with the log opened, closed after use; any query's error mapped."""
+        con = self.connect()
+        try:
+            yield con, self.open(con)
+        except duckdb.Error as exc:
+            raise self._query_failed(exc) from None
+        finally:
+            con.close()
+
     def shown(self, con: Any, query: str) -> str:
         """The query as the engine runs it (the SQL source renders it for its engine)."""
         return query
@@ -394,12 +430,8 @@ class RequestLogSource:
 
     def time_range(self) -> tuple[datetime, datetime] | None:
         """The first and last timestamp in the log (None when it has no dated rows)."""
-        con = self.connect()
-        try:
-            self.open(con)
+        with self._opened() as (con, _):
             row = con.execute("SELECT min(__t), max(__t) FROM log").fetchone()
-        finally:
-            con.close()
         if not row or row[0] is None:
             return None
         first, last = (EPOCH + timedelta(microseconds=int(v)) for v in row)
@@ -430,9 +462,7 @@ class RequestLogSource:
         are left out; a glob that matches no file yet gives {}. The input of `stats.drift`."""
         if self._nothing_to_read():
             return {}
-        con = self.connect()
-        try:
-            types = self.open(con)
+        with self._opened() as (con, types):
             dims = [d for d in request.dimensions if d in types]
             if not dims:
                 return {}
@@ -455,14 +485,7 @@ class RequestLogSource:
                 f"WHERE {arm_rows} AND ({scope_sql})) AS __rows "
                 f"GROUP BY GROUPING SETS ({', '.join(f'({n})' for n in seg_names)})"
             )
-            try:
-                rows = con.execute(query).fetchall()
-            except duckdb.Error as exc:
-                raise InvalidInput(
-                    f"request log {self.name!r}: query failed: {str(exc).splitlines()[0]}"
-                ) from None
-        finally:
-            con.close()
+            rows = con.execute(query).fetchall()
         mix: dict[str, list[tuple[str, int, int]]] = {d: [] for d in dims}
         for r in rows:  # (segment values..., grouping flags..., baseline, recent)
             i = list(r[len(dims) : 2 * len(dims)]).index(0)
@@ -483,12 +506,8 @@ class RequestLogSource:
                 self._fill_empty(out, request, [])
                 series.append((end, out))
             return series
-        con = self.connect()
-        try:
-            types = self.open(con)
+        with self._opened() as (con, types):
             return self._measure(con, types, request, every, ends, segments_per_look)
-        finally:
-            con.close()
 
     def _measure(
         self,
@@ -621,9 +640,7 @@ class RequestLogSource:
         try:
             rows = con.execute(query).fetchall()
         except duckdb.Error as exc:
-            raise InvalidInput(
-                f"request log {self.name!r}: query failed: {str(exc).splitlines()[0]}"
-            ) from None
+            raise self._query_failed(exc) from None
         for metric, _, _ in readers:
             out.queries[metric.name] = self.shown(con, query)
         bins: dict[int, Measurement] = {}

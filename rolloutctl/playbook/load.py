@@ -75,7 +75,17 @@ class LoadedPlaybook:
     def resolve_path(self, value: str) -> str:
         """A path from the playbook: environment references expanded, relative to its folder."""
         expanded = envvars.resolve_env(value, where=f"{self.path}")
-        return expanded if os.path.isabs(expanded) else str(self.base_dir / expanded)
+        if os.path.isabs(expanded) or _is_url(expanded):
+            return expanded
+        return str(self.base_dir / expanded)
+
+
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+://")  # RFC 3986's scheme; one letter is a drive
+
+
+def _is_url(value: str) -> bool:
+    """An address with a scheme (s3://, https://...), not a path under the playbook's folder."""
+    return _URL.match(value) is not None
 
 
 # ------------------------------------------------------------------ YAML with positions

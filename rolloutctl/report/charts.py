@@ -190,7 +190,8 @@ def distributions(
         ax.set_yticks([])
         ax.set_title(f"{title}: distribution of each arm", loc="left")
         ax.set_xlabel("value (log scale)")
-        ax.legend(frameon=False)
+        if ax.get_lines():  # an arm with no values draws nothing to name
+            ax.legend(frameon=False)
     return _svg(fig, key, f"{title}: distributions of control and canary overlaid")
 
 
