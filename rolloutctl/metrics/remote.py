@@ -40,6 +40,11 @@ _SCHEMES = {
 }
 SCHEMES = tuple(_SCHEMES)
 
+# Each read fetches at least this much, ahead of where DuckDB reads. fsspec's 5 MiB made a
+# 10-metric gate fetch 6.6 times a Parquet file's size; reading only the exact ranges asked
+# fetched 1.3 times but took twice as long in small requests (benchmarks/bench_remote.py).
+BLOCK = 2**20
+
 
 def scheme_of(path: str) -> str | None:
     """The remote scheme of a path (s3, gs, http, https), None for a local path."""
@@ -115,8 +120,8 @@ def unreachable(paths: list[str], exc: BaseException) -> BackendError:
 def _reason(exc: BaseException) -> str:
     """The error's own words: a passed-on traceback's last line, else the first."""
     text = str(exc).strip()
-    if text.startswith("Traceback"):
-        return text.splitlines()[-1]
+    if text.startswith("Traceback"):  # its last unindented line: "SomeError: what happened"
+        return [line for line in text.splitlines() if line[:1].strip()][-1]
     return first_line(exc)
 
 
@@ -143,11 +148,13 @@ def _filesystem(extra: str) -> Any:
     if scheme == "s3":
         import s3fs
 
-        return s3fs.S3FileSystem(skip_instance_cache=True)
+        return s3fs.S3FileSystem(
+            skip_instance_cache=True, default_block_size=BLOCK, default_cache_type="readahead"
+        )
     if scheme == "gs":
         import gcsfs
 
-        return gcsfs.GCSFileSystem(skip_instance_cache=True)
+        return gcsfs.GCSFileSystem(skip_instance_cache=True, block_size=BLOCK)
     return _http_filesystem()
 
 
@@ -165,4 +172,4 @@ def _http_filesystem() -> Any:
                 else datetime.fromtimestamp(0, UTC)
             )
 
-    return WebFiles(skip_instance_cache=True)
+    return WebFiles(skip_instance_cache=True, block_size=BLOCK, cache_type="readahead")

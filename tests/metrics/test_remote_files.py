@@ -196,11 +196,16 @@ def test_a_web_server_lost_in_the_middle_of_a_gate_is_a_backend_error(
     assert f"cannot read {server.url}/log.parquet" in lost.value.message
 
 
-def test_check_through_the_cli_judges_the_bucket_as_it_judges_the_folder(
-    folder: Path, s3_env: S3Server, tmp_path: Path
+def test_check_through_the_cli_judges_the_bucket_and_the_server_as_it_judges_the_folder(
+    folder: Path, s3_env: S3Server, web: WebFiles, tmp_path: Path
 ) -> None:
     verdicts = []
-    for name, path in (("local", "data/*.parquet"), ("bucket", "s3://ai-logs/requests/*.parquet")):
+    places = {
+        "local": "data/*.parquet",
+        "bucket": "s3://ai-logs/requests/*.parquet",
+        "server": f"{web.url}/log.parquet",
+    }
+    for name, path in places.items():
         (tmp_path / name).mkdir()
         ws = make_workspace(tmp_path / name)
         (ws.root / "data").mkdir()
@@ -211,5 +216,6 @@ def test_check_through_the_cli_judges_the_bucket_as_it_judges_the_folder(
         assert r.code == 10, (name, r.out[:3000], r.err)  # the regression is caught either way
         data = r.json()
         verdicts.append([(m["name"], m["segment"], m["verdict"]) for m in data["metrics"]])
-    assert verdicts[0] == verdicts[1]
-    assert s3_env.env["AWS_SECRET_ACCESS_KEY"] not in r.out + r.err
+        assert s3_env.env["AWS_SECRET_ACCESS_KEY"] not in r.out + r.err
+        assert r.err == "", r.err  # no client's leftovers (unclosed sessions, pending tasks)
+    assert verdicts[0] == verdicts[1] == verdicts[2]
