@@ -38,8 +38,10 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import logging
 import math
 import os
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlencode, urlsplit
@@ -47,6 +49,8 @@ from urllib.parse import unquote, urlencode, urlsplit
 from rolloutctl import envvars
 from rolloutctl.errors import BackendError
 from rolloutctl.retrying import GaveUp, RetryPolicy, Try, retried, retry_after
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import ssl
@@ -322,7 +326,21 @@ class Client:
         elif content is not None:
             body = content.encode() if isinstance(content, str) else content
         if params:
+            if "query" in params:
+                log.debug("query: %s", params["query"])
             url += ("&" if "?" in url else "?") + urlencode(params)
+        started = time.perf_counter()
+        answer = self._request(method, url, body, headers)
+        if log.isEnabledFor(logging.INFO):  # the address without its query (it may hold a key)
+            parts = urlsplit(url)
+            ms = (time.perf_counter() - started) * 1000
+            where = f"{parts.hostname}{f':{parts.port}' if parts.port else ''}{parts.path}"
+            log.info("%s %s -> %s in %.0f ms", method, where, answer.status_code, ms)
+        return answer
+
+    def _request(
+        self, method: str, url: str, body: bytes | None, headers: dict[str, str]
+    ) -> Response:
         if self.transport is not None:
             return self._via_httpx(method, url, body, headers)
         parts = urlsplit(url)

@@ -259,8 +259,13 @@ def make_workspace(tmp_path: Path, store_spec: str | None = None) -> Workspace:
     playbook = tmp_path / "rollout.yaml"
     playbook.write_text(PLAYBOOK)
 
-    def run(*args: str, now: datetime | None = None, timeout: float = 120) -> Result:
-        env = cli_env(tmp_path, store_spec)
+    def run(
+        *args: str,
+        now: datetime | None = None,
+        timeout: float = 120,
+        env: dict[str, str] | None = None,
+    ) -> Result:
+        env = {**cli_env(tmp_path, store_spec), **(env or {})}
         if now is not None:
             env["ROLLOUTCTL_NOW"] = now.isoformat()
         proc = subprocess.run(

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rolloutctl.cli import output
 from rolloutctl.cli.terminal import clean
 from rolloutctl.errors import ExitCode, InvalidInput, RolloutError, UsageError
 
@@ -204,7 +205,8 @@ def say(text: str) -> None:
 
 
 def warn(text: str) -> None:
-    sys.stderr.write(f"warning: {clean(text)}\n")
+    if not output.CURRENT.quiet:
+        sys.stderr.write(f"warning: {clean(text)}\n")
 
 
 def render_outcome(outcome: Any, json_flag: bool) -> int:
@@ -214,7 +216,7 @@ def render_outcome(outcome: Any, json_flag: bool) -> int:
     if json_flag or current().json:
         emit_json(outcome.to_dict())
     else:
-        if outcome.gate is not None:
+        if outcome.gate is not None and not output.CURRENT.quiet:
             from rolloutctl.cli.render import print_gate
 
             print_gate(outcome.gate)

@@ -31,7 +31,8 @@ from typing import NoReturn
 FAST_COMMANDS = frozenset({"rollback", "pause", "resume", "status", "control"})
 _GLOBAL_VALUE_OPTIONS = ("--state", "--state-dir", "--reports-dir", "--actor", "--now", "--wait")
 _VALUE_OPTIONS = frozenset({*_GLOBAL_VALUE_OPTIONS, "--reason"})
-_ANYWHERE = frozenset({"--json", "-v", "--verbose"})
+_OUTPUT = frozenset({"-v", "-vv", "--verbose", "-q", "--quiet", "--no-color"})
+_ANYWHERE = frozenset({"--json", *_OUTPUT})
 _FLAGS = frozenset({*_ANYWHERE, "--force"})
 
 
@@ -75,6 +76,9 @@ def _grammar() -> argparse.ArgumentParser:
         root.add_argument(option, type=float if option == "--wait" else str)
     root.add_argument("--json", action="store_true")
     root.add_argument("-v", "--verbose", action="count", default=0)
+    root.add_argument("-vv", action="store_true")
+    root.add_argument("-q", "--quiet", action="store_true")
+    root.add_argument("--no-color", action="store_true")
     commands = root.add_subparsers(dest="command", required=True)
     for name in ("rollback", "pause", "resume"):
         command = parser(commands, name)
@@ -130,7 +134,7 @@ def parse_fast(argv: list[str]) -> FastCall | None:
         reason=getattr(parsed, "reason", None),
         options=options,
         json=parsed.json,
-        verbose=parsed.verbose > 0,
+        verbose=parsed.verbose > 0 or parsed.vv,
         force=getattr(parsed, "force", False),
     )
     if call.command == "control":
@@ -191,15 +195,16 @@ def run_full(argv: list[str]) -> int:
     import typer
     from typer._click.exceptions import ClickException  # click, as typer ships it
 
-    from rolloutctl.cli import common
+    from rolloutctl.cli import common, help
     from rolloutctl.cli.main import app
     from rolloutctl.errors import RolloutError
 
     head = argv[: argv.index("--") if "--" in argv else None]
-    verbose = "-v" in head or "--verbose" in head
+    verbose = output_options(argv)[0] > 0
     json_flag = "--json" in head
+    command = help.polish(typer.main.get_command(app))
     try:
-        code = app(args=argv, prog_name="rolloutctl", standalone_mode=False)
+        code = command.main(args=argv, prog_name="rolloutctl", standalone_mode=False)
     except RolloutError as exc:
         return common.report_error(exc, verbose, json_flag)
     except typer.Exit as exc:
@@ -223,9 +228,34 @@ def run_full(argv: list[str]) -> int:
     return code if isinstance(code, int) else 0
 
 
+def output_options(argv: list[str]) -> tuple[int, bool, bool]:
+    """(verbosity, quiet, no colour) from the (normalized) arguments before a `--`: -v is 1,
+    -vv or -v -v 2."""
+    head = argv[: argv.index("--") if "--" in argv else None]
+    verbosity = sum({"-v": 1, "--verbose": 1, "-vv": 2}.get(a, 0) for a in head)
+    no_color = "--no-color" in head or bool(os.environ.get("NO_COLOR"))
+    return min(verbosity, 2), "-q" in head or "--quiet" in head, no_color
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("rolloutctl")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "0+unknown"
+
+
 def main(argv: list[str]) -> int:
     """The exit code of `rolloutctl ARGV`: the fast path when it applies, else typer."""
+    if argv in (["--version"], ["-V"]):
+        sys.stdout.write(f"rolloutctl {version()}\n")
+        return 0
     argv = normalize(argv)
+    from rolloutctl.cli import output
+
+    output.configure(*output_options(argv))
     call = parse_fast(argv)
     if call is None:
         return run_full(argv)

@@ -20,7 +20,7 @@ app = typer.Typer(
     help="Roll out AI changes (models, prompts, tools, routes) on evidence: statistical "
     "canary gates per metric and segment, flag flips, reports.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
@@ -61,7 +61,25 @@ def main(
         str | None, typer.Option(help="who acts [env ROLLOUTCTL_ACTOR; login name]")
     ] = None,
     json_out: JsonOpt = False,
-    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="tracebacks on errors")] = False,
+    verbose: Annotated[
+        int,
+        typer.Option(
+            "-v",
+            "--verbose",
+            count=True,
+            help="say what is queried and how long it took, and tracebacks; -vv: debug",
+        ),
+    ] = 0,
+    quiet: Annotated[
+        bool, typer.Option("-q", "--quiet", help="only the verdict line and errors")
+    ] = False,
+    no_color: Annotated[
+        bool, typer.Option("--no-color", help="no colour or styles [env NO_COLOR]")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", "-V", help="print the version and exit", is_eager=True),
+    ] = False,
     now: Annotated[
         str | None, typer.Option(help="evaluate as of this ISO time [env ROLLOUTCTL_NOW]")
     ] = None,
@@ -73,7 +91,7 @@ def main(
             reports_dir=reports_dir or Path(os.environ.get("ROLLOUTCTL_REPORTS_DIR", "reports")),
             actor=actor or common.default_actor(),
             json=json_out,
-            verbose=verbose,
+            verbose=verbose > 0,
             now=common.parse_now(now or os.environ.get("ROLLOUTCTL_NOW")),
             wait=wait,
         )

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import logging
 import os
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -34,6 +36,8 @@ from rolloutctl.stats.sufficient import (
     RatioMoments,
     Stat,
 )
+
+log = logging.getLogger(__name__)
 
 _NUMERIC = (
     "TINYINT",
@@ -113,6 +117,14 @@ _FORMAT_OF_SUFFIX = {
     ".json": "jsonl",
     ".ndjson": "jsonl",
 }
+
+
+@contextlib.contextmanager
+def _timed(what: str) -> Iterator[None]:
+    """Log how long a step took (-v)."""
+    started = time.perf_counter()
+    yield
+    log.info("%s: %.2f s", what, time.perf_counter() - started)
 
 
 def _is_glob(path: str) -> bool:
@@ -523,13 +535,19 @@ class RequestLogSource:
         bins added up look by look."""
         out = Measurement()  # what every look shares: notes, bad rows, errors, queries
         plan = _Plan.of(request, types, every, segments_per_look, out)
-        segment_values = self._health(con, plan, request, types, out)
+        with _timed(f"source {self.name}: health scan (bad rows, freshness, segment counts)"):
+            segment_values = self._health(con, plan, request, types, out)
         plan.dim_exprs = {d: self._dim_expr(d, segment_values[d]) for d in plan.dims}
-        bins = self._aggregate(con, plan, request, types, out)
-        self._units(con, plan, request, bins)
+        with _timed(f"source {self.name}: counts and sums by arm, look and segment"):
+            bins = self._aggregate(con, plan, request, types, out)
+        with _timed(f"source {self.name}: distinct units per arm"):
+            self._units(con, plan, request, bins)
         for metric in request.metrics:
             if metric.kind == "quantile" and metric.name not in out.errors:
-                self._histograms(con, metric, plan, types, out, bins, request)
+                with _timed(f"source {self.name}: histogram of {metric.name}"):
+                    self._histograms(con, metric, plan, types, out, bins, request)
+        for query in dict.fromkeys(out.queries.values()):
+            log.debug("source %s query:\n%s", self.name, query)
         return self._series(ends, bins, out, request, plan.dims)
 
     def _health(

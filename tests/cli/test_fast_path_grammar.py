@@ -21,8 +21,12 @@ CASES: list[tuple[list[str], str, bool]] = [
     (["history", "nope", "-v"], RAN, False),
     (["-v", "status", "nope"], RAN, True),
     (["--verbose", "history", "nope"], RAN, False),
-    (["status", "-vv"], USAGE, False),  # -v and --verbose move; a cluster does not
-    (["-vv", "status"], RAN, False),  # typer takes the cluster; the fast path leaves it
+    (["status", "-vv"], RAN, True),  # -v, -vv, --verbose, -q and --no-color move
+    (["-vv", "status"], RAN, True),
+    (["status", "-vvv"], USAGE, False),  # a longer cluster is typer's to refuse
+    (["-q", "status", "nope"], RAN, True),
+    (["status", "--quiet", "--no-color"], RAN, True),
+    (["pause", "nope", "--no-color", "--reason", "r", "-q"], RAN, True),
     (["--json", "status"], RAN, True),
     (["status", "--json"], RAN, True),
     (["status", "nope", "--json", "-v"], RAN, True),

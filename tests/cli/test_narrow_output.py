@@ -1,0 +1,110 @@
+"""Output that fits the terminal it lands in: in an 80-column CI log the gate's figures are all
+there, whole (no `estima…`, no `(91176…`), a metric at a time; on a wide terminal the table;
+and no escape sequence in a pipe, under NO_COLOR or with --no-color."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from rolloutctl import formatting as fmt
+from tests.conftest import START, Workspace
+
+LOOK = START + timedelta(hours=2)
+
+
+@pytest.fixture
+def started(ws: Workspace) -> Workspace:
+    ws.log("hallucination_regression", START, 2, 20, "p1", seed=3, rate=20_000)
+    assert ws.run("start", str(ws.playbook), now=START).code == 0
+    return ws
+
+
+def figures(metric: dict[str, Any]) -> list[str]:
+    """What a reader needs of one compared metric, formatted as the CLI formats it."""
+    kind, rel = metric["kind"], metric["margin_kind"] == "relative"
+    return [
+        fmt.value(metric["control"]["value"], kind),
+        fmt.value(metric["canary"]["value"], kind),
+        f"{metric['control']['n']:,}",
+        f"{metric['canary']['n']:,}",
+        fmt.delta(metric["estimate"], kind, rel),
+        fmt.delta(metric["ci"][0], kind, rel),
+        fmt.delta(metric["ci"][1], kind, rel),
+        fmt.delta(metric["margin"], kind, rel),
+    ]
+
+
+def shown_metrics(ws: Workspace) -> list[dict[str, Any]]:
+    r = ws.run("--json", "check", "shop-answers", now=LOOK)
+    assert r.code == 10, r.err
+    metrics = r.json()["metrics"]
+    return [m for m in metrics if m["segment"] is None or m["verdict"] == "fail"]
+
+
+@pytest.mark.parametrize("columns", [80, 60])
+def test_at_80_columns_every_figure_of_the_gate_is_whole(started: Workspace, columns: int) -> None:
+    r = started.run("check", "shop-answers", now=LOOK, env={"COLUMNS": str(columns)})
+    assert r.code == 10, r.err
+    assert "…" not in r.out
+    table_lines = r.out.split("gate fail")[0].splitlines()
+    assert all(len(line) <= columns for line in table_lines), max(table_lines, key=len)
+    metrics = shown_metrics(started)
+    assert any(m["segment"] for m in metrics)  # a failed segment is shown too
+    for metric in metrics:
+        block = _block(r.out, metric)
+        for figure in figures(metric):
+            assert figure in block, (metric["name"], figure, block)
+
+
+def _block(out: str, metric: dict[str, Any]) -> str:
+    """The lines of one metric in the narrow layout: its head line and the indented lines
+    after it."""
+    lines = out.splitlines()
+    segment = ", ".join(f"{k}={v}" for k, v in (metric["segment"] or {}).items())
+    for i, line in enumerate(lines):
+        head = line.startswith(metric["title"]) and line.rstrip().endswith(
+            metric["verdict"].upper()
+        )
+        if head and (segment in line if segment else "·" not in line):
+            end = i + 1
+            while end < len(lines) and lines[end].startswith("  "):
+                end += 1
+            return "\n".join(lines[i:end])
+    raise AssertionError(f"no block for {metric['name']} {segment} in:\n{out}")
+
+
+def test_a_wide_terminal_gets_the_table_with_the_same_figures(started: Workspace) -> None:
+    r = started.run("check", "shop-answers", now=LOOK, env={"COLUMNS": "200"})
+    assert r.code == 10, r.err
+    assert "┃ metric" in r.out and "…" not in r.out
+    for metric in shown_metrics(started):
+        row = next(
+            line
+            for line in r.out.splitlines()
+            if line.startswith(f"│ {metric['title']}")
+            and (not metric["segment"] or "=" in line)
+            and (metric["segment"] or "=" not in line)
+        )
+        for figure in figures(metric):
+            assert figure in row, (metric["name"], figure, row)
+
+
+@pytest.mark.parametrize(
+    "how", [{"NO_COLOR": "1", "FORCE_COLOR": "1"}, {"FORCE_COLOR": "1"}, {}], ids=str
+)
+def test_no_escape_sequences_under_no_color_or_no_color_flag(
+    started: Workspace, how: dict[str, str]
+) -> None:
+    args = (
+        ["check", "shop-answers"]
+        if how.get("NO_COLOR") or not how
+        else ["--no-color", "check", "shop-answers"]
+    )
+    r = started.run(*args, now=LOOK, env={"COLUMNS": "200", **how})
+    assert r.code == 10, r.err
+    assert "\x1b[" not in r.out, repr(r.out[:300])
+    coloured = started.run("check", "shop-answers", now=LOOK, env={"FORCE_COLOR": "1"})
+    assert "\x1b[" in coloured.out  # the check above could fail: colour does reach a terminal
