@@ -227,6 +227,13 @@ class DemoRollout(TypedDict):
     steps: list[str]
 
 
+class InitResult(TypedDict):
+    """What `init --json` prints: the playbook written and the command to run next."""
+
+    wrote: str
+    next: str
+
+
 class DemoResult(TypedDict):
     """What `demo --json` prints: where the demo ran and how each rollout ended."""
 

@@ -14,8 +14,8 @@ from the classes that produce the documents, so a schema cannot drift from what 
 - `validate`: what `validate --json` prints (playbook/load.ValidateResult);
 - `plan`: what `plan --json` prints (planning.PlanResult);
 - `backtest`: what `backtest --json` prints (backtest.BacktestResult and the exit code);
-- `smoke`, `report`, `simulate`, `demo`: what those commands print with `--json`
-  (results.SmokeRun, ReportResult, SimulatedLog or SimulatedEvals, DemoResult);
+- `smoke`, `report`, `simulate`, `demo`, `init`: what those commands print with `--json`
+  (results.SmokeRun, ReportResult, SimulatedLog or SimulatedEvals, DemoResult, InitResult);
 - `error`: what every command prints with `--json` when it fails.
 
 Validation refuses unknown keys at every level, so tests/test_schemas.py catches a key printed
@@ -48,6 +48,7 @@ NAMES = (
     "report",
     "simulate",
     "demo",
+    "init",
     "state",
     "error",
 )
@@ -164,6 +165,7 @@ _SHAPES: dict[str, Callable[[], Any]] = {
     "report": lambda: _closed(results.ReportResult),
     "simulate": lambda: _closed(results.SimulatedLog | results.SimulatedEvals),
     "demo": lambda: _closed(results.DemoResult),
+    "init": lambda: _closed(results.InitResult),
     "state": _state,
     "error": lambda: _closed(ErrorResult),
 }

@@ -94,6 +94,17 @@ def test_simulate_prints_what_the_schema_publishes(ws: Workspace, stage: str) ->
     assert ("shadow_calls" in r.json()) == (stage == "shadow")
 
 
+def test_init_and_simulate_take_json_after_the_command_too(ws: Workspace) -> None:
+    r = ws.run("init", str(ws.root / "new"), "--json")
+    assert r.code == 0, r.err
+    _valid("init", r.json())
+    assert r.json()["wrote"].endswith("rollout.yaml")
+    out = ws.root / "after.parquet"
+    r = ws.run("simulate", "--hours", "1", "--out", str(out), "--json")
+    assert r.code == 0, r.err
+    _valid("simulate", r.json())
+
+
 def test_a_key_the_schema_does_not_declare_is_refused() -> None:
     document = {"error": "e", "hint": None, "exit_code": 5}
     _valid("error", document)
@@ -126,5 +137,5 @@ def test_schema_refuses_a_name_it_does_not_publish(ws: Workspace) -> None:
     assert r.code == 2
     assert (
         "one of: playbook, gate-result, command-result, status, history, controls, validate, "
-        "plan, backtest, smoke, report, simulate, demo, state, error" in r.err
+        "plan, backtest, smoke, report, simulate, demo, init, state, error" in r.err
     )

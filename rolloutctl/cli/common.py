@@ -41,6 +41,7 @@ class Globals:
     verbose: bool
     now: datetime | None
     wait: float
+    reports_dir_given: bool = False  # by --reports-dir or ROLLOUTCTL_REPORTS_DIR
 
 
 GLOBALS: list[Globals] = []

@@ -19,6 +19,18 @@ app = typer.Typer(
     name="rolloutctl",
     help="Roll out AI changes (models, prompts, tools, routes) on evidence: statistical "
     "canary gates per metric and segment, flag flips, reports.",
+    epilog=(
+        "\b\nExit codes:\n"
+        "   0  done: the gate passed, the command did what it says\n"
+        "   1  internal error (a bug; -v shows the traceback)\n"
+        "   2  usage error\n"
+        "   3  invalid input: playbook, request log, eval file\n"
+        "   4  a metrics, flag or state backend unreachable or answering garbage\n"
+        "   5  state conflict: locked, illegal transition, flag changed by hand\n"
+        "  10  gate failed (rolled back, or would)\n"
+        "  11  gate inconclusive (holding)\n"
+        "  12  paused (approval, or a trigger paused it)"
+    ),
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
@@ -94,6 +106,7 @@ def main(
             verbose=verbose > 0,
             now=common.parse_now(now or os.environ.get("ROLLOUTCTL_NOW")),
             wait=wait,
+            reports_dir_given=reports_dir is not None or "ROLLOUTCTL_REPORTS_DIR" in os.environ,
         )
     )
 

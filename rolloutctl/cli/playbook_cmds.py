@@ -23,9 +23,13 @@ def register(app: typer.Typer) -> None:
     app.command()(backtest)
 
 
+JsonOpt = Annotated[bool, typer.Option("--json")]
+
+
 def init(
     directory: Annotated[Path, typer.Argument(help="where to write rollout.yaml")] = Path("."),
     force: Annotated[bool, typer.Option(help="overwrite an existing file")] = False,
+    json_out: JsonOpt = False,
 ) -> None:
     """Write a starter playbook (an AI model upgrade) to DIR/rollout.yaml."""
     from importlib.resources import files
@@ -37,12 +41,17 @@ def init(
         raise UsageError(f"{target} exists", hint="pass --force to overwrite it")
     text = files("rolloutctl.playbook").joinpath("starter.yaml").read_text(encoding="utf-8")
     atomic_write(target, text.encode())
+    if json_out or common.current().json:
+        from rolloutctl.results import InitResult
+
+        common.emit_json(InitResult(wrote=str(target), next=f"rolloutctl validate {target}"))
+        return
     common.say(f"wrote {target}; next: rolloutctl validate {target}")
 
 
 def validate(
     playbooks: Annotated[list[Path], typer.Argument(help="playbook files")],
-    json_out: Annotated[bool, typer.Option("--json")] = False,
+    json_out: JsonOpt = False,
 ) -> None:
     """Check playbooks: every problem with file:line:column, key path and what was expected."""
     import os
@@ -95,6 +104,7 @@ def schema(
             help="playbook, gate-result, command-result, status, history, controls, validate or error",
         ),
     ] = "playbook",
+    json_out: Annotated[bool, typer.Option("--json", help="the schema is JSON already")] = False,
 ) -> None:
     """Print a JSON Schema: the playbook's (for editors and linters), or that of a JSON
     document rolloutctl prints (for CI jobs that validate what they parse)."""
@@ -113,7 +123,7 @@ def plan(
     log: Annotated[
         Path | None, typer.Option(help="request log for baseline rates and volume")
     ] = None,
-    json_out: Annotated[bool, typer.Option("--json")] = False,
+    json_out: JsonOpt = False,
 ) -> None:
     """Stages, gates and segments; samples and time each gate needs at its traffic."""
     from rolloutctl.planning import plan_rollout
@@ -209,7 +219,7 @@ def backtest(
         ),
     ] = False,
     looks: Annotated[bool, typer.Option(help="print every look, not only changes")] = False,
-    json_out: Annotated[bool, typer.Option("--json")] = False,
+    json_out: JsonOpt = False,
 ) -> None:
     """Replay the playbook's gates over a historical log, look by look: when it would have
     failed, passed or held, and why. Each look is judged at the stage's configured split with

@@ -73,7 +73,8 @@ def simulate(
         ),
     ] = None,
     samples: Annotated[int | None, typer.Option(help="eval set size (eval) [400]")] = None,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Annotated[int, typer.Option(help="random seed: the same seed writes the same rows")] = 0,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Write realistic synthetic data for one stage kind of an AI rollout, with a known defect.
 
@@ -118,6 +119,7 @@ def simulate(
             hint=f"{stage} scenarios: " + ", ".join(valid[stage]),
         )
     g = common.current()
+    g.json = g.json or json_out
 
     if stage == "eval":
         base_path, cand_path = sim.write_eval_runs(
@@ -215,15 +217,22 @@ def simulate(
 
 def demo(
     workdir: Annotated[
-        Path | None, typer.Option(help="where logs, flags and state go [a temp dir]")
+        Path | None,
+        typer.Option(
+            help="where logs, flags, state and (unless --reports-dir) reports go [a temp dir]"
+        ),
     ] = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Run two full rollouts on the embedded defaults: a healthy candidate reaches 100%; one
     with a safety regression in health questions is rolled back."""
     from rolloutctl.demo import run_demo
 
     g = common.current()
+    g.json = g.json or json_out
     base = workdir or Path(tempfile.mkdtemp(prefix="rolloutctl-demo-"))
+    if workdir is not None and not g.reports_dir_given:
+        g.reports_dir = workdir / "reports"
 
     def progress(line: str) -> None:
         sys.stderr.write(line + "\n")

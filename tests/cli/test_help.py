@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -57,3 +58,44 @@ def test_every_command_has_help_and_is_documented(command: str) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "Usage:" in proc.stdout
     assert re.search(rf"(^|\s){re.escape(command)}\b", README_COMMANDS, re.M), command
+
+
+def help_of(*command: str) -> str:
+    proc = subprocess.run(
+        [sys.executable, "-m", "rolloutctl", *command, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "100"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+SUBCOMMANDS = [["control", "list"], ["control", "apply"], ["state", "migrate"], ["state", "export"]]
+
+
+@pytest.mark.parametrize("command", [[c] for c in COMMANDS] + SUBCOMMANDS, ids=" ".join)
+def test_help_is_in_one_style(command: list[str]) -> None:
+    """Values in capitals (ROLLOUT, FILE), no typer-isms ({rollout}, <str>, --x / --no-x,
+    [default: no-x]), and --json explained wherever a command has it."""
+    text = help_of(*command)
+    usage = text.split("\n\n")[0]
+    assert "{" not in usage, usage
+    assert not re.search(r"<(str|int|float|path|bool|list)", text), text
+    assert " / --no-" not in text and "[default: no-" not in text, text
+    for line in text.splitlines():
+        if line.strip().startswith("--json"):
+            assert len(line.split()) > 1, f"--json without help in {command}"
+
+
+def test_top_level_help_lists_the_exit_codes_and_the_output_switches() -> None:
+    text = help_of()
+    for code in ("0", "2", "3", "4", "5", "10", "11", "12"):
+        assert re.search(rf"^\s+{code}\s+\w", text, re.M), code
+    for switch in ("-q, --quiet", "-v, --verbose", "--no-color", "-V, --version"):
+        assert switch in text
+    version = subprocess.run(
+        [sys.executable, "-m", "rolloutctl", "--version"], capture_output=True, text=True
+    )
+    assert version.returncode == 0 and re.fullmatch(r"rolloutctl \S+\n", version.stdout)
