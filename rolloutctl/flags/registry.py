@@ -50,4 +50,14 @@ def build_backend(spec: dict[str, Any], base_dir: Path | None = None) -> FlagBac
         from rolloutctl.flags.unleash import UnleashFlagBackend
 
         return UnleashFlagBackend.from_spec(spec)
-    raise InvalidInput(f"flag backend {kind!r} is not available (available: {', '.join(KINDS)})")
+    from rolloutctl import plugins
+
+    plugin = plugins.load(plugins.FLAGS, kind)
+    if plugin is not None:
+        backend: FlagBackend = plugin.from_spec(spec)
+        return backend
+    available = ", ".join([*KINDS, *plugins.names(plugins.FLAGS)])
+    raise InvalidInput(
+        f"flag backend {kind!r} is not available (available: {available})",
+        hint="a plugin's backend needs its package installed where rolloutctl runs",
+    )

@@ -18,13 +18,21 @@ _KINDS = {
 
 
 def available_kinds() -> list[str]:
-    return sorted(_KINDS)
+    from rolloutctl import plugins
+
+    return sorted([*_KINDS, *plugins.names(plugins.SOURCES)])
 
 
 def build_source(name: str, loaded: LoadedPlaybook) -> MetricSource:
     spec = loaded.playbook.sources[name]
     target = _KINDS.get(spec.kind)
     if target is None:
+        from rolloutctl import plugins
+
+        plugin = plugins.load(plugins.SOURCES, spec.kind)
+        if plugin is not None:
+            built: MetricSource = plugin.from_spec(name, spec, loaded)
+            return built
         raise InvalidInput(
             f"{loaded.path}: source {name!r} has kind {spec.kind!r}, which this version of "
             f"rolloutctl cannot query yet (available: {', '.join(available_kinds())})",

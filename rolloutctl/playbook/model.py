@@ -144,10 +144,41 @@ class UnleashFlag(_Flag):
     retries: int = Field(2, ge=0, le=10, description="retries on 5xx and connection errors")
 
 
+BUILTIN_FLAG_BACKENDS = ("file", "gateway", "http", "launchdarkly", "unleash")
+
+
+class PluginFlag(_Flag):
+    """A flag backend an installed plugin provides (entry point group `rolloutctl.flags`,
+    docs/plugins.md); its other keys are the plugin's to check."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
+    backend: str = Field(description="a backend an installed plugin provides")
+
+    @field_validator("backend")
+    @classmethod
+    def _installed(cls, backend: str) -> str:
+        return _provided("flag backend", backend, BUILTIN_FLAG_BACKENDS, "rolloutctl.flags")
+
+
+def _provided(what: str, name: str, builtin: tuple[str, ...], group: str) -> str:
+    from rolloutctl import plugins
+
+    if name not in plugins.names(group):
+        installed = ", ".join(plugins.names(group)) or "none installed"
+        raise ValueError(
+            f"expected a {what}: one of {', '.join(builtin)}, or one a plugin provides "
+            f"({installed})"
+        )
+    return name
+
+
 def _flag_backend(value: Any) -> str:
-    if isinstance(value, dict):
-        return str(value.get("backend", "file"))
-    return str(getattr(value, "backend", "file"))
+    backend = (
+        value.get("backend", "file")
+        if isinstance(value, dict)
+        else getattr(value, "backend", "file")
+    )
+    return str(backend) if backend in BUILTIN_FLAG_BACKENDS else "plugin"
 
 
 FlagSpec = Annotated[
@@ -155,12 +186,9 @@ FlagSpec = Annotated[
     | Annotated[GatewayFlag, Tag("gateway")]
     | Annotated[WebhookFlag, Tag("http")]
     | Annotated[LaunchDarklyFlag, Tag("launchdarkly")]
-    | Annotated[UnleashFlag, Tag("unleash")],
-    Discriminator(
-        _flag_backend,
-        custom_error_type="flag_backend",
-        custom_error_message="backend must be one of: file, gateway, http, launchdarkly, unleash",
-    ),
+    | Annotated[UnleashFlag, Tag("unleash")]
+    | Annotated[PluginFlag, Tag("plugin")],
+    Discriminator(_flag_backend),
 ]
 
 
@@ -317,9 +345,42 @@ class EvalFileSpec(Strict):
     )
 
 
+BUILTIN_SOURCES = ("requestlog", "sql", "prometheus", "http", "evalfile")
+
+
+class PluginSourceSpec(BaseModel):
+    """A source an installed plugin provides (entry point group `rolloutctl.sources`,
+    docs/plugins.md): `kind:` names it; its other keys are the plugin's to check."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
+    kind: str = Field(description="a source kind an installed plugin provides")
+
+    @field_validator("kind")
+    @classmethod
+    def _installed(cls, kind: str) -> str:
+        return _provided("source kind", kind, BUILTIN_SOURCES, "rolloutctl.sources")
+
+
+def _source_kind(value: Any) -> str | None:
+    kind = value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
+    if kind is None:
+        return None  # reported as a missing `kind:`
+    return str(kind) if kind in BUILTIN_SOURCES else "plugin"
+
+
 Source = Annotated[
-    RequestLogSpec | SqlSpec | PrometheusSpec | HttpSpec | EvalFileSpec,
-    Field(discriminator="kind"),
+    Annotated[RequestLogSpec, Tag("requestlog")]
+    | Annotated[SqlSpec, Tag("sql")]
+    | Annotated[PrometheusSpec, Tag("prometheus")]
+    | Annotated[HttpSpec, Tag("http")]
+    | Annotated[EvalFileSpec, Tag("evalfile")]
+    | Annotated[PluginSourceSpec, Tag("plugin")],
+    Discriminator(
+        _source_kind,
+        custom_error_type="source_kind",
+        custom_error_message="a source needs `kind:` (requestlog, sql, prometheus, http, "
+        "evalfile, or a plugin's)",
+    ),
 ]
 
 
