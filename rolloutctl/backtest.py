@@ -25,6 +25,7 @@ Nothing is written: no flag, no state, no report.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -41,6 +42,8 @@ from rolloutctl.playbook.model import Playbook, Stage
 from rolloutctl.playbook.scope import scope_text
 from rolloutctl.results import GateResult, MetricResult
 from rolloutctl.stats.compare import srm_p_value
+
+log = logging.getLogger(__name__)
 
 REPLAYED_KINDS = ("canary", "ab")
 Split = Literal["configured", "log"]
@@ -327,9 +330,18 @@ def _replay_stage(replay: _Replay, index: int, stage_start: datetime) -> _StageR
     """Look at the stage every `every` until a decision ends it or the log does."""
     pb = replay.loaded.playbook
     requests, source_errors = _requests(replay, index, stage_start)
+    log.info("replaying %s from %s: measuring", pb.stages[index].name, stage_start.isoformat())
     ends, by_source = _series(replay.sources, requests, replay.every)
     looks: list[Look] = []
-    for when, k in _look_schedule(replay, index, stage_start, ends):
+    schedule = list(_look_schedule(replay, index, stage_start, ends))
+    for number, (when, k) in enumerate(schedule, 1):
+        log.info(
+            "replaying %s: look %d of %d (%s)",
+            pb.stages[index].name,
+            number,
+            len(schedule),
+            when.isoformat(),
+        )
         measurements = {name: series[k] for name, series in by_source.items()}
         look = _judge_look(replay, index, stage_start, when, measurements, source_errors)
         looks.append(look)

@@ -190,6 +190,7 @@ _JSON_EMITTED: list[bool] = []
 
 
 def emit_json(data: Any) -> None:
+    output.finished()
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
     _JSON_EMITTED.append(True)
 
@@ -202,10 +203,12 @@ def emit_error_json(message: str, hint: str | None, exit_code: int) -> None:
 
 
 def say(text: str) -> None:
+    output.finished()
     sys.stdout.write(clean(text) + "\n")
 
 
 def warn(text: str) -> None:
+    output.finished()
     if not output.CURRENT.quiet:
         sys.stderr.write(f"warning: {clean(text)}\n")
 
@@ -299,6 +302,7 @@ def render_controls(data: ControlList, json_flag: bool) -> None:
 def report_error(exc: RolloutError, verbose: bool, json_flag: bool = False) -> int:
     """Message, hint and exit code for an expected error (on stderr, and with --json as one
     object on stdout); the traceback only with -v."""
+    output.finished()
     if verbose:
         _traceback()
     sys.stderr.write(f"error: {clean(exc.message)}\n")
@@ -314,6 +318,7 @@ BUG_HINT = "this is a bug in rolloutctl; run again with -v for the traceback"
 
 def report_bug(exc: BaseException, verbose: bool, json_flag: bool = False) -> int:
     """An unexpected exception: one line and a hint; the traceback only with -v."""
+    output.finished()
     if verbose:
         _traceback()
     message = f"internal error: {type(exc).__name__}: {exc}"

@@ -255,7 +255,8 @@ def main(argv: list[str]) -> int:
     argv = normalize(argv)
     from rolloutctl.cli import output
 
-    output.configure(*output_options(argv))
+    head = argv[: argv.index("--") if "--" in argv else None]
+    output.configure(*output_options(argv), json="--json" in head)
     call = parse_fast(argv)
     if call is None:
         return run_full(argv)

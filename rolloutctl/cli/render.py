@@ -51,6 +51,7 @@ def _window(result: Any) -> str:
 def console(*, stderr: bool = False) -> Console:
     """The console every command prints through: no emoji codes, no automatic highlighting
     (bold numbers and paths), and no colour at all under NO_COLOR or --no-color."""
+    output.finished()
     plain = output.CURRENT.no_color or bool(os.environ.get("NO_COLOR"))
     return Console(
         stderr=stderr, emoji=False, highlight=False, color_system=None if plain else "auto"

@@ -121,7 +121,8 @@ _FORMAT_OF_SUFFIX = {
 
 @contextlib.contextmanager
 def _timed(what: str) -> Iterator[None]:
-    """Log how long a step took (-v)."""
+    """Log how long a step took (-v); its start is the progress line's (cli/output.py)."""
+    log.debug("%s ...", what, extra={"progress": True})
     started = time.perf_counter()
     yield
     log.info("%s: %.2f s", what, time.perf_counter() - started)

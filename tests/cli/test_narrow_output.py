@@ -108,3 +108,50 @@ def test_no_escape_sequences_under_no_color_or_no_color_flag(
     assert "\x1b[" not in r.out, repr(r.out[:300])
     coloured = started.run("check", "shop-answers", now=LOOK, env={"FORCE_COLOR": "1"})
     assert "\x1b[" in coloured.out  # the check above could fail: colour does reach a terminal
+
+
+def _stderr_on_a_terminal(ws: Workspace, *args: str) -> tuple[int, str, str]:
+    """Run the CLI with stderr on a pseudo-terminal (stdout piped, as in `cmd > out`)."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    from tests.conftest import cli_env
+
+    master, slave = pty.openpty()
+    env = {**cli_env(ws.root), "ROLLOUTCTL_NOW": LOOK.isoformat(), "TERM": "xterm"}
+    env.pop("CI", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rolloutctl", *args],
+        stdout=subprocess.PIPE,
+        stderr=slave,
+        env=env,
+        cwd=ws.root,
+        text=True,
+    )
+    os.close(slave)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    out = proc.stdout.read() if proc.stdout else ""
+    os.close(master)
+    return proc.wait(60), out, seen.decode(errors="replace")
+
+
+def test_progress_shows_on_a_terminal_and_never_in_json_or_the_output(started: Workspace) -> None:
+    code, out, terminal = _stderr_on_a_terminal(started, "check", "shop-answers")
+    assert code == 10
+    assert (
+        "source requests: " in terminal
+    )  # a step being worked on (rich redraws ~12 times a second)
+    assert "source requests" not in out and "\x1b" not in out  # stdout is a pipe: plain
+    code, out, terminal = _stderr_on_a_terminal(started, "--json", "check", "shop-answers")
+    assert code == 10 and out.startswith("{")
+    assert "source requests" not in terminal
