@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -99,3 +100,22 @@ def test_top_level_help_lists_the_exit_codes_and_the_output_switches() -> None:
         [sys.executable, "-m", "rolloutctl", "--version"], capture_output=True, text=True
     )
     assert version.returncode == 0 and re.fullmatch(r"rolloutctl \S+\n", version.stdout)
+
+
+def test_shell_completion_offers_commands_rollout_names_and_playbooks(ws: Any) -> None:
+    assert ws.run("start", str(ws.playbook)).code == 0
+    env = {
+        "_ROLLOUTCTL_COMPLETE": "complete_bash",
+        "COMP_WORDS": "rolloutctl check ",
+        "COMP_CWORD": "2",
+    }
+    names = ws.run(env=env).out.split()
+    assert names == ["shop-answers", "rollout.yaml"]  # the store's rollout, the playbook file
+    env = {
+        "_ROLLOUTCTL_COMPLETE": "complete_bash",
+        "COMP_WORDS": "rolloutctl adv",
+        "COMP_CWORD": "1",
+    }
+    assert ws.run(env=env).out.split() == ["advance"]
+    script = ws.run("--show-completion", "bash", env={"SHELL": "/bin/bash"})
+    assert script.code == 0 and "_ROLLOUTCTL_COMPLETE" in script.out
