@@ -144,8 +144,11 @@ def test_counts_are_exact_per_arm_and_segment(
         assert isinstance(hist, Histogram)
         assert hist.n == (rows.language == "hi").sum()
         assert m.arm_counts[None][arm] == len(rows)
-    # one instant query per metric, for both arms and every segment, pinned at the end
-    assert isinstance(source, PrometheusSource) and source.calls == 3
+    # one instant query per distinct question, for both arms and every segment, pinned at
+    # the end: error_rate and timeout_rate ask the same one (requests by status), sent once
+    assert isinstance(source, PrometheusSource) and source.calls == 2
+    assert m.queries["error_rate"] == m.queries["timeout_rate"]
+    assert any(n.startswith("one query served error_rate, timeout_rate") for n in m.notes)
     assert 'variant=~"v1|v2"' in m.queries["error_rate"] and "[3600s]" in m.queries["error_rate"]
     assert "by (variant, category, language, status)" in m.queries["error_rate"]
     assert "by (variant, category, language, le)" in m.queries["p95_latency"]

@@ -139,8 +139,9 @@ class PrometheusSource:
         out = Measurement()
         look = Look(request, list(request.dimensions), _scope_names(request), out)
         readers: dict[str, LiveReader] = {}
+        answers: dict[tuple[str, ...], list[Any] | QueryError] = {}  # one send per query
         for metric in request.metrics:
-            reader = LiveReader(self._queries(request, client))
+            reader = LiveReader(self._queries(request, client, answers))
             try:
                 measure_metric(reader, metric, look)
                 readers[metric.name] = reader
@@ -157,6 +158,7 @@ class PrometheusSource:
                 if plan:
                     out.queries[metric.name] = "\n".join(plan)
         out.arm_counts.setdefault(None, {"control": 0, "canary": 0})
+        _note_shared_queries(out)
         return out, readers
 
     def _earlier_looks(
@@ -212,10 +214,28 @@ class PrometheusSource:
             measure_metric(reader, metric, look)
         return reader.queries.rendered
 
-    def _queries(self, request: MeasureRequest, client: transport.Client | None) -> Queries:
+    def _queries(
+        self,
+        request: MeasureRequest,
+        client: transport.Client | None,
+        answers: dict[tuple[str, ...], list[Any] | QueryError] | None = None,
+    ) -> Queries:
+        kept = {} if answers is None else answers
+
         def send(path: str, params: dict[str, str], query: str) -> list[Any]:
+            """Each distinct query once per look: two metrics (a rate and a count, a
+            quantile and a mean) asking the same question share one answer."""
             assert client is not None
-            return self.api(client, path, params, query)
+            key = (path, *(f"{k}={v}" for k, v in sorted(params.items())))
+            if key not in kept:
+                try:
+                    kept[key] = self.api(client, path, params, query)
+                except QueryError as exc:
+                    kept[key] = exc
+            answer = kept[key]
+            if isinstance(answer, QueryError):
+                raise answer
+            return answer
 
         return Queries(request, self.variants, send if client else None, self.step.total_seconds())
 
@@ -315,3 +335,14 @@ def _secret(variable: str, where: str) -> str:
             hint=f"export {variable}=...",
         )
     return value
+
+
+def _note_shared_queries(out: Measurement) -> None:
+    """Say which metrics a query sent once served (the report's notes)."""
+    served: dict[str, list[str]] = {}
+    for metric, text in out.queries.items():
+        for query in text.splitlines():
+            served.setdefault(query, []).append(metric)
+    for query, metrics in served.items():
+        if len(metrics) > 1:
+            out.notes.append(f"one query served {', '.join(metrics)}: {query}")
