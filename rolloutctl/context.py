@@ -31,6 +31,10 @@ class Context:
     # Time series in gate reports: "all" gates, or only gates that act ("decisions"; the demo
     # uses it to stay fast, since drawing costs about a second per report).
     charts: str = "all"
+    # Where gate reports are queued instead of drawn at once (None: drawn before the engine
+    # returns). The CLI sets a list and draws them after printing the verdict: charts are
+    # off the critical path, and the report still lands before the process exits.
+    deferred: list[Callable[[], list[str]]] | None = None
 
 
 class ControlChange(TypedDict):

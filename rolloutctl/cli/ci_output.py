@@ -9,6 +9,7 @@ failing to append it is a warning and never changes the exit code."""
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -129,6 +130,8 @@ def finish_gate(outcome: Any, json_flag: bool, outputs: CIOutputs) -> None:
         failure = exc
     code = common.render_outcome(outcome, json_flag)
     append_step_summary(data)
+    sys.stdout.flush()  # the verdict is out before the charts are drawn
+    common.run_deferred()
     if failure is not None:
         raise failure
     raise typer.Exit(code)

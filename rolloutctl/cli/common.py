@@ -71,7 +71,18 @@ def parse_now(text: str | None, option: str = "--now") -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def context(json_flag: bool = False) -> Any:
+DEFERRED: list[Any] = []  # reports queued by a gate command, drawn by run_deferred
+
+
+def run_deferred() -> None:
+    """Draw the reports a gate command queued (after its verdict was printed); a report that
+    fails is a warning on stderr, as it would have been in the output."""
+    while DEFERRED:
+        for warning in DEFERRED.pop(0)():
+            warn(warning)
+
+
+def context(json_flag: bool = False, *, defer_reports: bool = False) -> Any:
     from rolloutctl.context import Context
     from rolloutctl.state.registry import open_store
 
@@ -85,6 +96,7 @@ def context(json_flag: bool = False) -> Any:
         reports_dir=g.reports_dir,
         clock=(lambda: now) if now else (lambda: datetime.now(UTC)),
         lock_wait=g.wait,
+        deferred=DEFERRED if defer_reports else None,
     )
     _sync_spooled(ctx)
     return ctx

@@ -266,7 +266,7 @@ def check(
     outputs = CIOutputs(markdown, junit)
     outputs.check()
     with outputs.on_error("check"):
-        outcome = engine.check(context(), resolve_rollout(rollout))
+        outcome = engine.check(context(defer_reports=True), resolve_rollout(rollout))
     if explain and not (json_out or common.current().json) and outcome.gate is not None:
         gate = outcome.gate
         common.say(f"window: {gate.window['start']} → {gate.window['end']}")
@@ -309,7 +309,7 @@ def advance(
 
             outcome = watch_advance(name, interval, timeout, force)
         else:
-            outcome = engine.advance(context(), name, force=force)
+            outcome = engine.advance(context(defer_reports=True), name, force=force)
     finish_gate(outcome, json_out, outputs)
 
 

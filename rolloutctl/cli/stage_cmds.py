@@ -83,5 +83,7 @@ def monitor(
     outputs = CIOutputs(markdown, junit)
     outputs.check()
     with outputs.on_error("monitor"):
-        outcome = engine.monitor(common.context(), common.resolve_rollout(rollout))
+        outcome = engine.monitor(
+            common.context(defer_reports=True), common.resolve_rollout(rollout)
+        )
     finish_gate(outcome, json_out, outputs)

@@ -53,13 +53,21 @@ def write_report(
     acted: bool = True,
 ) -> list[str]:
     """Collect the report's evidence, store its record beside the state (so `report` can
-    re-render it), and write the gate page and the indexes. Returns warnings: a report that
+    re-render it), and write the gate page and the indexes; or, when the context defers
+    reports, queue that for after the verdict is printed. Returns warnings: a report that
     cannot be written is said, never raised, so it cannot undo or hide a decision."""
-    try:
-        _write_report_now(ctx, loaded, state, result, measurements, looks, stage_traffic, acted)
-    except Exception as exc:  # the decision stands whatever went wrong in the report
-        return [f"the gate report was not written ({type(exc).__name__}: {exc})"]
-    return []
+
+    def write() -> list[str]:
+        try:
+            _write_report_now(ctx, loaded, state, result, measurements, looks, stage_traffic, acted)
+        except Exception as exc:  # the decision stands whatever went wrong in the report
+            return [f"the gate report was not written ({type(exc).__name__}: {exc})"]
+        return []
+
+    if ctx.deferred is not None:
+        ctx.deferred.append(write)
+        return []
+    return write()
 
 
 def _write_report_now(
