@@ -37,9 +37,6 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from scipy import special
-from scipy.special import logsumexp
-
 from rolloutctl.stats.sufficient import Proportion
 
 _PRIOR_CONCENTRATION = 2.0  # a weak prior ...
@@ -57,6 +54,8 @@ class ExactResult:
 
 def _log_upper_beta(a: float, b: float, x: float) -> float:
     """log of the integral of p**(a-1) (1-p)**(b-1) over [x, 1]."""
+    from scipy import special  # lazily: a gate that never meets a rare event never pays for it
+
     tail = float(special.betaincc(a, b, x))
     if tail <= 0.0:
         return -math.inf
@@ -114,11 +113,13 @@ _PRIOR_MEAN_STEPS = (1.0, 2.0, 4.0, 8.0)  # prior means in units of the absolute
 
 def _log_marginal(events: int, n: int, means: tuple[float, ...]) -> float:
     """log probability of one event sequence with `events` of `n` under the Beta mixture."""
+    from scipy import special
+
     terms = [
         float(special.betaln(1 + events, 1 / m - 1 + n - events) - special.betaln(1, 1 / m - 1))
         for m in means
     ]
-    return float(logsumexp(terms)) - math.log(len(means))
+    return float(special.logsumexp(terms)) - math.log(len(means))
 
 
 def _log_lik(events: int, n: int, p: float) -> float:

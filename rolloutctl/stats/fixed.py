@@ -28,9 +28,8 @@ exception: "no evidence" is an outcome the gate can report.
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass
-
-from scipy import stats
 
 from rolloutctl.stats.sufficient import Moments, Proportion
 
@@ -45,7 +44,7 @@ def _two_sided_z(confidence: float) -> float:
     """z(1 - (1 - confidence) / 2), or NaN for a confidence outside (0, 1)."""
     if not 0 < confidence < 1:
         return math.nan
-    return float(stats.norm.ppf(0.5 + confidence / 2))
+    return statistics.NormalDist().inv_cdf(0.5 + confidence / 2)
 
 
 def wilson_interval(p: Proportion, confidence: float = 0.95) -> tuple[float, float]:
@@ -101,6 +100,8 @@ def welch(control: Moments, canary: Moments, confidence: float = 0.95) -> WelchR
     df = se2 * se2 / (v_c * v_c / (control.n - 1) + v_t * v_t / (canary.n - 1))
     if not 0 < confidence < 1:
         return WelchResult(difference, se, df, _NAN_INTERVAL)
+    from scipy import stats  # lazily: only a fixed-horizon mean needs Student's t
+
     half = float(stats.t.ppf(0.5 + confidence / 2, df)) * se
     return WelchResult(difference, se, df, (difference - half, difference + half))
 
@@ -111,6 +112,8 @@ def fisher_exact_greater(control: Proportion, canary: Proportion) -> float:
         return 1.0
     total = control.n + canary.n
     events = control.events + canary.events
+    from scipy import stats
+
     # P(X >= canary.events), X ~ the canary's events when `events` fall at random on `total`.
     p = float(stats.hypergeom.sf(canary.events - 1, total, canary.n, events))
     return min(1.0, max(0.0, p))
