@@ -3,9 +3,7 @@ rollout, and `reports/index.html` listing rollouts. No script, font or image is 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +12,7 @@ from markupsafe import Markup
 
 from rolloutctl import formatting as fmt
 from rolloutctl.atomic import atomic_write
+from rolloutctl.report.names import gate_report_name
 
 _env = Environment(
     loader=PackageLoader("rolloutctl.report", "templates"),
@@ -30,15 +29,6 @@ _env.filters["num"] = fmt.value
 _env.filters["pval"] = fmt.p_value
 _env.filters["p_is"] = fmt.p_is
 _env.filters["delta"] = fmt.delta
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-") or "x"
-
-
-def gate_report_name(stage_index: int, stage: str, evaluated_at: str) -> str:
-    stamp = datetime.fromisoformat(evaluated_at).strftime("%Y%m%dT%H%M%SZ")
-    return f"gate-{stage_index:02d}-{_slug(stage)}-{stamp}.html"
 
 
 def _where(segment: dict[str, str] | None) -> str:

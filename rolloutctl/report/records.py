@@ -35,7 +35,7 @@ def warm_renderer() -> None:
 
 
 def report_path(ctx: Context, rollout: str, result: GateResult) -> str:
-    from rolloutctl.report.html import gate_report_name
+    from rolloutctl.report.names import gate_report_name
 
     name = gate_report_name(result.stage_index, result.stage, result.evaluated_at)
     return str(ctx.reports_dir / rollout / name)

@@ -21,7 +21,8 @@ def judge(look: StageLook) -> Judged:
     """Each source measures its metrics over the stage so far (with the cumulative looks the
     report charts, when the source can give them in the same pass); a source that fails is
     an error of the look, never a pass."""
-    records.warm_renderer()  # the charts' renderer loads while the queries run
+    if look.warm_charts:
+        records.warm_renderer()  # the charts' renderer loads while the queries run
     pb = look.playbook
     metrics = gate.stage_metrics(pb, look.stage)
     scope = scope_text(look.loaded, look.stage_index)
