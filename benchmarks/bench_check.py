@@ -77,16 +77,30 @@ def pandas_gate(path: Path) -> float:
     return time.perf_counter() - t
 
 
-def timed_child(cmd: list[str], **kwargs: object) -> tuple[float, float, str]:
-    """Run CMD; return wall seconds, its own peak RSS in GiB (from wait4) and its stdout."""
-    with tempfile.TemporaryFile("w+") as out:
-        t = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.DEVNULL, **kwargs)  # type: ignore[call-overload]
-        _, _, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - t
-        proc.returncode = 0  # reaped above; keep Popen from waiting again
-        out.seek(0)
-        return wall, usage.ru_maxrss / 2**20, out.read()
+def timed_child(cmd: list[str], **kwargs: object) -> tuple[float, float, str, float]:
+    """Run CMD; return wall seconds, its own peak RSS in GiB (from wait4), its stdout, and
+    the seconds until its first output (a gate prints its verdict before drawing the report)."""
+    import threading
+
+    chunks: list[bytes] = []
+    first: list[float] = []
+    t = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, **kwargs)  # type: ignore[call-overload]
+
+    def drain() -> None:
+        while chunk := proc.stdout.read1(65536):
+            if not first:
+                first.append(time.perf_counter() - t)
+            chunks.append(chunk)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    _, _, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t
+    reader.join()
+    proc.returncode = 0  # reaped above; keep Popen from waiting again
+    out = b"".join(chunks).decode()
+    return wall, usage.ru_maxrss / 2**20, out, first[0] if first else wall
 
 
 def main() -> None:
@@ -135,15 +149,15 @@ def main() -> None:
     )
     env["ROLLOUTCTL_NOW"] = (datetime(2026, 1, 5, tzinfo=UTC) + timedelta(days=1)).isoformat()
     for attempt in range(3):
-        wall, peak, out = timed_child(
+        wall, peak, out, printed = timed_child(
             [*cli, "--json", "check", "ai-search-answer-v2"], cwd=root, env=env
         )
         verdict = json.loads(out).get("verdict") if out.strip() else "?"
         print(
-            f"rolloutctl check (run {attempt + 1}): {wall:.2f} s, peak RSS {peak:.2f} GiB, "
-            f"verdict {verdict}"
+            f"rolloutctl check (run {attempt + 1}): verdict printed after {printed:.2f} s, "
+            f"{wall:.2f} s with its full report, peak RSS {peak:.2f} GiB, verdict {verdict}"
         )
-    wall, peak, out = timed_child([sys.executable, __file__, "--pandas", str(log)])
+    wall, peak, out, _ = timed_child([sys.executable, __file__, "--pandas", str(log)])
     seconds, _ = out.split()
     print(
         f"pandas (load + group by, same statistics): {float(seconds):.2f} s in the gate, "

@@ -122,27 +122,30 @@ def _stderr_on_a_terminal(ws: Workspace, *args: str) -> tuple[int, str, str]:
     master, slave = pty.openpty()
     env = {**cli_env(ws.root), "ROLLOUTCTL_NOW": LOOK.isoformat(), "TERM": "xterm"}
     env.pop("CI", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "rolloutctl", *args],
-        stdout=subprocess.PIPE,
-        stderr=slave,
-        env=env,
-        cwd=ws.root,
-        text=True,
-    )
-    os.close(slave)
-    seen = b""
-    while True:
-        try:
-            chunk = os.read(master, 4096)
-        except OSError:  # the child closed the terminal
-            break
-        if not chunk:
-            break
-        seen += chunk
-    out = proc.stdout.read() if proc.stdout else ""
-    os.close(master)
-    return proc.wait(60), out, seen.decode(errors="replace")
+    out_file = ws.root / "stdout.txt"
+    with out_file.open("w") as out_sink:  # a file, not a pipe: the child never blocks on it
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "rolloutctl", *args],
+            stdout=out_sink,
+            stderr=slave,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=ws.root,
+        )
+        os.close(slave)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            seen += chunk
+        os.close(master)
+        code = proc.wait(120)
+    out = out_file.read_text()
+    return code, out, seen.decode(errors="replace")
 
 
 def test_progress_shows_on_a_terminal_and_never_in_json_or_the_output(started: Workspace) -> None:
