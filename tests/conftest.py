@@ -263,9 +263,10 @@ def make_workspace(tmp_path: Path, store_spec: str | None = None) -> Workspace:
         *args: str,
         now: datetime | None = None,
         timeout: float = 120,
-        env: dict[str, str] | None = None,
+        env: dict[str, str | None] | None = None,  # None: the variable removed
     ) -> Result:
-        env = {**cli_env(tmp_path, store_spec), **(env or {})}
+        merged = {**cli_env(tmp_path, store_spec), **(env or {})}
+        env = {k: v for k, v in merged.items() if v is not None}
         if now is not None:
             env["ROLLOUTCTL_NOW"] = now.isoformat()
         proc = subprocess.run(

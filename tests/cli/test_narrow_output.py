@@ -92,21 +92,25 @@ def test_a_wide_terminal_gets_the_table_with_the_same_figures(started: Workspace
             assert figure in row, (metric["name"], figure, row)
 
 
+COLOUR = {"FORCE_COLOR": "1", "TERM": "xterm-256color", "NO_COLOR": None}
+
+
 @pytest.mark.parametrize(
-    "how", [{"NO_COLOR": "1", "FORCE_COLOR": "1"}, {"FORCE_COLOR": "1"}, {}], ids=str
+    ("flag", "env"),
+    [
+        ([], {**COLOUR, "NO_COLOR": "1"}),  # NO_COLOR wins over a forced terminal
+        (["--no-color"], COLOUR),
+        ([], {"FORCE_COLOR": None, "NO_COLOR": None}),  # a pipe
+    ],
+    ids=["NO_COLOR", "--no-color", "pipe"],
 )
 def test_no_escape_sequences_under_no_color_or_no_color_flag(
-    started: Workspace, how: dict[str, str]
+    started: Workspace, flag: list[str], env: dict[str, str | None]
 ) -> None:
-    args = (
-        ["check", "shop-answers"]
-        if how.get("NO_COLOR") or not how
-        else ["--no-color", "check", "shop-answers"]
-    )
-    r = started.run(*args, now=LOOK, env={"COLUMNS": "200", **how})
+    r = started.run(*flag, "check", "shop-answers", now=LOOK, env={"COLUMNS": "200", **env})
     assert r.code == 10, r.err
     assert "\x1b[" not in r.out, repr(r.out[:300])
-    coloured = started.run("check", "shop-answers", now=LOOK, env={"FORCE_COLOR": "1"})
+    coloured = started.run("check", "shop-answers", now=LOOK, env=COLOUR)
     assert "\x1b[" in coloured.out  # the check above could fail: colour does reach a terminal
 
 
