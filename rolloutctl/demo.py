@@ -10,9 +10,7 @@ rise in health questions only (v3) is caught in the shadow stage, before any use
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib.resources import files
@@ -22,6 +20,7 @@ from typing import Any
 import yaml
 
 from rolloutctl import engine, simulate
+from rolloutctl.envvars import overridden
 from rolloutctl.playbook import expr
 from rolloutctl.playbook.load import load_playbook
 from rolloutctl.playbook.scope import scope_text
@@ -198,7 +197,7 @@ def run_demo(
 ) -> list[DemoRun]:
     from rolloutctl.demo_endpoint import DEMO_KEY, serving
 
-    with serving() as url, _environment(CANDIDATE_BASE_URL=url, CANDIDATE_API_KEY=DEMO_KEY):
+    with serving() as url, overridden(CANDIDATE_BASE_URL=url, CANDIDATE_API_KEY=DEMO_KEY):
         return [
             run_one(
                 workdir,
@@ -219,18 +218,3 @@ def run_demo(
                 progress=progress,
             ),
         ]
-
-
-@contextmanager
-def _environment(**values: str) -> Iterator[None]:
-    """The smoke stage reads its endpoint and key from the environment, as in production."""
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, old in saved.items():
-            if old is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = old

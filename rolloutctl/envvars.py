@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from rolloutctl.errors import InvalidInput
 
@@ -51,3 +53,19 @@ def resolve_env(value: str, *, where: str) -> str:
             f"{where}: environment variable {exc.name} is not set",
             hint=f"export {exc.name}=... (the playbook reads it as ${{{exc.name}}})",
         ) from None
+
+
+@contextmanager
+def overridden(**values: str) -> Iterator[None]:
+    """The environment with `values` set for the duration, then as it was (the demo's
+    endpoint and key, a test server's credentials)."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old

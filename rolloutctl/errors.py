@@ -28,6 +28,20 @@ class ExitCode(IntEnum):
     PAUSED = 12
 
 
+# What each exit code means, for `rolloutctl --help` (the README has the same table).
+MEANING = {
+    ExitCode.OK: "done: the gate passed, the command did what it says",
+    ExitCode.INTERNAL: "internal error (a bug; -v shows the traceback)",
+    ExitCode.USAGE: "usage error",
+    ExitCode.INVALID_INPUT: "invalid input: playbook, request log, eval file",
+    ExitCode.BACKEND: "a metrics, flag or state backend unreachable or answering garbage",
+    ExitCode.STATE_CONFLICT: "state conflict: locked, illegal transition, flag changed by hand",
+    ExitCode.GATE_FAILED: "gate failed (rolled back, or would)",
+    ExitCode.GATE_INCONCLUSIVE: "gate inconclusive (holding)",
+    ExitCode.PAUSED: "paused (approval, or a trigger paused it)",
+}
+
+
 class RolloutError(Exception):
     exit_code: ExitCode = ExitCode.INTERNAL
 

@@ -26,12 +26,11 @@ from rolloutctl.durations import parse_duration
 from rolloutctl.errors import BackendError, InvalidInput
 from rolloutctl.gate import ab_metrics, planned_alpha, planned_vetoes, stage_metrics, tuned_total
 from rolloutctl.playbook.load import LoadedPlaybook
-from rolloutctl.playbook.model import Metric, Playbook, Stage
+from rolloutctl.playbook.model import LOG_KINDS, Metric, Playbook, Stage
 from rolloutctl.stats import sequential
 from rolloutctl.stats.compare import one_sided_width
 from rolloutctl.stats.sufficient import Histogram, Moments, Proportion, RatioMoments, Stat
 
-LOG_KINDS = ("requestlog", "sql")  # sources of request rows: files, or a SQL engine
 # The plan measures the control arm only: a canary name no request log uses (printable, as
 # every SQL engine takes it in a string literal).
 NO_CANARY = "(no canary: the plan reads the control only)"

@@ -325,9 +325,9 @@ class Client:
             headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
         elif content is not None:
             body = content.encode() if isinstance(content, str) else content
+        if "query" in (params or data or {}):  # a PromQL query, in the URL or the form
+            log.debug("query: %s", (params or data or {})["query"])
         if params:
-            if "query" in params:
-                log.debug("query: %s", params["query"])
             url += ("&" if "?" in url else "?") + urlencode(params)
         started = time.perf_counter()
         answer = self._request(method, url, body, headers)

@@ -93,3 +93,11 @@ def test_without_the_plugin_validate_names_what_is_missing(ws: Workspace) -> Non
     assert "plugged.yaml:2:" in r.out and "got 'jsonfile'" in r.out
     assert "plugged.yaml:5:" in r.out and "got 'counts'" in r.out
     assert "or one a plugin provides (none installed)" in r.out
+
+
+def test_the_schema_knows_the_sources_the_registry_builds() -> None:
+    """A built-in kind is one the registry builds; any other name is a plugin's."""
+    from rolloutctl.metrics.registry import _KINDS
+    from rolloutctl.playbook.model import BUILTIN_SOURCES
+
+    assert set(BUILTIN_SOURCES) == set(_KINDS)

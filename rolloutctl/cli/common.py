@@ -61,6 +61,17 @@ def default_actor() -> str:
         return "unknown"
 
 
+def version() -> str:
+    """The installed rolloutctl's version (`--version`)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("rolloutctl")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "0+unknown"
+
+
 def parse_now(text: str | None, option: str = "--now") -> datetime | None:
     if not text:
         return None

@@ -237,19 +237,11 @@ def output_options(argv: list[str]) -> tuple[int, bool, bool]:
     return min(verbosity, 2), "-q" in head or "--quiet" in head, no_color
 
 
-def version() -> str:
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as installed
-
-    try:
-        return installed("rolloutctl")
-    except PackageNotFoundError:  # run from a source tree that was never installed
-        return "0+unknown"
-
-
 def main(argv: list[str]) -> int:
     """The exit code of `rolloutctl ARGV`: the fast path when it applies, else typer."""
     if argv in (["--version"], ["-V"]):
+        from rolloutctl.cli.common import version
+
         sys.stdout.write(f"rolloutctl {version()}\n")
         return 0
     argv = normalize(argv)

@@ -11,7 +11,7 @@ import typer
 
 from rolloutctl.cli import common
 from rolloutctl.cli.common import context, finish, require_reason, resolve_rollout
-from rolloutctl.errors import InvalidInput, UsageError
+from rolloutctl.errors import MEANING, InvalidInput, UsageError
 from rolloutctl.results import ReportResult
 from rolloutctl.state.registry import choose
 
@@ -19,18 +19,7 @@ app = typer.Typer(
     name="rolloutctl",
     help="Roll out AI changes (models, prompts, tools, routes) on evidence: statistical "
     "canary gates per metric and segment, flag flips, reports.",
-    epilog=(
-        "\b\nExit codes:\n"
-        "   0  done: the gate passed, the command did what it says\n"
-        "   1  internal error (a bug; -v shows the traceback)\n"
-        "   2  usage error\n"
-        "   3  invalid input: playbook, request log, eval file\n"
-        "   4  a metrics, flag or state backend unreachable or answering garbage\n"
-        "   5  state conflict: locked, illegal transition, flag changed by hand\n"
-        "  10  gate failed (rolled back, or would)\n"
-        "  11  gate inconclusive (holding)\n"
-        "  12  paused (approval, or a trigger paused it)"
-    ),
+    epilog="\b\nExit codes:\n" + "\n".join(f"  {c:>3}  {t}" for c, t in MEANING.items()),
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
@@ -51,6 +40,13 @@ JunitOpt = Annotated[
         "--junit", metavar="FILE", help="also write the gate's checks as JUnit XML to FILE"
     ),
 ]
+
+
+def _print_version(asked: bool) -> None:
+    """`--version` among other options (alone, cli/entry.py answers it before typer loads)."""
+    if asked:
+        common.say(f"rolloutctl {common.version()}")
+        raise typer.Exit(0)
 
 
 @app.callback()
@@ -90,7 +86,13 @@ def main(
     ] = False,
     version: Annotated[
         bool,
-        typer.Option("--version", "-V", help="print the version and exit", is_eager=True),
+        typer.Option(
+            "--version",
+            "-V",
+            help="print the version and exit",
+            is_eager=True,
+            callback=_print_version,
+        ),
     ] = False,
     now: Annotated[
         str | None, typer.Option(help="evaluate as of this ISO time [env ROLLOUTCTL_NOW]")

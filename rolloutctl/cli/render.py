@@ -7,7 +7,6 @@ for the same reason (`:warning:` stays text)."""
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from rich.console import Console, Group, RenderableType
@@ -52,7 +51,7 @@ def console(*, stderr: bool = False) -> Console:
     """The console every command prints through: no emoji codes, no automatic highlighting
     (bold numbers and paths), and no colour at all under NO_COLOR or --no-color."""
     output.finished()
-    plain = output.CURRENT.no_color or bool(os.environ.get("NO_COLOR"))
+    plain = output.CURRENT.no_color  # set by --no-color or NO_COLOR (cli/entry.py)
     return Console(
         stderr=stderr, emoji=False, highlight=False, color_system=None if plain else "auto"
     )
@@ -77,9 +76,9 @@ def _fits(table: Table, width: int) -> bool:
 def _stacked(result: Any, width: int) -> Group:
     """One block per metric: its name, segment and verdict, then the arms, then the
     estimate with its interval and margin. Figures are never split or cut."""
-    lines = [f"[bold]{_text(f'{result.rollout} · {result.stage} · window {_window(result)}')}[/]"]
+    lines = [f"[bold]{_title(result)}[/]"]
     for m in _shown(result):
-        head = _text(m.title) + (" *" if m.critical else "") + (" (advisory)" if m.advisory else "")
+        head = _name(m)
         if m.segment is not None:
             head += f"  ·  {_seg(m)}"
         lines.append(f"{head}  [{_STYLE.get(m.verdict, '')}]{_text(m.verdict).upper()}[/]")
@@ -104,13 +103,22 @@ def _stacked(result: Any, width: int) -> Group:
     return Group(*lines)
 
 
+def _title(result: Any) -> str:
+    return _text(f"{result.rollout} · {result.stage} · window {_window(result)}")
+
+
+def _name(m: Any) -> str:
+    """A metric as a row names it: its title, * when critical, (advisory) when it never vetoes."""
+    return _text(m.title) + (" *" if m.critical else "") + (" (advisory)" if m.advisory else "")
+
+
 def _shown(result: Any) -> list[Any]:
     """Every overall row, and the segments that failed."""
     return [m for m in result.metrics if m.segment is None or m.verdict == "fail"]
 
 
 def gate_table(result: Any) -> Table:
-    title = _text(f"{result.rollout} · {result.stage} · window {_window(result)}")
+    title = _title(result)
     shown = _shown(result)
     if all(m.kind not in COMPARED for m in shown):  # a smoke, eval or shadow stage's checks
         table = Table(title=title)
@@ -139,7 +147,7 @@ def gate_table(result: Any) -> Table:
     for m in shown:
         rel = m.margin_kind == "relative"
         table.add_row(
-            _text(m.title) + (" *" if m.critical else "") + (" (advisory)" if m.advisory else ""),
+            _name(m),
             _seg(m),
             f"{fmt.value(m.control['value'], m.kind)} ({m.control['n']:,})",
             f"{fmt.value(m.canary['value'], m.kind)} ({m.canary['n']:,})",

@@ -128,6 +128,12 @@ def _timed(what: str) -> Iterator[None]:
     log.info("%s: %.2f s", what, time.perf_counter() - started)
 
 
+def _first_of(paths: list[str]) -> str:
+    """Paths for a reader: the first, fit to print, and how many more."""
+    more = f" (and {len(paths) - 1} more)" if len(paths) > 1 else ""
+    return f"{remote.shown(paths[0])}{more}"
+
+
 def _is_glob(path: str) -> bool:
     """Does the path name files to be listed (a web server's `?` is a query, not a glob)?"""
     return remote.is_glob(path) if remote.is_remote(path) else glob.has_magic(path)
@@ -301,8 +307,7 @@ class RequestLogSource:
     @property
     def label(self) -> str:
         """Where the rows are, for a reader: the first path (and how many more)."""
-        more = f" (and {len(self.paths) - 1} more)" if len(self.paths) > 1 else ""
-        return f"{remote.shown(self.paths[0])}{more}" if self.paths else self.name
+        return _first_of(self.paths) if self.paths else self.name
 
     def _nothing_to_read(self) -> bool:
         """Every path is a glob that matches no file yet (the gate then holds on no data)."""
@@ -405,10 +410,8 @@ class RequestLogSource:
         return {c: ("VARCHAR" if t == "JSON" else t) for c, t in types.items()}
 
     def _unreadable(self, group: list[str], exc: duckdb.Error) -> InvalidInput:
-        more = f" (and {len(group) - 1} more)" if len(group) > 1 else ""
         return InvalidInput(
-            f"request log {self.name!r}: cannot read {remote.shown(group[0])}{more}: "
-            f"{str(exc).splitlines()[0]}",
+            f"request log {self.name!r}: cannot read {_first_of(group)}: {first_line(exc)}",
             hint="each file must be valid JSONL, CSV or Parquet with ts and variant columns",
         )
 

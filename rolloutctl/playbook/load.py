@@ -25,6 +25,7 @@ from rolloutctl.durations import DURATION_PATTERN
 from rolloutctl.errors import InvalidInput, PlaybookInvalid
 from rolloutctl.playbook import expr
 from rolloutctl.playbook.model import (
+    LOG_KINDS,
     METRIC_NAME_RE,
     NAME_RE,
     Playbook,
@@ -441,7 +442,7 @@ def semantic_problems(data: Any, positions: dict[Loc, tuple[int, int]], path: Pa
 _STAGE_SOURCE_KIND = {
     "offline_eval": ("evalfile",),
     "shadow": ("requestlog",),
-    "monitor": ("requestlog", "sql"),
+    "monitor": LOG_KINDS,
 }
 
 
@@ -498,7 +499,7 @@ class _Semantics:
                 near = difflib.get_close_matches(name, self.source_names, n=1)
                 tip = f"; did you mean {near[0]!r}?" if near else f"; sources: {self.source_names}"
                 self.at(("metrics", i, "source"), f"unknown source {name!r}{tip}")
-            elif self.source_kind(name) in ("requestlog", "sql"):
+            elif self.source_kind(name) in LOG_KINDS:
                 # A table's columns are known to its engine only: it names an unknown one
                 # when the query runs (exit 3); a file log's are the request-log schema's.
                 known = self.source_kind(name) == "requestlog"

@@ -17,6 +17,7 @@ from pydantic import (
 )
 
 from rolloutctl.durations import DURATION_PATTERN, parse_duration
+from rolloutctl.flags.registry import KINDS as FLAG_BACKENDS
 from rolloutctl.state.store import NAME_PATTERN
 
 NAME_RE = NAME_PATTERN
@@ -144,9 +145,6 @@ class UnleashFlag(_Flag):
     retries: int = Field(2, ge=0, le=10, description="retries on 5xx and connection errors")
 
 
-BUILTIN_FLAG_BACKENDS = ("file", "gateway", "http", "launchdarkly", "unleash")
-
-
 class PluginFlag(_Flag):
     """A flag backend an installed plugin provides (entry point group `rolloutctl.flags`,
     docs/plugins.md); its other keys are the plugin's to check."""
@@ -157,7 +155,7 @@ class PluginFlag(_Flag):
     @field_validator("backend")
     @classmethod
     def _installed(cls, backend: str) -> str:
-        return _provided("flag backend", backend, BUILTIN_FLAG_BACKENDS, "rolloutctl.flags")
+        return _provided("flag backend", backend, FLAG_BACKENDS, "rolloutctl.flags")
 
 
 def _provided(what: str, name: str, builtin: tuple[str, ...], group: str) -> str:
@@ -172,13 +170,17 @@ def _provided(what: str, name: str, builtin: tuple[str, ...], group: str) -> str
     return name
 
 
-def _flag_backend(value: Any) -> str:
-    backend = (
-        value.get("backend", "file")
-        if isinstance(value, dict)
-        else getattr(value, "backend", "file")
-    )
-    return str(backend) if backend in BUILTIN_FLAG_BACKENDS else "plugin"
+def _tag(key: str, builtin: tuple[str, ...], default: str | None = None) -> Any:
+    """The union member for a section: its `key` when built in, "plugin" for any other name
+    (the plugin models check it is installed), None when the key is missing."""
+
+    def tag(value: Any) -> str | None:
+        name = value.get(key, default) if isinstance(value, dict) else getattr(value, key, default)
+        if name is None:
+            return None
+        return str(name) if name in builtin else "plugin"
+
+    return tag
 
 
 FlagSpec = Annotated[
@@ -188,7 +190,7 @@ FlagSpec = Annotated[
     | Annotated[LaunchDarklyFlag, Tag("launchdarkly")]
     | Annotated[UnleashFlag, Tag("unleash")]
     | Annotated[PluginFlag, Tag("plugin")],
-    Discriminator(_flag_backend),
+    Discriminator(_tag("backend", FLAG_BACKENDS, default="file")),
 ]
 
 
@@ -346,6 +348,7 @@ class EvalFileSpec(Strict):
 
 
 BUILTIN_SOURCES = ("requestlog", "sql", "prometheus", "http", "evalfile")
+LOG_KINDS = ("requestlog", "sql")  # sources of request rows: files, or a SQL engine
 
 
 class PluginSourceSpec(BaseModel):
@@ -361,13 +364,6 @@ class PluginSourceSpec(BaseModel):
         return _provided("source kind", kind, BUILTIN_SOURCES, "rolloutctl.sources")
 
 
-def _source_kind(value: Any) -> str | None:
-    kind = value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
-    if kind is None:
-        return None  # reported as a missing `kind:`
-    return str(kind) if kind in BUILTIN_SOURCES else "plugin"
-
-
 Source = Annotated[
     Annotated[RequestLogSpec, Tag("requestlog")]
     | Annotated[SqlSpec, Tag("sql")]
@@ -376,7 +372,7 @@ Source = Annotated[
     | Annotated[EvalFileSpec, Tag("evalfile")]
     | Annotated[PluginSourceSpec, Tag("plugin")],
     Discriminator(
-        _source_kind,
+        _tag("kind", BUILTIN_SOURCES),
         custom_error_type="source_kind",
         custom_error_message="a source needs `kind:` (requestlog, sql, prometheus, http, "
         "evalfile, or a plugin's)",

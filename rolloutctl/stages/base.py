@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from rolloutctl.durations import format_duration, parse_duration
 from rolloutctl.errors import InvalidInput
 from rolloutctl.gate import stage_metrics
+from rolloutctl.playbook.model import LOG_KINDS
 from rolloutctl.results import GateResult, GateVerdict, MetricResult, Window
 
 if TYPE_CHECKING:
@@ -143,9 +144,6 @@ def result(
         errors=errors,
         notes=list(notes),
     )
-
-
-LOG_KINDS = ("requestlog", "sql")  # sources of request rows: files, or a SQL engine
 
 
 def request_log(

@@ -24,8 +24,8 @@ from rolloutctl.atomic import atomic_write
 from rolloutctl.errors import StateConflict, UsageError
 from rolloutctl.state.store import (
     AuditEvent,
+    AuditsByEvents,
     RolloutState,
-    audit_event,
     check_name,
     now_iso,
     state_from,
@@ -34,7 +34,7 @@ from rolloutctl.state.store import (
 )
 
 
-class FileStore:
+class FileStore(AuditsByEvents):
     def __init__(self, root: Path) -> None:
         self.root = root
         self.where = str(root)
@@ -191,29 +191,6 @@ class FileStore:
         self.intent_path(rollout).unlink(missing_ok=True)
 
     # ------------------------------------------------------------ audit.jsonl
-
-    def audit(
-        self,
-        rollout: str,
-        *,
-        actor: str,
-        command: str,
-        reason: str | None,
-        before: dict[str, Any] | None,
-        after: dict[str, Any] | None,
-        verdict: dict[str, Any] | None = None,
-        at: str | None = None,
-    ) -> None:
-        event = audit_event(
-            actor=actor,
-            command=command,
-            reason=reason,
-            before=before,
-            after=after,
-            verdict=verdict,
-            at=at,
-        )
-        self._append_audit(rollout, event)
 
     def append_events(self, rollout: str, events: list[dict[str, Any]]) -> None:
         for event in events:

@@ -32,8 +32,8 @@ from rolloutctl.errors import BackendError, StateConflict, StoreUnavailable, fir
 from rolloutctl.extras import require
 from rolloutctl.state.store import (
     AuditEvent,
+    AuditsByEvents,
     RolloutState,
-    audit_event,
     check_name,
     now_iso,
     shown,
@@ -77,7 +77,7 @@ SCHEMA_V1 = (
 )
 
 
-class PostgresStore:
+class PostgresStore(AuditsByEvents):
     def __init__(self, url: str) -> None:
         self.url = url
         self.where = shown(url)
@@ -278,29 +278,6 @@ class PostgresStore:
         )
 
     # ------------------------------------------------------------ audit
-
-    def audit(
-        self,
-        rollout: str,
-        *,
-        actor: str,
-        command: str,
-        reason: str | None,
-        before: dict[str, Any] | None,
-        after: dict[str, Any] | None,
-        verdict: dict[str, Any] | None = None,
-        at: str | None = None,
-    ) -> None:
-        event = audit_event(
-            actor=actor,
-            command=command,
-            reason=reason,
-            before=before,
-            after=after,
-            verdict=verdict,
-            at=at,
-        )
-        self.append_events(rollout, [event])
 
     def append_events(self, rollout: str, events: list[dict[str, Any]]) -> None:
         with self._db("appending to the audit log") as cur:

@@ -155,26 +155,36 @@ def state_from(data: Any) -> RolloutState:
     return RolloutState(**{k: v for k, v in data.items() if k in allowed})
 
 
-def audit_event(
-    *,
-    actor: str,
-    command: str,
-    reason: str | None,
-    before: dict[str, Any] | None,
-    after: dict[str, Any] | None,
-    verdict: dict[str, Any] | None,
-    at: str | None,
-) -> dict[str, Any]:
-    """An audit event that is not a transition (a notification that failed, a note): no id."""
-    return {
-        "time": at or now_iso(),
-        "actor": actor,
-        "command": command,
-        "reason": reason,
-        "before": before,
-        "after": after,
-        "verdict": verdict,
-    }
+class AuditsByEvents:
+    """`Store.audit` for both stores: the event built once, appended as `append_events`
+    appends a spooled one. An event that is not a transition (a notification, a control)
+    has no id."""
+
+    def append_events(self, rollout: str, events: list[dict[str, Any]]) -> None:
+        raise NotImplementedError
+
+    def audit(
+        self,
+        rollout: str,
+        *,
+        actor: str,
+        command: str,
+        reason: str | None,
+        before: dict[str, Any] | None,
+        after: dict[str, Any] | None,
+        verdict: dict[str, Any] | None = None,
+        at: str | None = None,
+    ) -> None:
+        event = {
+            "time": at or now_iso(),
+            "actor": actor,
+            "command": command,
+            "reason": reason,
+            "before": before,
+            "after": after,
+            "verdict": verdict,
+        }
+        self.append_events(rollout, [event])
 
 
 def transition_event(

@@ -19,7 +19,7 @@ from rolloutctl.errors import BackendError, InvalidInput
 from rolloutctl.metrics import remote
 from rolloutctl.metrics.requestlog import RequestLogSource
 from tests.conftest import PLAYBOOK, START, make_workspace
-from tests.metrics.test_sql_source import assert_same, request
+from tests.metrics.test_sql_source import assert_same, regression, request
 from tests.servers.objectstores import GcsServer, S3Server, WebFiles, running
 
 EVERY = timedelta(minutes=30)
@@ -29,14 +29,7 @@ EVERY = timedelta(minutes=30)
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two hours of a regression, as one Parquet file and as two hourly parts."""
     root = tmp_path_factory.mktemp("remote-logs")
-    frame = simulate.generate(
-        "hallucination_regression",
-        START,
-        START + timedelta(hours=2),
-        requests_per_hour=20_000,
-        canary_percent=20,
-        seed=5,
-    )
+    frame = regression(seed=5)
     simulate.write(frame, root / "log.parquet")
     (root / "parts").mkdir()
     first = frame["ts"] < START + timedelta(hours=1)

@@ -65,18 +65,23 @@ def load_into_postgres(url: str, table: str, parquet: Path) -> None:
                 copy.write_row(row)
 
 
-@pytest.fixture(scope="module")
-def logs(tmp_path_factory: pytest.TempPathFactory, state_server: Any) -> Iterator[Logs]:
-    root = tmp_path_factory.mktemp("sql-source")
-    frame = simulate.generate(
+def regression(seed: int) -> Any:
+    """Two hours of a hallucination regression, 20% on the candidate: the rows these tests
+    put in each engine and store."""
+    return simulate.generate(
         "hallucination_regression",
         START,
         START + timedelta(hours=2),
         requests_per_hour=20_000,
         canary_percent=20,
-        seed=3,
+        seed=seed,
     )
-    parquet = simulate.write(frame, root / "log.parquet")
+
+
+@pytest.fixture(scope="module")
+def logs(tmp_path_factory: pytest.TempPathFactory, state_server: Any) -> Iterator[Logs]:
+    root = tmp_path_factory.mktemp("sql-source")
+    parquet = simulate.write(regression(seed=3), root / "log.parquet")
     url = state_server.new_database()
     load_into_postgres(url, "requests", parquet)
     yield Logs(parquet, url)

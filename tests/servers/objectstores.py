@@ -8,7 +8,6 @@ stopped by PID.
 
 from __future__ import annotations
 
-import contextlib
 import http.server
 import io
 import os
@@ -22,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rolloutctl.envvars import overridden
 from tests.servers.postgres import free_port, stop
 
 _RANGE = re.compile(r"bytes=(\d+)-(\d*)$")
@@ -139,7 +139,7 @@ class S3Server:
 
     def upload(self, bucket: str, files: dict[str, Path]) -> None:
         """Create `bucket` and put each local file at its key."""
-        with _environment(self.env):
+        with overridden(**self.env):
             import s3fs
 
             fs = s3fs.S3FileSystem(skip_instance_cache=True)
@@ -181,27 +181,13 @@ class GcsServer:
             stop(self.proc)
 
     def upload(self, bucket: str, files: dict[str, Path]) -> None:
-        with _environment(self.env):  # before the import: gcsfs reads its switches then
+        with overridden(**self.env):  # before the import: gcsfs reads its switches then
             import gcsfs
 
             fs = gcsfs.GCSFileSystem(skip_instance_cache=True)
             fs.mkdir(bucket)
             for key, path in files.items():
                 fs.put(str(path), f"{bucket}/{key}")
-
-
-@contextlib.contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, old in saved.items():
-            if old is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = old
 
 
 def running(server: Any) -> Iterator[Any]:
