@@ -82,6 +82,7 @@ def _write_report_now(
 ) -> None:
 
     from rolloutctl.report import evidence, html
+    from rolloutctl.report.names import gate_report_name
 
     scope = scope_text(loaded, result.stage_index)
     series = ctx.charts == "all" or result.decision not in (None, "hold")
@@ -90,7 +91,7 @@ def _write_report_now(
         collected = evidence.collect(
             loaded, result.stage_index, result, measurements, looks if series else None
         )
-    name = html.gate_report_name(result.stage_index, result.stage, result.evaluated_at)
+    name = gate_report_name(result.stage_index, result.stage, result.evaluated_at)
     audit = ctx.store.history(state.rollout)
     record = html.build_record(loaded, state, result, audit, collected, stage_traffic, scope)
     record["acted"] = acted

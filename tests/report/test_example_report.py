@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from rolloutctl.demo import _environment, run_one
+from rolloutctl.demo import run_one
 from rolloutctl.demo_endpoint import DEMO_KEY, serving
+from rolloutctl.envvars import overridden
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "reports"
 ROLLOUT = "ai-search-answer-v3"
@@ -32,7 +33,7 @@ def render_example(reports: Path) -> None:
     with (
         tempfile.TemporaryDirectory() as work,
         serving() as url,
-        _environment(CANDIDATE_BASE_URL=url, CANDIDATE_API_KEY=DEMO_KEY),
+        overridden(CANDIDATE_BASE_URL=url, CANDIDATE_API_KEY=DEMO_KEY),
     ):
         run = run_one(
             Path(work),
