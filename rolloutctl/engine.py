@@ -303,7 +303,6 @@ def measure_and_judge(
         canary=state.flag["canary"],
         exposure_started=lambda: _exposure_started(ctx, state),
         consecutive_errors=state.consecutive_errors,
-        warm_charts=ctx.deferred is None,
     )
     judged = registry.judge(look)
     return judged.result, judged.measurements, judged.looks

@@ -1,6 +1,6 @@
-"""Report charts drawn with matplotlib and inlined as SVG: nothing is fetched, text stays
-text (searchable, readable by screen readers through the label), and the same data always
-gives the same bytes (fixed hash salt, no date in the metadata).
+"""Report charts as inline SVG, drawn by `report/svg.py`: nothing is fetched, text stays text
+(searchable, readable by screen readers through the label), and the same data always gives
+the same bytes.
 
 Colours come from a palette that stays distinguishable in grey-scale and for the common
 colour-vision deficiencies (control: dark blue, solid; canary: orange, dashed), and every
@@ -9,84 +9,16 @@ chart also has a text label, so colour is never the only carrier of meaning.
 
 from __future__ import annotations
 
-import functools
-import io
 import math
-import re
-import threading
-import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, ParamSpec
+from typing import Any
 
-import matplotlib
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from rolloutctl.report.svg import Panel, figure, span
 
-P = ParamSpec("P")
 CONTROL, CANARY, MARGIN, BAND = "#1f3b73", "#d55e00", "#b3261e", "#f0b98d"
-_RC: Any = {
-    "svg.fonttype": "none",  # text as <text>, not outlines: small files, selectable text
-    "font.family": "sans-serif",
-    "font.size": 8.5,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-    "axes.grid": True,
-    "grid.color": "#e6e6e6",
-    "grid.linewidth": 0.6,
-}
-
-
-# matplotlib's rc settings are global: charts are drawn one at a time (the warm-up may run
-# on a thread while the gate's queries run).
-_DRAWING = threading.Lock()
-# A segment value or title in a script the font lacks is drawn as a box; matplotlib's warning
-# about it would reach the user's terminal, where it means nothing to them.
-warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from", category=UserWarning)
-
-
-def _serial(draw: Callable[P, str]) -> Callable[P, str]:
-    @functools.wraps(draw)
-    def locked(*args: P.args, **kwargs: P.kwargs) -> str:
-        with _DRAWING:
-            return draw(*args, **kwargs)
-
-    return locked
-
-
-def _svg(fig: Figure, key: str, label: str) -> str:
-    """The figure as an inline <svg> element with an accessible name; ids made unique per key."""
-    buffer = io.StringIO()
-    settings: Any = {**_RC, "svg.hashsalt": key}
-    with matplotlib.rc_context(settings):
-        fig.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
-    text = buffer.getvalue()
-    text = text[text.index("<svg") :]  # drop the XML declaration and DOCTYPE
-    safe = (
-        label.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;").replace(">", "&gt;")
-    )
-    text = text.replace("<svg ", f'<svg role="img" aria-label="{safe}" ', 1)
-    # Unique ids per chart: several charts share one page.
-    prefix = re.sub(r"[^a-zA-Z0-9]", "", key)[:24] or "c"
-    text = re.sub(r'id="([^"]+)"', lambda m: f'id="{prefix}-{m.group(1)}"', text)
-    text = re.sub(r"url\(#([^)]+)\)", lambda m: f"url(#{prefix}-{m.group(1)})", text)
-    text = re.sub(r'xlink:href="#([^"]+)"', lambda m: f'xlink:href="#{prefix}-{m.group(1)}"', text)
-    return text
-
-
-def _new(width: float, height: float, **adjust: float) -> Figure:
-    """A figure with fixed margins (a layout engine would cost more than the drawing)."""
-    with matplotlib.rc_context(_RC):
-        fig = Figure(figsize=(width, height), dpi=72)
-    fig.subplots_adjust(**{"left": 0.08, "right": 0.98, "top": 0.88, "bottom": 0.2, **adjust})
-    return fig
-
-
-def _few_ticks(*axes: Any) -> None:
-    """Four ticks per axis: enough to read, and tick layout is most of the drawing time."""
-    for ax in axes:
-        ax.xaxis.set_major_locator(MaxNLocator(4))
-        ax.yaxis.set_major_locator(MaxNLocator(4))
+DASHED, DOTTED = "5 3", "1.5 2.5"
+WIDTH = 720.0
 
 
 def _hours(times: Sequence[str]) -> list[float]:
@@ -94,131 +26,91 @@ def _hours(times: Sequence[str]) -> list[float]:
     return [(datetime.fromisoformat(t) - start).total_seconds() / 3600 for t in times]
 
 
-@_serial
+def _f(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) else math.nan
+
+
+def _estimate_range(lo: list[float], hi: list[float], margin: float) -> tuple[float, float]:
+    """Keep the margin and zero in view without letting the wide early looks dominate."""
+    finite = [v for v in (*lo, *hi) if math.isfinite(v)]
+    tail = finite[len(finite) // 3 :] or finite
+    anchors = [v for v in (margin, 0.0) if math.isfinite(v)]
+    low, high = min(*tail, *anchors), max(*tail, *anchors)
+    pad = (high - low) * 0.15 or 1.0
+    return low - pad, high + pad
+
+
 def metric_over_time(
     key: str, title: str, points: list[dict[str, Any]], *, percent: bool, relative: bool, worse: str
 ) -> str:
     """Both arms' values over the stage (left), and the canary-minus-control estimate with
     its always-valid interval narrowing against the margin (right)."""
-    with matplotlib.rc_context(_RC):
-        fig = _new(7.2, 2.2, wspace=0.28)
-        left, right = fig.subplots(1, 2)
-        if points:
-            x = [0.0, *_hours([p["time"] for p in points])][1:]
-            scale = 100.0 if percent else 1.0
-            left.plot(
-                x,
-                [_f(p["control"]) * scale for p in points],
-                color=CONTROL,
-                lw=1.6,
-                label="control",
-            )
-            left.plot(
-                x,
-                [_f(p["canary"]) * scale for p in points],
-                color=CANARY,
-                lw=1.6,
-                ls="--",
-                label="canary",
-            )
-            left.legend(frameon=False, loc="upper right")
-            est_scale = 100.0 if (percent or relative) else 1.0
-            lo = [_f(p["ci_low"]) * est_scale for p in points]
-            hi = [_f(p["ci_high"]) * est_scale for p in points]
-            right.fill_between(
-                x, lo, hi, color=BAND, alpha=0.6, lw=0, label="always-valid interval"
-            )
-            right.plot(
-                x,
-                [_f(p["estimate"]) * est_scale for p in points],
-                color=CANARY,
-                lw=1.4,
-                label="estimate",
-            )
-            margin = _f(points[-1]["margin"]) * est_scale
-            right.axhline(margin, color=MARGIN, lw=1.2, ls=":", label="margin")
-            right.axhline(0, color="#888888", lw=0.8)
-            right.legend(frameon=False, loc="upper right", fontsize=7)
-            finite = [v for v in (*lo, *hi) if math.isfinite(v)]
-            if finite:  # keep the margin and zero in view without letting early looks dominate
-                tail = finite[len(finite) // 3 :] or finite
-                low, high = min(*tail, margin, 0.0), max(*tail, margin, 0.0)
-                pad = (high - low) * 0.15 or 1.0
-                right.set_ylim(low - pad, high + pad)
-        left.set_title(f"{title}: value per arm", loc="left")
-        unit = " (%)" if percent else ""
-        left.set_ylabel("value" + unit)
-        right.set_title(
-            "canary − control" + (" (relative, %)" if relative else " (pt)" if percent else ""),
-            loc="left",
-        )
-        for ax in (left, right):
-            ax.set_xlabel("hours since the stage began")
-        _few_ticks(left, right)
+    height = 220.0
+    left = Panel(58, 28, 282, 150, title=f"{title}: value per arm")
+    right = Panel(428, 28, 282, 150)
+    left.y_label = "value (%)" if percent else "value"
+    right.title = "canary − control" + (
+        " (relative, %)" if relative else " (pt)" if percent else ""
+    )
+    for panel in (left, right):
+        panel.x_label = "hours since the stage began"
+    x = _hours([p["time"] for p in points]) if points else []
+    scale = 100.0 if percent else 1.0
+    est_scale = 100.0 if (percent or relative) else 1.0
+    control = [_f(p["control"]) * scale for p in points]
+    canary = [_f(p["canary"]) * scale for p in points]
+    lo = [_f(p["ci_low"]) * est_scale for p in points]
+    hi = [_f(p["ci_high"]) * est_scale for p in points]
+    estimate = [_f(p["estimate"]) * est_scale for p in points]
+    margin = _f(points[-1]["margin"]) * est_scale if points else math.nan
+    x_range = span(x, pad=0.02)
+    left.scales(x_range, span([*control, *canary]))
+    right.scales(x_range, _estimate_range(lo, hi, margin))
+    left.line(x, control, CONTROL, width=1.6, label="control")
+    left.line(x, canary, CANARY, width=1.6, dash=DASHED, label="canary")
+    right.band(x, lo, hi, BAND, label="always-valid interval")
+    right.line(x, estimate, CANARY, width=1.4, label="estimate")
+    right.hline(margin, MARGIN, width=1.2, dash=DOTTED, label="margin")
+    right.hline(0.0, "#888888", width=0.8)
     label = f"{title} over the stage: control and canary, and the estimate with its interval"
-    return _svg(fig, key, label)
+    return figure(WIDTH, height, [left, right], key, label)
 
 
-@_serial
 def distributions(
     key: str, title: str, control: dict[int, int], canary: dict[int, int], gamma: float
 ) -> str:
     """Both arms' distributions (e.g. latency) as densities on a log axis."""
-    with matplotlib.rc_context(_RC):
-        fig = _new(7.2, 2.2)
-        ax = fig.subplots()
-        for counts, colour, style, name in (
-            (control, CONTROL, "-", "control"),
-            (canary, CANARY, "--", "canary"),
-        ):
-            total = sum(counts.values())
-            positive = sorted(b for b in counts if b > -(10**5))
-            if not total or not positive:
-                continue
-            edges = [gamma**b for b in positive]
-            share = [counts[b] / total / (gamma ** (b + 1) - gamma**b) for b in positive]
-            ax.step(
-                edges,
-                share,
-                where="post",
-                color=colour,
-                ls=style,
-                lw=1.3,
-                label=f"{name} (n = {total:,})",
-            )
-        ax.set_xscale("log")
-        ax.set_yticks([])
-        ax.set_title(f"{title}: distribution of each arm", loc="left")
-        ax.set_xlabel("value (log scale)")
-        if ax.get_lines():  # an arm with no values draws nothing to name
-            ax.legend(frameon=False)
-    return _svg(fig, key, f"{title}: distributions of control and canary overlaid")
+    panel = Panel(20, 28, 690, 150, title=f"{title}: distribution of each arm", y_ticks=False)
+    panel.x_label = "value (log scale)"
+    drawn: list[tuple[list[float], list[float], str, str, str]] = []
+    for counts, colour, dash, name in (
+        (control, CONTROL, "", "control"),
+        (canary, CANARY, DASHED, "canary"),
+    ):
+        total = sum(counts.values())
+        positive = sorted(b for b in counts if b > -(10**5))
+        if not total or not positive:
+            continue
+        edges = [gamma**b for b in positive]
+        share = [counts[b] / total / (gamma ** (b + 1) - gamma**b) for b in positive]
+        drawn.append((edges, share, colour, dash, f"{name} (n = {total:,})"))
+    xs = [e for edges, *_ in drawn for e in edges]
+    ys = [s for _, share, *_ in drawn for s in share]
+    panel.scales(span(xs, log=True), (0.0, max(ys, default=1.0) * 1.08 or 1.0), x_log=True)
+    for edges, share, colour, dash, name in drawn:
+        panel.step(edges, share, colour, width=1.3, dash=dash, label=name, until=edges[-1] * gamma)
+    return figure(
+        WIDTH, 220.0, [panel], key, f"{title}: distributions of control and canary overlaid"
+    )
 
 
-@_serial
 def traffic(key: str, steps: list[tuple[str, float, str]]) -> str:
     """The canary's share over the rollout, one step per recorded change."""
-    with matplotlib.rc_context(_RC):
-        fig = _new(7.2, 1.8, bottom=0.24)
-        ax = fig.subplots()
-        if steps:
-            x = _hours([t for t, _, _ in steps])
-            ax.step(x, [p for _, p, _ in steps], where="post", color=CANARY, lw=1.8)
-            for xi, (_, p, name) in zip(x, steps, strict=True):
-                ax.annotate(name, (xi, p), textcoords="offset points", xytext=(2, 4), fontsize=7)
-        ax.set_ylim(0, 105)
-        ax.set_ylabel("canary %")
-        ax.set_xlabel("hours since the rollout started")
-        ax.set_title("Traffic to the canary", loc="left")
-    return _svg(fig, key, "Traffic to the canary over the rollout")
-
-
-def _f(value: Any) -> float:
-    return float(value) if isinstance(value, int | float) else math.nan
-
-
-def warm_up() -> None:
-    """Draw one tiny chart: loads the fonts and the SVG backend before a report needs them."""
-    traffic(
-        "warm", [("2026-01-01T00:00:00+00:00", 1.0, "x"), ("2026-01-01T01:00:00+00:00", 5.0, "y")]
-    )
+    panel = Panel(58, 28, 652, 112, title="Traffic to the canary")
+    panel.y_label, panel.x_label = "canary %", "hours since the rollout started"
+    x = _hours([t for t, _, _ in steps]) if steps else []
+    panel.scales(span(x, pad=0.04), (0.0, 105.0))
+    panel.step(x, [p for _, p, _ in steps], CANARY, width=1.8)
+    for xi, (_, p, name) in zip(x, steps, strict=True):
+        panel.note(xi, p, name)
+    return figure(WIDTH, 180.0, [panel], key, "Traffic to the canary over the rollout")

@@ -18,22 +18,6 @@ if TYPE_CHECKING:
     from rolloutctl.state.store import RolloutState
 
 
-def warm_renderer() -> None:
-    """Load the chart renderer (matplotlib and its fonts: most of a second) on a thread while
-    the queries run; DuckDB releases the GIL as it scans, so the two overlap. Not a daemon:
-    a command that ends without drawing (an error, a store that went down) waits for the
-    import to finish, since a process torn down in the middle of loading matplotlib's C++
-    extensions aborts."""
-    import threading
-
-    def warm() -> None:
-        from rolloutctl.report import charts
-
-        charts.warm_up()
-
-    threading.Thread(target=warm, name="warm-charts").start()
-
-
 def report_path(ctx: Context, rollout: str, result: GateResult) -> str:
     from rolloutctl.report.names import gate_report_name
 

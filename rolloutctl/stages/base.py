@@ -35,9 +35,6 @@ class StageLook:
     # When users first got the canary (from the audit log; read only by the kinds that need it)
     exposure_started: Callable[[], datetime]
     consecutive_errors: int = 0  # looks in a row whose measurement failed
-    # Load the chart renderer on a thread while the queries run (when the report is drawn
-    # right after the gate; a CLI that prints the verdict first draws later, so it does not).
-    warm_charts: bool = True
 
     @property
     def playbook(self) -> Playbook:

@@ -12,7 +12,6 @@ from rolloutctl.metrics.base import Measurement, MeasureRequest
 from rolloutctl.metrics.registry import available_kinds, build_source
 from rolloutctl.playbook import expr
 from rolloutctl.playbook.scope import scope_text
-from rolloutctl.report import records
 from rolloutctl.report.evidence import interval_for
 from rolloutctl.stages.base import Judged, StageLook
 
@@ -21,8 +20,6 @@ def judge(look: StageLook) -> Judged:
     """Each source measures its metrics over the stage so far (with the cumulative looks the
     report charts, when the source can give them in the same pass); a source that fails is
     an error of the look, never a pass."""
-    if look.warm_charts:
-        records.warm_renderer()  # the charts' renderer loads while the queries run
     pb = look.playbook
     metrics = gate.stage_metrics(pb, look.stage)
     scope = scope_text(look.loaded, look.stage_index)

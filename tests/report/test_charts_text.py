@@ -1,4 +1,5 @@
-"""Text in charts in scripts the font lacks: drawn, and no matplotlib warning on stderr."""
+"""Text in charts in any script stays text (the browser picks a font for it), with no warning
+on stderr."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ DRAW = """
 from rolloutctl.report import charts
 svg = charts.traffic("k", [("2026-03-02T09:00:00+00:00", 5.0, "健康 \\U0001F600"),
                            ("2026-03-02T10:00:00+00:00", 20.0, "c2")])
-assert svg.startswith("<svg")
+assert svg.startswith("<svg") and "健康 \U0001f600" in svg
 """
 
 
@@ -18,4 +19,4 @@ def test_a_label_in_a_script_the_font_lacks_warns_nobody() -> None:
         [sys.executable, "-W", "default", "-c", DRAW], capture_output=True, text=True, timeout=60
     )
     assert run.returncode == 0, run.stderr
-    assert "Glyph" not in run.stderr, run.stderr
+    assert not run.stderr, run.stderr
