@@ -41,7 +41,7 @@ from rolloutctl.results import (
     SampleRatio,
     TriggerResult,
 )
-from rolloutctl.stats import compare, multiple, rank, sequential
+from rolloutctl.stats import compare, multiple, sequential
 from rolloutctl.stats.compare import Comparison, MarginSpec
 from rolloutctl.stats.sufficient import Histogram, Moments, Proportion, RatioMoments, Stat
 
@@ -181,6 +181,8 @@ def _planned_comparisons(playbook: Playbook, metric: Metric) -> int:
 
 
 def _rank_view(control: Histogram, canary: Histogram) -> RankView:
+    from rolloutctl.stats import rank  # numpy: loaded by the quantile metrics that show it
+
     view = rank.mann_whitney(rank.from_histogram(control), rank.from_histogram(canary))
     return {
         "shift": view.shift,

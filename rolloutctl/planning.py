@@ -53,6 +53,22 @@ def _log_source(loaded: LoadedPlaybook, log: Path | None) -> Any:
     return built
 
 
+def _no_log_files_yet(loaded: LoadedPlaybook) -> bool:
+    """The playbook's request log is local files and none exists yet (a playbook written
+    before its traffic): nothing to read, and no DuckDB to load for finding that out."""
+    import glob
+
+    from rolloutctl.metrics.remote import is_remote
+    from rolloutctl.playbook.model import RequestLogSpec
+
+    specs = [s for s in loaded.playbook.sources.values() if s.kind in LOG_KINDS]
+    if not specs or not isinstance(specs[0], RequestLogSpec):
+        return False
+    paths = specs[0].path if isinstance(specs[0].path, list) else [specs[0].path]
+    resolved = [loaded.resolve_path(p) for p in paths]
+    return not any(is_remote(p) or glob.glob(p) for p in resolved)
+
+
 @dataclass
 class LogBaseline:
     """What the request log says before the rollout: the control's statistics per metric,
@@ -87,6 +103,8 @@ def _scope_shares(con: Any, columns: set[str], total: int, scopes: set[str]) -> 
 def _baseline(loaded: LoadedPlaybook, log: Path | None, scopes: set[str]) -> LogBaseline:
     """Control-arm statistics per metric over the whole log, requests per hour over its
     last day, and the scopes' shares of its rows: one opening of the log."""
+    if log is None and _no_log_files_yet(loaded):
+        return LogBaseline(where="no readable request log")
     import duckdb
 
     from rolloutctl.metrics.base import MeasureRequest

@@ -49,6 +49,18 @@ def test_playbook_commands_load_no_analysis_stack(ws: Workspace, argv: list[str]
     assert "rolloutctl" in found and not found & ANALYSIS, found & ANALYSIS
 
 
+def test_validate_runs_without_the_cli_framework(ws: Workspace) -> None:
+    """CI validates on every commit: the fast path parses it (no typer, click or rich)."""
+    found = imported(ws, "validate", "rollout.yaml", "--json")
+    assert "yaml" in found and not found & {"typer", "click", "rich"}, found
+
+
+def test_plan_before_any_traffic_loads_no_query_engine(ws: Workspace) -> None:
+    """A playbook whose request log has no file yet: the plan says so without DuckDB."""
+    found = imported(ws, "plan", "rollout.yaml")
+    assert not found & {"duckdb", "numpy", "pandas", "scipy", "jinja2"}, found
+
+
 def test_plan_reads_the_log_and_draws_nothing(ws: Workspace) -> None:
     ws.log("healthy", START, 2, 20, "p1", rate=5_000)
     found = imported(ws, "plan", "rollout.yaml")

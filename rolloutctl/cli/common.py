@@ -258,6 +258,48 @@ def finish(outcome: Any, json_flag: bool) -> None:
     raise typer.Exit(render_outcome(outcome, json_flag))
 
 
+def validate_playbooks(playbooks: list[Path], json_flag: bool) -> int:
+    """`validate`: each playbook's problems (file:line:column, key path, what was expected)
+    or its rollout, and the exit code (3 when any playbook is invalid). Runs on the fast
+    path too: CI runs it on every commit."""
+    from rolloutctl.errors import PlaybookInvalid
+    from rolloutctl.playbook.load import (
+        PlaybookCheck,
+        ValidateResult,
+        env_references,
+        load_playbook,
+    )
+
+    results: list[PlaybookCheck] = []
+    worst = ExitCode.OK
+    for path in playbooks:
+        entry = PlaybookCheck(file=str(path), ok=True, problems=[])
+        try:
+            loaded = load_playbook(path)
+            entry["rollout"] = loaded.playbook.rollout
+            entry["unset_env"] = [v for v in env_references(path) if v not in os.environ]
+        except PlaybookInvalid as exc:
+            entry["ok"], entry["problems"] = False, list(exc.problems)
+            worst = ExitCode.INVALID_INPUT
+        except InvalidInput as exc:
+            entry["ok"], entry["problems"] = False, [exc.message]
+            worst = ExitCode.INVALID_INPUT
+        results.append(entry)
+    if json_flag:
+        emit_json(ValidateResult(ok=worst == ExitCode.OK, playbooks=results))
+        return int(worst)
+    for entry in results:
+        if entry["ok"]:
+            say(f"{entry['file']}: ok (rollout {entry['rollout']})")
+            for var in entry.get("unset_env") or []:
+                warn(f"{entry['file']}: ${{{var}}} is not set in this environment")
+        else:
+            say(f"{entry['file']}: {len(entry['problems'])} problem(s)")
+            for problem in entry["problems"]:
+                say(f"  {problem}")
+    return int(worst)
+
+
 def render_status(rows: list[dict[str, Any]], json_flag: bool) -> None:
     if json_flag or current().json:
         emit_json({"rollouts": rows})

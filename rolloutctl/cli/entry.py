@@ -3,8 +3,10 @@
 `rollback`, `pause`, `resume`, `status` and `control` are what on-call types under stress, so a
 well-formed invocation of one of them is parsed here, with argparse, and run straight on the
 engine: no typer, click, pydantic, rich, pandas or DuckDB is imported, and the command finishes
-in about the time Python takes to start. Anything else — another command, `--help`, an
-invocation this grammar refuses — goes to the full typer app, which owns help and usage errors.
+in about the time Python takes to start. `validate`, which CI runs on every commit, takes the
+same path (it loads the playbook schema, pydantic, but no CLI framework). Anything else —
+another command, `--help`, an invocation this grammar refuses — goes to the full typer app,
+which owns help and usage errors.
 
 Both parsers read one grammar (tests/cli/test_fast_path_grammar.py feeds the same argument
 lists to both and compares their exit codes):
@@ -28,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
 
-FAST_COMMANDS = frozenset({"rollback", "pause", "resume", "status", "control"})
+FAST_COMMANDS = frozenset({"rollback", "pause", "resume", "status", "control", "validate"})
 _GLOBAL_VALUE_OPTIONS = ("--state", "--state-dir", "--reports-dir", "--actor", "--now", "--wait")
 _VALUE_OPTIONS = frozenset({*_GLOBAL_VALUE_OPTIONS, "--reason"})
 _OUTPUT = frozenset({"-v", "-vv", "--verbose", "-q", "--quiet", "--no-color"})
@@ -85,6 +87,7 @@ def _grammar() -> argparse.ArgumentParser:
         command.add_argument("rollout")
         command.add_argument("--reason")
     parser(commands, "status").add_argument("rollout", nargs="?")
+    parser(commands, "validate").add_argument("playbooks", nargs="+")
     operations = parser(commands, "control").add_subparsers(dest="operation", required=True)
     parser(operations, "list").add_argument("rollout")
     for name in ("apply", "revert"):
@@ -130,21 +133,26 @@ def parse_fast(argv: list[str]) -> FastCall | None:
     }
     call = FastCall(
         command=parsed.command,
-        rollout=parsed.rollout,
+        rollout=getattr(parsed, "rollout", None),
         reason=getattr(parsed, "reason", None),
         options=options,
         json=parsed.json,
         verbose=parsed.verbose > 0 or parsed.vv,
         force=getattr(parsed, "force", False),
     )
+    if call.command == "validate":
+        call.args = parsed.playbooks
     if call.command == "control":
         call.args = [parsed.operation] + ([parsed.name] if parsed.operation != "list" else [])
     return call
 
 
 def run_fast(call: FastCall) -> int:
-    from rolloutctl import engine
     from rolloutctl.cli import common
+
+    if call.command == "validate":  # reads playbooks only: no state, no engine
+        return common.validate_playbooks([Path(p) for p in call.args], call.json)
+    from rolloutctl import engine
     from rolloutctl.state.registry import choose
 
     given = call.options

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from rolloutctl.cli import common
-from rolloutctl.errors import ExitCode, InvalidInput, PlaybookInvalid, UsageError
+from rolloutctl.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
     from rolloutctl.planning import ToPass
@@ -54,45 +54,7 @@ def validate(
     json_out: JsonOpt = False,
 ) -> None:
     """Check playbooks: every problem with file:line:column, key path and what was expected."""
-    import os
-
-    from rolloutctl.playbook.load import (
-        PlaybookCheck,
-        ValidateResult,
-        env_references,
-        load_playbook,
-    )
-
-    results: list[PlaybookCheck] = []
-    worst = ExitCode.OK
-    for path in playbooks:
-        entry = PlaybookCheck(file=str(path), ok=True, problems=[])
-        try:
-            loaded = load_playbook(path)
-            unset = [v for v in env_references(path) if v not in os.environ]
-            entry["rollout"] = loaded.playbook.rollout
-            entry["unset_env"] = unset
-        except PlaybookInvalid as exc:
-            entry["ok"], entry["problems"] = False, list(exc.problems)
-            worst = ExitCode.INVALID_INPUT
-        except InvalidInput as exc:
-            entry["ok"], entry["problems"] = False, [exc.message]
-            worst = ExitCode.INVALID_INPUT
-        results.append(entry)
-    if json_out or common.current().json:
-        common.emit_json(ValidateResult(ok=worst == ExitCode.OK, playbooks=results))
-    else:
-        for entry in results:
-            if entry["ok"]:
-                common.say(f"{entry['file']}: ok (rollout {entry['rollout']})")
-                for var in entry.get("unset_env") or []:
-                    common.warn(f"{entry['file']}: ${{{var}}} is not set in this environment")
-            else:
-                problems = entry["problems"]
-                common.say(f"{entry['file']}: {len(problems)} problem(s)")
-                for p in problems:
-                    common.say(f"  {p}")
-    raise typer.Exit(int(worst))
+    raise typer.Exit(common.validate_playbooks(playbooks, json_out or common.current().json))
 
 
 def schema(

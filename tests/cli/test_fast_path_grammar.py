@@ -78,6 +78,12 @@ CASES: list[tuple[list[str], str, bool]] = [
     (["control", "revert", "nope", "kill", "--force", "--reason", "r"], RAN, True),
     (["control", "revert", "nope"], USAGE, False),
     (["control", "undo", "nope", "kill"], USAGE, False),
+    (["validate", "nope.yaml"], RAN, True),  # ends with exit 3: no such file
+    (["validate", "a.yaml", "b.yaml", "--json"], RAN, True),
+    (["-q", "validate", "nope.yaml"], RAN, True),
+    (["validate"], USAGE, False),
+    (["validate", "nope.yaml", "--strict"], USAGE, False),
+    (["validate", "--help"], RAN, False),
     (["advance", "nope"], RAN, False),
     (["advance", "status"], RAN, False),
     (["bogus"], USAGE, False),
