@@ -562,19 +562,18 @@ class RequestLogSource:
         types: dict[str, str],
         out: Measurement,
     ) -> dict[str, list[str] | None]:
-        """Bad rows and values, freshness, and segment cardinality, in one scan; returns per
-        dimension the values judged on their own (None: all of them)."""
-        dims, columns = plan.dims, plan.columns
+        """Bad rows, freshness, and segment cardinality, in one scan; returns per dimension
+        the values judged on their own (None: all of them). Bad values are counted by the
+        aggregation, among the rows it judges."""
+        dims = plan.dims
         card = ", ".join(f"approx_count_distinct({sql_ident(d)})" for d in dims) or "0"
-        bad_values = self._bad_value_counts(request.metrics, columns, types, plan.arm_rows)
         health_sql = (
             f"SELECT count(*) FILTER (WHERE __t IS NULL),"
             f" count(*) FILTER (WHERE {plan.span} AND (variant IS NULL OR (variant NOT IN "
             f"{plan.arms} AND variant NOT LIKE 'shadow:%'))),"
             f" max(__t) FILTER (WHERE {plan.window}), {card},"
             f" count(*) FILTER (WHERE {plan.window})"
-            + "".join(f", {sql}" for sql in bad_values.values())
-            + " FROM log"
+            " FROM log"
         )
         row = con.execute(health_sql).fetchone() or ()
         bad_ts, unknown_variant, latest = row[0], row[1], row[2]
@@ -584,10 +583,6 @@ class RequestLogSource:
             out.bad_rows["unknown variant"] = int(unknown_variant)
         if self.skipped_lines:
             out.bad_rows["unreadable CSV lines"] = self.skipped_lines
-        for i, text in enumerate(bad_values):
-            if row[4 + len(dims) + i]:
-                label = f"non-numeric or non-finite {text}"
-                out.bad_rows[label] = int(row[4 + len(dims) + i])
         out.latest = None if latest is None else EPOCH + timedelta(microseconds=int(latest))
         return {
             d: self._segments_judged(con, plan, request, d, row[3 + i] or 0, out)
@@ -643,6 +638,10 @@ class RequestLogSource:
                 continue
             readers.append((metric, len(aggregates), len(parts)))
             aggregates.extend(parts)
+        # Values that are there but not finite numbers, counted in the same pass.
+        bad_values = list(self._bad_value_counts(request.metrics, plan.columns, types).items())
+        bad_at = len(aggregates)
+        aggregates.extend(sql for _, sql in bad_values)
         # One hash aggregation over the rows, by arm, bin and every segment at once; the
         # grouping sets then add up that small table (every aggregate is a count or a sum),
         # instead of scanning the rows once per grouping set.
@@ -667,16 +666,23 @@ class RequestLogSource:
             out.queries[metric.name] = self.shown(con, query)
         bins: dict[int, Measurement] = {}
         offset = 2 + 2 * len(dims)
+        bad_counts = [0] * len(bad_values)
         for r in rows:
             arm = "control" if r[0] == request.control else "canary"
             segment = self._segment_of(r, dims)
             if segment is False:
                 continue
+            if segment is None:  # the overall rows (one per arm and look) add up to the window
+                for i in range(len(bad_values)):
+                    bad_counts[i] += int(r[offset + bad_at + i] or 0)
             part = bins.setdefault(WHOLE if r[1] is None else int(r[1]), Measurement())
             part.arm_counts.setdefault(segment, {"control": 0, "canary": 0})[arm] = int(r[offset])
             for metric, start, width in readers:
                 values = r[offset + start : offset + start + width]
                 part.stats.setdefault((metric.name, segment), {})[arm] = self._stat(metric, values)
+        for (text, _), n in zip(bad_values, bad_counts, strict=True):
+            if n:
+                out.bad_rows[f"non-numeric or non-finite {text}"] = n
         return bins
 
     @staticmethod
@@ -774,9 +780,9 @@ class RequestLogSource:
         return f"(CASE WHEN {number} - {number} = 0 THEN {number} END)"  # not NaN nor ±inf
 
     def _bad_value_counts(
-        self, metrics: Sequence[Metric], columns: set[str], types: dict[str, str], rows: str
+        self, metrics: Sequence[Metric], columns: set[str], types: dict[str, str]
     ) -> dict[str, str]:
-        """Per value expression of the metrics: SQL counting the arms' rows where it holds
+        """Per value expression of the metrics: SQL counting the rows where it holds
         something (not NULL) that is not a finite number."""
         counts: dict[str, str] = {}
         for metric in metrics:
@@ -788,9 +794,7 @@ class RequestLogSource:
                     clean = self._number(text, columns, types)
                 except expr.ExprError:
                     continue  # reported as the metric's own error
-                counts[text] = (
-                    f"count(*) FILTER (WHERE {rows} AND ({raw}) IS NOT NULL AND {clean} IS NULL)"
-                )
+                counts[text] = f"count(*) FILTER (WHERE ({raw}) IS NOT NULL AND {clean} IS NULL)"
         return counts
 
     def _aggregates(
