@@ -284,6 +284,23 @@ def test_the_quantile_interval_is_the_exceedance_test_inverted(
     assert harm_end <= safe_end
 
 
+@pytest.mark.parametrize("worse", ["higher", "lower"])
+@pytest.mark.parametrize("relative", [True, False])
+def test_a_p95_estimate_lies_inside_its_interval_when_samples_outgrow_the_buckets(
+    worse: str, relative: bool
+) -> None:
+    """Two million requests an arm: the interval is about a bucket (1%) wide, so the
+    quantiles' own ratio, known to a bucket, could fall outside it (a p95 estimate outside
+    its own interval in the report); the estimate is kept inside."""
+    rng = np.random.default_rng(0)  # a draw where the ratio fell outside (before the fix)
+    control = _latency_histogram(rng, 2_000_000, 1.0)
+    canary = _latency_histogram(rng, 2_000_000, 1.005)
+    spec = MarginSpec(0.15, True) if relative else MarginSpec(100.0, False)
+    result = compare_quantiles(control, canary, 0.95, spec, worse, 0.0025)  # type: ignore[arg-type]
+    assert result.ci[1] - result.ci[0] < 0.011 * (1 if relative else result.control_value)
+    assert result.ci[0] <= result.estimate <= result.ci[1]
+
+
 def test_a_slower_canary_fails_with_its_interval_beyond_the_margin() -> None:
     rng = np.random.default_rng(3)
     control, canary = _latency_histogram(rng, 40_000, 1.0), _latency_histogram(rng, 4_000, 1.3)
