@@ -11,6 +11,7 @@ Standard library only: the fast commands render these without the analysis stack
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import (
     Any,
@@ -239,3 +240,13 @@ class DemoResult(TypedDict):
 
     workdir: str
     rollouts: list[DemoRollout]
+
+
+def queries_served(rows: Iterable[tuple[str, str | None]]) -> dict[str, list[str]]:
+    """Each distinct query of a gate with the metrics it measured, from (metric, query) of
+    the overall rows: one request-log scan or one Prometheus query often serves several."""
+    served: dict[str, list[str]] = {}
+    for name, query in rows:
+        if query:
+            served.setdefault(query, []).append(name)
+    return served

@@ -264,6 +264,7 @@ def check(
     With $GITHUB_STEP_SUMMARY set, the Markdown summary is appended to it."""
     from rolloutctl import engine
     from rolloutctl.cli.ci_output import CIOutputs, finish_gate
+    from rolloutctl.results import queries_served
 
     outputs = CIOutputs(markdown, junit)
     outputs.check()
@@ -272,18 +273,10 @@ def check(
     if explain and not (json_out or common.current().json) and outcome.gate is not None:
         gate = outcome.gate
         common.say(f"window: {gate.window['start']} → {gate.window['end']}")
-        for query, names in _queries_of(gate).items():
+        overall = ((m.name, m.query) for m in gate.metrics if m.segment is None)
+        for query, names in queries_served(overall).items():
             common.say(f"-- {', '.join(names)}\n{query}")
     finish_gate(outcome, json_out, outputs)
-
-
-def _queries_of(gate: object) -> dict[str, list[str]]:
-    """Each distinct query with the metrics it measures (several share one scan)."""
-    queries: dict[str, list[str]] = {}
-    for m in getattr(gate, "metrics", []):
-        if m.segment is None and m.query:
-            queries.setdefault(m.query, []).append(m.name)
-    return queries
 
 
 @app.command()

@@ -142,6 +142,7 @@ def build_record(
 
 def render_gate(record: dict[str, Any], rendered_at: str) -> str:
     from rolloutctl.report import charts
+    from rolloutctl.results import queries_served
     from rolloutctl.stats.sufficient import GAMMA
 
     data = record["gate"]
@@ -193,9 +194,12 @@ def render_gate(record: dict[str, Any], rendered_at: str) -> str:
         approvals=approvals,
         audit=record.get("audit", []),
         rendered_at=rendered_at,
-        queries=sorted(
-            {(m["name"], m["query"]) for m in metrics if m["segment"] is None and m["query"]}
-        ),
+        queries=[
+            (", ".join(names), query)
+            for query, names in queries_served(
+                (m["name"], m["query"]) for m in metrics if m["segment"] is None
+            ).items()
+        ],
     )
 
 

@@ -42,6 +42,20 @@ def test_the_decision_comes_first_with_where_and_by_how_much(ws: Workspace) -> N
     assert html.count("Rendered ") == 1  # the one line that may differ between renders
 
 
+def test_a_query_that_served_several_metrics_is_shown_once_with_their_names(
+    ws: Workspace,
+) -> None:
+    path, data = _rolled_back(ws)
+    html = path.read_text()
+    queries = html[html.index("<h2>Queries</h2>") : html.index("<h2>Audit")]
+    shown = re.findall(r"<p><strong>([^<]*)</strong></p><pre>", queries)
+    overall = [m for m in data["metrics"] if m["segment"] is None and m["query"]]  # type: ignore[index, union-attr]
+    assert len(shown) == len({m["query"] for m in overall}) < len(overall)  # type: ignore[index]
+    names = [n for line in shown for n in line.split(", ")]
+    assert sorted(names) == sorted(m["name"] for m in overall)  # type: ignore[index]
+    assert any("error_rate" in line and "hallucination_rate" in line for line in shown)
+
+
 def test_check_says_what_it_would_do_without_doing_it(ws: Workspace) -> None:
     assert ws.run("start", str(ws.playbook), now=START).code == 0
     ws.log("hallucination_regression", START, 2, 20, "p1", seed=4)
