@@ -34,8 +34,8 @@ def _estimate_range(lo: list[float], hi: list[float], margin: float) -> tuple[fl
     """Keep the margin and zero in view without letting the wide early looks dominate."""
     finite = [v for v in (*lo, *hi) if math.isfinite(v)]
     tail = finite[len(finite) // 3 :] or finite
-    anchors = [v for v in (margin, 0.0) if math.isfinite(v)]
-    low, high = min(*tail, *anchors), max(*tail, *anchors)
+    shown = [*tail, *(v for v in (margin, 0.0) if math.isfinite(v))]
+    low, high = min(shown), max(shown)
     pad = (high - low) * 0.15 or 1.0
     return low - pad, high + pad
 

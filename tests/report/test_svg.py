@@ -114,3 +114,31 @@ def test_traffic_labels_each_step_and_is_not_clipped() -> None:
     outside = [t.text for t in root.iter("{http://www.w3.org/2000/svg}text")]
     assert "full <all>" in outside  # escaped in the markup, read back whole
     assert all(t.text != "full <all>" for t in clipped.iter("{http://www.w3.org/2000/svg}text"))
+
+
+@pytest.mark.parametrize(
+    "points",
+    [
+        [],
+        [_point(0, 0.01)],
+        [{**_point(0, None), "canary": None, "estimate": None, "ci_low": None, "ci_high": None}],
+        [{**_point(i, 0.01), "ci_low": None, "ci_high": None} for i in range(3)],
+    ],
+    ids=["no looks", "one look", "nothing measured", "no interval"],
+)
+def test_a_chart_with_little_or_no_data_is_still_a_picture(points: list[dict[str, object]]) -> None:
+    text = charts.metric_over_time(
+        "k", "error rate", points, percent=True, relative=False, worse="higher"
+    )
+    ET.fromstring(text)  # well-formed
+    assert not re.search(r"nan|inf", text, re.IGNORECASE), text
+
+
+def test_empty_distributions_and_a_single_traffic_step_draw() -> None:
+    for text in (
+        charts.distributions("d", "latency", {}, {}, 1.01),
+        charts.distributions("d", "latency", {-1_000_000: 5, 10: 3}, {}, 1.01),
+        charts.traffic("t", [("2026-03-02T09:00:00+00:00", 5.0, "c1")]),
+    ):
+        ET.fromstring(text)
+        assert not re.search(r"nan|inf", text, re.IGNORECASE), text
