@@ -242,10 +242,14 @@ class Panel:
             self.legend.append(Entry(label, colour, dash))
 
     def note(self, x: float, y: float, text: str) -> None:
-        """A small label beside a point."""
+        """A small label beside a point: to its right, or to its left where it would run
+        past the panel (its width guessed at 5.5 px a character)."""
+        px = self.x(x)
+        fits = px + 2 + 5.5 * len(text) <= self.left + self.width
+        anchor = f'x="{_n(px + 2)}"' if fits else f'x="{_n(px - 2)}" text-anchor="end"'
         self.notes.append(
-            f'<text x="{_n(self.x(x) + 2)}" y="{_n(self.y(y) - 4)}" font-size="9"'
-            f' fill="{TEXT}">{escape(text)}</text>'
+            f'<text {anchor} y="{_n(self.y(y) - 4)}" font-size="9" fill="{TEXT}">'
+            f"{escape(text)}</text>"
         )
 
     def render(self, clip: str) -> str:

@@ -142,3 +142,16 @@ def test_empty_distributions_and_a_single_traffic_step_draw() -> None:
     ):
         ET.fromstring(text)
         assert not re.search(r"nan|inf", text, re.IGNORECASE), text
+
+
+def test_a_step_label_near_the_right_edge_reads_leftward() -> None:
+    steps = [
+        ("2026-03-02T00:00:00+00:00", 0.0, "smoke"),
+        ("2026-03-02T04:00:00+00:00", 100.0, "post-launch-monitoring"),
+    ]
+    root = ET.fromstring(charts.traffic("t", steps))
+    labels = {t.text: t for t in root.iter("{http://www.w3.org/2000/svg}text")}
+    assert labels["smoke"].get("text-anchor") is None  # room on the right
+    last = labels["post-launch-monitoring"]
+    assert last.get("text-anchor") == "end"
+    assert float(last.get("x", "0")) <= float(root.get("viewBox", "").split()[2])
