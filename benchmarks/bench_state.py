@@ -9,7 +9,7 @@ server) and stopped at the end. Prints figures; asserts nothing.
   together: wall time until all have finished, and their exit codes (they queue on the
   rollout's lock; the first judges the gate and advances, the others find the rollout changed
   while they waited and report that decision, exit 0, without judging it again).
-- whether the rollback on the PostgreSQL store imports pandas, scipy, duckdb or matplotlib
+- whether the rollback on the PostgreSQL store imports pandas, scipy or duckdb
   (`python -X importtime`: every module imported, on stderr).
 
     python benchmarks/bench_state.py [--runs 15] [--advancers 8]
@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.conftest import START, Workspace, cli_env, make_workspace
 
 ROLLOUT = "shop-answers"
-HEAVY = ("pandas", "scipy", "duckdb", "matplotlib")
+HEAVY = ("pandas", "scipy", "duckdb")
 
 
 def cli(store_spec: str, *args: str) -> list[str]:

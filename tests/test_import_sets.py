@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import START, Workspace, cli_env
 
-ANALYSIS = {"pandas", "scipy", "duckdb", "matplotlib", "numpy", "jinja2", "httpx", "pyarrow"}
+ANALYSIS = {"pandas", "scipy", "duckdb", "numpy", "jinja2", "httpx", "pyarrow"}
 
 
 def imported(ws: Workspace, *argv: str) -> set[str]:
@@ -65,7 +65,7 @@ def test_plan_reads_the_log_and_draws_nothing(ws: Workspace) -> None:
     ws.log("healthy", START, 2, 20, "p1", rate=5_000)
     found = imported(ws, "plan", "rollout.yaml")
     assert "duckdb" in found  # the control's statistics come from the log
-    assert not found & {"pandas", "scipy", "matplotlib", "jinja2"}, found
+    assert not found & {"pandas", "scipy", "jinja2"}, found
 
 
 GATE = """

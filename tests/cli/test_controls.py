@@ -202,7 +202,6 @@ def test_control_does_not_import_heavy_modules(cws: Workspace) -> None:
         "pandas",
         "scipy",
         "duckdb",
-        "matplotlib",
         "numpy",
         "typer",
         "pydantic",

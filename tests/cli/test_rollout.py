@@ -113,7 +113,6 @@ def test_on_call_commands_do_not_import_heavy_modules(ws: Workspace) -> None:
         "pandas",
         "scipy",
         "duckdb",
-        "matplotlib",
         "numpy",
         "typer",
         "click",
