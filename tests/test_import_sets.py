@@ -116,3 +116,30 @@ def test_scipy_is_loaded_only_by_a_statistic_that_needs_it() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.stdout.strip() == "False", proc.stderr
+
+
+RARE = """
+import sys
+from rolloutctl.stats import compare
+from rolloutctl.stats.sufficient import Proportion
+control, canary = Proportion(72_969, 34), Proportion(3_818, 18)
+margin = compare.MarginSpec(float(sys.argv[1]), sys.argv[2] == "relative")
+result = compare.compare_rare_events(control, canary, margin, "higher", 0.002)
+print(result.verdict, "scipy" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize(
+    ("margin", "kind", "loads_scipy"), [("0.0005", "absolute", False), ("0.5", "relative", True)]
+)
+def test_a_rare_event_against_an_absolute_margin_needs_no_scipy(
+    margin: str, kind: str, loads_scipy: bool
+) -> None:
+    """Safety metrics are rare events with absolute margins: their test (a Beta mixture
+    against the null's maximum) is computed with the standard library; a relative margin's
+    conditional test needs scipy's incomplete Beta function."""
+    proc = subprocess.run(
+        [sys.executable, "-c", RARE, margin, kind], capture_output=True, text=True, timeout=60
+    )
+    verdict, loaded = proc.stdout.split()
+    assert verdict in ("fail", "pass", "inconclusive") and loaded == str(loads_scipy), proc.stderr

@@ -111,15 +111,26 @@ def rare_event_test(
 _PRIOR_MEAN_STEPS = (1.0, 2.0, 4.0, 8.0)  # prior means in units of the absolute margin
 
 
-def _log_marginal(events: int, n: int, means: tuple[float, ...]) -> float:
-    """log probability of one event sequence with `events` of `n` under the Beta mixture."""
-    from scipy import special
+_SUMMED_FACTORS = 1_000  # below this many, log B(k, b) is summed factor by factor
 
-    terms = [
-        float(special.betaln(1 + events, 1 / m - 1 + n - events) - special.betaln(1, 1 / m - 1))
-        for m in means
-    ]
-    return float(special.logsumexp(terms)) - math.log(len(means))
+
+def _log_beta_int(k: int, b: float) -> float:
+    """log B(k, b) for a whole k >= 1: B(k, b) = (k-1)! / (b (b+1) ... (b+k-1)), summed as
+    logs while k is small, so nothing is lost when b is millions (lgamma(b) and
+    lgamma(b + k) would each be ~10^7 and their difference keep only ~9 digits); past that
+    the lgamma difference, whose rounding (~1e-9) is then far below the terms themselves."""
+    if k <= _SUMMED_FACTORS:
+        return math.lgamma(k) - math.fsum(math.log(b + i) for i in range(k))
+    return math.lgamma(k) + math.lgamma(b) - math.lgamma(b + k)
+
+
+def _log_marginal(events: int, n: int, means: tuple[float, ...]) -> float:
+    """log probability of one event sequence with `events` of `n` under the Beta mixture:
+    one component is B(1 + events, b + n - events) / B(1, b) with b = 1/m - 1, and
+    B(1, b) = 1/b. The standard library is enough (no scipy import for a rare event)."""
+    terms = [_log_beta_int(1 + events, 1 / m - 1 + n - events) + math.log(1 / m - 1) for m in means]
+    top = max(terms)
+    return top + math.log(math.fsum(math.exp(t - top) for t in terms)) - math.log(len(means))
 
 
 def _log_lik(events: int, n: int, p: float) -> float:
