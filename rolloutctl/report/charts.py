@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from rolloutctl.report.svg import Panel, figure, span
+from rolloutctl.report.svg import Panel, Pen, figure, span
 
 CONTROL, CANARY, MARGIN, BAND = "#1f3b73", "#d55e00", "#b3261e", "#f0b98d"
 DASHED, DOTTED = "5 3", "1.5 2.5"
@@ -66,12 +66,12 @@ def metric_over_time(
     x_range = span(x, pad=0.02)
     left.scales(x_range, span([*control, *canary]))
     right.scales(x_range, _estimate_range(lo, hi, margin))
-    left.line(x, control, CONTROL, width=1.6, label="control")
-    left.line(x, canary, CANARY, width=1.6, dash=DASHED, label="canary")
+    left.line(x, control, Pen(CONTROL, 1.6), "control")
+    left.line(x, canary, Pen(CANARY, 1.6, DASHED), "canary")
     right.band(x, lo, hi, BAND, label="always-valid interval")
-    right.line(x, estimate, CANARY, width=1.4, label="estimate")
-    right.hline(margin, MARGIN, width=1.2, dash=DOTTED, label="margin")
-    right.hline(0.0, "#888888", width=0.8)
+    right.line(x, estimate, Pen(CANARY, 1.4), "estimate")
+    right.hline(margin, Pen(MARGIN, 1.2, DOTTED), "margin")
+    right.hline(0.0, Pen("#888888", 0.8))
     label = f"{title} over the stage: control and canary, and the estimate with its interval"
     return figure(WIDTH, height, [left, right], key, label)
 
@@ -98,7 +98,7 @@ def distributions(
     ys = [s for _, share, *_ in drawn for s in share]
     panel.scales(span(xs, log=True), (0.0, max(ys, default=1.0) * 1.08 or 1.0), x_log=True)
     for edges, share, colour, dash, name in drawn:
-        panel.step(edges, share, colour, width=1.3, dash=dash, label=name, until=edges[-1] * gamma)
+        panel.step(edges, share, Pen(colour, 1.3, dash), name, until=edges[-1] * gamma)
     return figure(
         WIDTH, 220.0, [panel], key, f"{title}: distributions of control and canary overlaid"
     )
@@ -110,7 +110,7 @@ def traffic(key: str, steps: list[tuple[str, float, str]]) -> str:
     panel.y_label, panel.x_label = "canary %", "hours since the rollout started"
     x = _hours([t for t, _, _ in steps]) if steps else []
     panel.scales(span(x, pad=0.04), (0.0, 105.0))
-    panel.step(x, [p for _, p, _ in steps], CANARY, width=1.8)
+    panel.step(x, [p for _, p, _ in steps], Pen(CANARY, 1.8))
     for xi, (_, p, name) in zip(x, steps, strict=True):
         panel.note(xi, p, name)
     return figure(WIDTH, 180.0, [panel], key, "Traffic to the canary over the rollout")

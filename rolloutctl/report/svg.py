@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from xml.sax.saxutils import escape, quoteattr
 
 FONT = "font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif"
@@ -109,11 +109,26 @@ def runs(xs: Sequence[float], ys: Sequence[float]) -> Iterator[list[tuple[float,
         yield current
 
 
+@dataclass(frozen=True)
+class Pen:
+    """How a line is stroked."""
+
+    colour: str
+    width: float = 1.5
+    dash: str = ""  # SVG stroke-dasharray; "" draws solid
+
+    @property
+    def stroke(self) -> str:
+        dash = f' stroke-dasharray="{self.dash}"' if self.dash else ""
+        return f'stroke="{self.colour}" stroke-width="{self.width}"{dash}'
+
+
 @dataclass
 class Entry:
+    """A legend line: a pen's sample, or a filled swatch."""
+
     label: str
-    colour: str
-    dash: str = ""
+    pen: Pen
     fill: bool = False
 
 
@@ -149,40 +164,26 @@ class Panel:
     def _path(self, points: Sequence[tuple[float, float]]) -> str:
         return "M" + "L".join(f"{_n(self.x(x))},{_n(self.y(y))}" for x, y in points)
 
-    def line(
-        self,
-        xs: Sequence[float],
-        ys: Sequence[float],
-        colour: str,
-        *,
-        width: float = 1.5,
-        dash: str = "",
-        label: str = "",
-    ) -> None:
-        style = f' stroke-dasharray="{dash}"' if dash else ""
+    def line(self, xs: Sequence[float], ys: Sequence[float], pen: Pen, label: str = "") -> None:
         for points in runs(xs, ys):
             if len(points) == 1:  # a lone look: a dot, or it would not show at all
                 x, y = points[0]
                 self.marks.append(
-                    f'<circle cx="{_n(self.x(x))}" cy="{_n(self.y(y))}" r="{_n(width * 1.2)}"'
-                    f' fill="{colour}"/>'
+                    f'<circle cx="{_n(self.x(x))}" cy="{_n(self.y(y))}"'
+                    f' r="{_n(pen.width * 1.2)}" fill="{pen.colour}"/>'
                 )
                 continue
             self.marks.append(
-                f'<path d="{self._path(points)}" fill="none" stroke="{colour}"'
-                f' stroke-width="{width}" stroke-linejoin="round"{style}/>'
+                f'<path d="{self._path(points)}" fill="none" {pen.stroke} stroke-linejoin="round"/>'
             )
         if label:
-            self.legend.append(Entry(label, colour, dash))
+            self.legend.append(Entry(label, pen))
 
     def step(
         self,
         xs: Sequence[float],
         ys: Sequence[float],
-        colour: str,
-        *,
-        width: float = 1.5,
-        dash: str = "",
+        pen: Pen,
         label: str = "",
         until: float | None = None,
     ) -> None:
@@ -191,14 +192,7 @@ class Panel:
         for i, (x, y) in enumerate(zip(xs, ys, strict=True)):
             nxt = xs[i + 1] if i + 1 < len(xs) else (x if until is None else until)
             points += [(x, y), (nxt, y)]
-        self.line(
-            [p[0] for p in points],
-            [p[1] for p in points],
-            colour,
-            width=width,
-            dash=dash,
-            label=label,
-        )
+        self.line([p[0] for p in points], [p[1] for p in points], pen, label)
 
     def band(
         self,
@@ -223,23 +217,19 @@ class Panel:
                 ' stroke="none"/>'
             )
         if label:
-            self.legend.append(Entry(label, colour, fill=True))
+            self.legend.append(Entry(label, Pen(colour), fill=True))
 
-    def hline(
-        self, y: float, colour: str, *, width: float = 1.0, dash: str = "", label: str = ""
-    ) -> None:
+    def hline(self, y: float, pen: Pen, label: str = "") -> None:
         if not math.isfinite(y) or not (
             min(self.y.low, self.y.high) <= y <= max(self.y.low, self.y.high)
         ):
             return
-        style = f' stroke-dasharray="{dash}"' if dash else ""
         py = _n(self.y(y))
         self.marks.append(
-            f'<path d="M{_n(self.left)},{py}H{_n(self.left + self.width)}" stroke="{colour}"'
-            f' stroke-width="{width}"{style}/>'
+            f'<path d="M{_n(self.left)},{py}H{_n(self.left + self.width)}" {pen.stroke}/>'
         )
         if label:
-            self.legend.append(Entry(label, colour, dash))
+            self.legend.append(Entry(label, pen))
 
     def note(self, x: float, y: float, text: str) -> None:
         """A small label beside a point: to its right, or to its left where it would run
@@ -321,14 +311,12 @@ class Panel:
             if entry.fill:
                 sample = (
                     f'<rect x="{_n(x0)}" y="{_n(y - 4)}" width="18" height="8"'
-                    f' fill="{entry.colour}" fill-opacity="0.6"/>'
+                    f' fill="{entry.pen.colour}" fill-opacity="0.6"/>'
                 )
-            else:
-                dash = f' stroke-dasharray="{entry.dash}"' if entry.dash else ""
-                sample = (
-                    f'<path d="M{_n(x0)},{_n(y)}h18" stroke="{entry.colour}"'
-                    f' stroke-width="1.6"{dash}/>'
-                )
+            else:  # every sample as wide, so thin lines still show their colour
+                stroke = replace(entry.pen, width=1.6).stroke
+                sample = f'<path d="M{_n(x0)},{_n(y)}h18" {stroke}/>'
+
             parts.append(
                 f'{sample}<text x="{_n(x0 - 4)}" y="{_n(y + 3)}" text-anchor="end">'
                 f"{escape(entry.label)}</text>"
