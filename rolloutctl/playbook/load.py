@@ -307,6 +307,14 @@ def _read_yaml(path: Path) -> tuple[Any, dict[Loc, tuple[int, int]], bytes]:
             f"{where}: not valid YAML: {exc.problem}",
             hint="check indentation and quoting around this line",
         ) from None
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow, at an offset
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - text.rfind("\n", 0, exc.position)
+        raise InvalidInput(
+            f"{path}:{line}:{column}: not valid YAML: the character U+{exc.character:04X} "
+            "is not allowed (a control character or a non-character)",
+            hint="remove it; a tab or newline inside a value needs quotes and an escape (\\t)",
+        ) from None
     except yaml.YAMLError as exc:
         raise InvalidInput(f"{path}: not valid YAML: {exc}") from None
     finally:

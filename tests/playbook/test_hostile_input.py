@@ -64,6 +64,12 @@ CASES: list[tuple[str, str, int | None, list[str]]] = [
     ("billion laughs", PLAYBOOK + BOMB, None, [f"more than {MAX_ALIAS_NODES:,} nodes"]),
     ("alias cycle", PLAYBOOK + "x: &c [1, *c]\n", 26, ["refers to a value that contains it"]),
     (
+        "a terminal escape in a value",
+        PLAYBOOK + 'goal2: "clear \x1b[2J"\n',
+        26,
+        ["U+001B is not allowed", ":26:15:"],
+    ),
+    (
         "aliases nesting deep",
         PLAYBOOK
         + "".join(f"a{i}: &a{i} [*a{i - 1}]\n" if i else "a0: &a0 [1]\n" for i in range(40)),
