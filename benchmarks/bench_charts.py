@@ -64,9 +64,7 @@ def draw_all() -> tuple[float, int]:
     ]
     started = time.perf_counter()
     svgs = [
-        charts.metric_over_time(
-            f"ts{i}", f"metric {i}", points, percent=True, relative=False, worse="higher"
-        )
+        charts.metric_over_time(f"ts{i}", f"metric {i}", points, percent=True, relative=False)
         for i, points in enumerate(inputs)
     ]
     svgs.append(charts.distributions("dlatency", "p95 latency ms", control, canary, GAMMA))

@@ -26,6 +26,7 @@ from rolloutctl import gate
 from rolloutctl.metrics.base import MeasureRequest
 from rolloutctl.metrics.prometheus import PrometheusSource
 from rolloutctl.playbook.model import Playbook
+from tests.conftest import FILE_FLAG
 from tests.metrics.conftest import T0, at, free_port, wait_ready, write_traffic
 
 COUNTER = 'sum by ({{by}}) (increase(llm_requests_total{variant=~"{{variant}}"}[{{window}}]))'
@@ -135,13 +136,7 @@ def main() -> None:
 def playbook_data(url: str) -> dict[str, object]:
     return {
         "rollout": "bench",
-        "flag": {
-            "backend": "file",
-            "path": "f.json",
-            "key": "k",
-            "control": "v1",
-            "canary": "v2",
-        },
+        "flag": FILE_FLAG,
         "sources": {"prom": {"kind": "prometheus", "url": url}},
         "segments": {
             "dimensions": ["category", "language"],

@@ -29,7 +29,7 @@ class Context:
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     lock_wait: float = 0.0
     # Time series in gate reports: "all" gates, or only gates that act ("decisions"; the demo
-    # uses it to stay fast, since drawing costs about a second per report).
+    # uses it: its many holding looks keep their reports short).
     charts: str = "all"
     # Where gate reports are queued instead of drawn at once (None: drawn before the engine
     # returns). The CLI sets a list and draws them after printing the verdict: charts are

@@ -17,6 +17,8 @@ import pytest
 from rolloutctl import simulate
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+# A file flag for playbooks built in code (its path is never read by the tests using it).
+FILE_FLAG = {"backend": "file", "path": "f.json", "key": "k", "control": "v1", "canary": "v2"}
 
 if "MUTANT_UNDER_TEST" in os.environ:
     # Under mutation testing (benchmarks/mutation.py) mutmut calls every function through a

@@ -9,6 +9,7 @@ from rolloutctl import gate
 from rolloutctl.metrics.base import Measurement
 from rolloutctl.playbook.model import Playbook
 from rolloutctl.stats.sufficient import Proportion
+from tests.conftest import FILE_FLAG
 
 START = datetime(2026, 3, 2, 9, tzinfo=UTC)
 
@@ -29,13 +30,7 @@ def _playbook(weight_a: float, pass_requires: str = "no_failure") -> Playbook:
     return Playbook.model_validate(
         {
             "rollout": "weights",
-            "flag": {
-                "backend": "file",
-                "path": "f.json",
-                "key": "k",
-                "control": "v1",
-                "canary": "v2",
-            },
+            "flag": FILE_FLAG,
             "sources": {"s": {"kind": "requestlog", "path": "x.parquet"}},
             "analysis": {
                 "alpha": 0.05,

@@ -31,6 +31,7 @@ from rolloutctl import gate
 from rolloutctl.metrics.base import Measurement, MetricError
 from rolloutctl.playbook.model import Playbook
 from rolloutctl.stats.sufficient import LOG_GAMMA, Histogram, Moments, Proportion, RatioMoments
+from tests.conftest import FILE_FLAG
 from tests.golden import differences
 
 GOLDEN = Path(__file__).parent / "data" / "gate_golden"
@@ -113,7 +114,7 @@ def _metrics() -> list[dict[str, Any]]:
 def _playbook(**change: Any) -> Playbook:
     data: dict[str, Any] = {
         "rollout": "golden",
-        "flag": {"backend": "file", "path": "f.json", "key": "k", "control": "v1", "canary": "v2"},
+        "flag": FILE_FLAG,
         "sources": {"s": {"kind": "requestlog", "path": "x.parquet"}},
         "segments": {"dimensions": ["category"], "critical": {"category": ["health"]}},
         "analysis": {

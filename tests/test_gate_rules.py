@@ -13,6 +13,7 @@ from rolloutctl import gate
 from rolloutctl.metrics.base import Measurement
 from rolloutctl.playbook.model import Playbook
 from rolloutctl.stats.sufficient import Proportion
+from tests.conftest import FILE_FLAG
 
 START = datetime(2026, 3, 2, 9, tzinfo=UTC)
 N = 20_000  # per arm, well above min_samples_per_arm (1000) and per segment (200)
@@ -41,13 +42,7 @@ def _playbook(
     return Playbook.model_validate(
         {
             "rollout": "rules",
-            "flag": {
-                "backend": "file",
-                "path": "f.json",
-                "key": "k",
-                "control": "v1",
-                "canary": "v2",
-            },
+            "flag": FILE_FLAG,
             "sources": {"s": {"kind": "requestlog", "path": "x.parquet"}},
             "segments": segments or {},
             "analysis": {

@@ -14,7 +14,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NotRequired
+from typing import Any, NotRequired
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -108,17 +108,16 @@ class _Refused(Exception):
         self.message = message
 
 
-if TYPE_CHECKING:
-    _Mixin = yaml.SafeLoader  # what the mixin's super() calls reach
-else:
-    _Mixin = object
+# libyaml's parser and composer (C, ~10x faster than PyYAML's) where PyYAML was built with it.
+_Base: Any = yaml.CSafeLoader if getattr(yaml, "__with_libyaml__", False) else yaml.SafeLoader
 
 
-class _Checked(_Mixin):
-    """What both loaders below construct with: YAML 1.2 booleans (only true/false, so `on:`
-    stays a key), and a refusal, with its line, of what PyYAML accepts silently: duplicate
-    keys (the last one would win), numbers beyond a float's range, and malformed typed
-    scalars (a `2026-13-01` date, `!!int x`)."""
+class _Loader(_Base):
+    """A safe loader with YAML 1.2 booleans (only true/false, so `on:` stays a key) that
+    refuses what PyYAML accepts silently: duplicate keys (the last one would win), numbers
+    beyond a float's range, and malformed typed scalars (a `2026-13-01` date, `!!int x`),
+    each with its line. Composing recurses (in C for libyaml), so `_refuse_deep` measures
+    the nesting on the flat event stream first."""
 
     def construct_object(self, node: Any, deep: bool = False) -> Any:
         try:
@@ -154,38 +153,10 @@ class _Checked(_Mixin):
         return super().construct_mapping(node, deep=deep)
 
 
-class _PositionLoader(_Checked, yaml.SafeLoader):
-    """The pure-Python loader, for a PyYAML built without libyaml: it also refuses nesting
-    beyond MAX_DEPTH while composing (composing recurses)."""
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self.depth = 0
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        self.depth += 1
-        try:
-            if self.depth > MAX_DEPTH:
-                mark = self.peek_event().start_mark
-                raise _Refused(mark, f"nested more than {MAX_DEPTH} levels deep (the limit)")
-            return super().compose_node(parent, index)
-        finally:
-            self.depth -= 1
-
-
-_LIBYAML = getattr(yaml, "__with_libyaml__", False)
-
-
-class _FastLoader(_Checked, *((yaml.CSafeLoader,) if _LIBYAML else ())):  # type: ignore[misc]
-    """libyaml's parser and composer (C, ~10x faster than PyYAML's), with the same
-    construction. Its composer recurses in C, so the nesting is measured first on the
-    parser's flat event stream (`_refuse_deep`)."""
-
-
 def _refuse_deep(text: str) -> None:
-    """Refuse nesting beyond MAX_DEPTH before libyaml composes it (without recursing)."""
+    """Refuse nesting beyond MAX_DEPTH before the loader composes it (composing recurses)."""
     too_deep = f"nested more than {MAX_DEPTH} levels deep (the limit)"
-    events = yaml.CSafeLoader(text)
+    events = _Base(text)
     depth = 0
     try:
         while (event := events.get_event()) is not None:
@@ -203,16 +174,15 @@ def _refuse_deep(text: str) -> None:
         events.dispose()
 
 
-for _loader in (_PositionLoader, _FastLoader):
-    _loader.yaml_implicit_resolvers = {
-        first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
-        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-    }
-    _loader.add_implicit_resolver(
-        "tag:yaml.org,2002:bool",
-        re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
-        list("tTfF"),
-    )
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool",
+    re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"),
+)
 
 
 def _snippet(node: Any) -> str:
@@ -287,13 +257,10 @@ def _read_yaml(path: Path) -> tuple[Any, dict[Loc, tuple[int, int]], bytes]:
     except UnicodeDecodeError as exc:
         raise InvalidInput(f"{path}: not UTF-8 text (byte {exc.start})") from None
     positions: dict[Loc, tuple[int, int]] = {}
-    loader: _PositionLoader | _FastLoader | None = None
+    loader: _Loader | None = None
     try:
-        if _LIBYAML:
-            _refuse_deep(text)  # libyaml refuses control characters too
-            loader = _FastLoader(text)
-        else:
-            loader = _PositionLoader(text)  # refuses control characters
+        _refuse_deep(text)  # and control characters, which both parsers refuse
+        loader = _Loader(text)
         node = loader.get_single_node()
         if node is not None:
             _compose_positions(node, (), positions)  # bounds the aliases before building

@@ -41,7 +41,7 @@ def _estimate_range(lo: list[float], hi: list[float], margin: float) -> tuple[fl
 
 
 def metric_over_time(
-    key: str, title: str, points: list[dict[str, Any]], *, percent: bool, relative: bool, worse: str
+    key: str, title: str, points: list[dict[str, Any]], *, percent: bool, relative: bool
 ) -> str:
     """Both arms' values over the stage (left), and the canary-minus-control estimate with
     its always-valid interval narrowing against the margin (right)."""

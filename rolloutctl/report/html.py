@@ -164,7 +164,6 @@ def render_gate(record: dict[str, Any], rendered_at: str) -> str:
                         points,
                         percent=m["kind"] == "proportion",
                         relative=m["margin_kind"] == "relative",
-                        worse=m["worse"],
                     )
                 )
             )

@@ -175,16 +175,29 @@ class AuditsByEvents:
         verdict: dict[str, Any] | None = None,
         at: str | None = None,
     ) -> None:
-        event = {
-            "time": at or now_iso(),
-            "actor": actor,
-            "command": command,
-            "reason": reason,
-            "before": before,
-            "after": after,
-            "verdict": verdict,
-        }
+        event = audit_event(actor, command, reason, before, after, verdict, at)
         self.append_events(rollout, [event])
+
+
+def audit_event(
+    actor: str,
+    command: str,
+    reason: str | None,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+    verdict: dict[str, Any] | None,
+    at: str | None,
+) -> dict[str, Any]:
+    """An audit event's fields, in the order the log keeps them."""
+    return {
+        "time": at or now_iso(),
+        "actor": actor,
+        "command": command,
+        "reason": reason,
+        "before": before,
+        "after": after,
+        "verdict": verdict,
+    }
 
 
 def transition_event(
@@ -201,15 +214,10 @@ def transition_event(
 ) -> dict[str, Any]:
     """The audit event of a transition to `state` (its version already counted);
     `event_extra` adds keys to the event itself (a spooled rollback's id and both times)."""
+    after = {**snapshot(state), **(after_extra or {})}
     return {
         "id": uuid.uuid4().hex[:16],
-        "time": at or now_iso(),
-        "actor": actor,
-        "command": command,
-        "reason": reason,
-        "before": before,
-        "after": {**snapshot(state), **(after_extra or {})},
-        "verdict": verdict,
+        **audit_event(actor, command, reason, before, after, verdict, at),
         **(event_extra or {}),
     }
 

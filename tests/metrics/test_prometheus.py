@@ -28,7 +28,7 @@ from rolloutctl.playbook import expr
 from rolloutctl.playbook.load import LoadedPlaybook, load_playbook
 from rolloutctl.playbook.model import Metric
 from rolloutctl.stats.sufficient import Histogram, Moments, Proportion
-from tests.conftest import Workspace
+from tests.conftest import FILE_FLAG, Workspace
 from tests.metrics.conftest import BOUNDS, T0, Traffic, at, free_port
 
 COUNTER = 'sum by ({{by}}) (increase(llm_requests_total{variant=~"{{variant}}"}[{{window}}]))'
@@ -546,13 +546,7 @@ def playbook_for(*metrics: Metric) -> Any:
     return Playbook.model_validate(
         {
             "rollout": "faults",
-            "flag": {
-                "backend": "file",
-                "path": "f.json",
-                "key": "k",
-                "control": "v1",
-                "canary": "v2",
-            },
+            "flag": FILE_FLAG,
             "sources": {"prom": {"kind": "prometheus", "url": "http://prometheus.test"}},
             "metrics": [m.model_dump(exclude_none=True) for m in metrics],
             "stages": [{"name": "c1", "traffic": 20, "min_duration": "1h"}],

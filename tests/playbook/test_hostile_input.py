@@ -539,3 +539,29 @@ def test_validate_on_random_documents_agrees_with_the_loader(ws: Workspace, text
         assert proc.returncode == 3 and f"{ws.playbook}:" in proc.stdout, proc.stdout
     else:
         assert proc.returncode == 0 and f"{ws.playbook}: ok" in proc.stdout, proc.stderr
+
+
+PURE_PYTHON = """
+import sys, yaml
+yaml.__with_libyaml__ = False  # as PyYAML built without libyaml
+from rolloutctl.errors import InvalidInput
+from rolloutctl.playbook import load
+assert load._Base is yaml.SafeLoader
+path = sys.argv[1]
+load.load_playbook(path)
+open(path, "a").write("deep: " + "[" * 200 + "]" * 200 + "\\n")
+try:
+    load.load_playbook(path)
+except InvalidInput as exc:
+    print(exc.message)
+"""
+
+
+def test_pyyaml_without_libyaml_reads_and_refuses_the_same(tmp_path: Path) -> None:
+    path = tmp_path / "rollout.yaml"
+    path.write_text(PLAYBOOK)
+    run = subprocess.run(
+        [sys.executable, "-c", PURE_PYTHON, str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 0, run.stderr
+    assert f"{path}:26: nested more than {MAX_DEPTH} levels deep" in run.stdout, run.stdout

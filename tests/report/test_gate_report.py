@@ -98,15 +98,9 @@ def test_charts_are_deterministic_svg_with_unique_ids() -> None:
         }
         for h in range(1, 6)
     ]
-    one = charts.metric_over_time(
-        "a", "error <rate>", points, percent=True, relative=False, worse="higher"
-    )
-    two = charts.metric_over_time(
-        "a", "error <rate>", points, percent=True, relative=False, worse="higher"
-    )
-    other = charts.metric_over_time(
-        "b", "error <rate>", points, percent=True, relative=False, worse="higher"
-    )
+    one = charts.metric_over_time("a", "error <rate>", points, percent=True, relative=False)
+    two = charts.metric_over_time("a", "error <rate>", points, percent=True, relative=False)
+    other = charts.metric_over_time("b", "error <rate>", points, percent=True, relative=False)
     assert one == two and one.startswith("<svg")
     assert "<rate>" not in one and "&lt;rate&gt;" in one  # titles are escaped text
     ids_a = set(re.findall(r'id="([^"]+)"', one))

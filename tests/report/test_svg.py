@@ -43,6 +43,11 @@ def _paths(text: str) -> list[str]:
     return [p.get("d", "") for p in root.iter("{http://www.w3.org/2000/svg}path")]
 
 
+def _stroked(text: str, colour: str) -> list[ET.Element]:
+    """The paths drawn in a colour (lines and legend samples)."""
+    return [p for p in ET.fromstring(text).iter(f"{{{NS['s']}}}path") if p.get("stroke") == colour]
+
+
 def _point(i: int, control: float | None) -> dict[str, object]:
     return {
         "time": f"2026-03-02T{9 + i:02d}:00:00+00:00",
@@ -57,26 +62,26 @@ def _point(i: int, control: float | None) -> dict[str, object]:
 
 def test_a_missing_look_breaks_the_line_instead_of_bridging_it() -> None:
     whole = charts.metric_over_time(
-        "k", "error rate", [_point(i, 0.01) for i in range(6)], percent=True, relative=False,
-        worse="higher",
-    )  # fmt: skip
+        "k",
+        "error rate",
+        [_point(i, 0.01) for i in range(6)],
+        percent=True,
+        relative=False,
+    )
     gap = charts.metric_over_time(
-        "k", "error rate", [_point(i, None if i == 3 else 0.01) for i in range(6)],
-        percent=True, relative=False, worse="higher",
-    )  # fmt: skip
-    root_whole, root_gap = ET.fromstring(whole), ET.fromstring(gap)
-    lines = lambda root: [  # noqa: E731
-        p for p in root.iter("{http://www.w3.org/2000/svg}path") if p.get("stroke") == "#1f3b73"
-    ]
-    assert len(lines(root_whole)) == 2  # the line and its legend sample
-    assert len(lines(root_gap)) == 3  # two stretches and the legend sample
+        "k",
+        "error rate",
+        [_point(i, None if i == 3 else 0.01) for i in range(6)],
+        percent=True,
+        relative=False,
+    )
+    assert len(_stroked(whole, charts.CONTROL)) == 2  # the line and its legend sample
+    assert len(_stroked(gap, charts.CONTROL)) == 3  # two stretches and the legend sample
 
 
 def test_every_point_lands_inside_its_panel() -> None:
     points = [_point(i, 0.01 + 0.001 * i) for i in range(12)]
-    text = charts.metric_over_time(
-        "k", "error rate", points, percent=True, relative=False, worse="higher"
-    )
+    text = charts.metric_over_time("k", "error rate", points, percent=True, relative=False)
     root = ET.fromstring(text)
     width, height = (float(v) for v in root.get("viewBox", "").split()[2:])
     for p in root.findall("s:path", NS):  # grid, axes and legend (outside the clipped marks)
@@ -127,9 +132,7 @@ def test_traffic_labels_each_step_and_is_not_clipped() -> None:
     ids=["no looks", "one look", "nothing measured", "no interval"],
 )
 def test_a_chart_with_little_or_no_data_is_still_a_picture(points: list[dict[str, object]]) -> None:
-    text = charts.metric_over_time(
-        "k", "error rate", points, percent=True, relative=False, worse="higher"
-    )
+    text = charts.metric_over_time("k", "error rate", points, percent=True, relative=False)
     ET.fromstring(text)  # well-formed
     assert not re.search(r"nan|inf", text, re.IGNORECASE), text
 

@@ -339,10 +339,9 @@ def _secret(variable: str, where: str) -> str:
 
 def _note_shared_queries(out: Measurement) -> None:
     """Say which metrics a query sent once served (the report's notes)."""
-    served: dict[str, list[str]] = {}
-    for metric, text in out.queries.items():
-        for query in text.splitlines():
-            served.setdefault(query, []).append(metric)
-    for query, metrics in served.items():
+    from rolloutctl.results import queries_served
+
+    lines = ((metric, q) for metric, text in out.queries.items() for q in text.splitlines())
+    for query, metrics in queries_served(lines).items():
         if len(metrics) > 1:
             out.notes.append(f"one query served {', '.join(metrics)}: {query}")
